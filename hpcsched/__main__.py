@@ -1,0 +1,3 @@
+from hpcsched.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``hpcsched`` command line: thin commands that parse, call the library, and format."""

@@ -1,0 +1,60 @@
+"""What every command shares: settings, error reporting, JSON output, time formatting."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any, Callable, TypeVar
+
+import click
+
+from hpcsched.config import Settings
+from hpcsched.errors import AccessDenied, HpcschedError, ValidationError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(click.ClickException):
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"hpcsched: error: {self.message}", err=True)
+
+
+def reports_errors(func: F) -> F:
+    """Turn hpcsched's errors into a one-line message and a non-zero exit status."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ValidationError as e:
+            raise CliError(str(e), exit_code=2) from None
+        except AccessDenied as e:
+            raise CliError(f"access denied: {e}", exit_code=3) from None
+        except HpcschedError as e:
+            raise CliError(str(e)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    return f"{days}-{hours:02d}:{minutes:02d}:{s:02d}" if days else f"{hours:02d}:{minutes:02d}:{s:02d}"

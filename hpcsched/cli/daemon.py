@@ -1,0 +1,70 @@
+"""``hpcsched daemon start|stop|status``: the personal daemon on the login node."""
+
+from __future__ import annotations
+
+import time
+
+import click
+import psutil
+
+from hpcsched.cli.common import CliError, print_json, reports_errors, settings
+from hpcsched.daemon import client
+from hpcsched.errors import DaemonNotRunning
+
+HELP = {"help_option_names": ["-h", "--help"]}
+
+
+@click.group(context_settings=HELP)
+def daemon() -> None:
+    """Manage your hpcsched daemon (started automatically by the first `hpcsched run`)."""
+
+
+@daemon.command(context_settings=HELP)
+@reports_errors
+def start() -> None:
+    """Start the daemon unless one is running."""
+    info = client.ensure_daemon(settings())
+    click.echo(f"hpcsched daemon running, pid {info['pid']}")
+
+
+@daemon.command(context_settings=HELP)
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for it to exit.")
+@reports_errors
+def stop(timeout: float) -> None:
+    """Stop the daemon. Jobs keep running in Slurm; the next start picks them up again."""
+    cfg = settings()
+    try:
+        result = client.call(cfg, "shutdown")
+    except DaemonNotRunning:
+        click.echo("hpcsched daemon is not running")
+        return
+    pid = int(result["pid"])
+    deadline = time.monotonic() + timeout
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if psutil.pid_exists(pid):
+        raise CliError(f"daemon pid {pid} did not exit within {timeout:.0f} s")
+    click.echo(f"hpcsched daemon stopped (pid {pid})")
+
+
+@daemon.command(context_settings=HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@reports_errors
+def status(as_json: bool) -> None:
+    """Say whether the daemon runs, its pid, and where its files are. Exit 1 if it is not running."""
+    cfg = settings()
+    try:
+        info = dict(client.call(cfg, "ping", timeout=10))
+        info["running"] = True
+    except DaemonNotRunning:
+        info = {"running": False}
+    info.update(state_dir=cfg.state_dir, socket=cfg.socket_path, log=cfg.log_path, jobs_dir=cfg.jobs_dir)
+    if as_json:
+        print_json(info)
+    elif info["running"]:
+        click.echo(f"hpcsched daemon running, pid {info['pid']}, version {info['version']}, "
+                   f"{info['open_jobs']} open jobs\n  state: {cfg.state_dir}\n  log:   {cfg.log_path}")
+    else:
+        click.echo(f"hpcsched daemon is not running (state: {cfg.state_dir})")
+    if not info["running"]:
+        raise SystemExit(1)

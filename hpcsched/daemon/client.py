@@ -1,0 +1,81 @@
+"""The CLI's side of the socket: send one request, and start the personal daemon when needed."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from hpcsched.config import Settings
+from hpcsched.daemon import protocol
+from hpcsched.errors import AccessDenied, DaemonError, DaemonNotRunning, JobNotFound, ValidationError
+
+START_TIMEOUT = 20.0
+_KINDS: dict[str, type[Exception]] = {
+    "validation": ValidationError,
+    "not_found": JobNotFound,
+    "denied": AccessDenied,
+}
+
+
+def call(settings: Settings, op: str, args: dict[str, Any] | None = None, timeout: float = 120.0) -> Any:
+    """Send one request; return its result or raise the matching error."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(settings.socket_path)
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        raise DaemonNotRunning(f"no hpcsched daemon answers on {settings.socket_path}") from None
+    try:
+        sock.sendall(protocol.encode({"op": op, "args": args or {}}))
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+    except socket.timeout:
+        raise DaemonError(f"the daemon did not answer within {timeout:.0f} s") from None
+    finally:
+        sock.close()
+    response = protocol.decode_response(data)
+    if response["ok"]:
+        return response.get("result")
+    kind = str(response.get("kind", "error"))
+    message = str(response.get("error", "unknown error"))
+    if kind == "validation":
+        field, _, rest = message.partition(": ")
+        raise ValidationError(field, rest or message)
+    raise _KINDS.get(kind, DaemonError)(message)
+
+
+def ensure_daemon(settings: Settings) -> dict[str, Any]:
+    """Ping the daemon; start one (personal mode) if none answers. Returns the ping result."""
+    try:
+        return dict(call(settings, "ping", timeout=10))
+    except DaemonNotRunning:
+        pass
+    start_daemon(settings)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            return dict(call(settings, "ping", timeout=10))
+        except DaemonNotRunning:
+            time.sleep(0.05)
+    raise DaemonNotRunning(f"the daemon did not start within {START_TIMEOUT:.0f} s; see {settings.log_path}")
+
+
+def start_daemon(settings: Settings) -> int:
+    """Start ``python -m hpcsched.daemon`` detached from this terminal; returns its pid."""
+    os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
+    with open(settings.log_path, "ab") as logf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hpcsched.daemon"],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+            cwd="/", close_fds=True,
+        )
+    return proc.pid

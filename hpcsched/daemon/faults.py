@@ -1,0 +1,16 @@
+"""Named fault points, for tests that must kill the daemon at an exact moment (A1, A2).
+
+``HPCSCHED_FAULT=before_sbatch`` makes the daemon SIGKILL itself after the job's intent is
+committed and before sbatch runs; ``after_sbatch`` after sbatch returned and before the Slurm id
+is recorded. Unset in normal use.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+
+def fault_point(name: str) -> None:
+    if os.environ.get("HPCSCHED_FAULT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,80 @@
+"""Starting and running the daemon: one per user and state directory, guarded by a lock (A5)."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import pwd
+import signal
+import threading
+from typing import IO
+
+from hpcsched.config import Settings
+from hpcsched.daemon.monitor import Monitor
+from hpcsched.daemon.server import Server, bind_socket
+from hpcsched.daemon.service import JobService
+from hpcsched.daemon.store import Store
+from hpcsched.daemon.submission import Submitter
+from hpcsched.errors import HpcschedError
+from hpcsched.slurm.client import SlurmClient
+
+log = logging.getLogger("hpcsched.daemon")
+
+
+class AlreadyRunning(HpcschedError):
+    def __init__(self, pid: str) -> None:
+        super().__init__(f"already running, pid {pid}")
+        self.pid = pid
+
+
+def acquire_lock(path: str) -> IO[str]:
+    """Hold an exclusive lock for the daemon's lifetime; the file names the holder's pid."""
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        f.close()
+        raise AlreadyRunning(pid) from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+def run_daemon(settings: Settings) -> None:
+    os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
+    lock = acquire_lock(settings.lock_path)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    stop = threading.Event()
+    store = Store(settings.store_path)
+    client = SlurmClient()
+    submitter = Submitter(store, client, settings)
+    monitor = Monitor(store, client, submitter, settings.poll_interval)
+    service = JobService(store, client, submitter, monitor, stop)
+    owner = os.getuid()
+    server = Server(bind_socket(settings.socket_path), service, allowed=lambda uid: uid == owner)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: (stop.set(), monitor.wakeup.set()))
+    log.info("daemon started, pid %d, user %s, store %s", os.getpid(), pwd.getpwuid(owner).pw_name, settings.store_path)
+    poller = threading.Thread(target=monitor.run, args=(stop,), name="monitor", daemon=True)
+    poller.start()
+    try:
+        server.serve(stop)
+    finally:
+        stop.set()
+        monitor.wakeup.set()
+        poller.join(timeout=10)
+        server.sock.close()
+        try:
+            os.unlink(settings.socket_path)
+        except FileNotFoundError:
+            pass
+        store.close()
+        log.info("daemon stopped")
+        lock.close()

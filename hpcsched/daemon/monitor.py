@@ -1,0 +1,91 @@
+"""The monitor: one batched poll of Slurm per cycle for all open jobs, applied to the store.
+
+One ``squeue --json`` per cycle, plus one ``sacct --json`` for the jobs squeue no longer shows —
+a bounded number of Slurm calls whatever the number of jobs (H3). When Slurm does not answer, the
+states stay as they are and the next cycle waits longer (B4).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from hpcsched.daemon import reconcile
+from hpcsched.daemon.store import Store
+from hpcsched.daemon.submission import Submitter
+from hpcsched.jobs.model import JobState
+from hpcsched.slurm.client import SlurmClient
+from hpcsched.slurm.parse import SlurmParseError
+from hpcsched.slurm.runner import SlurmCommandError
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF = 60.0
+
+
+class Monitor:
+    def __init__(self, store: Store, client: SlurmClient, submitter: Submitter, interval: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.client = client
+        self.submitter = submitter
+        self.interval = interval
+        self.clock = clock
+        self.failures = 0
+        self.recovered = False
+        self.wakeup = threading.Event()
+
+    def poll_once(self) -> int:
+        """One cycle; returns the number of attempts updated. Raises nothing Slurm-related."""
+        try:
+            if not self.recovered:
+                self.submitter.recover()
+                self.recovered = True
+            self._submit_leftovers()
+            updated = self._poll()
+            self.failures = 0
+            return updated
+        except (SlurmCommandError, SlurmParseError) as e:
+            self.failures += 1
+            log.warning("Slurm poll failed (%d in a row), states kept: %s", self.failures, e)
+            return 0
+
+    def next_delay(self) -> float:
+        return min(MAX_BACKOFF, self.interval * (2 ** min(self.failures, 6)))
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.poll_once()
+            self.wakeup.wait(self.next_delay())
+            self.wakeup.clear()
+
+    def _submit_leftovers(self) -> None:
+        for job in self.store.open_jobs():
+            cur = job.current
+            if cur is not None and cur.state is JobState.SUBMITTING and cur.slurm_job_id is None:
+                try:
+                    self.submitter.submit(job.id)
+                except SlurmCommandError as e:
+                    if e.timed_out:
+                        self.recovered = False  # look it up by tag next cycle
+                    log.error("submitting job %s failed: %s", job.id, e)
+
+    def _poll(self) -> int:
+        attempts = reconcile.tracked_attempts(self.store.open_jobs())
+        if not attempts:
+            return 0
+        queue = {r.job_id: r for r in self.client.queue()}
+        missing = reconcile.missing_from_queue(attempts, queue)
+        accounting = None
+        if missing:
+            since = min((a.submit_time or self.clock()) for a in attempts if a.slurm_job_id in missing) - 300
+            try:
+                accounting = reconcile.latest_runs(self.client.accounting(since=since, job_ids=missing))
+            except (SlurmCommandError, SlurmParseError) as e:
+                log.warning("sacct failed, jobs missing from squeue keep their state: %s", e)
+        updates = reconcile.reconcile(attempts, queue, accounting)
+        now = self.clock()
+        for u in updates:
+            self.store.update_attempt(u.job_id, u.number, now, **u.changes)
+        return len(updates)

@@ -1,0 +1,92 @@
+"""Pure reconciliation of hpcsched's attempts with what Slurm reports.
+
+Rules (invariant 2, "unknown is not done"): a job in ``squeue`` takes the state squeue shows; a
+job missing from squeue takes its state from ``sacct``; a job in neither becomes UNKNOWN and is
+looked up again on the next cycle — it is never taken for finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from hpcsched.jobs.model import Attempt, Job, JobState
+from hpcsched.slurm.parse import SlurmJobRecord
+
+
+@dataclass(frozen=True)
+class AttemptUpdate:
+    job_id: int
+    number: int
+    changes: Mapping[str, Any]
+
+
+def tracked_attempts(jobs: Iterable[Job]) -> list[Attempt]:
+    """The newest attempt of each open job that Slurm knows by id."""
+    out = []
+    for job in jobs:
+        cur = job.current
+        if cur is not None and cur.slurm_job_id is not None and not cur.state.is_final:
+            out.append(cur)
+    return out
+
+
+def missing_from_queue(attempts: Sequence[Attempt], queue: Mapping[int, SlurmJobRecord]) -> list[int]:
+    return sorted({a.slurm_job_id for a in attempts if a.slurm_job_id is not None and a.slurm_job_id not in queue})
+
+
+def latest_runs(records: Iterable[SlurmJobRecord]) -> dict[int, SlurmJobRecord]:
+    """sacct -D lists every run of a requeued job; keep the newest run of each job id."""
+    newest: dict[int, SlurmJobRecord] = {}
+    for r in records:
+        prev = newest.get(r.job_id)
+        if prev is None or (r.submit_time or 0, r.start_time or 0) >= (prev.submit_time or 0, prev.start_time or 0):
+            newest[r.job_id] = r
+    return newest
+
+
+def changes_from_record(attempt: Attempt, record: SlurmJobRecord) -> dict[str, Any]:
+    """The attempt fields that differ from what Slurm reports."""
+    wanted: dict[str, Any] = {
+        "state": record.state,
+        "state_reason": "" if record.reason in ("None", "") else record.reason,
+        "submit_time": record.submit_time or attempt.submit_time,
+        "start_time": record.start_time or attempt.start_time,
+        "end_time": record.end_time,
+        "exit_code": record.exit_code,
+    }
+    if record.node_list:
+        wanted["node_list"] = record.node_list
+    if record.node_count and record.state is not JobState.PENDING:
+        wanted["nodes"] = record.node_count
+    return {k: v for k, v in wanted.items() if getattr(attempt, k) != v}
+
+
+def reconcile(
+    attempts: Sequence[Attempt],
+    queue: Mapping[int, SlurmJobRecord],
+    accounting: Mapping[int, SlurmJobRecord] | None,
+) -> list[AttemptUpdate]:
+    """Updates for each tracked attempt. ``accounting`` is None when sacct could not be asked:
+    then jobs missing from the queue keep their state until it can."""
+    updates = []
+    for a in attempts:
+        assert a.slurm_job_id is not None
+        record = queue.get(a.slurm_job_id)
+        if record is None and accounting is not None:
+            record = accounting.get(a.slurm_job_id)
+        if record is not None:
+            changes = changes_from_record(a, record)
+        elif accounting is not None and a.state is not JobState.UNKNOWN:
+            changes = {"state": JobState.UNKNOWN, "state_reason": "not in squeue or sacct"}
+        else:
+            changes = {}
+        if changes:
+            updates.append(AttemptUpdate(a.job_id, a.number, changes))
+    return updates
+
+
+def find_by_tag(records: Iterable[SlurmJobRecord], tag: str) -> SlurmJobRecord | None:
+    """The Slurm job carrying hpcsched's tag in its comment (adoption after a crash)."""
+    found = [r for r in records if r.comment == tag]
+    return max(found, key=lambda r: r.job_id) if found else None

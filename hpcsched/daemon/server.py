@@ -1,0 +1,148 @@
+"""The Unix socket server. No TCP listener, ever (G3).
+
+The socket lives in a directory only its owner can enter; the kernel tells us who is calling
+(SO_PEERCRED) and in personal mode only the daemon's own uid is served. Each connection carries
+one request; at most ``MAX_CONNECTIONS`` are served at once, beyond that callers are told the
+daemon is busy (back-pressure, H1). A malformed request closes its connection and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import socket
+import struct
+import threading
+from typing import Callable
+
+from hpcsched.daemon import protocol
+from hpcsched.daemon.service import Caller, JobService
+from hpcsched.errors import AccessDenied, HpcschedError, JobNotFound, ValidationError
+from hpcsched.slurm.runner import SlurmCommandError
+
+log = logging.getLogger(__name__)
+MAX_CONNECTIONS = 64
+READ_TIMEOUT = 10.0
+
+ERROR_KINDS: list[tuple[type[BaseException], str]] = [
+    (ValidationError, "validation"),
+    (JobNotFound, "not_found"),
+    (AccessDenied, "denied"),
+    (SlurmCommandError, "slurm"),
+    (HpcschedError, "error"),
+]
+
+
+def peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def bind_socket(path: str) -> socket.socket:
+    """Bind the socket (the caller holds the daemon lock, so a leftover file is stale)."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    os.chmod(os.path.dirname(path), 0o700)
+    if os.path.exists(path):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    sock.listen(128)
+    return sock
+
+
+class Server:
+    def __init__(self, sock: socket.socket, service: JobService, allowed: Callable[[int], bool],
+                 is_operator: Callable[[int], bool] = lambda uid: False) -> None:
+        self.sock = sock
+        self.service = service
+        self.allowed = allowed
+        self.is_operator = is_operator
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def serve(self, stop: threading.Event) -> None:
+        self.sock.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                if stop.is_set():
+                    return
+                raise
+            if not self.slots.acquire(blocking=False):
+                self._reply(conn, {"ok": False, "kind": "busy", "error": "daemon is busy, try again"})
+                conn.close()
+                continue
+            threading.Thread(target=self._serve_one, args=(conn,), daemon=True).start()
+
+    def _serve_one(self, conn: socket.socket) -> None:
+        try:
+            uid = peer_uid(conn)
+            if not self.allowed(uid):
+                log.warning("refused connection from uid %s", uid)
+                self._reply(conn, {"ok": False, "kind": "denied", "error": f"uid {uid} may not use this daemon"})
+                return
+            try:
+                op, args = protocol.decode_request(self._read(conn))
+            except protocol.ProtocolError as e:
+                log.warning("bad request from uid %s: %s", uid, e)
+                self._reply(conn, {"ok": False, "kind": "protocol", "error": str(e)})
+                return
+            caller = Caller(uid=uid, user=user_name(uid), operator=self.is_operator(uid))
+            self._reply(conn, self._dispatch(op, args, caller))
+        except OSError as e:
+            log.info("connection dropped: %s", e)
+        finally:
+            conn.close()
+            self.slots.release()
+
+    def _dispatch(self, op: str, args: dict, caller: Caller) -> dict:
+        try:
+            return {"ok": True, "result": self.service.handle(op, args, caller)}
+        except Exception as e:  # every error becomes an answer; the daemon goes on
+            for cls, kind in ERROR_KINDS:
+                if isinstance(e, cls):
+                    return {"ok": False, "kind": kind, "error": str(e)}
+            log.exception("internal error in %s", op)
+            return {"ok": False, "kind": "internal", "error": f"internal error: {type(e).__name__}: {e}"}
+
+    @staticmethod
+    def _read(conn: socket.socket) -> bytes:
+        conn.settimeout(READ_TIMEOUT)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                chunk = conn.recv(65536)
+            except socket.timeout:
+                raise protocol.ProtocolError("request not completed in time") from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > protocol.MAX_REQUEST_BYTES:
+                raise protocol.ProtocolError(f"request larger than {protocol.MAX_REQUEST_BYTES} bytes")
+            if chunk.endswith(b"\n"):
+                break
+        return b"".join(chunks)
+
+    @staticmethod
+    def _reply(conn: socket.socket, message: dict) -> None:
+        try:
+            conn.sendall(protocol.encode(message))
+        except OSError:
+            pass

@@ -1,0 +1,121 @@
+"""What the daemon does for a caller: one method per socket operation, with access checks.
+
+A caller may see and act on their own jobs only; operators (site mode) on all, and every action
+an operator takes on another user's job is recorded as an event (audit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from hpcsched import __version__
+from hpcsched.daemon.monitor import Monitor
+from hpcsched.daemon.store import Store
+from hpcsched.daemon.submission import Submitter
+from hpcsched.errors import AccessDenied, JobNotFound, ValidationError
+from hpcsched.jobs.model import Job
+from hpcsched.planning.request import JobRequest
+from hpcsched.slurm.client import SlurmClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Caller:
+    uid: int
+    user: str
+    operator: bool = False
+
+
+class JobService:
+    def __init__(self, store: Store, client: SlurmClient, submitter: Submitter, monitor: Monitor,
+                 stop: threading.Event, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.client = client
+        self.submitter = submitter
+        self.monitor = monitor
+        self.stop = stop
+        self.clock = clock
+
+    def handle(self, op: str, args: dict[str, Any], caller: Caller) -> Any:
+        handler = getattr(self, f"op_{op}")
+        return handler(args, caller)
+
+    def op_ping(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": __version__, "store_id": self.store.store_id,
+                "open_jobs": len(self.store.open_jobs())}
+
+    def op_run(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        raw = args.get("request")
+        if not isinstance(raw, dict):
+            raise ValidationError("request", "missing")
+        request = JobRequest.from_options(raw)
+        job_id = self.submitter.accept(request, caller.uid, caller.user)
+        job = self.submitter.submit(job_id)
+        self.monitor.wakeup.set()
+        return job.as_dict(self.clock())
+
+    def op_status(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
+        now = self.clock()
+        if args.get("job") is not None:
+            return [self._job_for(args, caller).as_dict(now)]
+        jobs = self.store.list_jobs(None if caller.operator else caller.uid, limit=int(args.get("limit", 1000)))
+        return [j.as_dict(now) for j in jobs]
+
+    def op_cancel(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        job = self._job_for(args, caller, acting=True)
+        if job.state.is_final:
+            return job.as_dict(self.clock())
+        self.store.request_cancel(job.id, self.clock())
+        cur = job.current
+        if cur is not None and cur.slurm_job_id is not None:
+            self.client.cancel(cur.slurm_job_id)
+        else:
+            self.submitter.submit(job.id)  # under the submit lock: marks it CANCELLED, or it was just submitted
+            fresh = self._job_for(args, caller)
+            if fresh.current is not None and fresh.current.slurm_job_id is not None and not fresh.state.is_final:
+                self.client.cancel(fresh.current.slurm_job_id)
+        self.monitor.wakeup.set()
+        return self._job_for(args, caller).as_dict(self.clock())
+
+    def op_log_path(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        job = self._job_for(args, caller)
+        number = args.get("attempt")
+        attempts = {a.number: a for a in job.attempts}
+        if number is None:
+            number = max(attempts) if attempts else 1
+        if not isinstance(number, int) or number not in attempts:
+            raise ValidationError("--attempt", f"job {job.id} has attempts {sorted(attempts)}, not {number}")
+        attempt = attempts[number]
+        return {"job": job.id, "attempt": number, "path": attempt.log_path, "state": job.state.value,
+                "final": job.state.is_final, "job_dir": job.job_dir}
+
+    def op_shutdown(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        if caller.uid != os.getuid():
+            raise AccessDenied(f"only the daemon's owner may stop it (you are uid {caller.uid})")
+        self.stop.set()
+        self.monitor.wakeup.set()
+        return {"stopping": True, "pid": os.getpid()}
+
+    def _job_for(self, args: dict[str, Any], caller: Caller, acting: bool = False) -> Job:
+        raw = args.get("job")
+        try:
+            job_id = int(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValidationError("JOB", f"{raw!r} is not a job id") from None
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id}")
+        if job.uid != caller.uid:
+            if not caller.operator:
+                log.warning("uid %s denied access to job %s of uid %s", caller.uid, job.id, job.uid)
+                raise AccessDenied(f"job {job_id} belongs to another user")
+            if acting:
+                self.store.record_event(job.id, self.clock(), "operator_action", f"by uid {caller.uid}")
+        return job
+

@@ -1,0 +1,211 @@
+"""SQLite store of jobs, attempts and events, on local disk, written by the daemon only.
+
+WAL mode and a busy timeout; one connection guarded by a lock, so the daemon's threads never see
+"database is locked". Every change is one transaction: a job and its first attempt are committed
+together before anything is submitted (intent before side effect).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from typing import Any, Iterable
+
+from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    uid INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    state TEXT NOT NULL,
+    request TEXT NOT NULL,
+    created REAL NOT NULL,
+    job_dir TEXT NOT NULL DEFAULT '',
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    job_id INTEGER NOT NULL REFERENCES jobs(id),
+    number INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    state TEXT NOT NULL,
+    nodes INTEGER NOT NULL,
+    slurm_job_id INTEGER,
+    node_list TEXT NOT NULL DEFAULT '',
+    state_reason TEXT NOT NULL DEFAULT '',
+    exit_code INTEGER,
+    submit_time REAL,
+    start_time REAL,
+    end_time REAL,
+    log_path TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job_id, number)
+);
+CREATE INDEX IF NOT EXISTS attempts_open ON attempts(state);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+"""
+_ATTEMPT_FIELDS = frozenset(
+    {"state", "nodes", "slurm_job_id", "node_list", "state_reason", "exit_code", "submit_time",
+     "start_time", "end_time", "log_path"}
+)
+
+
+class Store:
+    def __init__(self, path: str) -> None:
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        for statement in filter(None, (part.strip() for part in _SCHEMA.split(";"))):
+            self._db.execute(statement)
+        with self._tx():
+            row = self._db.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex[:12],))
+                self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _tx(self) -> "_Transaction":
+        return _Transaction(self._db, self._lock)
+
+    @property
+    def store_id(self) -> str:
+        with self._lock:
+            return str(self._db.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()[0])
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def create_job(self, *, name: str, uid: int, user: str, request: dict[str, Any], nodes: int,
+                   jobs_root: str, now: float) -> int:
+        """Commit a job and its first attempt (state SUBMITTING) in one transaction."""
+        with self._tx():
+            cur = self._db.execute(
+                "INSERT INTO jobs (name, uid, user, state, request, created) VALUES (?,?,?,?,?,?)",
+                (name, uid, user, JobState.SUBMITTING.value, json.dumps(request), now),
+            )
+            job_id = int(cur.lastrowid or 0)
+            job_dir = f"{jobs_root}/{job_id}"
+            self._db.execute("UPDATE jobs SET job_dir=? WHERE id=?", (job_dir, job_id))
+            self._db.execute(
+                "INSERT INTO attempts (job_id, number, reason, state, nodes, log_path) VALUES (?,?,?,?,?,?)",
+                (job_id, 1, AttemptReason.SUBMIT.value, JobState.SUBMITTING.value, nodes, f"{job_dir}/attempt-1.log"),
+            )
+            self._event(job_id, now, "created", "")
+        return job_id
+
+    def update_attempt(self, job_id: int, number: int, now: float, **changes: Any) -> None:
+        """Change fields of one attempt; a state change also becomes the job's state."""
+        bad = set(changes) - _ATTEMPT_FIELDS
+        if bad:
+            raise ValueError(f"unknown attempt fields {sorted(bad)}")
+        if not changes:
+            return
+        values = {k: (v.value if isinstance(v, JobState) else v) for k, v in changes.items()}
+        assignments = ", ".join(f"{k}=?" for k in values)
+        with self._tx():
+            self._db.execute(
+                f"UPDATE attempts SET {assignments} WHERE job_id=? AND number=?",
+                (*values.values(), job_id, number),
+            )
+            if "state" in values:
+                latest = self._db.execute("SELECT MAX(number) FROM attempts WHERE job_id=?", (job_id,)).fetchone()[0]
+                if latest == number:
+                    self._db.execute("UPDATE jobs SET state=? WHERE id=?", (values["state"], job_id))
+                self._event(job_id, now, "state", f"attempt {number}: {values['state']}")
+
+    def request_cancel(self, job_id: int, now: float) -> None:
+        with self._tx():
+            self._db.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
+            self._event(job_id, now, "cancel_requested", "")
+
+    def record_event(self, job_id: int | None, now: float, kind: str, detail: str = "") -> None:
+        with self._tx():
+            self._event(job_id, now, kind, detail)
+
+    def _event(self, job_id: int | None, now: float, kind: str, detail: str) -> None:
+        self._db.execute("INSERT INTO events (job_id, time, kind, detail) VALUES (?,?,?,?)", (job_id, now, kind, detail))
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> Job | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            return self._job(row) if row else None
+
+    def list_jobs(self, uid: int | None = None, limit: int = 1000) -> list[Job]:
+        with self._lock:
+            if uid is None:
+                rows = self._db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            else:
+                rows = self._db.execute("SELECT * FROM jobs WHERE uid=? ORDER BY id DESC LIMIT ?", (uid, limit)).fetchall()
+            return [self._job(r) for r in reversed(rows)]
+
+    def open_jobs(self) -> list[Job]:
+        """Jobs whose newest attempt is not final: what the monitor and the submitter look at."""
+        finals = tuple(s.value for s in JobState if s.is_final)
+        marks = ",".join("?" for _ in finals)
+        with self._lock:
+            rows = self._db.execute(f"SELECT * FROM jobs WHERE state NOT IN ({marks}) ORDER BY id", finals).fetchall()
+            return [self._job(r) for r in rows]
+
+    def events(self, job_id: int) -> list[tuple[float, str, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT time, kind, detail FROM events WHERE job_id=? ORDER BY id", (job_id,))
+            return [(r[0], r[1], r[2]) for r in rows.fetchall()]
+
+    def _job(self, row: sqlite3.Row) -> Job:
+        attempts = self._db.execute("SELECT * FROM attempts WHERE job_id=? ORDER BY number", (row["id"],)).fetchall()
+        return Job(
+            id=row["id"], name=row["name"], user=row["user"], uid=row["uid"], state=JobState(row["state"]),
+            request=json.loads(row["request"]), created=row["created"], job_dir=row["job_dir"],
+            cancel_requested=bool(row["cancel_requested"]),
+            attempts=tuple(_attempt(a) for a in attempts),
+        )
+
+
+def _attempt(row: sqlite3.Row) -> Attempt:
+    return Attempt(
+        job_id=row["job_id"], number=row["number"], reason=AttemptReason(row["reason"]),
+        state=JobState(row["state"]), nodes=row["nodes"], slurm_job_id=row["slurm_job_id"],
+        node_list=row["node_list"], state_reason=row["state_reason"], exit_code=row["exit_code"],
+        submit_time=row["submit_time"], start_time=row["start_time"], end_time=row["end_time"],
+        log_path=row["log_path"],
+    )
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT under the store's lock; ROLLBACK on any exception."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
+        self._db = db
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: Any, *_: Iterable[Any]) -> None:
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._lock.release()

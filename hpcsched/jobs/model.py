@@ -1,0 +1,131 @@
+"""Job and attempt records and the explicit job state enum.
+
+A job is what the user submitted; an attempt is one run of it on Slurm (the first submission, and
+later every requeue or resize). The job's state is the state of its newest attempt, except for
+``SUBMITTING``: the intent is committed but Slurm has not accepted it yet.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class JobState(str, enum.Enum):
+    SUBMITTING = "SUBMITTING"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMEOUT = "TIMEOUT"
+    NODE_FAIL = "NODE_FAIL"
+    PREEMPTED = "PREEMPTED"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {
+        JobState.COMPLETED,
+        JobState.FAILED,
+        JobState.CANCELLED,
+        JobState.TIMEOUT,
+        JobState.NODE_FAIL,
+        JobState.PREEMPTED,
+        JobState.OUT_OF_MEMORY,
+    }
+)
+
+
+class AttemptReason(str, enum.Enum):
+    """Why an attempt exists."""
+
+    SUBMIT = "submit"
+    RESIZE = "resize"
+    PREEMPTION = "preemption"
+    NODE_FAILURE = "node_failure"
+    TIMEOUT = "timeout"
+    REQUEUE = "requeue"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    job_id: int
+    number: int
+    reason: AttemptReason
+    state: JobState
+    nodes: int
+    slurm_job_id: int | None = None
+    node_list: str = ""
+    state_reason: str = ""
+    exit_code: int | None = None
+    submit_time: float | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    log_path: str = ""
+
+    def elapsed(self, now: float) -> float | None:
+        """Seconds run so far (or in all, once ended); None before the start."""
+        if self.start_time is None:
+            return None
+        end = self.end_time if self.end_time is not None else now
+        return max(0.0, end - self.start_time)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    name: str
+    user: str
+    uid: int
+    state: JobState
+    request: dict[str, Any]
+    created: float
+    job_dir: str
+    cancel_requested: bool = False
+    attempts: tuple[Attempt, ...] = field(default_factory=tuple)
+
+    @property
+    def current(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        """The JSON form shown by ``hpcsched status --json``."""
+        cur = self.current
+        return {
+            "id": self.id,
+            "name": self.name,
+            "user": self.user,
+            "state": self.state.value,
+            "nodes": cur.nodes if cur else None,
+            "node_list": cur.node_list if cur else "",
+            "slurm_job_id": cur.slurm_job_id if cur else None,
+            "elapsed": cur.elapsed(now) if cur else None,
+            "exit_code": cur.exit_code if cur else None,
+            "reason": cur.state_reason if cur else "",
+            "attempts": [
+                {
+                    "number": a.number,
+                    "reason": a.reason.value,
+                    "state": a.state.value,
+                    "nodes": a.nodes,
+                    "slurm_job_id": a.slurm_job_id,
+                    "node_list": a.node_list,
+                    "exit_code": a.exit_code,
+                    "submit_time": a.submit_time,
+                    "start_time": a.start_time,
+                    "end_time": a.end_time,
+                    "log_path": a.log_path,
+                }
+                for a in self.attempts
+            ],
+            "created": self.created,
+            "job_dir": self.job_dir,
+            "request": self.request,
+        }

@@ -1,0 +1,116 @@
+"""``python -m hpcsched.launcher``: run on every node by the batch script's ``srun``.
+
+Starts the container, forwards the signals Slurm sends (TERM on cancel or time limit, USR1/USR2
+for checkpoint requests) into it, and on any exit removes the container, so that a cancelled job
+leaves no container, conmon or torchrun process behind (E1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+from types import FrameType
+
+from hpcsched.launcher.container import LaunchSpec, NodeContext, container_name, podman_run_argv, ulimit_args
+
+STOP_GRACE = 5.0
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def parse_args(argv: list[str]) -> LaunchSpec:
+    p = argparse.ArgumentParser(prog="hpcsched-launcher")
+    p.add_argument("--job-id", type=int, required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--procs-per-node", type=int, default=1)
+    p.add_argument("--gpus-per-node", type=int, default=0)
+    p.add_argument("--env", action="append", default=[])
+    p.add_argument("script")
+    p.add_argument("script_args", nargs=argparse.REMAINDER)
+    a = p.parse_args(argv)
+    return LaunchSpec(
+        job_id=a.job_id, image=a.image, workdir=a.workdir, procs_per_node=a.procs_per_node,
+        gpus_per_node=a.gpus_per_node,
+        env=tuple(tuple(e.split("=", 1)) for e in a.env),  # type: ignore[misc]
+        script=a.script, script_args=tuple(a.script_args),
+        gpu_device_style=os.environ.get("HPCSCHED_GPU_DEVICE_STYLE", "cdi"),
+    )
+
+
+def read_pid_max() -> int:
+    try:
+        with open("/proc/sys/kernel/pid_max") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 32768
+
+
+def current_limits() -> list[str]:
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    inf = resource.RLIM_INFINITY
+    return ulimit_args(nofile if nofile != inf else 1 << 20, nproc if nproc != inf else 1 << 22, read_pid_max())
+
+
+def podman(*args: str, timeout: float = 30.0) -> int:
+    try:
+        return subprocess.run(["podman", *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=timeout, check=False).returncode
+    except (subprocess.TimeoutExpired, OSError):
+        return -1
+
+
+def check_subordinate_ids(user: str) -> str | None:
+    """Rootless Podman needs /etc/subuid and /etc/subgid entries for the user (E4)."""
+    for path in ("/etc/subuid", "/etc/subgid"):
+        try:
+            with open(path) as f:
+                names = {line.split(":", 1)[0] for line in f if line.strip()}
+        except OSError:
+            names = set()
+        if user not in names and str(os.getuid()) not in names:
+            return f"no subordinate UIDs/GIDs for user {user} in {path}; ask your admin to add a range"
+    return None
+
+
+def main(argv: list[str]) -> int:
+    spec = parse_args(argv)
+    ctx = NodeContext.from_env(os.environ)
+    user = os.environ.get("USER") or str(os.getuid())
+    problem = check_subordinate_ids(user)
+    if problem:
+        print(f"hpcsched launcher on {ctx.node_name}: {problem}", file=sys.stderr)
+        return 2
+    name = container_name(ctx)
+    podman("rm", "--force", "--ignore", "--time", "0", name)
+    proc = subprocess.Popen(podman_run_argv(spec, ctx, current_limits()), stdin=subprocess.DEVNULL)
+    stopping = threading.Event()
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        podman("kill", "--signal", signal.Signals(signum).name, name, timeout=10)
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping.set()
+
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    try:
+        while True:
+            try:
+                return_code = proc.wait(timeout=STOP_GRACE if stopping.is_set() else None)
+                break
+            except subprocess.TimeoutExpired:
+                podman("rm", "--force", "--time", "0", name)
+                stopping.clear()
+    finally:
+        podman("rm", "--force", "--ignore", "--time", "0", name)
+    print(f"hpcsched launcher on {ctx.node_name}: container exited with status {return_code}", file=sys.stderr)
+    return return_code if return_code >= 0 else 128 - return_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,139 @@
+"""Pure construction of the ``podman run`` command line for one node of one attempt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+MAX_NOFILE = 1 << 20
+PORT_BASE = 20000
+PORT_SPAN = 10000
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """What Slurm tells the launcher about this node of the allocation."""
+
+    slurm_job_id: int
+    node_rank: int
+    num_nodes: int
+    master_addr: str
+    node_name: str
+    restart_count: int
+    node_list: str
+    gpus: tuple[str, ...]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "NodeContext":
+        def need(key: str) -> str:
+            value = env.get(key)
+            if not value:
+                raise KeyError(f"{key} is not set: the launcher must run inside a Slurm job step")
+            return value
+
+        return cls(
+            slurm_job_id=int(need("SLURM_JOB_ID")),
+            node_rank=int(need("SLURM_NODEID")),
+            num_nodes=int(env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_NNODES") or need("SLURM_JOB_NUM_NODES")),
+            master_addr=need("SLURM_LAUNCH_NODE_IPADDR"),
+            node_name=env.get("SLURMD_NODENAME", "node"),
+            restart_count=int(env.get("SLURM_RESTART_COUNT") or 0),
+            node_list=env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST", ""),
+            gpus=allocated_gpus(env),
+        )
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What the batch script passes to the launcher (the same for every node)."""
+
+    job_id: int
+    image: str
+    workdir: str
+    procs_per_node: int
+    gpus_per_node: int
+    env: tuple[tuple[str, str], ...]
+    script: str
+    script_args: tuple[str, ...]
+    gpu_device_style: str = "cdi"
+
+
+def master_port(slurm_job_id: int) -> int:
+    """A port per Slurm job, so two jobs sharing a node never collide (below the ephemeral range)."""
+    return PORT_BASE + slurm_job_id % PORT_SPAN
+
+
+def container_name(ctx: NodeContext) -> str:
+    return f"hpcsched-{ctx.slurm_job_id}-{ctx.restart_count}-{ctx.node_name}"
+
+
+def allocated_gpus(env: Mapping[str, str]) -> tuple[str, ...]:
+    """GPU indices Slurm gave this step on this node (empty when none were requested)."""
+    for key in ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES"):
+        value = env.get(key, "").strip()
+        if value and value not in ("NoDevFiles",):
+            return tuple(v for v in value.split(",") if v.strip().isdigit())
+    return ()
+
+
+def ulimit_args(nofile_hard: int, nproc_hard: int, pid_max: int) -> list[str]:
+    """Rootless runc cannot raise limits: set them explicitly, at or below what we hold.
+    Inside Podman's user namespace the process limit is capped at kernel.pid_max."""
+    nofile = min(nofile_hard, MAX_NOFILE)
+    nproc = min(nproc_hard, pid_max)
+    return ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
+
+
+def device_args(gpus: Sequence[str], style: str) -> list[str]:
+    args: list[str] = []
+    if not gpus:
+        return args
+    if style == "cdi":
+        for g in gpus:
+            args += ["--device", f"nvidia.com/gpu={g}"]
+    else:
+        for g in gpus:
+            args += ["--device", f"/dev/nvidia{g}"]
+        for dev in ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"):
+            args += ["--device", dev]
+    return args
+
+
+def torchrun_argv(spec: LaunchSpec, ctx: NodeContext) -> list[str]:
+    return [
+        "torchrun",
+        f"--nnodes={ctx.num_nodes}",
+        f"--nproc-per-node={spec.procs_per_node}",
+        f"--node-rank={ctx.node_rank}",
+        f"--master-addr={ctx.master_addr}",
+        f"--master-port={master_port(ctx.slurm_job_id)}",
+        "--max-restarts=0",
+        spec.script,
+        *spec.script_args,
+    ]
+
+
+def podman_run_argv(spec: LaunchSpec, ctx: NodeContext, limits: list[str]) -> list[str]:
+    env = [
+        ("HPCSCHED_JOB_ID", str(spec.job_id)),
+        ("HPCSCHED_ATTEMPT", str(ctx.restart_count + 1)),
+        ("SLURM_JOB_ID", str(ctx.slurm_job_id)),
+        ("SLURM_NODEID", str(ctx.node_rank)),
+        ("SLURMD_NODENAME", ctx.node_name),
+        ("SLURM_JOB_NODELIST", ctx.node_list),
+        ("HOME", "/tmp"),
+        *spec.env,
+    ]
+    argv = [
+        "podman", "run", "--rm", "--name", container_name(ctx),
+        "--network", "host", "--userns", "keep-id",
+        "--label", f"org.hpcsched.job={spec.job_id}",
+        "--label", f"org.hpcsched.slurm_job={ctx.slurm_job_id}",
+        *limits,
+        *device_args(ctx.gpus, spec.gpu_device_style),
+        "--volume", f"{spec.workdir}:{spec.workdir}",
+        "--workdir", spec.workdir,
+    ]
+    for key, value in env:
+        argv += ["--env", f"{key}={value}"]
+    return argv + [spec.image, *torchrun_argv(spec, ctx)]

@@ -1,0 +1,208 @@
+"""Validation of single request fields. Each parser returns a normalised value or raises
+:class:`ValidationError` naming the option and the limit. Pure: no file system, no clock."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hpcsched.errors import ValidationError
+
+MAX_NODES = 4096
+MAX_GPUS_PER_NODE = 16
+MAX_CPUS_PER_NODE = 1024
+MAX_PROCS_PER_NODE = 256
+MAX_TIME_SECONDS = 365 * 24 * 3600
+MAX_MEM_MB = 64 * 1024 * 1024  # 64 TiB
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SLURM_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_MEM = re.compile(r"(\d{1,12})([KMGT]?)B?", re.IGNORECASE)
+_INT = re.compile(r"\d{1,9}")
+_SBATCH_DIRECTIVE = re.compile(r"--[a-z][a-z0-9-]{1,40}(=[A-Za-z0-9_.,:/@+%=*\[\]-]{1,200})?")
+
+# Options hpcsched sets itself; an extra directive may not override them.
+RESERVED_SBATCH = frozenset(
+    {
+        "--nodes", "--ntasks", "--ntasks-per-node", "--job-name", "--comment", "--output",
+        "--error", "--chdir", "--wrap", "--requeue", "--no-requeue", "--open-mode", "--signal",
+        "--uid", "--gid", "--export", "--export-file", "--get-user-env", "--parsable",
+        "--partition", "--account", "--qos", "--time", "--mem", "--gpus-per-node",
+        "--cpus-per-task", "--input", "--array", "--container",
+    }
+)
+# Variables the launcher and torchrun own inside the container.
+RESERVED_ENV_PREFIXES = ("SLURM_", "HPCSCHED_", "TORCHELASTIC_")
+RESERVED_ENV = frozenset(
+    {"MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
+     "GROUP_RANK", "NODE_RANK", "CUDA_VISIBLE_DEVICES", "PATH", "HOME", "PYTHONPATH"}
+)
+
+
+@dataclass(frozen=True)
+class NodeRange:
+    """``--nodes N`` (fixed) or ``--nodes MIN-MAX`` (elastic)."""
+
+    min: int
+    max: int
+
+    @property
+    def elastic(self) -> bool:
+        return self.max > self.min
+
+    def __str__(self) -> str:
+        return str(self.min) if self.min == self.max else f"{self.min}-{self.max}"
+
+
+def _bounded_int(field: str, text: str, low: int, high: int) -> int:
+    text = text.strip()
+    if not _INT.fullmatch(text):
+        raise ValidationError(field, f"expected a whole number between {low} and {high}, got {text!r}")
+    value = int(text)
+    if not low <= value <= high:
+        raise ValidationError(field, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def parse_nodes(text: str) -> NodeRange:
+    field = "--nodes"
+    parts = str(text).split("-")
+    if len(parts) == 1:
+        n = _bounded_int(field, parts[0], 1, MAX_NODES)
+        return NodeRange(n, n)
+    if len(parts) == 2:
+        low = _bounded_int(field, parts[0], 1, MAX_NODES)
+        high = _bounded_int(field, parts[1], 1, MAX_NODES)
+        if high < low:
+            raise ValidationError(field, f"range {text!r} has its maximum below its minimum")
+        return NodeRange(low, high)
+    raise ValidationError(field, f"expected N or MIN-MAX, got {text!r}")
+
+
+def parse_count(field: str, value: int | str, low: int, high: int) -> int:
+    return _bounded_int(field, str(value), low, high)
+
+
+def parse_gpus_per_node(value: int | str) -> int:
+    return parse_count("--gpus-per-node", value, 0, MAX_GPUS_PER_NODE)
+
+
+def parse_cpus_per_node(value: int | str) -> int:
+    return parse_count("--cpus-per-node", value, 1, MAX_CPUS_PER_NODE)
+
+
+def parse_procs_per_node(value: int | str) -> int:
+    return parse_count("--procs-per-node", value, 1, MAX_PROCS_PER_NODE)
+
+
+def parse_time(text: str) -> int:
+    """Slurm time formats (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) to seconds, > 0 and ≤ 365 days."""
+    field = "--time"
+    raw = str(text).strip()
+    days = 0
+    rest = raw
+    if "-" in raw:
+        d, rest = raw.split("-", 1)
+        days = _bounded_int(field, d, 0, 365)
+        parts = rest.split(":")
+        if not 1 <= len(parts) <= 3:
+            raise ValidationError(field, f"expected D-H[:M[:S]], got {raw!r}")
+        nums = [_bounded_int(field, p, 0, 10**6) for p in parts] + [0] * (3 - len(parts))
+        hours, minutes, seconds = nums
+    else:
+        parts = rest.split(":")
+        if not 1 <= len(parts) <= 3:
+            raise ValidationError(field, f"expected M, M:S or H:M:S, got {raw!r}")
+        nums = [_bounded_int(field, p, 0, 10**6) for p in parts]
+        if len(nums) == 1:
+            hours, minutes, seconds = 0, nums[0], 0
+        elif len(nums) == 2:
+            hours, minutes, seconds = 0, nums[0], nums[1]
+        else:
+            hours, minutes, seconds = nums
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total <= 0:
+        raise ValidationError(field, f"must be longer than zero, got {raw!r}")
+    if total > MAX_TIME_SECONDS:
+        raise ValidationError(field, f"must be at most 365 days, got {raw!r}")
+    return total
+
+
+def format_time(seconds: int) -> str:
+    """Seconds to Slurm's D-HH:MM:SS."""
+    days, rem = divmod(seconds, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, secs = divmod(rem, 60)
+    return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def parse_mem(text: str) -> int:
+    """Memory per node (``500M``, ``16G``, plain number = MiB) to MiB."""
+    field = "--mem"
+    m = _MEM.fullmatch(str(text).strip())
+    if not m:
+        raise ValidationError(field, f"expected a size such as 4000M or 16G, got {text!r}")
+    factor = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}[m.group(2).upper()]
+    mb = int(int(m.group(1)) * factor)
+    if mb <= 0:
+        raise ValidationError(field, f"must be at least 1M, got {text!r}")
+    if mb > MAX_MEM_MB:
+        raise ValidationError(field, f"must be at most 64T, got {text!r}")
+    return mb
+
+
+def parse_name(text: str, field: str = "--name") -> str:
+    if not _NAME.fullmatch(text):
+        raise ValidationError(
+            field,
+            f"{text!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    return text
+
+
+def parse_slurm_word(field: str, text: str) -> str:
+    if not _SLURM_WORD.fullmatch(text):
+        raise ValidationError(field, f"{text!r} is not a valid Slurm name (letters, digits, '_', '.', '-')")
+    return text
+
+
+def parse_image(text: str) -> str:
+    if not _IMAGE.fullmatch(text):
+        raise ValidationError("--image", f"{text!r} is not a valid image reference")
+    return text
+
+
+def parse_env(item: str) -> tuple[str, str]:
+    field = "--env"
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise ValidationError(field, f"expected KEY=VALUE, got {item!r}")
+    if not _ENV_KEY.fullmatch(key):
+        raise ValidationError(field, f"{key!r} is not a valid variable name")
+    if key in RESERVED_ENV or key.startswith(RESERVED_ENV_PREFIXES):
+        raise ValidationError(field, f"{key} is set by hpcsched and cannot be overridden")
+    check_text(field, value)
+    return key, value
+
+
+def parse_sbatch_directive(text: str) -> str:
+    field = "--sbatch"
+    if not _SBATCH_DIRECTIVE.fullmatch(text):
+        raise ValidationError(
+            field, f"{text!r} is not an sbatch long option of the form --option or --option=value"
+        )
+    option = text.split("=", 1)[0]
+    if option in RESERVED_SBATCH:
+        raise ValidationError(field, f"{option} is set by hpcsched; use its own option instead")
+    return text
+
+
+def check_text(field: str, text: str, max_len: int = 4096) -> str:
+    """Free text (a path, an argument, a value) may hold anything but NUL, newlines and CR."""
+    if any(c in text for c in "\x00\n\r"):
+        raise ValidationError(field, f"{text!r} contains a newline or NUL character")
+    if len(text) > max_len:
+        raise ValidationError(field, f"longer than {max_len} characters")
+    return text

@@ -1,0 +1,78 @@
+"""Plan, then apply: ``plan_submission`` turns a validated request into the exact batch script and
+``sbatch`` argv (a frozen value; ``--dry-run`` prints it), and the daemon applies it."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from hpcsched import __version__
+from hpcsched.planning.fields import format_time
+from hpcsched.planning.render import render
+from hpcsched.planning.request import JobRequest
+
+
+@dataclass(frozen=True)
+class SubmissionPlan:
+    job_id: int
+    tag: str
+    job_dir: str
+    script_path: str
+    script_text: str
+    argv: tuple[str, ...]
+
+    def describe(self) -> str:
+        """What ``--dry-run`` prints: the sbatch command line, then the batch script."""
+        return f"# sbatch command:\n{shlex.join(self.argv)}\n# batch script ({self.script_path}):\n{self.script_text}"
+
+
+def job_tag(store_id: str, job_id: int) -> str:
+    """The id hpcsched puts into the Slurm job's comment, to find the job again after a crash."""
+    return f"hpcsched:{store_id}:{job_id}"
+
+
+def launcher_argv(request: JobRequest, job_id: int, python: str) -> list[str]:
+    """The per-node launcher command line (run by srun on every node)."""
+    argv = [
+        python, "-m", "hpcsched.launcher",
+        "--job-id", str(job_id),
+        "--image", request.image,
+        "--workdir", request.workdir,
+        "--procs-per-node", str(request.procs_per_node),
+        "--gpus-per-node", str(request.gpus_per_node),
+    ]
+    for key, value in request.env:
+        argv += ["--env", f"{key}={value}"]
+    return argv + ["--", request.script, *request.script_args]
+
+
+def plan_submission(
+    request: JobRequest, *, job_id: int, store_id: str, job_dir: str, python: str
+) -> SubmissionPlan:
+    tag = job_tag(store_id, job_id)
+    script_path = f"{job_dir}/batch.sh"
+    text = render(
+        "batch.sh.j2",
+        version=__version__,
+        job_id=job_id,
+        name=request.name,
+        tag=tag,
+        nodes=str(request.nodes),
+        cpus_per_node=request.cpus_per_node,
+        mem_mb=request.mem_mb,
+        time=format_time(request.time_seconds) if request.time_seconds else None,
+        gpus_per_node=request.gpus_per_node,
+        partition=request.partition,
+        account=request.account,
+        qos=request.qos,
+        sbatch_extra=request.sbatch_extra,
+        job_dir=job_dir,
+        launcher=[shlex.quote(a) for a in launcher_argv(request, job_id, python)],
+    )
+    argv = (
+        "sbatch", "--parsable",
+        f"--chdir={request.workdir}",
+        f"--output={job_dir}/slurm-%j.out",
+        script_path,
+    )
+    return SubmissionPlan(job_id, tag, job_dir, script_path, text, argv)

@@ -1,0 +1,147 @@
+"""The job request: every option of ``hpcsched run``, validated and normalised.
+
+``JobRequest.from_options`` is the one place raw user input becomes a trusted value; the daemon
+calls it again on what arrives over the socket, so nothing reaches a batch script unvalidated.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+from hpcsched.errors import ValidationError
+from hpcsched.planning import fields
+from hpcsched.planning.fields import NodeRange
+
+DEFAULT_IMAGE = "localhost/hpcsched-train:latest"
+MAX_SCRIPT_ARGS = 1000
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    script: str
+    workdir: str
+    name: str
+    nodes: NodeRange
+    script_args: tuple[str, ...] = ()
+    gpus_per_node: int = 0
+    cpus_per_node: int = 1
+    procs_per_node: int = 1
+    mem_mb: int | None = None
+    time_seconds: int | None = None
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    image: str = DEFAULT_IMAGE
+    env: tuple[tuple[str, str], ...] = ()
+    sbatch_extra: tuple[str, ...] = ()
+
+    @property
+    def elastic(self) -> bool:
+        return self.nodes.elastic
+
+    @classmethod
+    def from_options(cls, raw: Mapping[str, Any]) -> "JobRequest":
+        """Validate a mapping of option values (as the CLI or the socket delivers them)."""
+        known = {
+            "script", "workdir", "name", "nodes", "script_args", "gpus_per_node", "cpus_per_node",
+            "procs_per_node", "mem", "time", "partition", "account", "qos", "image", "env", "sbatch",
+        }
+        unknown = set(raw) - known
+        if unknown:
+            raise ValidationError(sorted(unknown)[0], "unknown request field")
+        script = _absolute_path("SCRIPT", raw.get("script"))
+        workdir = _absolute_path("--workdir", raw.get("workdir"))
+        if any(c in workdir for c in ":,"):
+            raise ValidationError("--workdir", f"{workdir!r} contains ':' or ',', which a container bind mount cannot express")
+        if not (script.startswith(workdir.rstrip("/") + "/")):
+            raise ValidationError(
+                "SCRIPT",
+                f"{script} is not inside the work directory {workdir}, which is what the container sees; "
+                "pass --workdir or run from a directory that contains the script",
+            )
+        gpus = fields.parse_gpus_per_node(raw.get("gpus_per_node", 0) or 0)
+        procs_raw = raw.get("procs_per_node")
+        procs = fields.parse_procs_per_node(procs_raw if procs_raw is not None else max(gpus, 1))
+        if gpus and procs > gpus:
+            raise ValidationError("--procs-per-node", f"{procs} processes for {gpus} GPUs per node; at most one per GPU")
+        name_raw = raw.get("name") or default_name(script)
+        return cls(
+            script=script,
+            workdir=workdir,
+            name=fields.parse_name(str(name_raw)),
+            nodes=fields.parse_nodes(str(raw.get("nodes", "1"))),
+            script_args=_script_args(raw.get("script_args", ())),
+            gpus_per_node=gpus,
+            cpus_per_node=fields.parse_cpus_per_node(raw.get("cpus_per_node", 1) or 1),
+            procs_per_node=procs,
+            mem_mb=_optional(raw.get("mem"), fields.parse_mem),
+            time_seconds=_optional(raw.get("time"), fields.parse_time),
+            partition=_optional(raw.get("partition"), lambda v: fields.parse_slurm_word("--partition", v)),
+            account=_optional(raw.get("account"), lambda v: fields.parse_slurm_word("--account", v)),
+            qos=_optional(raw.get("qos"), lambda v: fields.parse_slurm_word("--qos", v)),
+            image=fields.parse_image(str(raw.get("image") or DEFAULT_IMAGE)),
+            env=tuple(fields.parse_env(str(e)) for e in _sequence("--env", raw.get("env", ()))),
+            sbatch_extra=tuple(fields.parse_sbatch_directive(str(s)) for s in _sequence("--sbatch", raw.get("sbatch", ()))),
+        )
+
+    def to_options(self) -> dict[str, Any]:
+        """The inverse of :meth:`from_options` (what travels over the socket and is stored)."""
+        d = asdict(self)
+        return {
+            "script": self.script,
+            "workdir": self.workdir,
+            "name": self.name,
+            "nodes": str(self.nodes),
+            "script_args": list(self.script_args),
+            "gpus_per_node": self.gpus_per_node,
+            "cpus_per_node": self.cpus_per_node,
+            "procs_per_node": self.procs_per_node,
+            "mem": f"{self.mem_mb}M" if self.mem_mb else None,
+            "time": fields.format_time(self.time_seconds) if self.time_seconds else None,
+            "partition": d["partition"],
+            "account": d["account"],
+            "qos": d["qos"],
+            "image": self.image,
+            "env": [f"{k}={v}" for k, v in self.env],
+            "sbatch": list(self.sbatch_extra),
+        }
+
+
+def default_name(script: str) -> str:
+    """A job name from the script's file name, reduced to the allowed characters."""
+    stem = posixpath.splitext(posixpath.basename(script))[0]
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in stem)
+    cleaned = cleaned.lstrip("._-")[:64]
+    return cleaned or "job"
+
+
+def _absolute_path(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(field, "a path is required")
+    fields.check_text(field, value)
+    if not posixpath.isabs(value):
+        raise ValidationError(field, f"{value!r} must be an absolute path")
+    return posixpath.normpath(value)
+
+
+def _script_args(value: Any) -> tuple[str, ...]:
+    args = _sequence("SCRIPT_ARGS", value)
+    if len(args) > MAX_SCRIPT_ARGS:
+        raise ValidationError("SCRIPT_ARGS", f"more than {MAX_SCRIPT_ARGS} arguments")
+    return tuple(fields.check_text("SCRIPT_ARGS", str(a)) for a in args)
+
+
+def _sequence(field: str, value: Any) -> Sequence[Any]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ValidationError(field, "expected a list")
+    return value
+
+
+def _optional(value: Any, parse: Any) -> Any:
+    if value is None or value == "":
+        return None
+    return parse(str(value))

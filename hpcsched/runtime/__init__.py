@@ -1,0 +1,1 @@
+"""Runtime library used inside training jobs."""

@@ -1,0 +1,60 @@
+"""High-level Slurm operations over the command runner: submit, queue, accounting, cancel.
+
+Every call goes through :func:`hpcsched.slurm.runner.run_slurm` (or an injected runner with the
+same signature, which is how tests inject faults). Queue and accounting are batched: one
+``squeue`` and at most one ``sacct`` per monitor cycle, whatever the number of jobs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from hpcsched.slurm import parse
+from hpcsched.slurm.parse import SlurmJobRecord
+from hpcsched.slurm.runner import Runner, run_slurm
+
+
+def slurm_timestamp(epoch: float) -> str:
+    """sacct's --starttime/--endtime take local time as YYYY-MM-DDTHH:MM:SS."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch))
+
+
+@dataclass
+class SlurmClient:
+    runner: Runner = field(default=run_slurm)
+    only_own_jobs: bool = True
+
+    def version(self) -> tuple[int, int, int]:
+        return parse.parse_version(self.runner(["sinfo", "--version"]).stdout)
+
+    def submit(self, argv: Iterable[str]) -> int:
+        """Run the plan's sbatch argv; return the Slurm job id."""
+        return parse.parse_sbatch_parsable(self.runner(list(argv), timeout=60.0).stdout)
+
+    def queue(self) -> list[SlurmJobRecord]:
+        argv = ["squeue", "--json"]
+        if self.only_own_jobs:
+            argv.append("--me")
+        return parse.parse_squeue(self.runner(argv).stdout)
+
+    def accounting(self, since: float, job_ids: Iterable[int] | None = None, until: float | None = None) -> list[SlurmJobRecord]:
+        """Every run (``-D``: requeued runs too) of jobs since ``since``; one sacct call."""
+        argv = ["sacct", "--json", "-D", f"--starttime={slurm_timestamp(since)}"]
+        if until is not None:
+            argv.append(f"--endtime={slurm_timestamp(until)}")
+        else:
+            argv.append("--endtime=now")
+        ids = sorted(set(job_ids)) if job_ids is not None else []
+        if ids:
+            argv.append("--jobs=" + ",".join(str(i) for i in ids))
+        if not self.only_own_jobs:
+            argv.append("--allusers")
+        return parse.parse_sacct(self.runner(argv, timeout=60.0).stdout)
+
+    def cancel(self, slurm_job_id: int, signal: str | None = None) -> None:
+        argv = ["scancel"]
+        if signal:
+            argv += ["--signal", signal, "--full"]
+        self.runner(argv + [str(slurm_job_id)])

@@ -1,0 +1,185 @@
+"""Pure parsers of ``squeue --json`` and ``sacct --json`` output.
+
+Slurm's JSON layout changes between releases: 22.05 prints the OpenAPI plugin v0.0.38 (plain
+integers and strings), 23.02 and later print data_parser v0.0.39+ (numbers wrapped as
+``{"set", "infinite", "number"}``, states as lists). The schema is detected from ``meta`` and the
+matching field readers are used; an unrecognised schema is an error, not a guess.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from hpcsched.jobs.model import JobState
+from hpcsched.slurm.states import to_job_state
+
+
+class SlurmParseError(ValueError):
+    """Slurm printed something that is not the JSON we know."""
+
+
+@dataclass(frozen=True)
+class SlurmJobRecord:
+    """One Slurm job (squeue) or one run of it (sacct -D prints every requeued run)."""
+
+    job_id: int
+    name: str
+    comment: str
+    slurm_state: str
+    state: JobState
+    reason: str
+    node_count: int
+    node_list: str
+    submit_time: float | None
+    start_time: float | None
+    end_time: float | None
+    exit_code: int | None
+    restart_count: int
+    user: str = ""
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    number: Callable[[Any], int | None]
+    state: Callable[[Any], str]
+
+
+def _plain_number(value: Any) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def _wrapped_number(value: Any) -> int | None:
+    if isinstance(value, dict):
+        if not value.get("set", False) or value.get("infinite", False):
+            return None
+        number = value.get("number")
+        return number if isinstance(number, int) else None
+    return _plain_number(value)
+
+
+def _plain_state(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _list_state(value: Any) -> str:
+    if isinstance(value, list):
+        return value[0] if value and isinstance(value[0], str) else ""
+    return _plain_state(value)
+
+
+V0038 = Schema("v0.0.38", _plain_number, _plain_state)
+V0039 = Schema("v0.0.39+", _wrapped_number, _list_state)
+
+
+def detect_schema(meta: dict[str, Any]) -> Schema:
+    plugin = meta.get("plugin") or {}
+    plugins = meta.get("plugins") or {}
+    version = str(plugins.get("data_parser") or plugin.get("type") or plugin.get("data_parser") or "")
+    if version.endswith(("v0.0.36", "v0.0.37", "v0.0.38")):
+        return V0038
+    if "v0.0.39" in version or "v0.0.4" in version:
+        return V0039
+    raise SlurmParseError(f"unrecognised Slurm JSON schema {version!r}")
+
+
+def _load(text: str) -> tuple[Schema, list[dict[str, Any]]]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SlurmParseError(f"not JSON: {e}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list):
+        raise SlurmParseError("no 'jobs' list in Slurm's JSON")
+    return detect_schema(doc.get("meta") or {}), doc["jobs"]
+
+
+def _time(schema: Schema, value: Any) -> float | None:
+    n = schema.number(value)
+    return float(n) if n else None
+
+
+def parse_squeue(text: str) -> list[SlurmJobRecord]:
+    schema, jobs = _load(text)
+    return [_squeue_job(schema, j) for j in jobs]
+
+
+def _squeue_job(schema: Schema, j: dict[str, Any]) -> SlurmJobRecord:
+    slurm_state = schema.state(j.get("job_state"))
+    state = to_job_state(slurm_state)
+    started = state is not JobState.PENDING
+    return SlurmJobRecord(
+        job_id=int(schema.number(j.get("job_id")) or 0),
+        name=str(j.get("name") or ""),
+        comment=str(j.get("comment") or ""),
+        slurm_state=slurm_state,
+        state=state,
+        reason=str(j.get("state_reason") or ""),
+        node_count=int(schema.number(j.get("node_count")) or 0),
+        node_list=str(j.get("nodes") or "") if started else "",
+        submit_time=_time(schema, j.get("submit_time")),
+        start_time=_time(schema, j.get("start_time")) if started else None,
+        end_time=_time(schema, j.get("end_time")) if state.is_final else None,
+        exit_code=_squeue_exit(schema, j.get("exit_code")) if state.is_final else None,
+        restart_count=int(schema.number(j.get("restart_cnt")) or 0),
+        user=str(j.get("user_name") or ""),
+    )
+
+
+def _squeue_exit(schema: Schema, value: Any) -> int | None:
+    if isinstance(value, dict) and "return_code" in value:
+        return schema.number(value["return_code"])
+    return schema.number(value)
+
+
+def parse_sacct(text: str) -> list[SlurmJobRecord]:
+    schema, jobs = _load(text)
+    return [_sacct_job(schema, j) for j in jobs]
+
+
+def _sacct_job(schema: Schema, j: dict[str, Any]) -> SlurmJobRecord:
+    st = j.get("state") or {}
+    slurm_state = schema.state(st.get("current"))
+    t = j.get("time") or {}
+    comment = j.get("comment")
+    exit_code = j.get("exit_code") or {}
+    state = to_job_state(slurm_state)
+    return SlurmJobRecord(
+        job_id=int(schema.number(j.get("job_id")) or 0),
+        name=str(j.get("name") or ""),
+        comment=str((comment.get("job") if isinstance(comment, dict) else comment) or ""),
+        slurm_state=slurm_state,
+        state=state,
+        reason=str(st.get("reason") or ""),
+        node_count=int(schema.number(j.get("allocation_nodes")) or 0),
+        node_list=str(j.get("nodes") or "") if str(j.get("nodes") or "") != "None assigned" else "",
+        submit_time=_time(schema, t.get("submission")),
+        start_time=_time(schema, t.get("start")),
+        end_time=_time(schema, t.get("end")) if state.is_final else None,
+        exit_code=schema.number(exit_code.get("return_code")) if state.is_final else None,
+        restart_count=int(schema.number(j.get("restart_cnt")) or 0),
+        user=str(j.get("user") or ""),
+    )
+
+
+def parse_sbatch_parsable(text: str) -> int:
+    """``sbatch --parsable`` prints ``JOBID`` or ``JOBID;CLUSTER``."""
+    first = text.strip().splitlines()[-1] if text.strip() else ""
+    head = first.split(";", 1)[0]
+    if not head.isdigit():
+        raise SlurmParseError(f"sbatch printed no job id: {text.strip()!r}")
+    return int(head)
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """``sinfo --version`` prints e.g. ``slurm 22.05.8`` or ``slurm-wlm 22.05.8``."""
+    parts = text.strip().split()
+    if len(parts) < 2:
+        raise SlurmParseError(f"cannot read a Slurm version from {text.strip()!r}")
+    nums = parts[-1].split("-")[0].split(".")
+    try:
+        major, minor, micro = (int(x) for x in (nums + ["0", "0"])[:3])
+    except ValueError:
+        raise SlurmParseError(f"cannot read a Slurm version from {text.strip()!r}") from None
+    return major, minor, micro
