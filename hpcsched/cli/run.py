@@ -23,7 +23,7 @@ Examples:
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("script", type=click.Path(dir_okay=False))
+@click.argument("script")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--nodes", "-N", default="1", show_default=True,
               help="Node count N, or a range MIN-MAX for an elastic job.")

@@ -92,12 +92,13 @@ class Server:
     def _serve_one(self, conn: socket.socket) -> None:
         try:
             uid = peer_uid(conn)
-            if not self.allowed(uid):
-                log.warning("refused connection from uid %s", uid)
-                self._reply(conn, {"ok": False, "kind": "denied", "error": f"uid {uid} may not use this daemon"})
-                return
             try:
-                op, args = protocol.decode_request(self._read(conn))
+                data = self._read(conn)
+                if not self.allowed(uid):
+                    log.warning("refused connection from uid %s", uid)
+                    self._reply(conn, {"ok": False, "kind": "denied", "error": f"uid {uid} may not use this daemon"})
+                    return
+                op, args = protocol.decode_request(data)
             except protocol.ProtocolError as e:
                 log.warning("bad request from uid %s: %s", uid, e)
                 self._reply(conn, {"ok": False, "kind": "protocol", "error": str(e)})

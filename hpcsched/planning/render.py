@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import functools
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent.parent / "slurm_templates"
-
-
 def _template_dir() -> Path:
-    """Templates live in the repository's slurm_templates/ (installed as package data too)."""
-    packaged = Path(__file__).resolve().parent.parent / "slurm_templates"
-    return packaged if packaged.is_dir() else TEMPLATE_DIR
+    """The repository's slurm_templates/ (a checkout), else the copy an install puts under
+    ``<prefix>/share/hpcsched/slurm_templates``."""
+    checkout = Path(__file__).resolve().parent.parent.parent / "slurm_templates"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "hpcsched" / "slurm_templates"
 
 
 @functools.lru_cache(maxsize=1)

@@ -128,9 +128,28 @@ def _squeue_job(schema: Schema, j: dict[str, Any]) -> SlurmJobRecord:
 
 
 def _squeue_exit(schema: Schema, value: Any) -> int | None:
+    """Exit code as a shell reports it (128+N for signal N)."""
     if isinstance(value, dict) and "return_code" in value:
         return schema.number(value["return_code"])
-    return schema.number(value)
+    status = schema.number(value)
+    if status is None:
+        return None
+    # v0.0.38 prints the raw wait status: exit code in bits 8-15, signal in bits 0-6.
+    return 128 + (status & 0x7F) if status & 0x7F else status >> 8
+
+
+def _sacct_exit(schema: Schema, state: JobState, value: dict[str, Any]) -> int | None:
+    if not state.is_final:
+        return None
+    code = schema.number(value.get("return_code"))
+    signal = value.get("signal") or {}
+    signal_id = schema.number(signal.get("signal_id")) if isinstance(signal, dict) else None
+    if signal_id:
+        return 128 + signal_id
+    if schema is V0038 and code == 0 and state is not JobState.COMPLETED:
+        # sacct 22.05 prints return_code 0 for jobs that failed with another code: unknown, not 0.
+        return None
+    return code
 
 
 def parse_sacct(text: str) -> list[SlurmJobRecord]:
@@ -157,7 +176,7 @@ def _sacct_job(schema: Schema, j: dict[str, Any]) -> SlurmJobRecord:
         submit_time=_time(schema, t.get("submission")),
         start_time=_time(schema, t.get("start")),
         end_time=_time(schema, t.get("end")) if state.is_final else None,
-        exit_code=schema.number(exit_code.get("return_code")) if state.is_final else None,
+        exit_code=_sacct_exit(schema, state, exit_code),
         restart_count=int(schema.number(j.get("restart_cnt")) or 0),
         user=str(j.get("user") or ""),
     )

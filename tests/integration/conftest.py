@@ -1,0 +1,149 @@
+"""Integration tests against the real local cluster (cluster/localcluster start).
+
+Tests run as root and act as the ordinary cluster user (hpcuser by default) through the
+installed CLI, exactly as a user would; each test gets its own daemon state and jobs directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+USER = os.environ.get("HPCSCHED_USER", "hpcuser")
+CLI = os.environ.get("HPCSCHED_CLI", "/opt/hpcsched/venv/bin/hpcsched")
+BASE = Path(os.environ.get("HPCSCHED_TEST_BASE", "/tmp/hpcsched-it"))
+REPO = Path(__file__).resolve().parents[2]
+FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> None:
+    """The local cluster must be up: a missing cluster fails the tests, it never skips them."""
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, f"Slurm is not running (start it with cluster/localcluster start): {out.stderr}"
+    states = dict(line.split() for line in out.stdout.splitlines())
+    assert len(states) >= 3, f"expected 3 emulated nodes, got {states}"
+    assert os.geteuid() == 0, "integration tests run as root and act as the cluster user"
+    assert Path(CLI).exists(), f"{CLI} missing: run scripts/setup"
+
+
+@dataclass
+class UserSession:
+    """One user's view of hpcsched: own state dir, jobs dir and work directory."""
+
+    user: str
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def workdir(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    def hs(self, *args: str, check: bool = True, timeout: float = 120, env: dict[str, str] | None = None,
+           cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the installed ``hpcsched`` CLI as the user."""
+        proc = subprocess.run(
+            [CLI, *args], user=self.user, group=self.user, extra_groups=[], env={**self.env, **(env or {})},
+            cwd=str(cwd or self.workdir), capture_output=True, text=True, timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"hpcsched {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def as_user(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, user=self.user, group=self.user, extra_groups=[], env=self.env,
+                              cwd=str(self.workdir), capture_output=True, text=True, timeout=timeout)
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.workdir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        _chown_tree(path, self.user)
+        return path
+
+    def status(self, job: int) -> dict[str, Any]:
+        return dict(json.loads(self.hs("status", str(job), "--json").stdout)[0])
+
+    def wait(self, job: int, states: set[str] | None = None, timeout: float = 180) -> dict[str, Any]:
+        """Poll ``status`` until the job reaches one of ``states`` (default: any final state)."""
+        wanted = states or FINAL
+        deadline = time.monotonic() + timeout
+        info = self.status(job)
+        while info["state"] not in wanted and time.monotonic() < deadline:
+            time.sleep(0.5)
+            info = self.status(job)
+        assert info["state"] in wanted, f"job {job} is {info['state']} after {timeout} s, wanted {wanted}: {info}"
+        return info
+
+    def logs(self, job: int, attempt: int | None = None) -> str:
+        args = ["logs", str(job)] + (["--attempt", str(attempt)] if attempt else [])
+        return self.hs(*args).stdout
+
+    def run_job(self, *args: str) -> int:
+        out = self.hs("run", "--json", *args)
+        return int(json.loads(out.stdout)["id"])
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    pw = pwd.getpwnam(user)
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+
+
+def make_session(user: str) -> UserSession:
+    root = BASE / uuid.uuid4().hex[:8]
+    (root / "work").mkdir(parents=True)
+    (root / "state").mkdir()
+    (root / "jobs").mkdir()
+    os.chmod(BASE, 0o755)
+    _chown_tree(root, user)
+    pw = pwd.getpwnam(user)
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": pw.pw_dir, "USER": user, "LOGNAME": user, "LANG": "C.UTF-8",
+        "HPCSCHED_STATE_DIR": str(root / "state"), "HPCSCHED_JOBS_DIR": str(root / "jobs"),
+        "HPCSCHED_POLL_INTERVAL": "1",
+    }
+    return UserSession(user=user, root=root, env=env)
+
+
+def end_session(session: UserSession) -> None:
+    """Stop the session's daemon and cancel whatever Slurm still runs for it."""
+    session.hs("daemon", "stop", check=False, timeout=60)
+    for job_dir in (session.root / "jobs").glob("*"):
+        for out in job_dir.glob("slurm-*.out"):
+            slurm_id = out.stem.split("-", 1)[1]
+            subprocess.run(["scancel", slurm_id], capture_output=True, timeout=30)
+    shutil.rmtree(session.root, ignore_errors=True)
+
+
+@pytest.fixture
+def session(cluster: None) -> Iterator[UserSession]:
+    s = make_session(USER)
+    yield s
+    end_session(s)
+
+
+def copy_example(session: UserSession, name: str) -> Path:
+    return session.write(name, (REPO / "examples" / name).read_text())
