@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from hpcsched.planning.request import DEFAULT_IMAGE
 
@@ -45,7 +45,7 @@ class Settings:
         return os.path.join(self.state_dir, "daemon.log")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         home = env.get("HOME") or os.path.expanduser("~")
         return cls(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -16,12 +17,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CliError(click.ClickException):
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    """An error for the user: one line on stderr, exit status 1."""
 
     def show(self, file: Any = None) -> None:
         click.echo(f"hpcsched: error: {self.message}", err=True)
+
+
+class InvalidInput(CliError):
+    """A request that names a bad option or file: exit status 2, like a usage error."""
+
+    exit_code = 2
+
+
+class Denied(CliError):
+    """Access denied: exit status 3."""
+
+    exit_code = 3
 
 
 def reports_errors(func: F) -> F:
@@ -32,9 +43,9 @@ def reports_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ValidationError as e:
-            raise CliError(str(e), exit_code=2) from None
+            raise InvalidInput(str(e)) from None
         except AccessDenied as e:
-            raise CliError(f"access denied: {e}", exit_code=3) from None
+            raise Denied(f"access denied: {e}") from None
         except HpcschedError as e:
             raise CliError(str(e)) from None
 

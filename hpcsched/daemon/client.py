@@ -38,7 +38,7 @@ def call(settings: Settings, op: str, args: dict[str, Any] | None = None, timeou
             if not chunk:
                 break
             data += chunk
-    except socket.timeout:
+    except TimeoutError:
         raise DaemonError(f"the daemon did not answer within {timeout:.0f} s") from None
     finally:
         sock.close()

@@ -30,7 +30,7 @@ class AlreadyRunning(HpcschedError):
 
 def acquire_lock(path: str) -> IO[str]:
     """Hold an exclusive lock for the daemon's lifetime; the file names the holder's pid."""
-    f = open(path, "a+")
+    f = open(path, "a+")  # noqa: SIM115 -- held open (and locked) for the daemon's lifetime
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -59,8 +59,12 @@ def run_daemon(settings: Settings) -> None:
     service = JobService(store, client, submitter, monitor, stop)
     owner = os.getuid()
     server = Server(bind_socket(settings.socket_path), service, allowed=lambda uid: uid == owner)
+    def request_stop(*_: object) -> None:
+        stop.set()
+        monitor.wakeup.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: (stop.set(), monitor.wakeup.set()))
+        signal.signal(sig, request_stop)
     log.info("daemon started, pid %d, user %s, store %s", os.getpid(), pwd.getpwuid(owner).pw_name, settings.store_path)
     poller = threading.Thread(target=monitor.run, args=(stop,), name="monitor", daemon=True)
     poller.start()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from hpcsched.daemon import reconcile
 from hpcsched.daemon.store import Store
@@ -52,7 +52,7 @@ class Monitor:
             return 0
 
     def next_delay(self) -> float:
-        return min(MAX_BACKOFF, self.interval * (2 ** min(self.failures, 6)))
+        return float(min(MAX_BACKOFF, self.interval * (2 ** min(self.failures, 6))))
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -7,8 +7,9 @@ looked up again on the next cycle — it is never taken for finished.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from hpcsched.jobs.model import Attempt, Job, JobState
 from hpcsched.slurm.parse import SlurmJobRecord

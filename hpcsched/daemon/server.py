@@ -14,7 +14,8 @@ import pwd
 import socket
 import struct
 import threading
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from hpcsched.daemon import protocol
 from hpcsched.daemon.service import Caller, JobService
@@ -77,7 +78,7 @@ class Server:
         while not stop.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 if stop.is_set():
@@ -111,7 +112,7 @@ class Server:
             conn.close()
             self.slots.release()
 
-    def _dispatch(self, op: str, args: dict, caller: Caller) -> dict:
+    def _dispatch(self, op: str, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         try:
             return {"ok": True, "result": self.service.handle(op, args, caller)}
         except Exception as e:  # every error becomes an answer; the daemon goes on
@@ -129,7 +130,7 @@ class Server:
         while True:
             try:
                 chunk = conn.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 raise protocol.ProtocolError("request not completed in time") from None
             if not chunk:
                 break
@@ -142,7 +143,7 @@ class Server:
         return b"".join(chunks)
 
     @staticmethod
-    def _reply(conn: socket.socket, message: dict) -> None:
+    def _reply(conn: socket.socket, message: dict[str, Any]) -> None:
         try:
             conn.sendall(protocol.encode(message))
         except OSError:

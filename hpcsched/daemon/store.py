@@ -11,7 +11,8 @@ import json
 import sqlite3
 import threading
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
 
@@ -81,7 +82,7 @@ class Store:
         with self._lock:
             self._db.close()
 
-    def _tx(self) -> "_Transaction":
+    def _tx(self) -> _Transaction:
         return _Transaction(self._db, self._lock)
 
     @property

@@ -36,7 +36,7 @@ def parse_args(argv: list[str]) -> LaunchSpec:
     return LaunchSpec(
         job_id=a.job_id, image=a.image, workdir=a.workdir, procs_per_node=a.procs_per_node,
         gpus_per_node=a.gpus_per_node,
-        env=tuple(tuple(e.split("=", 1)) for e in a.env),  # type: ignore[misc]
+        env=tuple(tuple(e.split("=", 1)) for e in a.env),
         script=a.script, script_args=tuple(a.script_args),
         gpu_device_style=os.environ.get("HPCSCHED_GPU_DEVICE_STYLE", "cdi"),
     )

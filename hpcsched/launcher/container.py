@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 MAX_NOFILE = 1 << 20
 PORT_BASE = 20000
@@ -22,9 +22,10 @@ class NodeContext:
     restart_count: int
     node_list: str
     gpus: tuple[str, ...]
+    cpus_per_node: int = 1
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "NodeContext":
+    def from_env(cls, env: Mapping[str, str]) -> NodeContext:
         def need(key: str) -> str:
             value = env.get(key)
             if not value:
@@ -40,6 +41,7 @@ class NodeContext:
             restart_count=int(env.get("SLURM_RESTART_COUNT") or 0),
             node_list=env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST", ""),
             gpus=allocated_gpus(env),
+            cpus_per_node=int(env.get("SLURM_CPUS_PER_TASK") or env.get("SLURM_CPUS_ON_NODE") or 1),
         )
 
 
@@ -113,7 +115,15 @@ def torchrun_argv(spec: LaunchSpec, ctx: NodeContext) -> list[str]:
     ]
 
 
+def threads_per_process(cpus_per_node: int, procs_per_node: int) -> int:
+    """OpenMP threads per training process: the node's CPUs shared among its processes."""
+    return max(1, cpus_per_node // max(1, procs_per_node))
+
+
 def podman_run_argv(spec: LaunchSpec, ctx: NodeContext, limits: list[str]) -> list[str]:
+    user_keys = {key for key, _ in spec.env}
+    defaults = [] if "OMP_NUM_THREADS" in user_keys else [
+        ("OMP_NUM_THREADS", str(threads_per_process(ctx.cpus_per_node, spec.procs_per_node)))]
     env = [
         ("HPCSCHED_JOB_ID", str(spec.job_id)),
         ("HPCSCHED_ATTEMPT", str(ctx.restart_count + 1)),
@@ -122,6 +132,7 @@ def podman_run_argv(spec: LaunchSpec, ctx: NodeContext, limits: list[str]) -> li
         ("SLURMD_NODENAME", ctx.node_name),
         ("SLURM_JOB_NODELIST", ctx.node_list),
         ("HOME", "/tmp"),
+        *defaults,
         *spec.env,
     ]
     argv = [

@@ -194,7 +194,9 @@ def parse_sbatch_directive(text: str) -> str:
             field, f"{text!r} is not an sbatch long option of the form --option or --option=value"
         )
     option = text.split("=", 1)[0]
-    if option in RESERVED_SBATCH:
+    # sbatch reads #SBATCH lines with getopt_long, which accepts any unambiguous prefix of an
+    # option (--out means --output); --gpus is an sbatch option of its own, not --gpus-per-node.
+    if option in RESERVED_SBATCH or (option != "--gpus" and any(r.startswith(option) for r in RESERVED_SBATCH)):
         raise ValidationError(field, f"{option} is set by hpcsched; use its own option instead")
     return text
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+
 def _template_dir() -> Path:
     """The repository's slurm_templates/ (a checkout), else the copy an install puts under
     ``<prefix>/share/hpcsched/slurm_templates``."""

@@ -7,8 +7,9 @@ calls it again on what arrives over the socket, so nothing reaches a batch scrip
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from hpcsched.errors import ValidationError
 from hpcsched.planning import fields
@@ -42,7 +43,7 @@ class JobRequest:
         return self.nodes.elastic
 
     @classmethod
-    def from_options(cls, raw: Mapping[str, Any]) -> "JobRequest":
+    def from_options(cls, raw: Mapping[str, Any]) -> JobRequest:
         """Validate a mapping of option values (as the CLI or the socket delivers them)."""
         known = {
             "script", "workdir", "name", "nodes", "script_args", "gpus_per_node", "cpus_per_node",

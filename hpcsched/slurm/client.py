@@ -8,8 +8,8 @@ same signature, which is how tests inject faults). Queue and accounting are batc
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from hpcsched.slurm import parse
 from hpcsched.slurm.parse import SlurmJobRecord

@@ -9,8 +9,9 @@ matching field readers are used; an unrecognised schema is an error, not a guess
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from hpcsched.jobs.model import JobState
 from hpcsched.slurm.states import to_job_state
@@ -130,7 +131,8 @@ def _squeue_job(schema: Schema, j: dict[str, Any]) -> SlurmJobRecord:
 def _squeue_exit(schema: Schema, value: Any) -> int | None:
     """Exit code as a shell reports it (128+N for signal N)."""
     if isinstance(value, dict) and "return_code" in value:
-        return schema.number(value["return_code"])
+        signal_id = _signal(schema, value)
+        return 128 + signal_id if signal_id else schema.number(value["return_code"])
     status = schema.number(value)
     if status is None:
         return None
@@ -142,14 +144,21 @@ def _sacct_exit(schema: Schema, state: JobState, value: dict[str, Any]) -> int |
     if not state.is_final:
         return None
     code = schema.number(value.get("return_code"))
-    signal = value.get("signal") or {}
-    signal_id = schema.number(signal.get("signal_id")) if isinstance(signal, dict) else None
+    signal_id = _signal(schema, value)
     if signal_id:
         return 128 + signal_id
     if schema is V0038 and code == 0 and state is not JobState.COMPLETED:
         # sacct 22.05 prints return_code 0 for jobs that failed with another code: unknown, not 0.
         return None
     return code
+
+
+def _signal(schema: Schema, exit_code: dict[str, Any]) -> int | None:
+    """The signal that ended the job: ``signal.signal_id`` in v0.0.38, ``signal.id`` from v0.0.40."""
+    signal = exit_code.get("signal")
+    if not isinstance(signal, dict):
+        return None
+    return schema.number(signal["id"] if "id" in signal else signal.get("signal_id"))
 
 
 def parse_sacct(text: str) -> list[SlurmJobRecord]:

@@ -8,8 +8,8 @@ exit code, stdout and stderr.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from hpcsched.errors import HpcschedError
 

@@ -18,6 +18,11 @@ time.sleep(600)
 """
 
 
+def slurm_state(slurm_id: int) -> str:
+    argv = ["squeue", "-h", "-j", str(slurm_id), "-o", "%T"]
+    return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
+
+
 def leftovers(session: UserSession, slurm_id: int) -> list[str]:
     found = []
     for p in psutil.process_iter(["pid", "name", "cmdline"]):
@@ -47,7 +52,7 @@ def test_cancel_of_a_running_two_node_job_leaves_nothing(session: UserSession) -
 
     deadline = time.monotonic() + 60  # Slurm finishes the COMPLETING phase after the state flips
     while time.monotonic() < deadline:
-        in_queue = subprocess.run(["squeue", "-h", "-j", str(slurm_id), "-o", "%T"], capture_output=True, text=True).stdout.strip()
+        in_queue = slurm_state(slurm_id)
         if not leftovers(session, slurm_id) and not podman_containers(session, job) and in_queue in ("", "CANCELLED"):
             break
         time.sleep(0.5)
@@ -62,5 +67,4 @@ def test_cancel_of_a_pending_job_cancels_it_in_slurm(session: UserSession) -> No
     info = session.wait(job, {"PENDING"})
     session.hs("cancel", str(job), "--wait")
     assert session.status(job)["state"] == "CANCELLED"
-    state = subprocess.run(["squeue", "-h", "-j", str(info["slurm_job_id"]), "-o", "%T"], capture_output=True, text=True).stdout.strip()
-    assert state in ("", "CANCELLED")
+    assert slurm_state(info["slurm_job_id"]) in ("", "CANCELLED")

@@ -50,7 +50,7 @@ def test_hostile_script_path_and_arguments_arrive_intact(session: UserSession) -
     job = session.run_job(name, "--nodes", "1", "--", *args)
     info = session.wait(job)
     assert info["state"] == "COMPLETED", session.logs(job)
-    line = next(l for l in session.logs(job).splitlines() if l.startswith("ARGV="))
+    line = next(x for x in session.logs(job).splitlines() if x.startswith("ARGV="))
     argv = json.loads(line[len("ARGV="):])
     assert argv[0].endswith(name) and argv[1:] == args
     assert not (session.workdir / "pwned").exists()

@@ -1,0 +1,34 @@
+# The two commands of the README, and their parts. Run as root on Debian 12.
+SHELL := /bin/bash
+PYTEST_ARGS ?=
+
+.PHONY: demo check setup lint test unit integration bench cluster-stop
+
+## demo: set everything up, then run the two-node all-reduce example as the cluster user
+demo: setup
+	bash scripts/demo
+
+## check: set everything up, then lint, type-check and run every test tier (what CI runs)
+check: setup lint test
+
+setup:
+	bash scripts/setup
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+
+test:
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+unit:
+	.venv/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+
+integration:
+	.venv/bin/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+bench: setup
+	.venv/bin/python benchmarks/submit_overhead.py
+
+cluster-stop:
+	cluster/localcluster stop
