@@ -28,7 +28,7 @@ integration:
 	.venv/bin/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 bench: setup
-	.venv/bin/python benchmarks/submit_overhead.py
+	cd benchmarks && ../.venv/bin/python submit_overhead.py && ../.venv/bin/python container_overhead.py
 
 cluster-stop:
 	cluster/localcluster stop

@@ -1,0 +1,58 @@
+"""Shared helpers for the benchmarks: run commands as the cluster user, time them, write results."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+USER = os.environ.get("HPCSCHED_USER", "hpcuser")
+SITE = Path(os.environ.get("HPCSCHED_SITE_VENV", "/opt/hpcsched/venv"))
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def user_env(root: Path) -> dict[str, str]:
+    pw = pwd.getpwnam(USER)
+    return {
+        "PATH": f"{SITE}/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": pw.pw_dir, "USER": USER,
+        "LOGNAME": USER, "LANG": "C.UTF-8", "HPCSCHED_STATE_DIR": str(root / "state"),
+        "HPCSCHED_JOBS_DIR": str(root / "jobs"), "HPCSCHED_POLL_INTERVAL": "1",
+    }
+
+
+def workspace(name: str) -> Path:
+    root = Path("/tmp/hpcsched-bench") / name
+    subprocess.run(["rm", "-rf", str(root)], check=True)
+    for sub in ("work", "state", "jobs"):
+        (root / sub).mkdir(parents=True)
+    pw = pwd.getpwnam(USER)
+    for p in [root.parent, root, *root.iterdir()]:
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+    return root
+
+
+def as_user(argv: list[str], root: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, user=USER, group=USER, extra_groups=[], env=user_env(root),
+                          cwd=str(root / "work"), capture_output=True, text=True, check=True, **kw)
+
+
+def timed(argv: list[str], root: Path) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.perf_counter()
+    proc = as_user(argv, root)
+    return time.perf_counter() - start, proc
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def write_results(name: str, data: dict[str, Any], table: str) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    (RESULTS / f"{name}.md").write_text(table)
+    print(table)
