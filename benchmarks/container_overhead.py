@@ -83,7 +83,7 @@ def main() -> None:
         "to the start of the training process on each node (both variants run torchrun).\n\n"
         "| variant | median s | min s | max s |\n|---|---|---|---|\n"
         + "".join(f"| {k} | {s['median']:.2f} | {s['min']:.2f} | {s['max']:.2f} |\n"
-                  for k, s in zip(variants, (bare, cont)))
+                  for k, s in zip(variants, (bare, cont), strict=True))
         + f"\nAdded per node by the container path (median): **{added:.2f} s** (target < 2 s).\n"
     )
     write_results("container_overhead", data, table)

@@ -124,10 +124,12 @@ class Store:
         values = {k: (v.value if isinstance(v, JobState) else v) for k, v in changes.items()}
         assignments = ", ".join(f"{k}=?" for k in values)
         with self._tx():
-            self._db.execute(
+            cur = self._db.execute(
                 f"UPDATE attempts SET {assignments} WHERE job_id=? AND number=?",
                 (*values.values(), job_id, number),
             )
+            if cur.rowcount != 1:
+                raise KeyError(f"job {job_id} has no attempt {number}")
             if "state" in values:
                 latest = self._db.execute("SELECT MAX(number) FROM attempts WHERE job_id=?", (job_id,)).fetchone()[0]
                 if latest == number:

@@ -74,7 +74,7 @@ def allocated_gpus(env: Mapping[str, str]) -> tuple[str, ...]:
     for key in ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES"):
         value = env.get(key, "").strip()
         if value and value not in ("NoDevFiles",):
-            return tuple(v for v in value.split(",") if v.strip().isdigit())
+            return tuple(v.strip() for v in value.split(",") if v.strip().isdigit())
     return ()
 
 
@@ -90,6 +90,8 @@ def device_args(gpus: Sequence[str], style: str) -> list[str]:
     args: list[str] = []
     if not gpus:
         return args
+    if style not in ("cdi", "dev"):
+        raise ValueError(f"HPCSCHED_GPU_DEVICE_STYLE must be 'cdi' or 'dev', not {style!r}")
     if style == "cdi":
         for g in gpus:
             args += ["--device", f"nvidia.com/gpu={g}"]

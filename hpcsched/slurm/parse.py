@@ -78,7 +78,7 @@ V0039 = Schema("v0.0.39+", _wrapped_number, _list_state)
 def detect_schema(meta: dict[str, Any]) -> Schema:
     plugin = meta.get("plugin") or {}
     plugins = meta.get("plugins") or {}
-    version = str(plugins.get("data_parser") or plugin.get("type") or plugin.get("data_parser") or "")
+    version = str(plugins.get("data_parser") or plugin.get("data_parser") or plugin.get("type") or "")
     if version.endswith(("v0.0.36", "v0.0.37", "v0.0.38")):
         return V0038
     if "v0.0.39" in version or "v0.0.4" in version:

@@ -1,0 +1,132 @@
+"""``hpcsched run`` in-process (click's CliRunner), on the paths that need no daemon: a dry run
+prints the plan, and bad input is refused with a message naming the path or field, exit status 2,
+and no file written under the jobs or state directory."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from hpcsched.cli.main import cli
+from hpcsched.daemon import client
+
+OK_SCRIPT = "print('hello')\n"
+
+
+@pytest.fixture
+def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Jobs and state directories inside tmp_path (not created), and a daemon that must not be asked."""
+    paths = {"jobs": tmp_path / "jobs", "state": tmp_path / "state", "work": tmp_path / "work"}
+    paths["work"].mkdir()
+    monkeypatch.setenv("HPCSCHED_JOBS_DIR", str(paths["jobs"]))
+    monkeypatch.setenv("HPCSCHED_STATE_DIR", str(paths["state"]))
+    monkeypatch.setenv("HPCSCHED_LAUNCHER_PYTHON", "/opt/venv/bin/python")
+    monkeypatch.delenv("HPCSCHED_IMAGE", raising=False)
+
+    def no_daemon(*_: Any, **__: Any) -> None:
+        raise AssertionError("this command must not contact the daemon")
+
+    monkeypatch.setattr(client, "ensure_daemon", no_daemon)
+    monkeypatch.setattr(client, "call", no_daemon)
+    return paths
+
+
+def write(dirs: dict[str, Path], name: str, text: str = OK_SCRIPT) -> Path:
+    path = dirs["work"] / name
+    path.write_text(text)
+    return path
+
+
+def run(dirs: dict[str, Path], *args: str) -> Result:
+    return CliRunner().invoke(cli, ["run", "--workdir", str(dirs["work"]), *args])
+
+
+def assert_refused(result: Result, dirs: dict[str, Path], *expected: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("hpcsched: error: ")
+    for text in expected:
+        assert text in result.stderr
+    assert not dirs["jobs"].exists() and not dirs["state"].exists(), "nothing may be written for a refused request"
+
+
+# --- dry run ------------------------------------------------------------------------------------
+
+
+def test_dry_run_prints_the_sbatch_command_and_the_batch_script(dirs: dict[str, Path]) -> None:
+    script = write(dirs, "train.py")
+    result = run(dirs, str(script), "--nodes", "2", "--dry-run", "--", "--epochs", "3")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "# sbatch command:"
+    assert shlex.split(lines[1])[:3] == ["sbatch", "--parsable", f"--chdir={dirs['work']}"]
+    assert lines[2] == f"# batch script ({dirs['jobs']}/<id>/batch.sh):"
+    assert lines[3] == "#!/bin/bash"
+    assert "#SBATCH --nodes=2" in lines
+    assert f"-- {script} --epochs 3" in result.stdout
+
+
+def test_dry_run_writes_nothing(dirs: dict[str, Path]) -> None:
+    script = write(dirs, "train.py")
+    assert run(dirs, str(script), "--dry-run").exit_code == 0
+    assert not dirs["jobs"].exists() and not dirs["state"].exists()
+    assert os.listdir(dirs["work"]) == ["train.py"]
+
+
+def test_dry_run_of_a_script_named_with_spaces_and_quotes_is_accepted(dirs: dict[str, Path]) -> None:
+    script = write(dirs, "my 'odd' train;.py")
+    result = run(dirs, str(script), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert shlex.quote(str(script)) in result.stdout
+
+
+# --- refusals -----------------------------------------------------------------------------------
+
+
+def test_missing_script_is_refused_naming_its_path(dirs: dict[str, Path]) -> None:
+    missing = dirs["work"] / "nothere.py"
+    assert_refused(run(dirs, str(missing)), dirs, f"{missing}: no such file")
+
+
+def test_script_with_a_syntax_error_is_refused_with_its_line(dirs: dict[str, Path]) -> None:
+    script = write(dirs, "broken.py", "x = 1\ndef f(:\n    pass\n")
+    assert_refused(run(dirs, str(script)), dirs, f"{script}:2: syntax error")
+
+
+# The unreadable-script case (F4) runs for real as the cluster user in tests/integration/test_bad_input.py.
+
+
+def test_directory_as_script_is_refused(dirs: dict[str, Path]) -> None:
+    (dirs["work"] / "pkg.py").mkdir()
+    assert_refused(run(dirs, str(dirs["work"] / "pkg.py")), dirs, "not a regular file")
+
+
+def test_zero_nodes_is_refused_naming_the_field_and_the_limit(dirs: dict[str, Path]) -> None:
+    script = write(dirs, "train.py")
+    assert_refused(run(dirs, str(script), "--nodes", "0"), dirs, "--nodes: must be between 1 and 4096")
+
+
+def test_name_with_a_newline_and_shell_code_is_refused_naming_the_field(dirs: dict[str, Path]) -> None:
+    script = write(dirs, "train.py")
+    assert_refused(run(dirs, str(script), "--name", "x\nrm -rf ~"), dirs, "--name: ")
+
+
+def test_negative_gpus_are_refused_naming_the_field(dirs: dict[str, Path]) -> None:
+    script = write(dirs, "train.py")
+    assert_refused(run(dirs, str(script), "--gpus-per-node", "-1"), dirs, "--gpus-per-node: ")
+
+
+def test_script_outside_the_workdir_is_refused(dirs: dict[str, Path], tmp_path: Path) -> None:
+    outside = tmp_path / "train.py"
+    outside.write_text(OK_SCRIPT)
+    assert_refused(run(dirs, str(outside)), dirs, "not inside the work directory")
+
+
+def test_missing_workdir_is_refused_naming_it(dirs: dict[str, Path], tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    result = CliRunner().invoke(cli, ["run", str(gone / "train.py"), "--workdir", str(gone)])
+    assert_refused(result, dirs, f"--workdir: {gone}: not an existing directory")

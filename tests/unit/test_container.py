@@ -1,0 +1,179 @@
+"""The ``podman run`` command line one node of an attempt runs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hpcsched.launcher.container import (
+    MAX_NOFILE,
+    PORT_BASE,
+    PORT_SPAN,
+    LaunchSpec,
+    NodeContext,
+    allocated_gpus,
+    container_name,
+    device_args,
+    master_port,
+    podman_run_argv,
+    ulimit_args,
+)
+
+SPEC = LaunchSpec(job_id=7, image="localhost/train:1", workdir="/home/a b/proj", procs_per_node=2, gpus_per_node=2,
+                  env=(("NCCL_DEBUG", "INFO"),), script="/home/a b/proj/train.py", script_args=("--epochs", "3", "a b"))
+CTX = NodeContext(slurm_job_id=1234, node_rank=1, num_nodes=3, master_addr="10.0.0.1", node_name="node2",
+                  restart_count=2, node_list="node[1-3]", gpus=("0", "1"), cpus_per_node=8)
+LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
+SLURM_ENV = {"SLURM_JOB_ID": "1234", "SLURM_NODEID": "1", "SLURM_JOB_NUM_NODES": "3",
+             "SLURM_LAUNCH_NODE_IPADDR": "10.0.0.1"}
+
+
+@pytest.fixture(scope="module")
+def argv() -> list[str]:
+    return podman_run_argv(SPEC, CTX, LIMITS)
+
+
+def option_values(argv: list[str], option: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == option]
+
+
+# --- podman run ---------------------------------------------------------------------------------
+
+
+def test_container_shares_the_host_network_and_keeps_the_user_id(argv: list[str]) -> None:
+    assert argv[:3] == ["podman", "run", "--rm"]
+    assert option_values(argv, "--network") == ["host"]
+    assert option_values(argv, "--userns") == ["keep-id"]
+
+
+def test_limits_are_passed_through(argv: list[str]) -> None:
+    assert option_values(argv, "--ulimit") == ["nofile=1024:1024", "nproc=4096:4096"]
+
+
+def test_workdir_is_bind_mounted_at_the_same_path_and_used_as_working_directory(argv: list[str]) -> None:
+    assert option_values(argv, "--volume") == ["/home/a b/proj:/home/a b/proj"]
+    assert option_values(argv, "--workdir") == ["/home/a b/proj"]
+
+
+def test_image_is_followed_by_torchrun_with_the_rendezvous_of_this_node(argv: list[str]) -> None:
+    command = argv[argv.index("localhost/train:1") + 1:]
+    assert command[0] == "torchrun"
+    assert {"--nnodes=3", "--node-rank=1", "--master-addr=10.0.0.1", f"--master-port={master_port(1234)}",
+            "--nproc-per-node=2"} <= set(command)
+
+
+def test_script_and_each_argument_are_separate_elements_at_the_end(argv: list[str]) -> None:
+    assert argv[-4:] == ["/home/a b/proj/train.py", "--epochs", "3", "a b"]
+
+
+def test_gpus_of_this_node_are_passed_as_devices(argv: list[str]) -> None:
+    assert option_values(argv, "--device") == ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]
+
+
+def test_user_env_and_hpcsched_ids_reach_the_container(argv: list[str]) -> None:
+    env = option_values(argv, "--env")
+    assert {"NCCL_DEBUG=INFO", "HPCSCHED_JOB_ID=7", "HPCSCHED_ATTEMPT=3", "SLURM_JOB_ID=1234", "SLURM_NODEID=1"} <= set(env)
+
+
+def test_omp_threads_default_to_the_cpus_shared_among_processes(argv: list[str]) -> None:
+    assert "OMP_NUM_THREADS=4" in option_values(argv, "--env")
+
+
+def test_user_omp_threads_are_not_overridden() -> None:
+    spec = dataclasses.replace(SPEC, env=(("OMP_NUM_THREADS", "1"),))
+    assert [e for e in option_values(podman_run_argv(spec, CTX, []), "--env") if e.startswith("OMP_")] == ["OMP_NUM_THREADS=1"]
+
+
+def test_container_name_differs_per_attempt_and_node() -> None:
+    assert container_name(CTX) == "hpcsched-1234-2-node2"
+
+
+# --- master port --------------------------------------------------------------------------------
+
+
+@given(st.integers(min_value=1, max_value=2**31 - 2))
+def test_master_port_is_in_range_and_differs_for_consecutive_jobs(job_id: int) -> None:
+    assert PORT_BASE <= master_port(job_id) < PORT_BASE + PORT_SPAN
+    assert 20000 <= master_port(job_id) < 30000
+    assert master_port(job_id) != master_port(job_id + 1)
+
+
+# --- limits -------------------------------------------------------------------------------------
+
+
+def _limit(args: list[str], name: str) -> tuple[int, int]:
+    (value,) = [a.split("=", 1)[1] for a in args if a.startswith(f"{name}=")]
+    soft, hard = value.split(":")
+    return int(soft), int(hard)
+
+
+@given(st.integers(1, 1 << 40), st.integers(1, 1 << 40), st.integers(1, 1 << 22))
+def test_ulimits_never_exceed_the_hard_limits_nor_pid_max(nofile_hard: int, nproc_hard: int, pid_max: int) -> None:
+    args = ulimit_args(nofile_hard, nproc_hard, pid_max)
+    assert args[0::2] == ["--ulimit", "--ulimit"]
+    nofile, nproc = _limit(args, "nofile"), _limit(args, "nproc")
+    assert nofile[0] == nofile[1] <= min(nofile_hard, MAX_NOFILE)
+    assert nproc[0] == nproc[1] <= min(nproc_hard, pid_max)
+    assert nofile[0] >= 1 and nproc[0] >= 1
+
+
+def test_ulimits_use_the_hard_limits_when_they_are_low() -> None:
+    assert ulimit_args(4096, 512, 32768) == ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=512:512"]
+
+
+# --- GPUs ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "gpus"),
+    [
+        ({"SLURM_STEP_GPUS": "2,3", "SLURM_JOB_GPUS": "0,1,2,3", "CUDA_VISIBLE_DEVICES": "0,1"}, ("2", "3")),
+        ({"SLURM_JOB_GPUS": "0,1", "CUDA_VISIBLE_DEVICES": "0"}, ("0", "1")),
+        ({"CUDA_VISIBLE_DEVICES": "1"}, ("1",)),
+        ({"SLURM_STEP_GPUS": "", "SLURM_JOB_GPUS": "5"}, ("5",)),
+        ({"SLURM_STEP_GPUS": "NoDevFiles", "CUDA_VISIBLE_DEVICES": "0"}, ("0",)),
+        ({}, ()),
+    ],
+)
+def test_allocated_gpus_come_from_the_most_specific_variable(env: dict[str, str], gpus: tuple[str, ...]) -> None:
+    assert allocated_gpus(env) == gpus
+
+
+def test_cdi_style_names_each_gpu() -> None:
+    assert device_args(["0", "3"], "cdi") == ["--device", "nvidia.com/gpu=0", "--device", "nvidia.com/gpu=3"]
+
+
+def test_dev_style_passes_device_files_and_the_control_devices() -> None:
+    assert option_values(device_args(["1"], "dev"), "--device") == [
+        "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"
+    ]
+
+
+@pytest.mark.parametrize("style", ["cdi", "dev"])
+def test_no_gpus_means_no_devices(style: str) -> None:
+    assert device_args([], style) == []
+
+
+# --- node context -------------------------------------------------------------------------------
+
+
+def test_node_context_reads_slurm_variables() -> None:
+    ctx = NodeContext.from_env({**SLURM_ENV, "SLURM_STEP_NUM_NODES": "2", "SLURMD_NODENAME": "node2",
+                                "SLURM_RESTART_COUNT": "1", "SLURM_STEP_GPUS": "0", "SLURM_CPUS_PER_TASK": "16"})
+    assert ctx == NodeContext(slurm_job_id=1234, node_rank=1, num_nodes=2, master_addr="10.0.0.1", node_name="node2",
+                              restart_count=1, node_list="", gpus=("0",), cpus_per_node=16)
+
+
+def test_node_context_outside_slurm_raises_a_clear_key_error() -> None:
+    with pytest.raises(KeyError, match="SLURM_JOB_ID is not set: the launcher must run inside a Slurm job step"):
+        NodeContext.from_env({})
+
+
+@pytest.mark.parametrize("missing", sorted(SLURM_ENV))
+def test_node_context_names_the_missing_variable(missing: str) -> None:
+    env = {k: v for k, v in SLURM_ENV.items() if k != missing}
+    with pytest.raises(KeyError, match=missing):
+        NodeContext.from_env(env)

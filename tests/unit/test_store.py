@@ -1,0 +1,136 @@
+"""The SQLite store (a file in tmp_path): intent committed before submission, job state follows
+the newest attempt, final jobs leave the open set."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from hpcsched.daemon.store import Store
+from hpcsched.jobs.model import AttemptReason, JobState
+
+REQUEST = {"script": "/w/train.py", "workdir": "/w", "nodes": "2"}
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "store.sqlite")
+
+
+@pytest.fixture
+def store(db_path: str) -> Iterator[Store]:
+    s = Store(db_path)
+    yield s
+    s.close()
+
+
+def create(store: Store, name: str = "train") -> int:
+    return store.create_job(name=name, uid=1000, user="alice", request=REQUEST, nodes=2, jobs_root="/jobs", now=100.0)
+
+
+def add_attempt(db_path: str, job_id: int, number: int) -> None:
+    """A requeue's next attempt (the store has no call for it yet), written as another process would."""
+    with closing(sqlite3.connect(db_path)) as db, db:
+        db.execute("INSERT INTO attempts (job_id, number, reason, state, nodes) VALUES (?,?,?,?,?)",
+                   (job_id, number, AttemptReason.REQUEUE.value, JobState.PENDING.value, 2))
+
+
+def test_created_job_and_its_first_attempt_are_committed_in_submitting(store: Store, db_path: str) -> None:
+    job_id = create(store)
+    with closing(Store(db_path)) as other:
+        job = other.get_job(job_id)
+    assert job is not None
+    assert (job.name, job.user, job.uid, job.state, job.request, job.created) == (
+        "train", "alice", 1000, JobState.SUBMITTING, REQUEST, 100.0
+    )
+    assert job.job_dir == f"/jobs/{job_id}"
+    (first,) = job.attempts
+    assert (first.number, first.reason, first.state, first.nodes, first.slurm_job_id) == (
+        1, AttemptReason.SUBMIT, JobState.SUBMITTING, 2, None
+    )
+    assert first.log_path == f"/jobs/{job_id}/attempt-1.log"
+
+
+def test_job_ids_increase(store: Store) -> None:
+    assert create(store) < create(store)
+
+
+def test_state_change_of_the_newest_attempt_becomes_the_job_state(store: Store) -> None:
+    job_id = create(store)
+    store.update_attempt(job_id, 1, 101.0, state=JobState.RUNNING, slurm_job_id=42, node_list="node[1-2]")
+    job = store.get_job(job_id)
+    assert job is not None and job.state is JobState.RUNNING
+    assert job.attempts[0].slurm_job_id == 42 and job.attempts[0].node_list == "node[1-2]"
+
+
+def test_state_change_of_an_older_attempt_leaves_the_job_state(store: Store, db_path: str) -> None:
+    job_id = create(store)
+    store.update_attempt(job_id, 1, 101.0, state=JobState.PENDING)
+    add_attempt(db_path, job_id, 2)
+    store.update_attempt(job_id, 1, 102.0, state=JobState.PREEMPTED)
+    job = store.get_job(job_id)
+    assert job is not None
+    assert job.state is JobState.PENDING
+    assert [a.state for a in job.attempts] == [JobState.PREEMPTED, JobState.PENDING]
+
+
+def test_state_changes_are_recorded_as_events(store: Store) -> None:
+    job_id = create(store)
+    store.update_attempt(job_id, 1, 101.0, state=JobState.FAILED, exit_code=3)
+    assert store.events(job_id) == [(100.0, "created", ""), (101.0, "state", "attempt 1: FAILED")]
+
+
+def test_unknown_attempt_field_is_refused_and_nothing_changes(store: Store) -> None:
+    job_id = create(store)
+    with pytest.raises(ValueError, match="unknown attempt fields \\['reason', 'uid'\\]"):
+        store.update_attempt(job_id, 1, 101.0, state=JobState.RUNNING, uid=0, reason="x")
+    job = store.get_job(job_id)
+    assert job is not None and job.state is JobState.SUBMITTING
+
+
+def test_open_jobs_exclude_final_jobs_but_keep_unknown_ones(store: Store) -> None:
+    done, unknown, running = create(store), create(store), create(store)
+    store.update_attempt(done, 1, 101.0, state=JobState.COMPLETED)
+    store.update_attempt(unknown, 1, 101.0, state=JobState.UNKNOWN)
+    store.update_attempt(running, 1, 101.0, state=JobState.RUNNING)
+    assert [j.id for j in store.open_jobs()] == [unknown, running]
+
+
+def test_list_jobs_filters_by_user(store: Store) -> None:
+    mine = create(store)
+    store.create_job(name="x", uid=2000, user="bob", request={}, nodes=1, jobs_root="/jobs", now=1.0)
+    assert [j.id for j in store.list_jobs(uid=1000)] == [mine]
+    assert len(store.list_jobs()) == 2
+
+
+def test_missing_job_is_none(store: Store) -> None:
+    assert store.get_job(999) is None
+
+
+def test_cancel_request_is_stored(store: Store) -> None:
+    job_id = create(store)
+    store.request_cancel(job_id, 101.0)
+    job = store.get_job(job_id)
+    assert job is not None and job.cancel_requested
+
+
+def test_store_id_is_stable_across_reopen(db_path: str) -> None:
+    with closing(Store(db_path)) as first:
+        store_id = first.store_id
+    with closing(Store(db_path)) as second:
+        assert second.store_id == store_id
+    assert len(store_id) == 12
+
+
+def test_two_stores_have_different_ids(tmp_path: Path) -> None:
+    with closing(Store(str(tmp_path / "a.sqlite"))) as a, closing(Store(str(tmp_path / "b.sqlite"))) as b:
+        assert a.store_id != b.store_id
+
+
+def test_fresh_store_passes_the_integrity_check(store: Store) -> None:
+    create(store)
+    assert store.integrity_ok()
