@@ -17,6 +17,7 @@ from hpcsched.daemon.service import JobService
 from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
 from hpcsched.errors import HpcschedError
+from hpcsched.slurm.backend import choose_backend
 from hpcsched.slurm.client import SlurmClient
 
 log = logging.getLogger("hpcsched.daemon")
@@ -53,10 +54,10 @@ def run_daemon(settings: Settings) -> None:
     )
     stop = threading.Event()
     store = Store(settings.store_path)
-    client = SlurmClient()
+    client, backend = choose_backend(SlurmClient(), os.environ.get("HPCSCHED_SLURM_BACKEND", "cli"))
     submitter = Submitter(store, client, settings)
     monitor = Monitor(store, client, submitter, settings.poll_interval)
-    service = JobService(store, client, submitter, monitor, stop)
+    service = JobService(store, client, submitter, monitor, stop, backend=backend)
     owner = os.getuid()
     server = Server(bind_socket(settings.socket_path), service, allowed=lambda uid: uid == owner)
     def request_stop(*_: object) -> None:
@@ -65,7 +66,8 @@ def run_daemon(settings: Settings) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, request_stop)
-    log.info("daemon started, pid %d, user %s, store %s", os.getpid(), pwd.getpwuid(owner).pw_name, settings.store_path)
+    log.info("daemon started, pid %d, user %s, store %s, backend: %s",
+             os.getpid(), pwd.getpwuid(owner).pw_name, settings.store_path, backend)
     poller = threading.Thread(target=monitor.run, args=(stop,), name="monitor", daemon=True)
     poller.start()
     try:

@@ -35,13 +35,14 @@ class Caller:
 
 class JobService:
     def __init__(self, store: Store, client: SlurmClient, submitter: Submitter, monitor: Monitor,
-                 stop: threading.Event, clock: Callable[[], float] = time.time) -> None:
+                 stop: threading.Event, clock: Callable[[], float] = time.time, backend: str = "cli") -> None:
         self.store = store
         self.client = client
         self.submitter = submitter
         self.monitor = monitor
         self.stop = stop
         self.clock = clock
+        self.backend = backend
 
     def handle(self, op: str, args: dict[str, Any], caller: Caller) -> Any:
         handler = getattr(self, f"op_{op}")
@@ -49,7 +50,7 @@ class JobService:
 
     def op_ping(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         return {"pid": os.getpid(), "version": __version__, "store_id": self.store.store_id,
-                "open_jobs": len(self.store.open_jobs())}
+                "open_jobs": len(self.store.open_jobs()), "slurm_backend": self.backend}
 
     def op_run(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         raw = args.get("request")
