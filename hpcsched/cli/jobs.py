@@ -6,7 +6,9 @@ import time
 from typing import Any
 
 import click
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from hpcsched.cli.common import format_duration, print_json, reports_errors, settings
@@ -16,24 +18,59 @@ from hpcsched.daemon import client
 HELP = {"help_option_names": ["-h", "--help"]}
 
 
+def progress_text(p: dict[str, Any] | None) -> str:
+    """``step 120/400 (30%)``, or the step alone when the total is unknown."""
+    if not p:
+        return "-"
+    total = p.get("total_steps")
+    if total:
+        return f"{p['step']}/{total} ({100 * p['step'] / total:.0f}%)"
+    return f"step {p['step']}"
+
+
+def eta_text(p: dict[str, Any] | None) -> str:
+    if not p or p.get("eta") is None:
+        return "-"
+    if p.get("event") == "done":
+        return "done"
+    return time.strftime("%H:%M:%S", time.localtime(p["eta"]))
+
+
 def job_table(jobs: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("ID", "NAME", "USER", "STATE", "NODES", "SLURM", "ELAPSED", "EXIT/REASON"):
+    columns = ("ID", "NAME", "USER", "STATE", "NODES", "SLURM", "ELAPSED", "PROGRESS", "SAMPLES/S", "ETA",
+               "EXIT/REASON")
+    for column in columns:
         table.add_column(column, no_wrap=column != "EXIT/REASON")
     for j in jobs:
         exit_or_reason = j["reason"] or ("" if j["exit_code"] is None else f"exit {j['exit_code']}")
+        p = j.get("progress")
+        rate = f"{p['throughput']:.1f}" if p and p.get("throughput") else "-"
         table.add_row(
             str(j["id"]), j["name"], j["user"], j["state"], str(j["nodes"] or "-"),
-            str(j["slurm_job_id"] or "-"), format_duration(j["elapsed"]), exit_or_reason,
+            str(j["slurm_job_id"] or "-"), format_duration(j["elapsed"]), progress_text(p), rate, eta_text(p),
+            exit_or_reason,
         )
+    return table
+
+
+def progress_bars(jobs: list[dict[str, Any]]) -> Table:
+    """One bar per job with known total steps: what ``status --watch`` shows."""
+    table = Table(box=None, show_header=False, pad_edge=False)
+    for j in jobs:
+        p = j.get("progress") or {}
+        total, step = p.get("total_steps"), p.get("step", 0)
+        bar = ProgressBar(total=float(total), completed=float(step), width=30) if total else "no progress reported"
+        table.add_row(f"{j['id']} {j['name']}", j["state"], bar, progress_text(p or None), eta_text(p or None))
     return table
 
 
 @click.command(context_settings=HELP)
 @click.argument("job", required=False, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print a list of job objects as JSON.")
+@click.option("--watch", "-w", is_flag=True, help="Live table with progress bars until the jobs end (Ctrl-C stops).")
 @reports_errors
-def status(job: int | None, as_json: bool) -> None:
+def status(job: int | None, as_json: bool, watch: bool) -> None:
     """Show your jobs (or one JOB): state, size, Slurm id, elapsed time, exit code or reason.
 
     The JSON form is a list of objects with the keys id, name, user, state, nodes, node_list,
@@ -43,12 +80,47 @@ def status(job: int | None, as_json: bool) -> None:
     cfg = settings()
     client.ensure_daemon(cfg)
     jobs = client.call(cfg, "status", {"job": job})
+    if watch:
+        watch_jobs(cfg, job, jobs)
+        return
     if as_json:
         print_json(jobs)
     elif not jobs:
         click.echo("no jobs")
     else:
         Console(soft_wrap=True).print(job_table(jobs))
+
+
+def watch_jobs(cfg: Any, job: int | None, jobs: list[dict[str, Any]]) -> None:
+    with Live(Group(job_table(jobs), progress_bars(jobs)), refresh_per_second=2) as live:
+        while any(not _final(j["state"]) for j in jobs):
+            time.sleep(1.0)
+            jobs = client.call(cfg, "status", {"job": job})
+            live.update(Group(job_table(jobs), progress_bars(jobs)))
+
+
+@click.command(context_settings=HELP)
+@click.argument("job", type=int)
+@click.option("--nodes", "-N", required=True, type=int, help="The new node count, within the job's MIN-MAX.")
+@click.option("--mode", type=click.Choice(["auto", "shrink", "grow", "requeue"]), default="auto", show_default=True,
+              help="auto: shrink in place or grow make-before-break; requeue: checkpoint, requeue, resize.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@reports_errors
+def resize(job: int, nodes: int, mode: str, as_json: bool) -> None:
+    """Resize the running elastic JOB to --nodes nodes; it goes on from its last checkpoint.
+
+    Only jobs submitted with --nodes MIN-MAX whose script uses the hpcsched runtime library can
+    be resized. Shrinking releases nodes of the running allocation; growing queues the larger
+    allocation and switches over only once it runs, so waiting in the queue costs no training.
+    """
+    cfg = settings()
+    client.ensure_daemon(cfg)
+    result = client.call(cfg, "resize", {"job": job, "nodes": nodes, "mode": mode})
+    if as_json:
+        print_json(result)
+    else:
+        cur = result["attempts"][-1]
+        click.echo(f"job {job}: resize to {nodes} nodes requested (attempt {cur['number']}, {cur['state']})")
 
 
 @click.command(context_settings=HELP)

@@ -6,7 +6,7 @@ import click
 
 from hpcsched import __version__
 from hpcsched.cli.daemon import daemon
-from hpcsched.cli.jobs import cancel, logs, status
+from hpcsched.cli.jobs import cancel, logs, resize, status
 from hpcsched.cli.run import run
 
 
@@ -21,7 +21,7 @@ def cli() -> None:
     """
 
 
-for command in (run, status, logs, cancel, daemon):
+for command in (run, status, logs, cancel, resize, daemon):
     cli.add_command(command)
 
 

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 
 from hpcsched.daemon import reconcile
+from hpcsched.daemon.ingest import JobFiles
+from hpcsched.daemon.requeue import RequeueTracker
 from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
 from hpcsched.jobs.model import JobState
@@ -34,6 +36,8 @@ class Monitor:
         self.clock = clock
         self.failures = 0
         self.recovered = False
+        self.files = JobFiles(store)
+        self.requeues = RequeueTracker(store, client, clock)
         self.wakeup = threading.Event()
 
     def poll_once(self) -> int:
@@ -72,10 +76,22 @@ class Monitor:
                     log.error("submitting job %s failed: %s", job.id, e)
 
     def _poll(self) -> int:
-        attempts = reconcile.tracked_attempts(self.store.open_jobs())
+        jobs = self.store.open_jobs()
+        now = self.clock()
+        for job in jobs:
+            if job.job_dir and job.current is not None and job.current.slurm_job_id is not None:
+                self.files.ingest(job, now)
+        jobs = self.store.open_jobs()
+        attempts = reconcile.tracked_attempts(jobs)
         if not attempts:
             return 0
         queue = {r.job_id: r for r in self.client.queue()}
+        by_id = {j.id: j for j in jobs}
+        for a in attempts:
+            record = queue.get(a.slurm_job_id or -1)
+            if record is not None and reconcile.requeued_since(a, record):
+                self.requeues.on_requeue(by_id[a.job_id], a, record)
+        attempts = reconcile.tracked_attempts(self.store.open_jobs())
         missing = reconcile.missing_from_queue(attempts, queue)
         accounting = None
         if missing:

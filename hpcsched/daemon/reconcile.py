@@ -32,6 +32,11 @@ def tracked_attempts(jobs: Iterable[Job]) -> list[Attempt]:
     return out
 
 
+def requeued_since(attempt: Attempt, record: SlurmJobRecord) -> bool:
+    """Slurm ran the job again (requeue) since this attempt began."""
+    return record.restart_count > attempt.restart_count
+
+
 def missing_from_queue(attempts: Sequence[Attempt], queue: Mapping[int, SlurmJobRecord]) -> list[int]:
     return sorted({a.slurm_job_id for a in attempts if a.slurm_job_id is not None and a.slurm_job_id not in queue})
 

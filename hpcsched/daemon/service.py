@@ -16,6 +16,7 @@ from typing import Any
 
 from hpcsched import __version__
 from hpcsched.daemon.monitor import Monitor
+from hpcsched.daemon.resize import Resizer
 from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
 from hpcsched.errors import AccessDenied, JobNotFound, ValidationError
@@ -43,6 +44,7 @@ class JobService:
         self.stop = stop
         self.clock = clock
         self.backend = backend
+        self.resizer = Resizer(store, client, submitter, clock)
 
     def handle(self, op: str, args: dict[str, Any], caller: Caller) -> Any:
         handler = getattr(self, f"op_{op}")
@@ -75,15 +77,23 @@ class JobService:
             return job.as_dict(self.clock())
         self.store.request_cancel(job.id, self.clock())
         cur = job.current
-        if cur is not None and cur.slurm_job_id is not None:
-            self.client.cancel(cur.slurm_job_id)
-        else:
+        live = {a.slurm_job_id for a in job.attempts if a.slurm_job_id is not None and not a.state.is_final}
+        for slurm_job_id in sorted(live):  # a growing job has its old and its new allocation
+            self.client.cancel(slurm_job_id)
+        if cur is None or cur.slurm_job_id is None:
             self.submitter.submit(job.id)  # under the submit lock: marks it CANCELLED, or it was just submitted
             fresh = self._job_for(args, caller)
             if fresh.current is not None and fresh.current.slurm_job_id is not None and not fresh.state.is_final:
                 self.client.cancel(fresh.current.slurm_job_id)
         self.monitor.wakeup.set()
         return self._job_for(args, caller).as_dict(self.clock())
+
+    def op_resize(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        job = self._job_for(args, caller, acting=True)
+        nodes = args.get("nodes")
+        if not isinstance(nodes, int):
+            raise ValidationError("--nodes", f"{nodes!r} is not a node count")
+        return self.resizer.resize(job, nodes, str(args.get("mode") or "auto")).as_dict(self.clock())
 
     def op_log_path(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         job = self._job_for(args, caller)

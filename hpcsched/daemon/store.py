@@ -28,7 +28,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     request TEXT NOT NULL,
     created REAL NOT NULL,
     job_dir TEXT NOT NULL DEFAULT '',
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    pending_nodes INTEGER,
+    progress TEXT,
+    progress_offset INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS attempts (
     job_id INTEGER NOT NULL REFERENCES jobs(id),
@@ -44,6 +47,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     start_time REAL,
     end_time REAL,
     log_path TEXT NOT NULL DEFAULT '',
+    restart_count INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, number)
 );
 CREATE INDEX IF NOT EXISTS attempts_open ON attempts(state);
@@ -57,7 +61,7 @@ CREATE TABLE IF NOT EXISTS events (
 """
 _ATTEMPT_FIELDS = frozenset(
     {"state", "nodes", "slurm_job_id", "node_list", "state_reason", "exit_code", "submit_time",
-     "start_time", "end_time", "log_path"}
+     "start_time", "end_time", "log_path", "restart_count"}
 )
 
 
@@ -136,6 +140,47 @@ class Store:
                     self._db.execute("UPDATE jobs SET state=? WHERE id=?", (values["state"], job_id))
                 self._event(job_id, now, "state", f"attempt {number}: {values['state']}")
 
+    def add_attempt(self, job_id: int, number: int, now: float, *, reason: AttemptReason, state: JobState,
+                    nodes: int, slurm_job_id: int | None, restart_count: int = 0, log_path: str) -> None:
+        """A new attempt (resize, requeue); it becomes the job's current one."""
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO attempts (job_id, number, reason, state, nodes, slurm_job_id, restart_count, log_path)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (job_id, number, reason.value, state.value, nodes, slurm_job_id, restart_count, log_path),
+            )
+            self._db.execute("UPDATE jobs SET state=? WHERE id=?", (state.value, job_id))
+            self._event(job_id, now, "attempt", f"attempt {number}: {reason.value}, {nodes} nodes")
+
+    def remove_attempt(self, job_id: int, number: int, now: float, why: str) -> None:
+        """Undo an attempt that never reached Slurm (a resize whose sbatch was refused)."""
+        with self._tx():
+            self._db.execute("DELETE FROM attempts WHERE job_id=? AND number=?", (job_id, number))
+            row = self._db.execute("SELECT state FROM attempts WHERE job_id=? ORDER BY number DESC LIMIT 1",
+                                   (job_id,)).fetchone()
+            if row is not None:
+                self._db.execute("UPDATE jobs SET state=? WHERE id=?", (row[0], job_id))
+            self._event(job_id, now, "attempt_removed", f"attempt {number}: {why}")
+
+    def set_progress(self, job_id: int, summary: dict[str, Any] | None, offset: int) -> None:
+        with self._tx():
+            self._db.execute("UPDATE jobs SET progress=?, progress_offset=? WHERE id=?",
+                             (json.dumps(summary) if summary else None, offset, job_id))
+
+    def progress_offset(self, job_id: int) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT progress_offset FROM jobs WHERE id=?", (job_id,)).fetchone()
+            return int(row[0]) if row else 0
+
+    def set_pending_nodes(self, job_id: int, nodes: int | None) -> None:
+        with self._tx():
+            self._db.execute("UPDATE jobs SET pending_nodes=? WHERE id=?", (nodes, job_id))
+
+    def pending_nodes(self, job_id: int) -> int | None:
+        with self._lock:
+            row = self._db.execute("SELECT pending_nodes FROM jobs WHERE id=?", (job_id,)).fetchone()
+            return int(row[0]) if row and row[0] is not None else None
+
     def request_cancel(self, job_id: int, now: float) -> None:
         with self._tx():
             self._db.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
@@ -183,6 +228,7 @@ class Store:
             request=json.loads(row["request"]), created=row["created"], job_dir=row["job_dir"],
             cancel_requested=bool(row["cancel_requested"]),
             attempts=tuple(_attempt(a) for a in attempts),
+            progress=json.loads(row["progress"]) if row["progress"] else None,
         )
 
 
@@ -192,7 +238,7 @@ def _attempt(row: sqlite3.Row) -> Attempt:
         state=JobState(row["state"]), nodes=row["nodes"], slurm_job_id=row["slurm_job_id"],
         node_list=row["node_list"], state_reason=row["state_reason"], exit_code=row["exit_code"],
         submit_time=row["submit_time"], start_time=row["start_time"], end_time=row["end_time"],
-        log_path=row["log_path"],
+        log_path=row["log_path"], restart_count=row["restart_count"],
     )
 
 

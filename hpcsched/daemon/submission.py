@@ -54,10 +54,19 @@ class Submitter:
         )
 
     def plan(self, job: Job) -> SubmissionPlan:
+        """The plan for the job's current attempt: the first submission, or a grown successor
+        allocation that takes over from the attempt before it."""
         request = JobRequest.from_options(job.request)
+        cur = job.current
+        assert cur is not None
+        if cur.number == 1:
+            return plan_submission(request, job_id=job.id, store_id=self.store.store_id, job_dir=job.job_dir,
+                                   python=self.settings.launcher_python)
+        previous = job.attempts[-2]
         return plan_submission(
             request, job_id=job.id, store_id=self.store.store_id, job_dir=job.job_dir,
-            python=self.settings.launcher_python,
+            python=self.settings.launcher_python, nodes=str(cur.nodes), predecessor=previous.slurm_job_id,
+            attempt=cur.number,
         )
 
     def submit(self, job_id: int) -> Job:
@@ -83,9 +92,12 @@ class Submitter:
                     # Slurm may or may not have the job: leave it SUBMITTING; recover() decides.
                     log.warning("sbatch for job %s timed out; will look it up by tag", job.id)
                     raise
-                self.store.update_attempt(job.id, attempt.number, now, state=JobState.FAILED,
-                                          state_reason=f"sbatch rejected the job: {e.stderr.strip() or e}",
-                                          end_time=now)
+                why = f"sbatch rejected the job: {e.stderr.strip() or e}"
+                if attempt.number > 1:  # a resize that could not be queued: the job goes on as it was
+                    self.store.remove_attempt(job.id, attempt.number, now, why)
+                else:
+                    self.store.update_attempt(job.id, attempt.number, now, state=JobState.FAILED,
+                                              state_reason=why, end_time=now)
                 raise
             fault_point("after_sbatch")
             self.store.update_attempt(job.id, attempt.number, self.clock(), slurm_job_id=slurm_id,
@@ -104,7 +116,7 @@ class Submitter:
         since = min(j.created for j in waiting) - 300
         records = list(self.client.queue()) + list(self.client.accounting(since=since))
         for job in waiting:
-            tag = job_tag(self.store.store_id, job.id)
+            tag = job_tag(self.store.store_id, job.id, job.current.number if job.current else 1)
             found = find_by_tag(records, tag)
             cur = job.current
             assert cur is not None

@@ -23,6 +23,7 @@ class JobState(str, enum.Enum):
     NODE_FAIL = "NODE_FAIL"
     PREEMPTED = "PREEMPTED"
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    STOPPED = "STOPPED"  # an attempt that stopped at a checkpoint; the job goes on in the next one
     UNKNOWN = "UNKNOWN"
 
     @property
@@ -69,6 +70,7 @@ class Attempt:
     start_time: float | None = None
     end_time: float | None = None
     log_path: str = ""
+    restart_count: int = 0
 
     def elapsed(self, now: float) -> float | None:
         """Seconds run so far (or in all, once ended); None before the start."""
@@ -90,25 +92,57 @@ class Job:
     job_dir: str
     cancel_requested: bool = False
     attempts: tuple[Attempt, ...] = field(default_factory=tuple)
+    progress: dict[str, Any] | None = None
+
+    @property
+    def elastic(self) -> bool:
+        """Submitted with a node range and seen using the runtime library: may be resized."""
+        nodes = str(self.request.get("nodes", ""))
+        uses_runtime = bool(self.progress and self.progress.get("elastic"))
+        return "-" in nodes and uses_runtime
+
+    def counts(self) -> dict[str, int]:
+        """Attempts by reason: how often the job was resized, preempted, timed out or lost a node."""
+        out = {"resizes": 0, "preemptions": 0, "timeouts": 0, "failures": 0, "requeues": 0}
+        key = {AttemptReason.RESIZE: "resizes", AttemptReason.PREEMPTION: "preemptions",
+               AttemptReason.TIMEOUT: "timeouts", AttemptReason.NODE_FAILURE: "failures",
+               AttemptReason.REQUEUE: "requeues"}
+        for a in self.attempts:
+            if a.reason in key:
+                out[key[a.reason]] += 1
+        return out
 
     @property
     def current(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
 
+    def shown(self) -> tuple[JobState, Attempt | None, str]:
+        """The state, attempt and reason to show. While a grown allocation waits in the queue,
+        the job still trains on its previous one: show that one as running."""
+        cur = self.current
+        if cur is None:
+            return self.state, None, ""
+        if (len(self.attempts) > 1 and cur.reason is AttemptReason.RESIZE
+                and cur.state in (JobState.SUBMITTING, JobState.PENDING)):
+            previous = self.attempts[-2]
+            if previous.state is JobState.RUNNING and previous.slurm_job_id != cur.slurm_job_id:
+                return JobState.RUNNING, previous, f"growing to {cur.nodes} nodes (Slurm job {cur.slurm_job_id} pending)"
+        return self.state, cur, cur.state_reason
+
     def as_dict(self, now: float) -> dict[str, Any]:
         """The JSON form shown by ``hpcsched status --json``."""
-        cur = self.current
+        state, cur, reason = self.shown()
         return {
             "id": self.id,
             "name": self.name,
             "user": self.user,
-            "state": self.state.value,
+            "state": state.value,
             "nodes": cur.nodes if cur else None,
             "node_list": cur.node_list if cur else "",
             "slurm_job_id": cur.slurm_job_id if cur else None,
             "elapsed": cur.elapsed(now) if cur else None,
             "exit_code": cur.exit_code if cur else None,
-            "reason": cur.state_reason if cur else "",
+            "reason": reason,
             "attempts": [
                 {
                     "number": a.number,
@@ -122,10 +156,14 @@ class Job:
                     "start_time": a.start_time,
                     "end_time": a.end_time,
                     "log_path": a.log_path,
+                    "elapsed": a.elapsed(now),
                 }
                 for a in self.attempts
             ],
             "created": self.created,
             "job_dir": self.job_dir,
+            "elastic": self.elastic,
+            "progress": self.progress,
+            "counts": self.counts(),
             "request": self.request,
         }

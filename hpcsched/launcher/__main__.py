@@ -25,6 +25,7 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 def parse_args(argv: list[str]) -> LaunchSpec:
     p = argparse.ArgumentParser(prog="hpcsched-launcher")
     p.add_argument("--job-id", type=int, required=True)
+    p.add_argument("--job-dir", required=True)
     p.add_argument("--image", required=True)
     p.add_argument("--workdir", required=True)
     p.add_argument("--procs-per-node", type=int, default=1)
@@ -34,7 +35,7 @@ def parse_args(argv: list[str]) -> LaunchSpec:
     p.add_argument("script_args", nargs=argparse.REMAINDER)
     a = p.parse_args(argv)
     return LaunchSpec(
-        job_id=a.job_id, image=a.image, workdir=a.workdir, procs_per_node=a.procs_per_node,
+        job_id=a.job_id, job_dir=a.job_dir, image=a.image, workdir=a.workdir, procs_per_node=a.procs_per_node,
         gpus_per_node=a.gpus_per_node,
         env=tuple(tuple(e.split("=", 1)) for e in a.env),
         script=a.script, script_args=tuple(a.script_args),
@@ -88,7 +89,8 @@ def main(argv: list[str]) -> int:
         return 2
     name = container_name(ctx)
     podman("rm", "--force", "--ignore", "--time", "0", name)
-    proc = subprocess.Popen(podman_run_argv(spec, ctx, current_limits()), stdin=subprocess.DEVNULL)
+    # Its own session: the launcher alone decides which signal reaches the container, and when.
+    proc = subprocess.Popen(podman_run_argv(spec, ctx, current_limits()), stdin=subprocess.DEVNULL, start_new_session=True)
     stopping = threading.Event()
 
     def forward(signum: int, _frame: FrameType | None) -> None:

@@ -20,6 +20,7 @@ class NodeContext:
     master_addr: str
     node_name: str
     restart_count: int
+    attempt: int
     node_list: str
     gpus: tuple[str, ...]
     cpus_per_node: int = 1
@@ -39,6 +40,7 @@ class NodeContext:
             master_addr=need("SLURM_LAUNCH_NODE_IPADDR"),
             node_name=env.get("SLURMD_NODENAME", "node"),
             restart_count=int(env.get("SLURM_RESTART_COUNT") or 0),
+            attempt=int(env.get("HPCSCHED_ATTEMPT") or int(env.get("SLURM_RESTART_COUNT") or 0) + 1),
             node_list=env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST", ""),
             gpus=allocated_gpus(env),
             cpus_per_node=int(env.get("SLURM_CPUS_PER_TASK") or env.get("SLURM_CPUS_ON_NODE") or 1),
@@ -50,6 +52,7 @@ class LaunchSpec:
     """What the batch script passes to the launcher (the same for every node)."""
 
     job_id: int
+    job_dir: str
     image: str
     workdir: str
     procs_per_node: int
@@ -60,13 +63,17 @@ class LaunchSpec:
     gpu_device_style: str = "cdi"
 
 
+def is_within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
 def master_port(slurm_job_id: int) -> int:
     """A port per Slurm job, so two jobs sharing a node never collide (below the ephemeral range)."""
     return PORT_BASE + slurm_job_id % PORT_SPAN
 
 
 def container_name(ctx: NodeContext) -> str:
-    return f"hpcsched-{ctx.slurm_job_id}-{ctx.restart_count}-{ctx.node_name}"
+    return f"hpcsched-{ctx.slurm_job_id}-{ctx.attempt}-{ctx.node_name}"
 
 
 def allocated_gpus(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -103,8 +110,14 @@ def device_args(gpus: Sequence[str], style: str) -> list[str]:
     return args
 
 
+def checkpointed_marker(spec: LaunchSpec, ctx: NodeContext) -> str:
+    return f"{spec.job_dir}/attempts/{ctx.attempt}/checkpointed"
+
+
 def torchrun_argv(spec: LaunchSpec, ctx: NodeContext) -> list[str]:
+    """torchrun under hpcsched's process 1, which carries stop signals past torchrun."""
     return [
+        "python3", "-m", "hpcsched.runtime.forward", checkpointed_marker(spec, ctx), "--",
         "torchrun",
         f"--nnodes={ctx.num_nodes}",
         f"--nproc-per-node={spec.procs_per_node}",
@@ -128,7 +141,8 @@ def podman_run_argv(spec: LaunchSpec, ctx: NodeContext, limits: list[str]) -> li
         ("OMP_NUM_THREADS", str(threads_per_process(ctx.cpus_per_node, spec.procs_per_node)))]
     env = [
         ("HPCSCHED_JOB_ID", str(spec.job_id)),
-        ("HPCSCHED_ATTEMPT", str(ctx.restart_count + 1)),
+        ("HPCSCHED_ATTEMPT", str(ctx.attempt)),
+        ("HPCSCHED_JOB_DIR", spec.job_dir),
         ("SLURM_JOB_ID", str(ctx.slurm_job_id)),
         ("SLURM_NODEID", str(ctx.node_rank)),
         ("SLURMD_NODENAME", ctx.node_name),
@@ -145,6 +159,7 @@ def podman_run_argv(spec: LaunchSpec, ctx: NodeContext, limits: list[str]) -> li
         *limits,
         *device_args(ctx.gpus, spec.gpu_device_style),
         "--volume", f"{spec.workdir}:{spec.workdir}",
+        *([] if is_within(spec.job_dir, spec.workdir) else ["--volume", f"{spec.job_dir}:{spec.job_dir}"]),
         "--workdir", spec.workdir,
     ]
     for key, value in env:

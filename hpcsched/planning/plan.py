@@ -12,6 +12,11 @@ from hpcsched.planning.render import render
 from hpcsched.planning.request import JobRequest
 
 
+# Slurm warns the batch shell this many seconds before the time limit, so the job can checkpoint
+# and be requeued (reliability B8: the signal may arrive up to 60 s early).
+SIGNAL_LEAD_SECONDS = 120
+
+
 @dataclass(frozen=True)
 class SubmissionPlan:
     job_id: int
@@ -26,16 +31,19 @@ class SubmissionPlan:
         return f"# sbatch command:\n{shlex.join(self.argv)}\n# batch script ({self.script_path}):\n{self.script_text}"
 
 
-def job_tag(store_id: str, job_id: int) -> str:
-    """The id hpcsched puts into the Slurm job's comment, to find the job again after a crash."""
-    return f"hpcsched:{store_id}:{job_id}"
+def job_tag(store_id: str, job_id: int, attempt: int = 1) -> str:
+    """The id hpcsched puts into the Slurm job's comment, to find the job again after a crash.
+    A later allocation of the same job (a grow) carries its attempt number too."""
+    base = f"hpcsched:{store_id}:{job_id}"
+    return base if attempt == 1 else f"{base}:a{attempt}"
 
 
-def launcher_argv(request: JobRequest, job_id: int, python: str) -> list[str]:
+def launcher_argv(request: JobRequest, job_id: int, job_dir: str, python: str) -> list[str]:
     """The per-node launcher command line (run by srun on every node)."""
     argv = [
         python, "-m", "hpcsched.launcher",
         "--job-id", str(job_id),
+        "--job-dir", job_dir,
         "--image", request.image,
         "--workdir", request.workdir,
         "--procs-per-node", str(request.procs_per_node),
@@ -47,17 +55,23 @@ def launcher_argv(request: JobRequest, job_id: int, python: str) -> list[str]:
 
 
 def plan_submission(
-    request: JobRequest, *, job_id: int, store_id: str, job_dir: str, python: str
+    request: JobRequest, *, job_id: int, store_id: str, job_dir: str, python: str,
+    nodes: str | None = None, predecessor: int | None = None, attempt: int = 1,
 ) -> SubmissionPlan:
-    tag = job_tag(store_id, job_id)
-    script_path = f"{job_dir}/batch.sh"
+    """The batch script and sbatch argv. ``nodes`` overrides the request's node count (a resize);
+    ``predecessor`` makes the allocation take over from a running one (grow)."""
+    tag = job_tag(store_id, job_id, attempt)
+    script_path = f"{job_dir}/batch.sh" if attempt == 1 else f"{job_dir}/batch-{attempt}.sh"
     text = render(
         "batch.sh.j2",
         version=__version__,
         job_id=job_id,
         name=request.name,
         tag=tag,
-        nodes=str(request.nodes),
+        nodes=nodes or str(request.nodes),
+        python=python,
+        predecessor=predecessor,
+        signal_lead=SIGNAL_LEAD_SECONDS,
         cpus_per_node=request.cpus_per_node,
         mem_mb=request.mem_mb,
         time=format_time(request.time_seconds) if request.time_seconds else None,
@@ -67,7 +81,7 @@ def plan_submission(
         qos=request.qos,
         sbatch_extra=request.sbatch_extra,
         job_dir=job_dir,
-        launcher=[shlex.quote(a) for a in launcher_argv(request, job_id, python)],
+        launcher=[shlex.quote(a) for a in launcher_argv(request, job_id, job_dir, python)],
     )
     argv = (
         "sbatch", "--parsable",

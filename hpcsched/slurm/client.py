@@ -53,6 +53,16 @@ class SlurmClient:
             argv.append("--allusers")
         return parse.parse_sacct(self.runner(argv, timeout=60.0).stdout)
 
+    def signal_batch(self, slurm_job_id: int, signal: str = "USR1") -> None:
+        """Signal the batch step only (the hpcsched driver), which passes it on."""
+        self.runner(["scancel", f"--signal={signal}", "--batch", str(slurm_job_id)])
+
+    def update_nodes(self, slurm_job_id: int, nodes: int) -> None:
+        self.runner(["scontrol", "update", f"JobId={slurm_job_id}", f"NumNodes={nodes}"])
+
+    def requeue(self, slurm_job_id: int) -> None:
+        self.runner(["scontrol", "requeue", str(slurm_job_id)])
+
     def cancel(self, slurm_job_id: int, signal: str | None = None) -> None:
         argv = ["scancel"]
         if signal:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Sequence
+from typing import IO
 from dataclasses import dataclass
 
 from hpcsched.errors import HpcschedError
@@ -56,6 +57,14 @@ def run_slurm(argv: Sequence[str], *, stdin: str | None = None, timeout: float =
     if proc.returncode != 0:
         raise SlurmCommandError(argv, proc.returncode, proc.stdout, proc.stderr)
     return CommandResult(tuple(argv), proc.stdout, proc.stderr)
+
+
+def start_step(argv: Sequence[str], *, stdout: IO[bytes] | int | None, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a long-running ``srun`` job step whose output streams to ``stdout`` (the batch driver
+    needs the process to forward signals to, so this one does not wait)."""
+    if not argv or argv[0] != "srun":
+        raise ValueError(f"not a job step: {argv[:1]}")
+    return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT, env=env)
 
 
 Runner = Callable[..., CommandResult]

@@ -22,10 +22,10 @@ from hpcsched.launcher.container import (
     ulimit_args,
 )
 
-SPEC = LaunchSpec(job_id=7, image="localhost/train:1", workdir="/home/a b/proj", procs_per_node=2, gpus_per_node=2,
+SPEC = LaunchSpec(job_id=7, job_dir="/jobs/7", image="localhost/train:1", workdir="/home/a b/proj", procs_per_node=2, gpus_per_node=2,
                   env=(("NCCL_DEBUG", "INFO"),), script="/home/a b/proj/train.py", script_args=("--epochs", "3", "a b"))
 CTX = NodeContext(slurm_job_id=1234, node_rank=1, num_nodes=3, master_addr="10.0.0.1", node_name="node2",
-                  restart_count=2, node_list="node[1-3]", gpus=("0", "1"), cpus_per_node=8)
+                  restart_count=2, attempt=4, node_list="node[1-3]", gpus=("0", "1"), cpus_per_node=8)
 LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
 SLURM_ENV = {"SLURM_JOB_ID": "1234", "SLURM_NODEID": "1", "SLURM_JOB_NUM_NODES": "3",
              "SLURM_LAUNCH_NODE_IPADDR": "10.0.0.1"}
@@ -54,12 +54,15 @@ def test_limits_are_passed_through(argv: list[str]) -> None:
 
 
 def test_workdir_is_bind_mounted_at_the_same_path_and_used_as_working_directory(argv: list[str]) -> None:
-    assert option_values(argv, "--volume") == ["/home/a b/proj:/home/a b/proj"]
+    assert option_values(argv, "--volume") == ["/home/a b/proj:/home/a b/proj", "/jobs/7:/jobs/7"]
     assert option_values(argv, "--workdir") == ["/home/a b/proj"]
 
 
 def test_image_is_followed_by_torchrun_with_the_rendezvous_of_this_node(argv: list[str]) -> None:
     command = argv[argv.index("localhost/train:1") + 1:]
+    # process 1 is hpcsched's signal forwarder, told where this attempt's checkpoint marker goes
+    assert command[:5] == ["python3", "-m", "hpcsched.runtime.forward", "/jobs/7/attempts/4/checkpointed", "--"]
+    command = command[5:]
     assert command[0] == "torchrun"
     assert {"--nnodes=3", "--node-rank=1", "--master-addr=10.0.0.1", f"--master-port={master_port(1234)}",
             "--nproc-per-node=2"} <= set(command)
@@ -75,7 +78,7 @@ def test_gpus_of_this_node_are_passed_as_devices(argv: list[str]) -> None:
 
 def test_user_env_and_hpcsched_ids_reach_the_container(argv: list[str]) -> None:
     env = option_values(argv, "--env")
-    assert {"NCCL_DEBUG=INFO", "HPCSCHED_JOB_ID=7", "HPCSCHED_ATTEMPT=3", "SLURM_JOB_ID=1234", "SLURM_NODEID=1"} <= set(env)
+    assert {"NCCL_DEBUG=INFO", "HPCSCHED_JOB_ID=7", "HPCSCHED_ATTEMPT=4", "HPCSCHED_JOB_DIR=/jobs/7", "SLURM_JOB_ID=1234", "SLURM_NODEID=1"} <= set(env)
 
 
 def test_omp_threads_default_to_the_cpus_shared_among_processes(argv: list[str]) -> None:
@@ -88,7 +91,7 @@ def test_user_omp_threads_are_not_overridden() -> None:
 
 
 def test_container_name_differs_per_attempt_and_node() -> None:
-    assert container_name(CTX) == "hpcsched-1234-2-node2"
+    assert container_name(CTX) == "hpcsched-1234-4-node2"
 
 
 # --- master port --------------------------------------------------------------------------------
@@ -164,7 +167,7 @@ def test_node_context_reads_slurm_variables() -> None:
     ctx = NodeContext.from_env({**SLURM_ENV, "SLURM_STEP_NUM_NODES": "2", "SLURMD_NODENAME": "node2",
                                 "SLURM_RESTART_COUNT": "1", "SLURM_STEP_GPUS": "0", "SLURM_CPUS_PER_TASK": "16"})
     assert ctx == NodeContext(slurm_job_id=1234, node_rank=1, num_nodes=2, master_addr="10.0.0.1", node_name="node2",
-                              restart_count=1, node_list="", gpus=("0",), cpus_per_node=16)
+                              restart_count=1, attempt=2, node_list="", gpus=("0",), cpus_per_node=16)
 
 
 def test_node_context_outside_slurm_raises_a_clear_key_error() -> None:

@@ -55,10 +55,11 @@ def assert_matches_golden(text: str, name: str) -> None:
 
 
 def srun_argv(script_text: str) -> list[str]:
-    """The srun command line of a batch script, split as bash would split it."""
+    """The launcher command line that the driver hands to srun, split as bash would split it."""
     joined = script_text.replace("\\\n", " ")
-    (line,) = [line for line in joined.splitlines() if line.startswith("srun ")]
-    return shlex.split(line)
+    (line,) = [line for line in joined.splitlines() if line.startswith("exec ")]
+    argv = shlex.split(line)
+    return argv[argv.index("--") + 1:]
 
 
 def sbatch_lines(script_text: str) -> list[str]:
@@ -175,8 +176,9 @@ def test_hostile_script_name_becomes_a_safe_job_name() -> None:
     assert "#SBATCH --job-name=my__train_____id_" in sbatch_lines(hostile_plan().script_text)
 
 
-def test_job_dir_with_spaces_is_quoted_in_the_log_redirection() -> None:
+def test_job_dir_with_spaces_reaches_the_driver_as_one_argument() -> None:
     request = JobRequest.from_options(BASIC)
     plan = plan_submission(request, job_id=7, store_id="abc123", job_dir="/home/a b/jobs/7", python="/usr/bin/python3")
-    (line,) = [line for line in plan.script_text.splitlines() if line.startswith("exec >>")]
-    assert shlex.split(line)[1] == ">>/home/a b/jobs/7/attempt-$attempt.log"
+    (line,) = [line for line in plan.script_text.replace("\\\n", " ").splitlines() if line.startswith("exec ")]
+    argv = shlex.split(line)
+    assert argv[argv.index("--job-dir") + 1] == "/home/a b/jobs/7"

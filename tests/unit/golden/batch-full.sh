@@ -14,19 +14,11 @@
 #SBATCH --qos=high
 #SBATCH --requeue
 #SBATCH --open-mode=append
+#SBATCH --signal=B:USR1@120
 #SBATCH --constraint=a100
 #SBATCH --exclusive
 
-set -uo pipefail
-
-# One log file per attempt: Slurm counts requeues in SLURM_RESTART_COUNT.
-attempt=$(( ${SLURM_RESTART_COUNT:-0} + 1 ))
-exec >>/jobs/7/attempt-"$attempt".log 2>&1
-echo "hpcsched: job 7 attempt $attempt, Slurm job $SLURM_JOB_ID on $SLURM_JOB_NODELIST"
-
-# One launcher per node; it starts the rootless container that runs torchrun.
-srun --ntasks-per-node=1 --kill-on-bad-exit=1 \
-    /opt/venv/bin/python -m hpcsched.launcher --job-id 7 --image registry.example.org/train:2 --workdir /work/proj --procs-per-node 4 --gpus-per-node 4 --env NCCL_DEBUG=INFO --env DATA=/data/imagenet -- /work/proj/train.py --epochs 90 '--data dir'
-status=$?
-echo "hpcsched: job 7 attempt $attempt exited with status $status"
-exit $status
+# The driver runs the attempts of this job in this allocation (hpcsched.launcher.driver): one
+# srun of the per-node launcher each, which starts the rootless container that runs torchrun.
+exec /opt/venv/bin/python -m hpcsched.launcher.driver --job-id 7 --job-dir /jobs/7 -- \
+    /opt/venv/bin/python -m hpcsched.launcher --job-id 7 --job-dir /jobs/7 --image registry.example.org/train:2 --workdir /work/proj --procs-per-node 4 --gpus-per-node 4 --env NCCL_DEBUG=INFO --env DATA=/data/imagenet -- /work/proj/train.py --epochs 90 '--data dir'

@@ -1,0 +1,106 @@
+"""Resizing a running elastic job (``hpcsched resize``; the rebalancer will use the same path).
+
+- shrink in place: ask the batch driver to shrink (``resize-request.json``), signal it; the
+  ranks checkpoint, the driver releases nodes with ``scontrol update NumNodes`` and starts the
+  next attempt on the nodes kept — no trip through the queue;
+- grow, make-before-break: submit a successor allocation of the new size while training goes on;
+  when it starts, its driver asks the old allocation to checkpoint and takes over;
+- requeue (on request): checkpoint, ``scontrol requeue``, new node count while pending. Slurm
+  holds a requeued job for ``cred_expire`` seconds before it may run again.
+
+Every resize is a new attempt with reason "resize", committed before anything is signalled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hpcsched.daemon.store import Store
+from hpcsched.daemon.submission import Submitter
+from hpcsched.errors import HpcschedError, ValidationError
+from hpcsched.jobs import layout
+from hpcsched.jobs.model import AttemptReason, Job, JobState
+from hpcsched.planning.fields import parse_nodes
+from hpcsched.slurm.client import SlurmClient
+from hpcsched.slurm.runner import SlurmCommandError
+
+MODES = ("auto", "shrink", "grow", "requeue")
+
+
+def check_resizable(job: Job, nodes: int, mode: str) -> None:
+    """Refuse, with the reason, what cannot be resized (pure)."""
+    if mode not in MODES:
+        raise ValidationError("--mode", f"{mode!r} is not one of {', '.join(MODES)}")
+    allowed = parse_nodes(str(job.request.get("nodes", "1")))
+    if not allowed.elastic:
+        raise HpcschedError(f"job {job.id} was submitted with a fixed node count ({allowed}); "
+                            "submit with --nodes MIN-MAX to make it elastic")
+    if not (job.progress and job.progress.get("elastic")):
+        raise HpcschedError(f"job {job.id} does not use the hpcsched runtime library (no progress reported "
+                            "yet), so it cannot stop at a checkpoint and is never resized")
+    if not allowed.min <= nodes <= allowed.max:
+        raise ValidationError("--nodes", f"{nodes} is outside the job's range {allowed}")
+    cur = job.current
+    if cur is None or cur.state is not JobState.RUNNING or job.cancel_requested:
+        raise HpcschedError(f"job {job.id} is {job.state.value}; only a running job can be resized")
+    if nodes == cur.nodes:
+        raise ValidationError("--nodes", f"job {job.id} already runs on {nodes} nodes")
+    if mode == "shrink" and nodes > cur.nodes:
+        raise ValidationError("--mode", "shrink needs fewer nodes than the job has")
+    if mode == "grow" and nodes < cur.nodes:
+        raise ValidationError("--mode", "grow needs more nodes than the job has")
+
+
+class Resizer:
+    def __init__(self, store: Store, client: SlurmClient, submitter: Submitter, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.client = client
+        self.submitter = submitter
+        self.clock = clock
+
+    def resize(self, job: Job, nodes: int, mode: str = "auto") -> Job:
+        check_resizable(job, nodes, mode)
+        cur = job.current
+        assert cur is not None and cur.slurm_job_id is not None
+        if mode == "auto":
+            mode = "shrink" if nodes < cur.nodes else "grow"
+        self.store.record_event(job.id, self.clock(), "resize", f"{cur.nodes} -> {nodes} nodes ({mode})")
+        if mode == "grow":
+            return self._grow(job, nodes)
+        return self._in_allocation(job, nodes, mode)
+
+    def _in_allocation(self, job: Job, nodes: int, mode: str) -> Job:
+        cur = job.current
+        assert cur is not None and cur.slurm_job_id is not None
+        now = self.clock()
+        if mode == "shrink":
+            self.store.add_attempt(job.id, cur.number + 1, now, reason=AttemptReason.RESIZE, state=JobState.PENDING,
+                                   nodes=nodes, slurm_job_id=cur.slurm_job_id, restart_count=cur.restart_count,
+                                   log_path=str(layout.log_path(job.job_dir, cur.number + 1)))
+        else:
+            self.store.set_pending_nodes(job.id, nodes)
+        layout.write_json(layout.resize_request(job.job_dir), {"mode": mode, "nodes": nodes, "time": now})
+        try:
+            self.client.signal_batch(cur.slurm_job_id, "USR1")
+        except SlurmCommandError as e:
+            layout.resize_request(job.job_dir).unlink(missing_ok=True)
+            if mode == "shrink":
+                self.store.update_attempt(job.id, cur.number + 1, self.clock(), state=JobState.CANCELLED,
+                                          state_reason=f"resize not carried out: {e}")
+            else:
+                self.store.set_pending_nodes(job.id, None)
+            raise
+        return self._reload(job.id)
+
+    def _grow(self, job: Job, nodes: int) -> Job:
+        cur = job.current
+        assert cur is not None
+        self.store.add_attempt(job.id, cur.number + 1, self.clock(), reason=AttemptReason.RESIZE,
+                               state=JobState.SUBMITTING, nodes=nodes, slurm_job_id=None,
+                               restart_count=0, log_path=str(layout.log_path(job.job_dir, cur.number + 1)))
+        return self.submitter.submit(job.id)
+
+    def _reload(self, job_id: int) -> Job:
+        job = self.store.get_job(job_id)
+        assert job is not None
+        return job

@@ -1,0 +1,227 @@
+"""The batch driver: what the generated batch script runs (``exec python -m hpcsched.launcher.driver``).
+
+It runs the job's attempts inside one Slurm allocation and carries out resizes there:
+
+- each attempt is one ``srun`` of the per-node launcher, its output in ``attempt-<n>.log``;
+- Slurm's early warning (``--signal=B:USR1@lead``) or a stop from hpcsched reaches the driver as
+  SIGUSR1 and is forwarded to srun, which forwards it to every launcher, which passes it into the
+  container (see hpcsched.runtime.forward) — for jobs that use the runtime library only;
+- when an attempt ends with exit 75 (checkpointed), the driver looks at what was asked:
+  shrink in place (``scontrol update NumNodes``, then the next attempt on the remaining nodes),
+  requeue (``scontrol requeue``), handed over to a grown successor allocation (exit 0), or none,
+  which means the time limit is near (requeue, counted as a timeout);
+- started as the successor of a running allocation (grow, make-before-break), it first asks the
+  predecessor to checkpoint and waits until it has stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import FrameType
+from typing import IO
+
+from hpcsched.jobs import layout
+from hpcsched.slurm import runner
+from hpcsched.slurm.runner import SlurmCommandError
+
+TAKEOVER_TIMEOUT = 900.0
+
+
+def say(log: IO[str], message: str) -> None:
+    log.write(f"hpcsched: {time.strftime('%H:%M:%S')} {message}\n")
+    log.flush()
+
+
+def allocation_nodes(slurm_job_id: str) -> tuple[str, int]:
+    """The allocation's current node list and count; SLURM_* variables go stale after a shrink."""
+    out = runner.run_slurm(["scontrol", "show", "job", "-o", slurm_job_id]).stdout
+    fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
+    return fields.get("NodeList", ""), int(fields.get("NumNodes", "0").split("-")[0] or 0)
+
+
+def uses_runtime(job_dir: str, attempt: int) -> bool:
+    """The runtime library announced itself for this attempt (``"event": "start"``)."""
+    try:
+        with open(layout.progress_file(job_dir), encoding="utf-8") as f:
+            lines = [parse_line(line) for line in f]
+    except FileNotFoundError:
+        return False
+    return any(r.get("event") == "start" and r.get("attempt") == attempt and r.get("elastic") for r in lines)
+
+
+def parse_line(line: str) -> dict[str, object]:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class Driver:
+    def __init__(self, job_id: int, job_dir: str, launcher: list[str], log_dir_fallback: IO[str]) -> None:
+        self.job_id = job_id
+        self.job_dir = job_dir
+        self.launcher = launcher
+        self.slurm_job_id = os.environ["SLURM_JOB_ID"]
+        self.out = log_dir_fallback
+        self.step: subprocess.Popen[bytes] | None = None
+        self.stop_signal = threading.Event()
+        self.terminate = threading.Event()
+        self.attempt = 0
+
+    # --- signals ----------------------------------------------------------------------------
+
+    def install_handlers(self) -> None:
+        def on_usr1(_signum: int, _frame: FrameType | None) -> None:
+            self.stop_signal.set()
+
+        def on_term(_signum: int, _frame: FrameType | None) -> None:
+            self.terminate.set()
+            if self.step is not None and self.step.poll() is None:
+                self.step.send_signal(signal.SIGTERM)
+
+        signal.signal(signal.SIGUSR1, on_usr1)
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+
+    def _forward_stop(self, log: IO[str]) -> None:
+        self.stop_signal.clear()
+        if not uses_runtime(self.job_dir, self.attempt):
+            say(log, "stop request ignored: the script does not use the hpcsched runtime library")
+            return
+        say(log, f"stop request: asking every rank of attempt {self.attempt} to checkpoint")
+        layout.stop_request(self.job_dir).touch()
+        if self.step is not None and self.step.poll() is None:
+            self.step.send_signal(signal.SIGUSR1)
+
+    # --- attempts ---------------------------------------------------------------------------
+
+    def run_attempt(self, reason: str) -> int:
+        self.attempt = layout.allocate_attempt(self.job_dir)
+        layout.stop_request(self.job_dir).unlink(missing_ok=True)
+        nodes, count = allocation_nodes(self.slurm_job_id)
+        env = dict(os.environ, SLURM_JOB_NODELIST=nodes, SLURM_NODELIST=nodes, SLURM_NNODES=str(count),
+                   SLURM_JOB_NUM_NODES=str(count), HPCSCHED_ATTEMPT=str(self.attempt), HPCSCHED_JOB_DIR=self.job_dir)
+        layout.write_json(layout.attempt_dir(self.job_dir, self.attempt) / "info.json", {
+            "attempt": self.attempt, "reason": reason, "slurm_job_id": int(self.slurm_job_id),
+            "nodes": count, "node_list": nodes, "start_time": time.time(),
+        })
+        argv = ["srun", f"--nodes={count}", f"--ntasks={count}", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
+                *self.launcher]
+        with open(layout.log_path(self.job_dir, self.attempt), "a", encoding="utf-8") as log:
+            say(log, f"job {self.job_id} attempt {self.attempt} ({reason}), Slurm job {self.slurm_job_id} on {nodes}")
+            self.step = runner.start_step(argv, stdout=log.fileno(), env=env)
+            while self.step.poll() is None:
+                if self.stop_signal.is_set():
+                    self._forward_stop(log)
+                time.sleep(0.2)
+            rc = self.step.returncode
+            rc = rc if rc >= 0 else 128 - rc
+            say(log, f"job {self.job_id} attempt {self.attempt} exited with status {rc}")
+        return rc
+
+    def end_attempt(self, rc: int, outcome: str) -> None:
+        layout.write_json(layout.attempt_dir(self.job_dir, self.attempt) / "end.json",
+                          {"attempt": self.attempt, "exit_code": rc, "outcome": outcome, "end_time": time.time()})
+
+    def after_checkpoint(self) -> tuple[str, int | None]:
+        """What to do after an attempt stopped at a checkpoint: (outcome, nodes for a shrink)."""
+        if layout.superseded(self.job_dir).exists():
+            return "superseded", None
+        request = layout.read_json(layout.resize_request(self.job_dir))
+        layout.resize_request(self.job_dir).unlink(missing_ok=True)
+        if request is None:
+            return "timeout", None
+        if request.get("mode") == "shrink":
+            return "resize", int(request["nodes"])
+        return "requeue", None
+
+    def requeue_self(self) -> int:
+        runner.run_slurm(["scontrol", "requeue", self.slurm_job_id])
+        time.sleep(60)  # Slurm ends this batch step as part of the requeue
+        return 0
+
+    def run(self, first_reason: str) -> int:
+        reason = first_reason
+        while True:
+            rc = self.run_attempt(reason)
+            if self.terminate.is_set():
+                self.end_attempt(rc, "cancelled")
+                return rc
+            if rc != layout.EXIT_CHECKPOINTED:
+                self.end_attempt(rc, "completed" if rc == 0 else "failed")
+                return rc
+            outcome, shrink_to = self.after_checkpoint()
+            self.end_attempt(rc, outcome)
+            if outcome == "superseded":
+                return 0
+            if outcome == "resize" and shrink_to is not None:
+                runner.run_slurm(["scontrol", "update", f"JobId={self.slurm_job_id}", f"NumNodes={shrink_to}"])
+                reason = "resize"
+                continue
+            return self.requeue_self()
+
+    # --- grow: take over from the predecessor allocation --------------------------------------
+
+    def take_over(self, predecessor: str) -> bool:
+        """Ask the predecessor to checkpoint and wait until it stopped. False if the job already
+        finished there (nothing left to do)."""
+        layout.superseded(self.job_dir).write_text(self.slurm_job_id)
+        layout.stop_request(self.job_dir).touch()
+        try:
+            runner.run_slurm(["scancel", "--signal=USR1", "--batch", predecessor])
+        except SlurmCommandError:
+            pass  # already gone
+        deadline = time.monotonic() + TAKEOVER_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                state = runner.run_slurm(["squeue", "-h", "-j", predecessor, "-o", "%T"], timeout=30).stdout.strip()
+            except SlurmCommandError:
+                state = ""  # no longer known to the controller
+            if state in ("", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL"):
+                break
+            time.sleep(0.5)
+        layout.superseded(self.job_dir).unlink(missing_ok=True)
+        done = [layout.read_json(layout.attempt_dir(self.job_dir, n) / "end.json")
+                for n in layout.existing_attempts(self.job_dir)]
+        return not any(d is not None and d.get("exit_code") == 0 for d in done)
+
+
+def first_reason(job_dir: str) -> str:
+    """Why this run of the batch script is happening."""
+    previous = layout.existing_attempts(job_dir)
+    if not previous:
+        return "submit"
+    end = layout.read_json(layout.attempt_dir(job_dir, previous[-1]) / "end.json")
+    if end is None:
+        return "requeue"  # the previous run died with its node or was preempted; the daemon asks sacct
+    return {"timeout": "timeout", "requeue": "resize"}.get(str(end.get("outcome")), "requeue")
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="hpcsched-driver")
+    p.add_argument("--job-id", type=int, required=True)
+    p.add_argument("--job-dir", required=True)
+    p.add_argument("--predecessor", default=None, help="Slurm id of the allocation this one replaces (grow)")
+    p.add_argument("launcher", nargs=argparse.REMAINDER)
+    a = p.parse_args(argv)
+    launcher = a.launcher[1:] if a.launcher[:1] == ["--"] else a.launcher
+    driver = Driver(a.job_id, a.job_dir, launcher, sys.stdout)
+    driver.install_handlers()
+    if a.predecessor:
+        if not driver.take_over(a.predecessor):
+            print(f"hpcsched: job {a.job_id} already finished in allocation {a.predecessor}", flush=True)
+            return 0
+        return driver.run("resize")
+    return driver.run(first_reason(a.job_dir))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
