@@ -27,6 +27,10 @@ Examples:
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--nodes", "-N", default="1", show_default=True,
               help="Node count N, or a range MIN-MAX for an elastic job.")
+@click.option("--start-nodes", type=int, default=None,
+              help="For an elastic job: the node count to start with [default: as many of MIN-MAX as Slurm gives].")
+@click.option("--max-failures", type=int, default=3, show_default=True,
+              help="Node failures after which the job is not requeued again.")
 @click.option("--gpus-per-node", default=0, show_default=True, help="GPUs per node (0 for CPU training).")
 @click.option("--procs-per-node", default=None, type=int,
               help="Training processes per node [default: GPUs per node, or 1 without GPUs].")
@@ -47,7 +51,8 @@ Examples:
 @click.option("--follow", "-f", is_flag=True, help="Stream the job's log until it ends; exit with its status.")
 @click.option("--json", "as_json", is_flag=True, help="Print the submitted job as JSON.")
 @reports_errors
-def run(script: str, script_args: tuple[str, ...], nodes: str, gpus_per_node: int, procs_per_node: int | None,
+def run(script: str, script_args: tuple[str, ...], nodes: str, start_nodes: int | None, max_failures: int,
+        gpus_per_node: int, procs_per_node: int | None,
         cpus_per_node: int, mem: str | None, time_: str | None, partition: str | None, account: str | None,
         qos: str | None, image: str | None, name: str | None, env: tuple[str, ...], workdir: str | None,
         sbatch_extra: tuple[str, ...], dry_run: bool, follow: bool, as_json: bool) -> None:
@@ -60,6 +65,7 @@ def run(script: str, script_args: tuple[str, ...], nodes: str, gpus_per_node: in
     workdir_abs = os.path.abspath(workdir or os.getcwd())
     options: dict[str, Any] = {
         "script": os.path.abspath(script), "workdir": workdir_abs, "name": name, "nodes": nodes,
+        "start_nodes": start_nodes, "max_failures": max_failures,
         "script_args": list(script_args), "gpus_per_node": gpus_per_node, "procs_per_node": procs_per_node,
         "cpus_per_node": cpus_per_node, "mem": mem, "time": time_, "partition": partition,
         "account": account, "qos": qos, "image": image or cfg.image, "env": list(env), "sbatch": list(sbatch_extra),

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from hpcsched.daemon import reconcile
 from hpcsched.daemon.ingest import JobFiles
 from hpcsched.daemon.requeue import RequeueTracker
+from hpcsched.daemon.resize import Handovers
 from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
 from hpcsched.jobs.model import JobState
@@ -38,6 +39,7 @@ class Monitor:
         self.recovered = False
         self.files = JobFiles(store)
         self.requeues = RequeueTracker(store, client, clock)
+        self.handovers = Handovers(store, client, clock)
         self.wakeup = threading.Event()
 
     def poll_once(self) -> int:
@@ -100,6 +102,7 @@ class Monitor:
                 accounting = reconcile.latest_runs(self.client.accounting(since=since, job_ids=missing))
             except (SlurmCommandError, SlurmParseError) as e:
                 log.warning("sacct failed, jobs missing from squeue keep their state: %s", e)
+        self.handovers.check(self.store.open_jobs(), queue)
         updates = reconcile.reconcile(attempts, queue, accounting)
         now = self.clock()
         for u in updates:

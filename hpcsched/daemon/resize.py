@@ -13,15 +13,16 @@ Every resize is a new attempt with reason "resize", committed before anything is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
 from hpcsched.errors import HpcschedError, ValidationError
 from hpcsched.jobs import layout
-from hpcsched.jobs.model import AttemptReason, Job, JobState
+from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
 from hpcsched.planning.fields import parse_nodes
 from hpcsched.slurm.client import SlurmClient
+from hpcsched.slurm.parse import SlurmJobRecord
 from hpcsched.slurm.runner import SlurmCommandError
 
 MODES = ("auto", "shrink", "grow", "requeue")
@@ -43,7 +44,7 @@ def check_resizable(job: Job, nodes: int, mode: str) -> None:
     cur = job.current
     if cur is None or cur.state is not JobState.RUNNING or job.cancel_requested:
         raise HpcschedError(f"job {job.id} is {job.state.value}; only a running job can be resized")
-    if nodes == cur.nodes:
+    if nodes == cur.nodes and mode != "requeue":
         raise ValidationError("--nodes", f"job {job.id} already runs on {nodes} nodes")
     if mode == "shrink" and nodes > cur.nodes:
         raise ValidationError("--mode", "shrink needs fewer nodes than the job has")
@@ -64,6 +65,8 @@ class Resizer:
         assert cur is not None and cur.slurm_job_id is not None
         if mode == "auto":
             mode = "shrink" if nodes < cur.nodes else "grow"
+        if mode == "requeue" and nodes > cur.nodes:
+            raise ValidationError("--mode", "requeue can keep or lower the node count; grow makes a job larger")
         self.store.record_event(job.id, self.clock(), "resize", f"{cur.nodes} -> {nodes} nodes ({mode})")
         if mode == "grow":
             return self._grow(job, nodes)
@@ -104,3 +107,46 @@ class Resizer:
         job = self.store.get_job(job_id)
         assert job is not None
         return job
+
+
+def waiting_successor(job: Job) -> tuple[Attempt, Attempt] | None:
+    """(running predecessor, pending grown successor) of a job that is growing, else None (pure)."""
+    if len(job.attempts) < 2:
+        return None
+    cur, previous = job.attempts[-1], job.attempts[-2]
+    if (cur.reason is AttemptReason.RESIZE and cur.state is JobState.PENDING and cur.slurm_job_id is not None
+            and previous.state is JobState.RUNNING and previous.slurm_job_id != cur.slurm_job_id):
+        return previous, cur
+    return None
+
+
+class Handovers:
+    """Make-before-break needs room for the new allocation beside the old one. When the successor
+    waits only for nodes the job itself holds (idle nodes + the old allocation's >= the new
+    size), the old allocation checkpoints and hands its nodes over; the successor, first in the
+    queue, starts on them. One ``sinfo`` per cycle, and only while a job is growing."""
+
+    def __init__(self, store: Store, client: SlurmClient, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.client = client
+        self.clock = clock
+        self.requested: set[tuple[int, int]] = set()
+
+    def check(self, jobs: list[Job], queue: Mapping[int, SlurmJobRecord]) -> None:
+        growing = [pair for pair in map(waiting_successor, jobs) if pair is not None]
+        growing = [(old, new) for old, new in growing if (old.job_id, new.number) not in self.requested
+                   and new.slurm_job_id in queue]
+        if not growing:
+            return
+        idle = self.client.idle_nodes()
+        for old, new in growing:
+            if idle + old.nodes < new.nodes or old.slurm_job_id is None:
+                continue
+            job = self.store.get_job(old.job_id)
+            assert job is not None
+            layout.write_json(layout.resize_request(job.job_dir), {"mode": "handover", "nodes": new.nodes,
+                                                                   "time": self.clock()})
+            self.store.record_event(job.id, self.clock(), "handover",
+                                    f"attempt {old.number} hands its {old.nodes} nodes to attempt {new.number}")
+            self.requested.add((old.job_id, new.number))
+            self.client.signal_batch(old.slurm_job_id, "USR1")

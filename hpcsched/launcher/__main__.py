@@ -94,6 +94,8 @@ def main(argv: list[str]) -> int:
     stopping = threading.Event()
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        print(f"hpcsched launcher on {ctx.node_name}: passing {signal.Signals(signum).name} into container {name}",
+              file=sys.stderr, flush=True)
         podman("kill", "--signal", signal.Signals(signum).name, name, timeout=10)
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping.set()

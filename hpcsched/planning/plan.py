@@ -11,7 +11,6 @@ from hpcsched.planning.fields import format_time
 from hpcsched.planning.render import render
 from hpcsched.planning.request import JobRequest
 
-
 # Slurm warns the batch shell this many seconds before the time limit, so the job can checkpoint
 # and be requeued (reliability B8: the signal may arrive up to 60 s early).
 SIGNAL_LEAD_SECONDS = 120
@@ -68,7 +67,7 @@ def plan_submission(
         job_id=job_id,
         name=request.name,
         tag=tag,
-        nodes=nodes or str(request.nodes),
+        nodes=nodes or (str(request.start_nodes) if request.start_nodes else str(request.nodes)),
         python=python,
         predecessor=predecessor,
         signal_lead=SIGNAL_LEAD_SECONDS,

@@ -25,6 +25,7 @@ class JobRequest:
     workdir: str
     name: str
     nodes: NodeRange
+    start_nodes: int | None = None
     script_args: tuple[str, ...] = ()
     gpus_per_node: int = 0
     cpus_per_node: int = 1
@@ -37,6 +38,7 @@ class JobRequest:
     image: str = DEFAULT_IMAGE
     env: tuple[tuple[str, str], ...] = ()
     sbatch_extra: tuple[str, ...] = ()
+    max_failures: int = 3
 
     @property
     def elastic(self) -> bool:
@@ -48,6 +50,7 @@ class JobRequest:
         known = {
             "script", "workdir", "name", "nodes", "script_args", "gpus_per_node", "cpus_per_node",
             "procs_per_node", "mem", "time", "partition", "account", "qos", "image", "env", "sbatch",
+            "start_nodes", "max_failures",
         }
         unknown = set(raw) - known
         if unknown:
@@ -68,11 +71,18 @@ class JobRequest:
         if gpus and procs > gpus:
             raise ValidationError("--procs-per-node", f"{procs} processes for {gpus} GPUs per node; at most one per GPU")
         name_raw = raw.get("name") or default_name(script)
+        nodes = fields.parse_nodes(str(raw.get("nodes", "1")))
+        start = raw.get("start_nodes")
+        if start is not None:
+            start = fields.parse_count("--start-nodes", start, nodes.min, nodes.max)
+        max_failures = fields.parse_count("--max-failures", raw.get("max_failures", 3), 0, 100)
         return cls(
             script=script,
             workdir=workdir,
             name=fields.parse_name(str(name_raw)),
-            nodes=fields.parse_nodes(str(raw.get("nodes", "1"))),
+            nodes=nodes,
+            start_nodes=start,
+            max_failures=max_failures,
             script_args=_script_args(raw.get("script_args", ())),
             gpus_per_node=gpus,
             cpus_per_node=fields.parse_cpus_per_node(raw.get("cpus_per_node", 1) or 1),
@@ -95,6 +105,8 @@ class JobRequest:
             "workdir": self.workdir,
             "name": self.name,
             "nodes": str(self.nodes),
+            "start_nodes": self.start_nodes,
+            "max_failures": self.max_failures,
             "script_args": list(self.script_args),
             "gpus_per_node": self.gpus_per_node,
             "cpus_per_node": self.cpus_per_node,

@@ -15,11 +15,13 @@ kills them 30 s later. This small init (``python3 -m hpcsched.runtime.forward MA
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from types import FrameType
 
 EXIT_CHECKPOINTED = 75
@@ -55,15 +57,30 @@ def signal_workers(torchrun_pid: int, signum: int) -> None:
             pass
 
 
+def note_event(attempt_dir: str, event: str) -> None:
+    """Append a timestamped event to the attempt's events.jsonl (for the resize-cost breakdown)."""
+    line = json.dumps({"event": event, "time": time.time(), "node": os.environ.get("SLURMD_NODENAME", "")})
+    try:
+        os.makedirs(attempt_dir, exist_ok=True)
+        with open(os.path.join(attempt_dir, "events.jsonl"), "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    except OSError:
+        pass  # timing notes are optional; never fail the job over them
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--":
         print("usage: python3 -m hpcsched.runtime.forward MARKER -- COMMAND...", file=sys.stderr)
         return 2
     marker, command = argv[0], argv[2:]
+    note_event(os.path.dirname(marker), "container_up")
     child = subprocess.Popen(command)
     terminating = threading.Event()
 
     def on_user_signal(signum: int, _frame: FrameType | None) -> None:
+        workers = descendants(child.pid)
+        print(f"hpcsched init: passing {signal.Signals(signum).name} to {len(workers)} worker processes",
+              file=sys.stderr, flush=True)
         signal_workers(child.pid, signum)
 
     def on_terminate(signum: int, _frame: FrameType | None) -> None:

@@ -53,6 +53,10 @@ class SlurmClient:
             argv.append("--allusers")
         return parse.parse_sacct(self.runner(argv, timeout=60.0).stdout)
 
+    def idle_nodes(self) -> int:
+        """Nodes that could start a job now (``sinfo``; one call)."""
+        return parse.parse_idle_nodes(self.runner(["sinfo", "-h", "-N", "-o", "%N %t"]).stdout)
+
     def signal_batch(self, slurm_job_id: int, signal: str = "USR1") -> None:
         """Signal the batch step only (the hpcsched driver), which passes it on."""
         self.runner(["scancel", f"--signal={signal}", "--batch", str(slurm_job_id)])

@@ -191,6 +191,16 @@ def _sacct_job(schema: Schema, j: dict[str, Any]) -> SlurmJobRecord:
     )
 
 
+def parse_idle_nodes(text: str) -> int:
+    """Idle nodes in ``sinfo -h -N -o "%N %t"`` output; a node in several partitions counts once."""
+    idle = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].rstrip("*~#!%$@^-") == "idle":
+            idle.add(parts[0])
+    return len(idle)
+
+
 def parse_sbatch_parsable(text: str) -> int:
     """``sbatch --parsable`` prints ``JOBID`` or ``JOBID;CLUSTER``."""
     first = text.strip().splitlines()[-1] if text.strip() else ""

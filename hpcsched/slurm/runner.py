@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Sequence
-from typing import IO
 from dataclasses import dataclass
+from typing import IO
 
 from hpcsched.errors import HpcschedError
 

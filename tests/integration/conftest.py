@@ -135,6 +135,8 @@ def end_session(session: UserSession) -> None:
         for out in job_dir.glob("slurm-*.out"):
             slurm_id = out.stem.split("-", 1)[1]
             subprocess.run(["scancel", slurm_id], capture_output=True, timeout=30)
+    # Processes on a node whose slurmd a test killed are not cleaned up by Slurm: end them here.
+    subprocess.run(["pkill", "-KILL", "-f", str(session.root)], capture_output=True, timeout=30)
     shutil.rmtree(session.root, ignore_errors=True)
 
 

@@ -22,7 +22,8 @@ from hpcsched.launcher.container import (
     ulimit_args,
 )
 
-SPEC = LaunchSpec(job_id=7, job_dir="/jobs/7", image="localhost/train:1", workdir="/home/a b/proj", procs_per_node=2, gpus_per_node=2,
+SPEC = LaunchSpec(job_id=7, job_dir="/jobs/7", image="localhost/train:1", workdir="/home/a b/proj", procs_per_node=2,
+                  gpus_per_node=2,
                   env=(("NCCL_DEBUG", "INFO"),), script="/home/a b/proj/train.py", script_args=("--epochs", "3", "a b"))
 CTX = NodeContext(slurm_job_id=1234, node_rank=1, num_nodes=3, master_addr="10.0.0.1", node_name="node2",
                   restart_count=2, attempt=4, node_list="node[1-3]", gpus=("0", "1"), cpus_per_node=8)
@@ -78,7 +79,8 @@ def test_gpus_of_this_node_are_passed_as_devices(argv: list[str]) -> None:
 
 def test_user_env_and_hpcsched_ids_reach_the_container(argv: list[str]) -> None:
     env = option_values(argv, "--env")
-    assert {"NCCL_DEBUG=INFO", "HPCSCHED_JOB_ID=7", "HPCSCHED_ATTEMPT=4", "HPCSCHED_JOB_DIR=/jobs/7", "SLURM_JOB_ID=1234", "SLURM_NODEID=1"} <= set(env)
+    assert {"NCCL_DEBUG=INFO", "HPCSCHED_JOB_ID=7", "HPCSCHED_ATTEMPT=4", "HPCSCHED_JOB_DIR=/jobs/7",
+            "SLURM_JOB_ID=1234", "SLURM_NODEID=1"} <= set(env)
 
 
 def test_omp_threads_default_to_the_cpus_shared_among_processes(argv: list[str]) -> None:

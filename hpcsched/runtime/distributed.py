@@ -1,0 +1,88 @@
+"""The process group, and the three small collectives the runtime itself needs.
+
+The group is created from torchrun's environment (``env://``): NCCL when CUDA is there, gloo
+otherwise. A process started without torchrun gets no group at all and every collective below
+is the identity, so the same script runs as ``python train.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from hpcsched.runtime.environment import Topology
+
+
+def device_for(topology: Topology) -> torch.device:
+    """cuda:LOCAL_RANK when there is a GPU, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", topology.local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def setup_process_group(topology: Topology, device: torch.device, timeout: timedelta) -> bool:
+    """Join torchrun's group unless the script already did; returns whether this call created it."""
+    if not topology.launched or not dist.is_available() or dist.is_initialized():
+        return False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", timeout=timeout, device_id=device)
+    else:
+        dist.init_process_group("gloo", timeout=timeout)
+    return True
+
+
+def teardown_process_group(created: bool) -> None:
+    """Destroy the group if this library created it (a group the script made is the script's)."""
+    if created and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class Collectives:
+    """MAX/MIN of one int and a broadcast of one int, on a device the backend accepts.
+
+    One int all-reduce per step is the whole cost of agreeing on a stop step.
+    """
+
+    SETTLE_S = 0.1
+
+    def __init__(self, device: torch.device) -> None:
+        self.active = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        self.device = device if self.active and dist.get_backend() == "nccl" else torch.device("cpu")
+        self._buffer = torch.zeros(1, dtype=torch.int64, device=self.device)
+
+    def settle(self) -> None:
+        """Give the backend's worker threads a moment before the interpreter shuts down.
+
+        gloo's worker thread releases a finished collective's tensors a little after the
+        collective returns, and releasing a tensor that Python knows takes the GIL. If the
+        interpreter is shutting down by then, that thread is cancelled inside C++ code and the
+        process aborts ("terminate called without an active exception", exit -6) instead of
+        exiting 75 — seen when a stop comes right after the last all-reduce. Sleeping releases
+        the GIL so the thread can finish first.
+        """
+        if self.active:
+            time.sleep(self.SETTLE_S)
+
+    def _reduce(self, value: int, op: dist.ReduceOp.RedOpType) -> int:
+        if not self.active:
+            return value
+        self._buffer.fill_(value)
+        dist.all_reduce(self._buffer, op=op)
+        return int(self._buffer.item())
+
+    def max_int(self, value: int) -> int:
+        return self._reduce(value, dist.ReduceOp.MAX)
+
+    def min_int(self, value: int) -> int:
+        return self._reduce(value, dist.ReduceOp.MIN)
+
+    def broadcast_int(self, value: int, src: int = 0) -> int:
+        if not self.active:
+            return value
+        self._buffer.fill_(value)
+        dist.broadcast(self._buffer, src=src)
+        return int(self._buffer.item())

@@ -1,0 +1,102 @@
+"""Progress lines for the daemon: ``$HPCSCHED_JOB_DIR/progress.jsonl``, written by rank 0 only.
+
+Each line is one JSON object, appended with a single write() on an O_APPEND descriptor so that a
+reader never sees half a line from a crashed writer mixed into another. "step" lines are rate
+limited (at most one per ``min_interval_s``, at most one per step); "start", "checkpoint", "stop"
+and "done" lines are always written. The "start" line, with ``"elastic": true``, is what tells
+hpcsched that the job uses this library and may be resized. Progress is advisory: a failing write
+is reported once and never stops training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+EVENTS = ("start", "step", "checkpoint", "stop", "done")
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+class ProgressLog:
+    """Appends progress lines; with ``path=None`` (outside hpcsched) it records nothing."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        attempt: int,
+        world_size: int,
+        min_interval_s: float = 0.5,
+        wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.attempt, self.world_size = attempt, world_size
+        self.global_batch: int | None = None
+        self.total_steps: int | None = None
+        self.min_interval_s = min_interval_s
+        self._wall_clock, self._clock = wall_clock, clock
+        self._fd: int | None = None
+        self._last_time = clock()
+        self._last_step: int | None = None
+        self._loss_sum, self._loss_count = 0.0, 0
+
+    def step(self, *, step: int, epoch: int, samples: int, loss: float | None) -> dict[str, Any] | None:
+        """Note one finished step; write a line if ``min_interval_s`` has passed since the last one."""
+        if loss is not None and math.isfinite(loss):
+            self._loss_sum += loss
+            self._loss_count += 1
+        if self._clock() - self._last_time < self.min_interval_s:
+            return None
+        return self.event("step", step=step, epoch=epoch, samples=samples)
+
+    def event(self, event: str, *, step: int, epoch: int, samples: int) -> dict[str, Any] | None:
+        """Write one line now; ``loss`` is the mean of the losses reported since the previous line."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown progress event {event!r}")
+        now = self._clock()
+        steps = step - self._last_step if self._last_step is not None else 0
+        record = {
+            "time": self._wall_clock(),
+            "attempt": self.attempt,
+            "event": event,
+            "step": step,
+            "epoch": epoch,
+            "samples": samples,
+            "loss": _finite(self._loss_sum / self._loss_count) if self._loss_count else None,
+            "step_time": (now - self._last_time) / steps if steps > 0 else None,
+            "world_size": self.world_size,
+            "global_batch": self.global_batch,
+            "total_steps": self.total_steps,
+            "elastic": True,
+        }
+        self._write(json.dumps(record, allow_nan=False) + "\n")
+        # The clock restarts after the write, so time spent saving a checkpoint is not a step time.
+        self._last_time, self._last_step = self._clock(), step
+        self._loss_sum, self._loss_count = 0.0, 0
+        return record
+
+    def _write(self, line: str) -> None:
+        if self.path is None:
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.write(self._fd, line.encode())
+        except OSError as error:
+            print(f"hpcsched: progress not recorded any more ({self.path}): {error}", file=sys.stderr)
+            self.path = None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

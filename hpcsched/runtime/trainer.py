@@ -1,0 +1,262 @@
+"""ElasticTrainer: the few lines a DDP script adds to become resizable by hpcsched.
+
+    trainer = ElasticTrainer(model, optimizer, scheduler, checkpoint_every=100)
+    for epoch in trainer.epochs(num_epochs):
+        for x, y in trainer.batches(dataset, batch_size=64, seed=0):
+            loss = loss_fn(trainer.model(x.to(trainer.device)), y.to(trainer.device))
+            loss.backward(); optimizer.step(); optimizer.zero_grad()
+            trainer.step(loss=loss.item())
+    trainer.finish()
+
+Construction joins torchrun's process group, moves the model to this rank's device, wraps it in
+DDP, installs the stop-signal handlers and resumes from the newest valid checkpoint — at whatever
+world size this attempt has. ``step()`` writes progress, saves periodic checkpoints and, when the
+ranks agree on a stop request, saves, writes the "checkpointed" marker and exits with
+EXIT_CHECKPOINTED (75).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping, Sized
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from hpcsched.runtime.checkpoint import CheckpointNotSaved, CheckpointStore
+from hpcsched.runtime.distributed import Collectives, device_for, setup_process_group, teardown_process_group
+from hpcsched.runtime.environment import job_from_env, topology_from_env
+from hpcsched.runtime.progress import ProgressLog
+from hpcsched.runtime.sampler import ElasticBatchSampler, epoch_seed
+from hpcsched.runtime.snapshot import DataPosition, Stateful, capture, restore, unwrap
+from hpcsched.runtime.stop import ShutdownWatchdog, StopReason, StopRequest, write_checkpointed_marker
+
+EXIT_CHECKPOINTED = 75  # stopped on request after saving a checkpoint (EX_TEMPFAIL: requeue and resume)
+EXIT_NOT_CHECKPOINTED = 74  # stopped on request but the stop-time checkpoint failed; resume uses an older one
+SIGTERM_GRACE_S = 25.0  # torchrun kills its workers 30 s after forwarding SIGTERM
+
+
+class ElasticTrainer:
+    """Process group, DDP, checkpoints, elastic data, progress and stop handling for one training run.
+
+    ``model`` and ``optimizer`` are the plain objects (the optimizer built on the model's
+    parameters); use ``trainer.model`` (DDP-wrapped when world_size > 1) for training and
+    ``trainer.module`` (unwrapped) for evaluation. ``extra_state`` holds further objects with
+    state_dict/load_state_dict (a GradScaler, an EMA) to checkpoint under the given names.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Stateful | None = None,
+        *,
+        checkpoint_every: int | None = 100,
+        keep_last: int = 3,
+        total_steps: int | None = None,
+        agree_every: int = 1,
+        extra_state: Mapping[str, Stateful] | None = None,
+        shutdown_timeout_s: float = 120.0,
+        collective_timeout_s: float = 600.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if agree_every < 1 or (checkpoint_every is not None and checkpoint_every < 1):
+            raise ValueError("agree_every and checkpoint_every must be 1 or more (checkpoint_every may be None)")
+        self.topology, self.job = topology_from_env(env), job_from_env(env)
+        self.device = device_for(self.topology)
+        self._created_group = setup_process_group(self.topology, self.device, timedelta(seconds=collective_timeout_s))
+        self._collectives = Collectives(self.device)
+        self.module = unwrap(model).to(self.device)
+        self.model: nn.Module = model
+        if self.topology.world_size > 1 and not isinstance(model, DistributedDataParallel):
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.module, device_ids=device_ids)
+        self.optimizer, self.scheduler, self.extra_state = optimizer, scheduler, dict(extra_state or {})
+        self.checkpoint_every, self.agree_every = checkpoint_every, agree_every
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self.store = CheckpointStore(self.job.checkpoint_dir, keep_last)
+        progress_file = self.job.progress_file if self.is_main else None
+        self.progress = ProgressLog(progress_file, attempt=self.job.attempt, world_size=self.world_size)
+        self.progress.total_steps = self._fixed_total_steps = total_steps
+        self.stop_request = StopRequest(self.job.stop_file)
+        self.stop_request.install()
+        self.position = DataPosition()
+        self.resumed_from: Path | None = None
+        self._last_saved_step = -1
+        self._pending_samples = 0
+        self._num_epochs: int | None = None
+        self._started = self._checkpointed = False
+        self.shutdown_watchdog: ShutdownWatchdog | None = None  # armed by an agreed stop
+        self._resume()
+
+    @property
+    def rank(self) -> int:
+        return self.topology.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.topology.world_size
+
+    @property
+    def is_main(self) -> bool:
+        return self.topology.rank == 0
+
+    @property
+    def epoch(self) -> int:
+        return self.position.epoch
+
+    @property
+    def global_step(self) -> int:
+        return self.position.step
+
+    def _resume(self) -> None:
+        """Rank 0 picks the newest valid checkpoint; every rank loads that same one."""
+        checkpoint = None
+        if self.is_main:
+            self.store.clean_temporary()
+            checkpoint = self.store.load_latest()
+        step = self._collectives.broadcast_int(checkpoint.step if checkpoint else -1)
+        if step < 0:
+            return
+        if checkpoint is None:  # rank 0 has just verified the same files
+            checkpoint = self.store.load(step, verify=False)
+        self.position = restore(
+            checkpoint.state, self.module, self.optimizer, self.scheduler, self.extra_state, device=self.device
+        )
+        self.resumed_from, self._last_saved_step = checkpoint.path, step
+        if self.is_main:
+            saved_at = checkpoint.manifest.get("world_size")
+            print(f"hpcsched: resumed from {checkpoint.path} (saved at world size {saved_at}, now {self.world_size})")
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._progress_event("start")
+
+    def _progress_event(self, event: str) -> None:
+        if self.is_main:
+            p = self.position
+            self.progress.event(event, step=p.step, epoch=p.epoch, samples=p.samples)
+
+    def epochs(self, num_epochs: int) -> Iterator[int]:
+        """The epochs still to run, starting with the resumed one (use this, not range(), for the epoch loop)."""
+        self._num_epochs = num_epochs
+        while self.position.epoch < num_epochs:
+            yield self.position.epoch
+            self.position.epoch += 1
+            self.position.position = 0
+
+    def batches(
+        self, dataset: Dataset[Any], batch_size: int, *, seed: int = 0, shuffle: bool = True, **loader_args: Any
+    ) -> Iterator[Any]:
+        """This rank's batches of the rest of the current epoch (``batch_size`` per rank).
+
+        ``loader_args`` go to torch's DataLoader (collate_fn, num_workers, pin_memory, ...).
+        """
+        if not isinstance(dataset, Sized):
+            raise TypeError("batches() needs a map-style dataset with __len__")
+        sampler = ElasticBatchSampler(
+            len(dataset), batch_size, rank=self.rank, world_size=self.world_size, seed=seed, shuffle=shuffle
+        )
+        sampler.set_epoch(self.position.epoch, self.position.position)
+        self.progress.global_batch = sampler.global_batch
+        if self._fixed_total_steps is None and self._num_epochs is not None:
+            later_epochs = max(0, self._num_epochs - self.position.epoch - 1)
+            self.progress.total_steps = self.position.step + len(sampler) + later_epochs * sampler.steps_per_epoch()
+        self._start()
+        # Its own generator: a DataLoader otherwise draws its workers' base seed from the global
+        # RNG at every iterator, and a resumed epoch (one more iterator) would diverge from an
+        # uninterrupted run.
+        loader_args.setdefault("generator", torch.Generator().manual_seed(epoch_seed(seed, self.position.epoch)))
+        loader = DataLoader(dataset, batch_sampler=sampler, **loader_args)
+        for (begin, end), batch in zip(sampler.steps(), loader, strict=True):
+            self._pending_samples += end - begin  # counted at step(): gradient accumulation spans batches
+            yield batch
+
+    def step(self, loss: float | None = None, samples: int | None = None) -> None:
+        """Call after each optimizer step. ``samples``: global samples of the step (default: from batches())."""
+        self._start()
+        consumed, self._pending_samples = self._pending_samples, 0
+        p = self.position
+        p.position += consumed
+        p.step += 1
+        p.samples += samples if samples is not None else consumed
+        if self.is_main:
+            self.progress.step(step=p.step, epoch=p.epoch, samples=p.samples, loss=loss)
+        if p.step % self.agree_every == 0:
+            reason = StopReason(self._collectives.max_int(self.stop_request.local_reason()))
+            if reason:
+                self._stop(reason)
+        if self.checkpoint_every and p.step % self.checkpoint_every == 0:
+            self.save_checkpoint()
+
+    def save_checkpoint(self) -> Path | None:
+        """Rank 0 saves the current state (others return None); None also when the save failed."""
+        step = self.position.step
+        if step == self._last_saved_step:
+            return self.store.path_for(step) if self.is_main else None
+        if not self.is_main:
+            return None
+        state = capture(
+            self.module, self.optimizer, self.scheduler, self.extra_state, self.position,
+            world_size=self.world_size, device=self.device,
+        )  # fmt: skip
+        try:
+            path = self.store.save(step, state, epoch=self.position.epoch, world_size=self.world_size)
+        except CheckpointNotSaved as error:
+            print(f"hpcsched: {error}", file=sys.stderr, flush=True)
+            return None
+        self._last_saved_step = step
+        self._progress_event("checkpoint")
+        return path
+
+    def _stop(self, reason: StopReason) -> NoReturn:
+        """All ranks agreed to stop after this step: save, write the marker, wait for each other, exit."""
+        timeout = min(self.shutdown_timeout_s, SIGTERM_GRACE_S) if reason is StopReason.SIGTERM else self.shutdown_timeout_s
+        self.shutdown_watchdog = ShutdownWatchdog(timeout, self._exit_code)
+        self.shutdown_watchdog.start()
+        saved = 1
+        if self.is_main:
+            path = self.save_checkpoint()
+            saved = int(path is not None and self._write_marker(path))
+            self._checkpointed = bool(saved)
+            self._progress_event("stop")
+            self.stop_request.consume_stop_file()
+        try:
+            # The barrier: no rank exits (making torchrun tear the others down) before rank 0 is done.
+            saved = self._collectives.min_int(saved)
+        except Exception as error:
+            print(f"hpcsched: ranks could not confirm the stop: {error}", file=sys.stderr)
+            saved = int(self._checkpointed)
+        self._checkpointed = bool(saved)
+        code = self._exit_code()
+        if self.is_main:
+            print(f"hpcsched: stop ({reason.name}) at step {self.position.step}; exiting with {code}", flush=True)
+        self.stop_request.ignore_further()  # the watchdog stays armed in case leaving hangs
+        self.progress.close()
+        self._collectives.settle()
+        teardown_process_group(self._created_group)
+        raise SystemExit(code)
+
+    def _exit_code(self) -> int:
+        return EXIT_CHECKPOINTED if self._checkpointed else EXIT_NOT_CHECKPOINTED
+
+    def _write_marker(self, checkpoint: Path) -> bool:
+        marker = self.job.checkpointed_marker
+        return marker is None or write_checkpointed_marker(marker, step=self.position.step, checkpoint=checkpoint)
+
+    def finish(self, save: bool = True) -> None:
+        """End of training: a final checkpoint (unless ``save=False``), the "done" line, no more group."""
+        self._start()
+        if save:
+            self.save_checkpoint()
+        self._progress_event("done")
+        self.progress.close()
+        self.stop_request.uninstall()
+        self._collectives.settle()
+        teardown_process_group(self._created_group)

@@ -1,0 +1,142 @@
+"""Elastic jobs on the real cluster: resize 2 → 3 → 1, node failure, the signal chain and the
+time-limit requeue. They run examples/digits_cnn.py, a real CNN on scikit-learn's digits."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import UserSession, copy_example
+
+CHECKPOINT_EVERY = 20
+DIGITS = ["--checkpoint-every", str(CHECKPOINT_EVERY), "--step-delay", "0.05"]
+
+
+def progress(session: UserSession, job: int) -> list[dict[str, Any]]:
+    path = Path(session.status(job)["job_dir"]) / "progress.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def steps_of_attempt(session: UserSession, job: int, attempt: int) -> list[int]:
+    return [r["step"] for r in progress(session, job) if r.get("attempt") == attempt and r["event"] in ("start", "step")]
+
+
+def running_attempt(session: UserSession, job: int, number: int, nodes: int, min_steps: int = 3) -> None:
+    """Wait until attempt ``number`` runs on ``nodes`` nodes and has trained a few steps."""
+    def ready() -> bool:
+        info = session.status(job)
+        attempts = {a["number"]: a for a in info["attempts"]}
+        a = attempts.get(number)
+        return (a is not None and a["state"] == "RUNNING" and a["nodes"] == nodes
+                and len(steps_of_attempt(session, job, number)) >= min_steps)
+    wait_for(ready, 240, f"attempt {number} training on {nodes} nodes")
+
+
+def final_accuracy(session: UserSession, job: int) -> float:
+    logs = "".join(session.logs(job, attempt=a["number"]) for a in session.status(job)["attempts"])
+    found = re.findall(r"final val_acc=([0-9.]+)", logs)
+    assert found, logs[-3000:]
+    return float(found[-1])
+
+
+def assert_steps_never_go_back_more_than_a_checkpoint(session: UserSession, job: int) -> None:
+    last = 0
+    for record in progress(session, job):
+        if record["event"] not in ("start", "step"):
+            continue
+        assert record["step"] >= last - CHECKPOINT_EVERY, f"step went back from {last} to {record['step']}"
+        last = max(last, record["step"])
+
+
+def test_resize_two_three_one_continues_and_reaches_the_unresized_accuracy(session: UserSession) -> None:
+    copy_example(session, "digits_cnn.py")
+    args = ["digits_cnn.py", "--nodes", "1-3", "--start-nodes", "2", "--", "--epochs", "40",
+            "--checkpoint-every", str(CHECKPOINT_EVERY), "--step-delay", "0.1"]
+    job = session.run_job(*args)
+    running_attempt(session, job, 1, nodes=2)
+    session.hs("resize", str(job), "--nodes", "3")
+    running_attempt(session, job, 2, nodes=3)
+    session.hs("resize", str(job), "--nodes", "1")
+    running_attempt(session, job, 3, nodes=1)
+    info = session.wait(job, timeout=600)
+    assert info["state"] == "COMPLETED", session.logs(job)
+    assert [(a["number"], a["reason"], a["nodes"]) for a in info["attempts"]] == [
+        (1, "submit", 2), (2, "resize", 3), (3, "resize", 1)]
+    assert_steps_never_go_back_more_than_a_checkpoint(session, job)
+    losses = [r["loss"] for r in progress(session, job) if r["event"] == "step" and r.get("loss") is not None]
+    assert losses[-1] < losses[0], "training must go on improving across the resizes"
+    resized = final_accuracy(session, job)
+
+    # The same training unresized; the step delay only stands in for a bigger model's compute.
+    baseline = session.run_job("digits_cnn.py", "--nodes", "1", "--", "--epochs", "40", "--step-delay", "0")
+    assert session.wait(baseline, timeout=600)["state"] == "COMPLETED"
+    assert abs(resized - final_accuracy(session, baseline)) <= 0.05
+    assert resized >= 0.9
+
+
+def test_stop_signal_reaches_every_rank_through_each_hop_and_a_time_limit_requeue_counts_as_timeout(
+    session: UserSession,
+) -> None:
+    """E2 and B8: --time 3 makes Slurm send the early warning 120 s before the limit (after 60 s)."""
+    copy_example(session, "digits_cnn.py")
+    job = session.run_job("digits_cnn.py", "--nodes", "2", "--procs-per-node", "2", "--time", "3",
+                          "--", "--epochs", "100", *DIGITS)
+    wait_for(lambda: len(session.status(job)["attempts"]) >= 2, 300, "the time-limit requeue")
+    first = session.logs(job, attempt=1)
+    assert "stop request: asking every rank of attempt 1 to checkpoint" in first  # batch shell → driver
+    assert first.count("passing SIGUSR1 into container") == 2, first[-3000:]  # srun → launcher on each node
+    assert first.count("hpcsched init: passing SIGUSR1 to") == 2  # podman → process 1 in each container
+    assert len(set(re.findall(r"rank (\d+): stop requested", first))) == 4, first[-3000:]  # → every worker
+    marker = json.loads((Path(session.status(job)["job_dir"]) / "attempts" / "1" / "checkpointed").read_text())
+    info = session.wait(job, timeout=600)
+    assert info["state"] == "COMPLETED", session.logs(job)
+    assert info["attempts"][1]["reason"] == "timeout"
+    assert info["counts"]["timeouts"] == 1 and info["counts"]["failures"] == 0
+    assert steps_of_attempt(session, job, 2)[0] == marker["step"], "attempt 2 resumes at the saved step"
+
+
+@pytest.fixture
+def restore_nodes() -> Any:
+    yield
+    for n in ("node1", "node2", "node3"):
+        if subprocess.run(["pgrep", "-f", f"slurmd -N {n}$"], capture_output=True).returncode != 0:
+            subprocess.run(["/usr/sbin/slurmd", "-N", n], check=True)
+        subprocess.run(["scontrol", "update", f"NodeName={n}", "State=RESUME"], capture_output=True)
+
+
+def test_killed_slurmd_under_a_two_node_job_requeues_and_resumes(session: UserSession, restore_nodes: Any) -> None:
+    """C1: one node's slurmd dies and the node goes DOWN; the job is requeued, resumes from its
+    last checkpoint and completes."""
+    copy_example(session, "digits_cnn.py")
+    job = session.run_job("digits_cnn.py", "--nodes", "1-2", "--start-nodes", "2", "--", "--epochs", "25", *DIGITS)
+    running_attempt(session, job, 1, nodes=2, min_steps=CHECKPOINT_EVERY // 2)
+    wait_for(lambda: any(r["event"] == "checkpoint" for r in progress(session, job)), 120, "a periodic checkpoint")
+    nodes = subprocess.run(["scontrol", "show", "hostnames", session.status(job)["node_list"]],
+                           capture_output=True, text=True, check=True).stdout.split()
+    victim = nodes[-1]  # not the batch host
+    subprocess.run(["pkill", "-f", f"slurmd -N {victim}$"], check=True)
+    subprocess.run(["scontrol", "update", f"NodeName={victim}", "State=DOWN", "Reason=test-killed-slurmd"], check=True)
+    wait_for(lambda: len(session.status(job)["attempts"]) >= 2, 180, "the node-failure requeue")
+    info = session.wait(job, timeout=600)
+    assert info["state"] == "COMPLETED", session.logs(job)
+    assert info["attempts"][1]["reason"] == "node_failure"
+    assert info["counts"]["failures"] == 1
+    resumed = steps_of_attempt(session, job, 2)
+    assert resumed and resumed[0] >= CHECKPOINT_EVERY, "attempt 2 resumes from a checkpoint, not from scratch"
+    assert final_accuracy(session, job) >= 0.9
