@@ -152,7 +152,9 @@ def podman_run_argv(spec: LaunchSpec, ctx: NodeContext, limits: list[str]) -> li
         *spec.env,
     ]
     argv = [
-        "podman", "run", "--rm", "--name", container_name(ctx),
+        # --sig-proxy=false: Slurm signals every process of the step, podman run included; the
+        # launcher alone passes signals into the container, so each arrives once.
+        "podman", "run", "--rm", "--sig-proxy=false", "--name", container_name(ctx),
         "--network", "host", "--userns", "keep-id",
         "--label", f"org.hpcsched.job={spec.job_id}",
         "--label", f"org.hpcsched.slurm_job={ctx.slurm_job_id}",

@@ -32,6 +32,8 @@ from hpcsched.slurm import runner
 from hpcsched.slurm.runner import SlurmCommandError
 
 TAKEOVER_TIMEOUT = 900.0
+STEP_WAIT_SECONDS = 120
+STOP_FILE_DELAY = 10.0  # the signal normally arrives within a second; the file is the fallback  # after the first task of a step ends, how long the others may take
 
 
 def say(log: IO[str], message: str) -> None:
@@ -75,6 +77,7 @@ class Driver:
         self.stop_signal = threading.Event()
         self.terminate = threading.Event()
         self.attempt = 0
+        self.stop_file_due: float | None = None
 
     # --- signals ----------------------------------------------------------------------------
 
@@ -97,9 +100,9 @@ class Driver:
             say(log, "stop request ignored: the script does not use the hpcsched runtime library")
             return
         say(log, f"stop request: asking every rank of attempt {self.attempt} to checkpoint")
-        layout.stop_request(self.job_dir).touch()
         if self.step is not None and self.step.poll() is None:
             self.step.send_signal(signal.SIGUSR1)
+        self.stop_file_due = time.monotonic() + STOP_FILE_DELAY
 
     # --- attempts ---------------------------------------------------------------------------
 
@@ -113,14 +116,21 @@ class Driver:
             "attempt": self.attempt, "reason": reason, "slurm_job_id": int(self.slurm_job_id),
             "nodes": count, "node_list": nodes, "start_time": time.time(),
         })
-        argv = ["srun", f"--nodes={count}", f"--ntasks={count}", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
-                *self.launcher]
+        # Not --kill-on-bad-exit: a rank that stopped at a checkpoint exits 75 first, and the others
+        # must finish their own clean exit; --wait still ends a step whose other nodes hang.
+        argv = ["srun", f"--nodes={count}", f"--ntasks={count}", "--ntasks-per-node=1", "--kill-on-bad-exit=0",
+                f"--wait={STEP_WAIT_SECONDS}", *self.launcher]
         with open(layout.log_path(self.job_dir, self.attempt), "a", encoding="utf-8") as log:
             say(log, f"job {self.job_id} attempt {self.attempt} ({reason}), Slurm job {self.slurm_job_id} on {nodes}")
             self.step = runner.start_step(argv, stdout=log.fileno(), env=env)
+            self.stop_file_due = None
             while self.step.poll() is None:
                 if self.stop_signal.is_set():
                     self._forward_stop(log)
+                if self.stop_file_due is not None and time.monotonic() > self.stop_file_due:
+                    say(log, "the ranks have not stopped yet: leaving the stop-request file as well")
+                    layout.stop_request(self.job_dir).touch()
+                    self.stop_file_due = None
                 time.sleep(0.2)
             rc = self.step.returncode
             rc = rc if rc >= 0 else 128 - rc

@@ -92,6 +92,7 @@ class ElasticTrainer:
         self._num_epochs: int | None = None
         self._started = self._checkpointed = False
         self.shutdown_watchdog: ShutdownWatchdog | None = None  # armed by an agreed stop
+        self._announced = False
         self._resume()
 
     @property
@@ -189,7 +190,11 @@ class ElasticTrainer:
         if self.is_main:
             self.progress.step(step=p.step, epoch=p.epoch, samples=p.samples, loss=loss)
         if p.step % self.agree_every == 0:
-            reason = StopReason(self._collectives.max_int(self.stop_request.local_reason()))
+            local = self.stop_request.local_reason()
+            if local and not self._announced:
+                self._announced = True  # one line per rank: the last hop of the signal chain, for the log
+                print(f"hpcsched: rank {self.rank}: stop requested ({local.name})", file=sys.stderr, flush=True)
+            reason = StopReason(self._collectives.max_int(local))
             if reason:
                 self._stop(reason)
         if self.checkpoint_every and p.step % self.checkpoint_every == 0:
@@ -220,6 +225,8 @@ class ElasticTrainer:
         timeout = min(self.shutdown_timeout_s, SIGTERM_GRACE_S) if reason is StopReason.SIGTERM else self.shutdown_timeout_s
         self.shutdown_watchdog = ShutdownWatchdog(timeout, self._exit_code)
         self.shutdown_watchdog.start()
+        print(f"hpcsched: rank {self.rank}: stopping after step {self.position.step} ({reason.name})",
+              file=sys.stderr, flush=True)
         saved = 1
         if self.is_main:
             path = self.save_checkpoint()

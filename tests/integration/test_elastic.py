@@ -96,18 +96,21 @@ def test_stop_signal_reaches_every_rank_through_each_hop_and_a_time_limit_requeu
     """E2 and B8: --time 3 makes Slurm send the early warning 120 s before the limit (after 60 s)."""
     copy_example(session, "digits_cnn.py")
     job = session.run_job("digits_cnn.py", "--nodes", "2", "--procs-per-node", "2", "--time", "3",
-                          "--", "--epochs", "100", *DIGITS)
+                          "--", "--epochs", "60", *DIGITS)
     wait_for(lambda: len(session.status(job)["attempts"]) >= 2, 300, "the time-limit requeue")
     first = session.logs(job, attempt=1)
     assert "stop request: asking every rank of attempt 1 to checkpoint" in first  # batch shell → driver
     assert first.count("passing SIGUSR1 into container") == 2, first[-3000:]  # srun → launcher on each node
-    assert first.count("hpcsched init: passing SIGUSR1 to") == 2  # podman → process 1 in each container
-    assert len(set(re.findall(r"rank (\d+): stop requested", first))) == 4, first[-3000:]  # → every worker
+    # podman → process 1 in each container → both worker processes of that container
+    assert first.count("hpcsched init: passing SIGUSR1 to 2 worker processes") == 2, first[-3000:]
+    assert set(re.findall(r"rank (\d+): stop requested \(SIGUSR1\)", first)), "a worker saw the signal itself"
+    assert set(re.findall(r"rank (\d+): stopping after step", first)) == {"0", "1", "2", "3"}, first[-3000:]
     marker = json.loads((Path(session.status(job)["job_dir"]) / "attempts" / "1" / "checkpointed").read_text())
     info = session.wait(job, timeout=600)
     assert info["state"] == "COMPLETED", session.logs(job)
-    assert info["attempts"][1]["reason"] == "timeout"
-    assert info["counts"]["timeouts"] == 1 and info["counts"]["failures"] == 0
+    # Each attempt gets 3 minutes; a slow machine may need a third one. Every requeue is a timeout.
+    assert [a["reason"] for a in info["attempts"][1:]] == ["timeout"] * (len(info["attempts"]) - 1)
+    assert info["counts"]["timeouts"] == len(info["attempts"]) - 1 >= 1 and info["counts"]["failures"] == 0
     assert steps_of_attempt(session, job, 2)[0] == marker["step"], "attempt 2 resumes at the saved step"
 
 

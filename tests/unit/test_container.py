@@ -45,7 +45,7 @@ def option_values(argv: list[str], option: str) -> list[str]:
 
 
 def test_container_shares_the_host_network_and_keeps_the_user_id(argv: list[str]) -> None:
-    assert argv[:3] == ["podman", "run", "--rm"]
+    assert argv[:4] == ["podman", "run", "--rm", "--sig-proxy=false"]
     assert option_values(argv, "--network") == ["host"]
     assert option_values(argv, "--userns") == ["keep-id"]
 
