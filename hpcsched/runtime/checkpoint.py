@@ -20,6 +20,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ MANIFEST = "manifest.json"
 PAYLOAD = "state.pt"
 TEMP_PREFIX = ".tmp-"
 _STEP_DIR = re.compile(r"step-(\d+)")
-_CHUNK = 1 << 20
+_CHUNK = 8 << 20
 
 
 class CheckpointError(Exception):
@@ -203,12 +204,25 @@ class CheckpointStore:
         """Load one checkpoint; raises CheckpointInvalid naming the reason."""
         path = self._committed().get(step, self.path_for(step))
         manifest = _read_manifest(path)
+        # The checksums are verified in a second thread while torch.load reads (hashlib releases
+        # the GIL): loading takes about as long as the slower of the two, not their sum. Loading
+        # before the verdict is safe because weights_only=True never runs code from the file.
+        verdict: list[CheckpointInvalid] = []
+        checker = threading.Thread(target=_verify_into, args=(path, manifest, verdict), daemon=True)
         if verify:
-            _verify_files(path, manifest)
+            checker.start()
         try:
             state = torch.load(path / PAYLOAD, map_location=map_location, weights_only=True)
         except Exception as error:
-            raise CheckpointInvalid(f"torch.load failed: {error}") from error
+            load_error: Exception | None = error
+        else:
+            load_error = None
+        if verify:
+            checker.join()
+            if verdict:
+                raise verdict[0]
+        if load_error is not None:
+            raise CheckpointInvalid(f"torch.load failed: {load_error}") from load_error
         if not isinstance(state, dict):
             raise CheckpointInvalid(f"{PAYLOAD} holds a {type(state).__name__}, not a dict")
         return Checkpoint(step, path, manifest, state)
@@ -239,6 +253,13 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     if manifest.get("format") != FORMAT_VERSION:
         raise CheckpointInvalid(f"{MANIFEST} has format {manifest.get('format')!r}, this library reads {FORMAT_VERSION}")
     return manifest
+
+
+def _verify_into(path: Path, manifest: dict[str, Any], verdict: list[CheckpointInvalid]) -> None:
+    try:
+        _verify_files(path, manifest)
+    except CheckpointInvalid as invalid:
+        verdict.append(invalid)
 
 
 def _verify_files(path: Path, manifest: dict[str, Any]) -> None:
