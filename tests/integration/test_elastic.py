@@ -143,3 +143,22 @@ def test_killed_slurmd_under_a_two_node_job_requeues_and_resumes(session: UserSe
     resumed = steps_of_attempt(session, job, 2)
     assert resumed and resumed[0] >= CHECKPOINT_EVERY, "attempt 2 resumes from a checkpoint, not from scratch"
     assert final_accuracy(session, job) >= 0.9
+
+
+def test_completion_estimate_matches_when_the_job_really_ends(session: UserSession) -> None:
+    """The ETA shown a quarter of the way in is within 25% (plus 5 s) of the remaining time."""
+    copy_example(session, "digits_cnn.py")
+    job = session.run_job("digits_cnn.py", "--nodes", "2", "--", "--epochs", "40", *DIGITS)
+
+    def quarter_done() -> bool:
+        p = session.status(job).get("progress") or {}
+        return bool(p.get("total_steps") and p.get("eta") and p["step"] >= p["total_steps"] / 4)
+
+    wait_for(quarter_done, 300, "a quarter of the steps")
+    asked = time.time()
+    predicted = session.status(job)["progress"]["eta"]
+    info = session.wait(job, timeout=600)
+    assert info["state"] == "COMPLETED"
+    done = next(r["time"] for r in progress(session, job) if r["event"] == "done")
+    assert abs(predicted - done) <= 0.25 * (done - asked) + 5, (predicted - asked, done - asked)
+    assert info["progress"]["throughput"] and info["progress"]["throughput"] > 0
