@@ -162,3 +162,14 @@ def test_completion_estimate_matches_when_the_job_really_ends(session: UserSessi
     done = next(r["time"] for r in progress(session, job) if r["event"] == "done")
     assert abs(predicted - done) <= 0.25 * (done - asked) + 5, (predicted - asked, done - asked)
     assert info["progress"]["throughput"] and info["progress"]["throughput"] > 0
+
+
+def test_plain_script_runs_but_is_never_resized(session: UserSession) -> None:
+    session.write("plain.py", "import time\nprint('plain script', flush=True)\ntime.sleep(20)\n")
+    job = session.run_job("plain.py", "--nodes", "1-2", "--start-nodes", "1")
+    session.wait(job, {"RUNNING"})
+    refused = session.hs("resize", str(job), "--nodes", "2", check=False)
+    assert refused.returncode != 0 and "does not use the hpcsched runtime library" in refused.stderr
+    info = session.wait(job)
+    assert info["state"] == "COMPLETED" and info["elastic"] is False
+    assert [a["reason"] for a in info["attempts"]] == ["submit"]
