@@ -8,6 +8,7 @@ from hpcsched import __version__
 from hpcsched.cli.daemon import daemon
 from hpcsched.cli.jobs import cancel, logs, resize, status
 from hpcsched.cli.run import run
+from hpcsched.cli.simulate import simulate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +22,7 @@ def cli() -> None:
     """
 
 
-for command in (run, status, logs, cancel, resize, daemon):
+for command in (run, status, logs, cancel, resize, simulate, daemon):
     cli.add_command(command)
 
 

@@ -32,8 +32,8 @@ from hpcsched.slurm import runner
 from hpcsched.slurm.runner import SlurmCommandError
 
 TAKEOVER_TIMEOUT = 900.0
-STEP_WAIT_SECONDS = 120
-STOP_FILE_DELAY = 10.0  # the signal normally arrives within a second; the file is the fallback  # after the first task of a step ends, how long the others may take
+STEP_WAIT_SECONDS = 120  # after the first task of a step ends, how long the others may take
+STOP_FILE_DELAY = 10.0  # the signal normally arrives within a second; the file is the fallback
 
 
 def say(log: IO[str], message: str) -> None:

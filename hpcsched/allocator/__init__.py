@@ -1,0 +1,30 @@
+"""Cluster-level allocation (pure): how many GPUs each elastic job gets this round.
+
+Inputs are frozen values: the :class:`Cluster` (nodes, GPUs per node, what is down or used by
+others), the :class:`Limits` of the partition/account, and per job an :class:`ElasticJob` (its
+goodput model, size range, current size, age, remaining work and :class:`RestartCost`). Output is
+an :class:`Allocation`: per job a target size, its node placement, predicted gain and cost, and a
+reason. The objective is Pollux's generalised mean of speedups over the fair share, with restarts
+priced over each job's remaining run (``docs/allocator.md``). No files, commands or clocks.
+"""
+
+from .allocate import allocate
+from .cluster import Cluster, Limits
+from .decisions import Allocation, Decision
+from .jobs import ElasticJob, GoodputModel, RestartCost
+from .policy import HPCSCHED, POLLUX, AllocatorPolicy, RestartPricing
+
+__all__ = [
+    "HPCSCHED",
+    "POLLUX",
+    "Allocation",
+    "AllocatorPolicy",
+    "Cluster",
+    "Decision",
+    "ElasticJob",
+    "GoodputModel",
+    "Limits",
+    "RestartCost",
+    "RestartPricing",
+    "allocate",
+]

@@ -1,0 +1,45 @@
+"""One sentence per decision, for ``hpcsched status`` and the daemon's decision log."""
+
+from __future__ import annotations
+
+import math
+
+from .admission import starving
+from .candidates import JobTable
+from .jobs import ElasticJob
+from .policy import AllocatorPolicy
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:,.0f} s" if math.isfinite(seconds) else "unknown time"
+
+
+def _waiting(job: ElasticJob, table: JobTable, policy: AllocatorPolicy) -> str:
+    if len(table.sizes) == 0:
+        return f"waits: its minimum of {job.min_gpus} GPUs exceeds the capacity or the node limits"
+    waited = f"waited {_s(job.time_in_state_s)}"
+    if starving(job, policy):
+        return f"waits: {waited} (starving) but its minimum does not fit the free nodes or its account's limit"
+    return f"waits: {waited}; its minimum of {job.min_gpus} GPUs does not fit behind jobs of higher priority"
+
+
+def explain(job: ElasticJob, table: JobTable, target: int, gain: float, cost: float, policy: AllocatorPolicy) -> str:
+    """Why ``job`` goes from its current size to ``target``."""
+    current = job.current_gpus
+    pause = f"restart {_s(cost)}"
+    if target == 0:
+        if current:
+            return f"stops ({pause}): its GPUs go to jobs that waited longer or to new jobs' minimums"
+        return _waiting(job, table, policy)
+    if current == 0:
+        why = "starving, admitted first" if starving(job, policy) else f"waited {_s(job.time_in_state_s)}"
+        return f"starts on {target} GPUs ({why}; start {_s(cost)})"
+    if target == current:
+        return f"keeps {current} GPUs: no change saves more than it costs"
+    change = f"{current}->{target} GPUs"
+    if target > current:
+        return f"grows {change}: finishes {_s(gain)} earlier, {pause} (x{1 + policy.hysteresis:.2f} hysteresis)"
+    return (
+        f"shrinks {change}: finishes {_s(-gain)} later plus {pause}, outweighed by what its GPUs do for "
+        f"other jobs (fairness p={policy.fairness_p:g})"
+    )

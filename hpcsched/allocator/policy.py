@@ -1,0 +1,81 @@
+"""The allocator's knobs: fairness, how restarts and waiting are priced, starvation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+
+class RestartPricing(Enum):
+    """How a change of size is charged in the objective.
+
+    * ``REMAINING_RUN`` (hpcsched): a job's speedup at a new size is its average over the time the
+      new size is expected to pay off, including the pause: ``s * H / (H + R')`` with
+      ``H = min(T, horizon_s)``, ``T`` the predicted remaining run at that size, and
+      ``R' = R * (1 + hysteresis) * (1 + settle_s / time_at_size)``. With ``H = T`` and no settle
+      term a size beats the current one exactly when the time saved, ``W / r_old - W / r_new``,
+      exceeds ``R * (1 + hysteresis)``. A job that has not started is priced the same way for
+      waiting until GPUs free up by themselves (:func:`~.objective.waiting_value`).
+    * ``POLLUX``: Pollux's heuristic, ``s * max(age - restarts * delay, 0) / (age + delay)`` with a
+      fixed ``delay`` (30 s), blind to the true cost and to the remaining run; waiting is not
+      priced (a job left without GPUs scores as zero speedup).
+    * ``NONE``: restarts are free.
+    """
+
+    REMAINING_RUN = "remaining-run"
+    POLLUX = "pollux"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class AllocatorPolicy:
+    """Knobs; the defaults are hpcsched's, :data:`POLLUX` is the Pollux-like baseline.
+
+    * ``fairness_p``: exponent of the generalised mean of speedups (each over the job's fair
+      share) that the allocator maximises: 1 is throughput, 0 the geometric mean, -1 (Pollux's
+      default) leans to fairness, lower is fairer still.
+    * ``hysteresis``: a resize must save ``1 + hysteresis`` times its restart cost.
+    * ``settle_s``: the restart cost of a job that has been resized before is multiplied by
+      ``1 + settle_s / time_at_size``, so a job resized a moment ago needs a much larger gain to
+      be resized again (a job's first resize after its start pays the plain cost).
+    * ``horizon_s``: a new size is assumed to pay off for at most this long, because the next
+      arrival or departure will move the optimum again; pricing a resize against the whole
+      remaining run makes restarts of long jobs look free, and they then absorb every change.
+    * ``srpt_weight``: each job's term is weighted by ``(median T / T_j) ** srpt_weight`` (clipped
+      to [1/4, 4]), ``T_j`` its remaining time at its fair share: shortest-remaining-first, which
+      lowers the average completion time; Pollux does not know remaining work, hpcsched does.
+    * ``starvation_s``: a job waiting this long for its minimum is admitted ahead of running
+      jobs, and may preempt one that has run at least as long (:mod:`.admission`).
+    * ``short_s``: a waiting job predicted to finish within this time at its minimum is admitted
+      ahead of everything, preempting if it must (0 disables).
+    * ``round_s``: the time between two allocation rounds, the least a deferred job waits.
+    * ``pollux_delay_s``: the pause Pollux's restart penalty assumes.
+
+    Without ``settle_s`` and ``horizon_s`` the Pollux workloads showed long jobs resized every few
+    minutes, each resize individually paying for itself against hours of remaining run
+    (docs/allocator.md has the numbers).
+    """
+
+    fairness_p: float = -1.0
+    pricing: RestartPricing = RestartPricing.REMAINING_RUN
+    hysteresis: float = 1.0
+    settle_s: float = 1800.0
+    horizon_s: float = 1800.0
+    srpt_weight: float = 1.0
+    starvation_s: float = 3600.0
+    short_s: float = 600.0
+    round_s: float = 60.0
+    pollux_delay_s: float = 30.0
+    price_waiting: bool = False
+
+    def __post_init__(self) -> None:
+        nonnegative = (self.hysteresis, self.settle_s, self.srpt_weight, self.short_s, self.round_s, self.pollux_delay_s)
+        if min(nonnegative) < 0.0 or self.starvation_s <= 0.0 or self.horizon_s <= 0.0:
+            raise ValueError(f"need non-negative knobs and positive starvation_s, horizon_s: {self}")
+
+
+HPCSCHED = AllocatorPolicy()
+POLLUX = AllocatorPolicy(
+    pricing=RestartPricing.POLLUX, hysteresis=0.0, settle_s=0.0, horizon_s=math.inf, srpt_weight=0.0, short_s=0.0
+)

@@ -1,0 +1,127 @@
+"""The simulation loop: every ``interval`` simulated seconds (60, as in Pollux) the policy decides
+sizes for the jobs that have arrived, changes are applied with their restart pauses, and every job
+is advanced to the next decision. Simulated time only; the seeded random stream (restart waits)
+is the only randomness, so a seed fixes the result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from hpcsched.allocator import Cluster
+
+from .applications import Application
+from .jobs import SimJob
+from .metrics import SimulationResult, summarise
+from .policies import Policy, make_policy
+from .restarts import RestartModel
+from .work import fixed_duration_work
+from .workload import JobSpec
+
+Progress = Callable[[float, int, int], None]
+MAX_SIMULATED_S = 60 * 86400.0
+
+
+def _jobs(workload: Sequence[JobSpec], applications: Mapping[str, Application], gpus_per_node: int) -> list[SimJob]:
+    jobs = []
+    for spec in workload:
+        if spec.application not in applications:
+            raise ValueError(f"job {spec.name}: unknown application {spec.application!r}")
+        app = applications[spec.application]
+        total = app.total_work if spec.duration_s is None else fixed_duration_work(app, spec, gpus_per_node)
+        jobs.append(SimJob(spec=spec, app=app, total_work=total, gpus_per_node=gpus_per_node, state_since=spec.submit_time))
+    return jobs
+
+
+def _reallocate(job: SimJob, target: int, now: float, policy: Policy, restart: RestartModel,
+                rng: np.random.Generator, load: float) -> None:
+    """Give ``job`` its new size: draw its pause, count a restart if it had run before, and pick
+    its batch configuration for the new size."""
+    if target == job.gpus:
+        return
+    if (job.gpus == 0) != (target == 0):
+        job.state_since = now
+    if target and job.starts:
+        job.restarts += 1
+    job.starts += 1 if target else 0
+    job.pause_left = restart.draw(rng, job.gpus, target, load)
+    if job.starts == 1 and target:
+        job.first_pause = job.pause_left
+    job.size_since = now
+    job.gpus = target
+    job.largest = max(job.largest, target)
+    job.config = policy.config(job, target) if target else None
+    job.history.append((now, target))
+
+
+def _advance(job: SimJob, now: float, seconds: float, policy: Policy) -> None:
+    """Run ``job`` for ``seconds`` from ``now``: first its pause, then training epoch by epoch."""
+    if job.gpus == 0 or job.done:
+        return
+    used = min(job.pause_left, seconds)
+    job.pause_left -= used
+    if job.restarts:
+        job.restart_gpu_s += used * job.gpus
+    last = len(job.app.epoch_ends) - 1
+    while used < seconds and not job.done:
+        rate = job.rate()
+        end = job.epoch_end(job.epoch)
+        need = (end - job.work_done) / rate
+        if need > seconds - used:
+            job.work_done += rate * (seconds - used)
+            used = seconds
+            break
+        job.work_done, used = end, used + need
+        if job.epoch == last:
+            job.completion = now + used
+        else:
+            job.epoch += 1
+            job.config = policy.config(job, job.gpus)
+    job.allocated_gpu_s += used * job.gpus
+    job.executed_s += used
+
+
+def simulate(
+    workload: Sequence[JobSpec],
+    policy: str | Policy,
+    cluster: Cluster,
+    restart_cost: RestartModel,
+    seed: int = 0,
+    applications: Mapping[str, Application] | None = None,
+    interval: float = 60.0,
+    progress: Progress | None = None,
+) -> SimulationResult:
+    """Replay ``workload`` under ``policy`` on ``cluster``; deterministic for a ``seed``."""
+    if applications is None:
+        from .data import default_applications
+
+        applications = default_applications()
+    chosen = make_policy(policy) if isinstance(policy, str) else policy
+    jobs = _jobs(workload, applications, cluster.gpus_per_node)
+    rng = np.random.default_rng(seed)
+    capacity = max(cluster.capacity, 1)
+    now, usage = 0.0, []
+    while not all(job.done for job in jobs):
+        if now > MAX_SIMULATED_S:
+            raise RuntimeError(f"simulation of {chosen.name} did not finish within {MAX_SIMULATED_S / 86400:.0f} days")
+        active = [job for job in jobs if job.spec.submit_time <= now and not job.done]
+        if not active:
+            upcoming = min(job.spec.submit_time for job in jobs if not job.done)
+            now = math.ceil(upcoming / interval) * interval
+            continue
+        load = len(active) / capacity
+        targets = chosen.decide(now, active, cluster, restart_cost)
+        for job in active:
+            _reallocate(job, targets.get(job.name, 0), now, chosen, restart_cost, rng, load)
+        usage.append((now, sum(job.gpus for job in active)))
+        for job in active:
+            job.contention += len(active) * interval
+            job.present_s += interval
+            _advance(job, now, interval, chosen)
+        now += interval
+        if progress is not None:
+            progress(now, sum(job.done for job in jobs), len(jobs))
+    return summarise(chosen.name, restart_cost.label, jobs, usage, cluster, chosen.max_gpus)

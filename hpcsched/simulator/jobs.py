@@ -1,0 +1,131 @@
+"""A job being replayed: where it is in its training, what it holds, and how fast it truly goes.
+
+The truth the simulation advances is Pollux's: a job at global batch ``M`` on ``g`` GPUs makes
+``M / step_time * efficiency(M)`` samples-at-``M0`` of progress per second, with the step time
+from the application's fitted model and the efficiency from the gradient statistics recorded at
+that batch size in the current epoch. Progress is integrated exactly between epoch boundaries
+(where the statistics change and an adaptive job re-tunes its batch), so the completion time
+within a scheduling interval is exact.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+from hpcsched.models.efficiency import GradientNoise, statistical_efficiency
+from hpcsched.models.goodput import BatchConfig, best_config
+from hpcsched.models.throughput import ThroughputParams, predict_step_time
+
+from .applications import Application
+from .workload import JobSpec
+
+
+@dataclass(frozen=True)
+class Config:
+    """How the job runs on its GPUs: per-GPU batch, extra accumulation steps, global batch."""
+
+    local_bsz: int
+    accum_steps: int
+    global_bsz: int
+
+
+def fixed_config(app: Application, gpus: int, batch_size: int) -> Config:
+    """Pollux's rule for a job with a fixed global batch: split it over the GPUs, accumulate when
+    a GPU cannot hold its share, and never exceed the application's largest batch."""
+    batch = batch_size or app.base_bsz
+    local = math.ceil(batch / gpus - 1e-8)
+    accum = math.ceil(local / app.limits.max_local_bsz - 1e-8) - 1
+    if gpus == 1 and batch > app.base_bsz:
+        accum = max(1, accum)
+    atomic = math.ceil(local / (accum + 1) - 1e-8)
+    atomic = max(1, min(atomic, int(app.limits.max_global_bsz / (gpus * (accum + 1)))))
+    return Config(atomic, accum, gpus * atomic * (accum + 1))
+
+
+def bucket(noise: GradientNoise) -> GradientNoise:
+    """Round the statistics to about 12% steps so configurations and goodput tables are shared
+    between jobs and rounds (the estimates are no more precise than that)."""
+
+    def q(x: float) -> float:
+        return 0.0 if x <= 0.0 else float(10.0 ** (round(math.log10(x) * 20.0) / 20.0))
+
+    return GradientNoise(grad_sqr=q(noise.grad_sqr), grad_var=q(noise.grad_var))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _best(app: Application, noise: GradientNoise, nodes: int, gpus: int) -> BatchConfig:
+    return best_config(app.params, noise, nodes, gpus, app.limits)
+
+
+def adaptive_config(app: Application, noise: GradientNoise, nodes: int, gpus: int) -> Config:
+    """The job-level scheduler's choice (:func:`hpcsched.models.best_config`) for this size."""
+    chosen = _best(app, noise, nodes, gpus)
+    return Config(chosen.local_bsz, chosen.accum_steps, chosen.global_bsz)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def true_rate(app: Application, params: ThroughputParams, nodes: int, gpus: int, config: Config, epoch: int) -> float:
+    """Samples-at-M0 per second actually made (module docstring)."""
+    step = float(predict_step_time(params, nodes, gpus, config.local_bsz, config.accum_steps))
+    sqr, var = app.grad_stats(config.global_bsz, epoch)
+    noise = GradientNoise.from_batch(sqr, var, app.base_bsz)
+    return config.global_bsz / step * float(statistical_efficiency(noise, config.global_bsz, app.base_bsz))
+
+
+@dataclass
+class SimJob:
+    """Mutable replay state of one job; only the engine and the policies' adapters touch it."""
+
+    spec: JobSpec
+    app: Application
+    total_work: float
+    gpus_per_node: int
+    work_done: float = 0.0
+    epoch: int = 0
+    gpus: int = 0
+    config: Config | None = None
+    pause_left: float = 0.0
+    first_pause: float = 0.0
+    completion: float | None = None
+    starts: int = 0
+    restarts: int = 0
+    largest: int = 0
+    state_since: float = 0.0
+    size_since: float = 0.0
+    executed_s: float = 0.0
+    allocated_gpu_s: float = 0.0
+    restart_gpu_s: float = 0.0
+    contention: float = 0.0
+    present_s: float = 0.0
+    history: list[tuple[float, int]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def nodes(self) -> int:
+        return -(-self.gpus // self.gpus_per_node)
+
+    @property
+    def remaining_work(self) -> float:
+        return max(self.total_work - self.work_done, 0.0)
+
+    @property
+    def done(self) -> bool:
+        return self.completion is not None
+
+    def epoch_end(self, epoch: int) -> float:
+        """Work at the end of ``epoch`` (in the job's own scale: Philly jobs have other totals)."""
+        return float(self.app.epoch_ends[epoch]) * self.total_work / self.app.total_work
+
+    def measured_noise(self) -> GradientNoise:
+        """What the job reports: statistics at its current batch in its current epoch."""
+        batch = self.config.global_bsz if self.config else self.app.base_bsz
+        return bucket(self.app.noise(batch, self.epoch))
+
+    def rate(self) -> float:
+        assert self.config is not None
+        return true_rate(self.app, self.app.params, self.nodes, self.gpus, self.config, self.epoch)

@@ -1,0 +1,29 @@
+"""The policies the simulator compares; :func:`make_policy` builds a fresh one per run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .base import Policy
+from .elastic import ElasticPolicy, hpcsched_policy, pollux_policy
+from .static import StaticPolicy
+from .tiresias import TiresiasPolicy
+
+FACTORIES: dict[str, Callable[[], Policy]] = {
+    "static": lambda: StaticPolicy(realistic=False),
+    "static-realistic": lambda: StaticPolicy(realistic=True),
+    "tiresias": TiresiasPolicy,
+    "pollux": pollux_policy,
+    "hpcsched": hpcsched_policy,
+}
+POLICY_NAMES = tuple(FACTORIES)
+
+
+def make_policy(name: str) -> Policy:
+    try:
+        return FACTORIES[name]()
+    except KeyError:
+        raise ValueError(f"unknown policy {name!r} (choose from {', '.join(POLICY_NAMES)})") from None
+
+
+__all__ = ["POLICY_NAMES", "ElasticPolicy", "Policy", "StaticPolicy", "TiresiasPolicy", "make_policy"]

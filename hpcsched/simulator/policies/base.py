@@ -1,0 +1,29 @@
+"""What a simulated scheduling policy is: each round, sizes for the jobs that have arrived."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from hpcsched.allocator import Cluster
+
+from ..jobs import Config, SimJob
+from ..restarts import RestartModel
+
+
+class Policy(Protocol):
+    """A policy may keep state between rounds (queues, node placements); make one per run."""
+
+    name: str
+
+    def decide(self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
+        """GPUs per job name for the next interval (missing: 0)."""
+        ...
+
+    def config(self, job: SimJob, gpus: int) -> Config:
+        """The batch configuration the job runs with on ``gpus`` GPUs."""
+        ...
+
+    def max_gpus(self, job: SimJob) -> int:
+        """The most GPUs the policy would give the job (fairness reference)."""
+        ...

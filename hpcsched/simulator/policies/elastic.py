@@ -1,0 +1,67 @@
+"""The elastic policies, both driven by :func:`hpcsched.allocator.allocate` (the very code the
+daemon runs) and both re-tuning each job's batch with :func:`hpcsched.models.best_config`:
+
+* ``hpcsched``: restarts priced over each job's remaining run at the restart model's expected
+  cost (queue wait included), with hysteresis;
+* ``pollux``: Pollux's own restart penalty (a fixed 30 s assumed, whatever a restart really
+  costs), no hysteresis.
+
+Like Pollux, a job may grow to at most twice the largest size it has run at (``explore``): its
+throughput model has only seen that much. Both are told the fitted models (docs/simulator.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from hpcsched.allocator import HPCSCHED, POLLUX, AllocatorPolicy, Cluster, ElasticJob, GoodputModel, allocate
+
+from ..jobs import Config, SimJob, adaptive_config
+from ..restarts import RestartModel
+
+
+class ElasticPolicy:
+    def __init__(self, name: str, allocator: AllocatorPolicy, explore: bool = False) -> None:
+        self.name = name
+        self.allocator = allocator
+        self.explore = explore
+        self._capacity = 1 << 30
+
+    def config(self, job: SimJob, gpus: int) -> Config:
+        return adaptive_config(job.app, job.measured_noise(), -(-gpus // job.gpus_per_node), gpus)
+
+    def max_gpus(self, job: SimJob) -> int:
+        return max(1, min(job.app.max_gpus, self._capacity))
+
+    def _limit(self, job: SimJob) -> int:
+        cap = self.max_gpus(job)
+        return min(cap, max(1, 2 * job.largest)) if self.explore else cap
+
+    def _elastic(self, job: SimJob, now: float, restart: RestartModel, load: float) -> ElasticJob:
+        return ElasticJob(
+            key=job.name,
+            model=GoodputModel(job.app.params, job.measured_noise(), job.app.limits),
+            min_gpus=1,
+            max_gpus=self._limit(job),
+            current_gpus=job.gpus,
+            remaining_work=job.remaining_work,
+            age_s=now - job.spec.submit_time,
+            time_in_state_s=now - job.state_since,
+            time_at_size_s=now - job.size_since,
+            restarts=job.restarts,
+            restart=restart.expected(load),
+        )
+
+    def decide(self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
+        self._capacity = cluster.capacity
+        load = len(jobs) / max(cluster.capacity, 1)
+        requests = [self._elastic(job, now, restart, load) for job in jobs]
+        return allocate(cluster, requests, self.allocator).targets()
+
+
+def hpcsched_policy(explore: bool = False) -> ElasticPolicy:
+    return ElasticPolicy("hpcsched", HPCSCHED, explore)
+
+
+def pollux_policy(explore: bool = False) -> ElasticPolicy:
+    return ElasticPolicy("pollux", POLLUX, explore)

@@ -1,0 +1,119 @@
+"""The simulation loop on toy applications whose every number can be worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hpcsched.allocator import Cluster
+from hpcsched.models import BatchLimits, ThroughputParams
+from hpcsched.simulator import Application, JobSpec, RestartModel, simulate
+
+
+def toy(name: str = "toy", work: float = 6000.0, epochs: int = 1) -> Application:
+    """One GPU: 0.1 s per step at any local batch; two GPUs on a node add 0.1 s of all-reduce
+    (no overlap, gamma = 1). No gradient noise: a batch of M = 10 * k is worth 1/k per sample.
+    So at batch 10 on one GPU: 100 samples/s; at batch 20 on two GPUs: 20 / 0.2 * 0.5 = 50."""
+    return Application(
+        name=name,
+        params=ThroughputParams(alpha_c=0.1, beta_c=0.0, alpha_n=0.1, beta_n=0.0, alpha_r=0.1, beta_r=0.0, gamma=1.0),
+        limits=BatchLimits(min_global_bsz=10, max_global_bsz=40, max_local_bsz=10),
+        epoch_ends=np.linspace(work / epochs, work, epochs),
+        grad_batch_sizes=np.array([10.0, 40.0]),
+        grad_sqr=np.ones((2, epochs)),
+        grad_var=np.zeros((2, epochs)),
+    )
+
+
+WORKLOAD = [
+    JobSpec("a", 0.0, "toy", num_replicas=1, batch_size=10),
+    JobSpec("b", 10.0, "toy", num_replicas=2, batch_size=20),
+    JobSpec("c", 20.0, "toy", num_replicas=1, batch_size=10),
+]
+
+
+def test_static_fifo_on_one_node_matches_the_hand_computed_schedule() -> None:
+    """One node with 2 GPUs, decisions every 60 s, every start pauses 30 s; a runs 60 s on one GPU,
+    b 120 s on two (50 samples/s for 6,000), c 60 s on one.
+
+    * t=0: a starts, pauses to 30, trains 30..90: JCT 90.
+    * t=60: b (2 GPUs) heads the queue but 1 GPU is free; a ends at 90, so b's reservation is
+      at 90 and c (would end at 60+30+60 = 150, on the GPU b needs) may not backfill.
+    * t=120: b starts, trains 150..270: JCT 270 - 10 = 260. c still has no GPU.
+    * t=300: c starts, trains 330..390: JCT 390 - 20 = 370.
+    """
+    result = simulate(WORKLOAD, "static", Cluster(1, 2), RestartModel.parse("30"), applications={"toy": toy()})
+    jcts = {job.name: job.jct for job in result.jobs}
+    assert jcts == pytest.approx({"a": 90.0, "b": 260.0, "c": 370.0}, abs=1e-9)
+    metrics = result.metrics()
+    assert metrics["avg_jct"] == pytest.approx(240.0)
+    assert metrics["makespan"] == pytest.approx(390.0)
+    assert metrics["restarts"] == 0
+    # allocated GPU-seconds: a 90 (30 pause + 60), b 2 x 150, c 90 = 480 of 2 x 390
+    assert metrics["utilisation"] == pytest.approx(480.0 / 780.0)
+
+
+def test_tiresias_preempts_the_later_job_when_the_earlier_one_fits() -> None:
+    """Same jobs under Tiresias (all stay in the first queue, first come first served):
+
+    * t=60: a holds 1 GPU, b does not fit, c takes the other GPU: pauses to 90, trains 90..120.
+    * t=120: a is done; b (ahead of c) takes both GPUs, c is preempted half done. b: 150..270.
+    * t=300: c resumes (one restart): pause to 330, its last 30 s of work to 360: JCT 340.
+    """
+    result = simulate(WORKLOAD, "tiresias", Cluster(1, 2), RestartModel.parse("30"), applications={"toy": toy()})
+    assert {job.name: job.jct for job in result.jobs} == pytest.approx({"a": 90.0, "b": 260.0, "c": 340.0}, abs=1e-9)
+    assert {job.name: job.restarts for job in result.jobs} == {"a": 0, "b": 0, "c": 1}
+    assert result.metrics()["restart_time_fraction"] == pytest.approx(30.0 / 510.0)
+
+
+def test_epoch_boundaries_inside_an_interval_are_exact() -> None:
+    """Ten epochs of 600 samples: the completion time does not depend on how they split."""
+    apps = {"toy": toy(epochs=10)}
+    result = simulate(WORKLOAD[:1], "static", Cluster(1, 2), RestartModel.parse("0"), applications=apps)
+    assert result.jobs[0].jct == pytest.approx(60.0)
+
+
+def philly_like(count: int) -> list[JobSpec]:
+    rng = np.random.default_rng(1)
+    return [
+        JobSpec(f"j{i}", float(rng.integers(0, 600)), "toy", num_replicas=int(rng.integers(1, 4)), batch_size=0,
+                duration_s=float(rng.integers(60, 900)))
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("policy", ["static", "tiresias", "pollux", "hpcsched"])
+def test_results_are_deterministic_for_a_seed(policy: str) -> None:
+    apps = {"toy": toy(work=60000.0, epochs=3)}
+    runs = [simulate(philly_like(12), policy, Cluster(2, 2), RestartModel.parse("slurm"), seed=7, applications=apps)
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert all(job.jct > 0 for job in runs[0].jobs)
+
+
+def test_slurm_restart_waits_follow_the_seed() -> None:
+    apps = {"toy": toy(work=60000.0, epochs=3)}
+    results = [simulate(philly_like(12), "hpcsched", Cluster(2, 2), RestartModel.parse("slurm"), seed=s,
+                        applications=apps) for s in (1, 2)]
+    assert results[0].jobs != results[1].jobs
+
+
+def test_fixed_duration_jobs_take_their_duration_alone() -> None:
+    spec = JobSpec("p", 0.0, "toy", num_replicas=1, batch_size=0, duration_s=450.0)
+    result = simulate([spec], "static", Cluster(1, 2), RestartModel.parse("0"), applications={"toy": toy(epochs=4)})
+    assert result.jobs[0].jct == pytest.approx(450.0)
+
+
+def test_elastic_policies_fill_an_empty_cluster_and_never_exceed_it() -> None:
+    apps = {"toy": toy(work=60000.0, epochs=3)}
+    for policy in ("pollux", "hpcsched"):
+        result = simulate(philly_like(6), policy, Cluster(2, 2), RestartModel.parse("30"), applications=apps)
+        assert max(used for _, used in result.usage) <= 4
+        assert result.metrics()["worst_ftf"] > 0
+
+
+def test_unknown_policy_and_application_are_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown policy"):
+        simulate(WORKLOAD, "fifo", Cluster(1, 2), RestartModel(), applications={"toy": toy()})
+    with pytest.raises(ValueError, match="unknown application"):
+        simulate([JobSpec("x", 0.0, "bert", 1, 12)], "static", Cluster(1, 2), RestartModel(), applications={"toy": toy()})
