@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from hpcsched import __version__
+from hpcsched.cli.cluster import cron, rebalance
 from hpcsched.cli.daemon import daemon
 from hpcsched.cli.jobs import cancel, logs, resize, status
 from hpcsched.cli.run import run
@@ -22,7 +23,7 @@ def cli() -> None:
     """
 
 
-for command in (run, status, logs, cancel, resize, simulate, daemon):
+for command in (run, status, logs, cancel, resize, rebalance, cron, simulate, daemon):
     cli.add_command(command)
 
 

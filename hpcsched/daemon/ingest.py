@@ -61,6 +61,10 @@ class JobFiles:
         self.store = store
         self.recent: dict[int, collections.deque[dict[str, Any]]] = {}
 
+    def records(self, job_id: int) -> list[dict[str, Any]]:
+        """The job's recent progress lines (what the last cycles read)."""
+        return list(self.recent.get(job_id, ()))
+
     def ingest(self, job: Job, now: float) -> None:
         self._attempts(job, now)
         self._progress(job)

@@ -57,7 +57,7 @@ def run_daemon(settings: Settings) -> None:
     client, backend = choose_backend(SlurmClient(), os.environ.get("HPCSCHED_SLURM_BACKEND", "cli"))
     submitter = Submitter(store, client, settings)
     monitor = Monitor(store, client, submitter, settings.poll_interval)
-    service = JobService(store, client, submitter, monitor, stop, backend=backend)
+    service = JobService(store, client, submitter, monitor, stop, backend=backend, state_dir=settings.state_dir)
     owner = os.getuid()
     server = Server(bind_socket(settings.socket_path), service, allowed=lambda uid: uid == owner)
     def request_stop(*_: object) -> None:

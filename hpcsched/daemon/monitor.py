@@ -15,7 +15,7 @@ from collections.abc import Callable
 from hpcsched.daemon import reconcile
 from hpcsched.daemon.ingest import JobFiles
 from hpcsched.daemon.requeue import RequeueTracker
-from hpcsched.daemon.resize import Handovers
+from hpcsched.daemon.resize import Handovers, resend_pending_requests
 from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
 from hpcsched.jobs.model import JobState
@@ -47,6 +47,7 @@ class Monitor:
         try:
             if not self.recovered:
                 self.submitter.recover()
+                resend_pending_requests(self.store, self.client)
                 self.recovered = True
             self._submit_leftovers()
             updated = self._poll()

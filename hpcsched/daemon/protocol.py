@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 MAX_REQUEST_BYTES = 1024 * 1024
-OPS = frozenset({"ping", "run", "status", "cancel", "resize", "log_path", "shutdown"})
+OPS = frozenset({"ping", "run", "status", "cancel", "resize", "rebalance", "log_path", "shutdown"})
 
 
 class ProtocolError(ValueError):

@@ -150,3 +150,23 @@ class Handovers:
                                     f"attempt {old.number} hands its {old.nodes} nodes to attempt {new.number}")
             self.requested.add((old.job_id, new.number))
             self.client.signal_batch(old.slurm_job_id, "USR1")
+
+
+def resend_pending_requests(store: Store, client: SlurmClient) -> int:
+    """After a restart: a resize whose request was written but whose attempt never started (the
+    daemon died before or right after signalling) is signalled again, so it completes (A7)."""
+    sent = 0
+    for job in store.open_jobs():
+        cur = job.current
+        if cur is None or len(job.attempts) < 2 or cur.reason is not AttemptReason.RESIZE:
+            continue
+        previous = job.attempts[-2]
+        pending = layout.resize_request(job.job_dir).exists() and cur.state is JobState.PENDING
+        started = layout.attempt_dir(job.job_dir, cur.number).exists()
+        if pending and not started and previous.slurm_job_id is not None and previous.slurm_job_id == cur.slurm_job_id:
+            try:
+                client.signal_batch(previous.slurm_job_id, "USR1")
+                sent += 1
+            except SlurmCommandError:
+                pass  # the allocation is gone; the monitor records what became of it
+    return sent

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hpcsched.daemon import protocol
+from hpcsched.daemon.rebalance import RebalanceBusy
 from hpcsched.daemon.service import Caller, JobService
 from hpcsched.errors import AccessDenied, HpcschedError, JobNotFound, ValidationError
 from hpcsched.slurm.runner import SlurmCommandError
@@ -28,6 +29,7 @@ READ_TIMEOUT = 10.0
 
 ERROR_KINDS: list[tuple[type[BaseException], str]] = [
     (ValidationError, "validation"),
+    (RebalanceBusy, "busy"),
     (JobNotFound, "not_found"),
     (AccessDenied, "denied"),
     (SlurmCommandError, "slurm"),

@@ -16,6 +16,7 @@ from typing import Any
 
 from hpcsched import __version__
 from hpcsched.daemon.monitor import Monitor
+from hpcsched.daemon.rebalance import Rebalancer
 from hpcsched.daemon.resize import Resizer
 from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
@@ -36,7 +37,8 @@ class Caller:
 
 class JobService:
     def __init__(self, store: Store, client: SlurmClient, submitter: Submitter, monitor: Monitor,
-                 stop: threading.Event, clock: Callable[[], float] = time.time, backend: str = "cli") -> None:
+                 stop: threading.Event, clock: Callable[[], float] = time.time, backend: str = "cli",
+                 state_dir: str = ".") -> None:
         self.store = store
         self.client = client
         self.submitter = submitter
@@ -45,6 +47,7 @@ class JobService:
         self.clock = clock
         self.backend = backend
         self.resizer = Resizer(store, client, submitter, clock)
+        self.rebalancer = Rebalancer(store, client, self.resizer, monitor.files, state_dir, clock)
 
     def handle(self, op: str, args: dict[str, Any], caller: Caller) -> Any:
         handler = getattr(self, f"op_{op}")
@@ -94,6 +97,11 @@ class JobService:
         if not isinstance(nodes, int):
             raise ValidationError("--nodes", f"{nodes!r} is not a node count")
         return self.resizer.resize(job, nodes, str(args.get("mode") or "auto")).as_dict(self.clock())
+
+    def op_rebalance(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        if caller.uid != os.getuid() and not caller.operator:
+            raise AccessDenied("only the daemon's owner or an operator may rebalance")
+        return self.rebalancer.run(dry_run=bool(args.get("dry_run")))
 
     def op_log_path(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         job = self._job_for(args, caller)

@@ -53,6 +53,14 @@ class SlurmClient:
             argv.append("--allusers")
         return parse.parse_sacct(self.runner(argv, timeout=60.0).stdout)
 
+    def node_states(self) -> dict[str, str]:
+        """Every node's compact state (``sinfo -N``), a node in several partitions once."""
+        return parse.parse_node_states(self.runner(["sinfo", "-h", "-N", "-o", "%N %t"]).stdout)
+
+    def pending_jobs(self) -> int:
+        """Jobs of all users waiting in the queue (for the expected queue wait of a grow)."""
+        return len(self.runner(["squeue", "-h", "-t", "PD", "-o", "%i"]).stdout.split())
+
     def idle_nodes(self) -> int:
         """Nodes that could start a job now (``sinfo``; one call)."""
         return parse.parse_idle_nodes(self.runner(["sinfo", "-h", "-N", "-o", "%N %t"]).stdout)

@@ -191,6 +191,16 @@ def _sacct_job(schema: Schema, j: dict[str, Any]) -> SlurmJobRecord:
     )
 
 
+def parse_node_states(text: str) -> dict[str, str]:
+    """``sinfo -h -N -o "%N %t"``: node name → compact state."""
+    states: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            states[parts[0]] = parts[1]
+    return states
+
+
 def parse_idle_nodes(text: str) -> int:
     """Idle nodes in ``sinfo -h -N -o "%N %t"`` output; a node in several partitions counts once."""
     idle = set()

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 USER = os.environ.get("HPCSCHED_USER", "hpcuser")
-CLI = os.environ.get("HPCSCHED_CLI", "/opt/hpcsched/venv/bin/hpcsched")
+SITE_VENV = os.environ.get("HPCSCHED_SITE_VENV", "/opt/hpcsched/venv")
+CLI = os.environ.get("HPCSCHED_CLI", f"{SITE_VENV}/bin/hpcsched")
 BASE = Path(os.environ.get("HPCSCHED_TEST_BASE", "/tmp/hpcsched-it"))
 REPO = Path(__file__).resolve().parents[2]
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY"}

@@ -1,0 +1,147 @@
+"""``hpcsched rebalance`` and ``hpcsched cron``: the cluster-level pass and its schedule."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from hpcsched.cli.common import CliError, print_json, reports_errors, settings
+from hpcsched.daemon import client
+
+HELP = {"help_option_names": ["-h", "--help"]}
+MARKER = "# hpcsched rebalance"
+PASSED_ENV = ("HPCSCHED_STATE_DIR", "HPCSCHED_JOBS_DIR", "HPCSCHED_IMAGE", "HPCSCHED_LAUNCHER_PYTHON", "PATH")
+
+
+def decisions_table(result: dict[str, Any]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("JOB", "NAME", "NODES", "TARGET", "GAIN s", "COST s", "ACTION", "REASON"):
+        table.add_column(column, no_wrap=column != "REASON")
+    for d in result["decisions"]:
+        gain = d["gain_s"]
+        gain_text = f"{gain:.0f}" if isinstance(gain, (int, float)) and math.isfinite(gain) else str(gain)
+        action = "resized" if d.get("applied") else ("error: " + d["error"] if d.get("error") else
+                                                       ("would resize" if d["target_nodes"] != d["current_nodes"] else "keep"))
+        table.add_row(str(d["job"]), d["name"], str(d["current_nodes"]), str(d["target_nodes"]), gain_text,
+                      f"{d['cost_s']:.0f}", action, d["reason"])
+    return table
+
+
+@click.command(context_settings=HELP)
+@click.option("--dry-run", is_flag=True, help="Decide and explain, change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing unless something changed (for cron).")
+@reports_errors
+def rebalance(dry_run: bool, as_json: bool, quiet: bool) -> None:
+    """One cluster-level pass: size every running elastic job for the most useful work.
+
+    Reads the cluster (sinfo, squeue) and each elastic job's measured throughput, asks the
+    allocator for target sizes, and resizes a job only when the predicted time saved over its
+    remaining run exceeds what the resize costs (checkpoint, queue wait, container start).
+    Safe from cron: a second pass while one runs reports busy and changes nothing.
+    """
+    cfg = settings()
+    client.ensure_daemon(cfg)
+    result = client.call(cfg, "rebalance", {"dry_run": dry_run})
+    if as_json:
+        print_json(result)
+        return
+    changed = [d for d in result["decisions"] if d.get("applied")]
+    if quiet and not changed:
+        return
+    if not result["decisions"]:
+        click.echo("no running elastic job to size" + (f" ({len(result['skipped'])} without measurements yet)"
+                                                       if result["skipped"] else ""))
+        return
+    Console(soft_wrap=True).print(decisions_table(result))
+
+
+def parse_every(text: str) -> str:
+    """``10m`` / ``2h`` / ``1d`` → the crontab time fields."""
+    m = re.fullmatch(r"(\d{1,3})([mhd])", text.strip())
+    if not m:
+        raise CliError(f"--every: {text!r} is not an interval such as 10m, 2h or 1d")
+    n, unit = int(m.group(1)), m.group(2)
+    limits = {"m": 59, "h": 23, "d": 1}
+    if not 1 <= n <= limits[unit]:
+        raise CliError(f"--every: {text!r} must be 1-{limits[unit]}{unit}")
+    return {"m": f"*/{n} * * * *", "h": f"0 */{n} * * *", "d": "0 3 * * *"}[unit]
+
+
+def crontab_lines() -> list[str]:
+    proc = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
+    return proc.stdout.splitlines() if proc.returncode == 0 else []
+
+
+def write_crontab(lines: list[str]) -> None:
+    text = "\n".join(lines) + ("\n" if lines else "")
+    proc = subprocess.run(["crontab", "-"], input=text, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CliError(f"crontab refused the change: {proc.stderr.strip()}")
+
+
+def cron_entry(schedule: str) -> str:
+    cfg = settings()
+    exe = shutil.which("hpcsched") or os.path.join(os.path.dirname(sys.executable), "hpcsched")
+    env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in PASSED_ENV if os.environ.get(k))
+    log = shlex.quote(os.path.join(cfg.state_dir, "rebalance.log"))
+    return f"{schedule} {env} {shlex.quote(exe)} rebalance --quiet >> {log} 2>&1 {MARKER}"
+
+
+@click.group(context_settings=HELP)
+def cron() -> None:
+    """Run `hpcsched rebalance` regularly from your crontab."""
+
+
+@cron.command(context_settings=HELP)
+@click.option("--every", default="10m", show_default=True, help="Interval: Nm (minutes), Nh (hours) or 1d.")
+@reports_errors
+def install(every: str) -> None:
+    """Add (or replace) hpcsched's rebalance entry in your crontab."""
+    entry = cron_entry(parse_every(every))
+    write_crontab([line for line in crontab_lines() if MARKER not in line] + [entry])
+    click.echo(f"installed: {entry}")
+
+
+@cron.command(context_settings=HELP)
+@reports_errors
+def remove() -> None:
+    """Remove hpcsched's entry from your crontab (other entries stay)."""
+    lines = crontab_lines()
+    kept = [line for line in lines if MARKER not in line]
+    if len(kept) == len(lines):
+        click.echo("no hpcsched entry in your crontab")
+        return
+    write_crontab(kept)
+    click.echo("removed the hpcsched rebalance entry")
+
+
+@cron.command(name="status", context_settings=HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@reports_errors
+def cron_status(as_json: bool) -> None:
+    """Show hpcsched's crontab entry and the end of the rebalance log. Exit 1 if none is installed."""
+    entries = [line for line in crontab_lines() if MARKER in line]
+    log = os.path.join(settings().state_dir, "rebalance.log")
+    tail: list[str] = []
+    if os.path.exists(log):
+        with open(log, encoding="utf-8", errors="replace") as f:
+            tail = f.read().splitlines()[-10:]
+    if as_json:
+        print_json({"installed": bool(entries), "entries": entries, "log": log, "log_tail": tail})
+    else:
+        click.echo("\n".join(entries) if entries else "no hpcsched entry in your crontab")
+        if tail:
+            click.echo(f"--- {log}\n" + "\n".join(tail))
+    if not entries:
+        raise SystemExit(1)

@@ -1,0 +1,96 @@
+"""One rebalance pass: read the cluster and the elastic jobs, decide with the allocator, apply
+the resizes, record every decision. Run by ``hpcsched rebalance`` (from cron).
+
+Never two passes at once: an exclusive lock on local disk (``rebalance.lock`` in the state
+directory); a second pass reports busy and changes nothing (H2). A pass that dies half way
+leaves no job stranded: each resize it started is an attempt committed before its signal, and
+the daemon re-sends the signal of any resize request still pending when it starts (A7).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from hpcsched.allocator import HPCSCHED, allocate
+from hpcsched.daemon.ingest import JobFiles
+from hpcsched.daemon.rebalance_plan import cluster_view, elastic_job, expand_hostlist, queue_wait_estimate
+from hpcsched.daemon.resize import Resizer, waiting_successor
+from hpcsched.daemon.store import Store
+from hpcsched.errors import HpcschedError
+from hpcsched.jobs.model import Job, JobState
+from hpcsched.slurm.client import SlurmClient
+
+log = logging.getLogger(__name__)
+
+
+class RebalanceBusy(HpcschedError):
+    pass
+
+
+@contextmanager
+def pass_lock(state_dir: str) -> Iterator[None]:
+    path = os.path.join(state_dir, "rebalance.lock")
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RebalanceBusy("rebalance busy: another pass is running; this one changed nothing") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def resizable(job: Job) -> bool:
+    cur = job.current
+    return job.elastic and cur is not None and cur.state is JobState.RUNNING and not job.cancel_requested \
+        and waiting_successor(job) is None
+
+
+class Rebalancer:
+    def __init__(self, store: Store, client: SlurmClient, resizer: Resizer, files: JobFiles, state_dir: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store, self.client, self.resizer, self.files = store, client, resizer, files
+        self.state_dir, self.clock = state_dir, clock
+
+    def run(self, dry_run: bool) -> dict[str, Any]:
+        with pass_lock(self.state_dir):
+            hold = float(os.environ.get("HPCSCHED_REBALANCE_HOLD") or 0)  # tests: keep the lock a while
+            if hold:
+                time.sleep(hold)
+            return self._pass(dry_run)
+
+    def _pass(self, dry_run: bool) -> dict[str, Any]:
+        now = self.clock()
+        jobs = {str(j.id): j for j in self.store.open_jobs() if resizable(j)}
+        states = self.client.node_states()
+        ours = [h for j in jobs.values() if j.current for h in expand_hostlist(j.current.node_list)]
+        cluster, _ = cluster_view(states, ours)
+        idle = sum(1 for s in states.values() if s.rstrip("*~#!%$@^-") == "idle")
+        wait = queue_wait_estimate(idle, self.client.pending_jobs())
+        views = [v for v in (elastic_job(j, list(self.files.records(j.id)), now, wait) for j in jobs.values()) if v]
+        decisions = allocate(cluster, views, HPCSCHED).decisions if views else ()
+        out = []
+        for d in decisions:
+            job = jobs[d.key]
+            entry = {"job": job.id, "name": job.name, **d.as_dict(), "applied": False}
+            entry["current_nodes"], entry["target_nodes"] = d.current_gpus, d.target_gpus
+            if d.changed and not dry_run:
+                try:
+                    self.resizer.resize(job, d.target_gpus)
+                    entry["applied"] = True
+                except HpcschedError as e:
+                    entry["error"] = str(e)
+            if not dry_run:
+                self.store.record_event(job.id, now, "rebalance", json.dumps(entry, default=str))
+            out.append(entry)
+        skipped = [{"job": j.id, "name": j.name, "reason": "not enough measurements yet"}
+                   for key, j in jobs.items() if key not in {v.key for v in views}]
+        return {"dry_run": dry_run, "decisions": out, "skipped": skipped, "idle_nodes": idle, "queue_wait_s": wait}

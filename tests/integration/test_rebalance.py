@@ -1,0 +1,51 @@
+"""hpcsched rebalance on the real cluster: explained decisions, one pass at a time (H2), cron."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from conftest import CLI, UserSession, copy_example
+from test_elastic import DIGITS, running_attempt
+
+
+def test_dry_run_explains_each_elastic_job_and_changes_nothing(session: UserSession) -> None:
+    copy_example(session, "digits_cnn.py")
+    job = session.run_job("digits_cnn.py", "--nodes", "1-3", "--start-nodes", "1", "--", "--epochs", "30", *DIGITS)
+    running_attempt(session, job, 1, nodes=1, min_steps=10)
+    result = json.loads(session.hs("rebalance", "--dry-run", "--json").stdout)
+    assert result["dry_run"] is True
+    (decision,) = [d for d in result["decisions"] if d["job"] == job]
+    assert decision["current_nodes"] == 1 and 1 <= decision["target_nodes"] <= 3
+    assert decision["reason"] and "gain_s" in decision and "cost_s" in decision and decision["applied"] is False
+    assert [a["number"] for a in session.status(job)["attempts"]] == [1], "a dry run changes nothing"
+    table = session.hs("rebalance", "--dry-run").stdout
+    assert "TARGET" in table and "digits_cnn" in table
+    session.hs("cancel", str(job), "--wait")
+
+
+def test_two_concurrent_passes_one_works_one_reports_busy(session: UserSession) -> None:
+    session.hs("daemon", "start", env={"HPCSCHED_REBALANCE_HOLD": "3"})
+    procs = [subprocess.Popen([CLI, "rebalance", "--json"], user=session.user,
+                              group=session.user, extra_groups=[], env=session.env, cwd=str(session.workdir),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    results = [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 1], results
+    busy = next(err for code, _, err in results if code == 1)
+    assert "rebalance busy" in busy
+
+
+def test_cron_install_status_remove_manage_one_entry(session: UserSession) -> None:
+    installed = session.hs("cron", "install", "--every", "5m")
+    assert "*/5 * * * *" in installed.stdout and "rebalance --quiet" in installed.stdout
+    session.hs("cron", "install", "--every", "10m")  # replaces, never duplicates
+    crontab = session.as_user(["crontab", "-l"]).stdout
+    assert crontab.count("# hpcsched rebalance") == 1 and "*/10 * * * *" in crontab
+    assert session.hs("cron", "status").returncode == 0
+    refused = session.hs("cron", "install", "--every", "61m", check=False)
+    assert refused.returncode != 0 and "--every" in refused.stderr
+    session.hs("cron", "remove")
+    assert session.hs("cron", "status", check=False).returncode == 1
+    assert "# hpcsched rebalance" not in session.as_user(["crontab", "-l"]).stdout

@@ -1,0 +1,68 @@
+"""The allocator's inputs built from hpcsched's jobs and Slurm's node states."""
+
+from __future__ import annotations
+
+import math
+
+from hpcsched.daemon.rebalance_plan import (
+    cluster_view,
+    elastic_job,
+    expand_hostlist,
+    observations,
+    queue_wait_estimate,
+)
+from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
+
+
+def job(nodes: str = "1-3", attempts: tuple[tuple[int, int], ...] = ((1, 2),), total: int | None = 1000) -> Job:
+    atts = tuple(Attempt(job_id=1, number=n, reason=AttemptReason.SUBMIT if n == 1 else AttemptReason.RESIZE,
+                         state=JobState.RUNNING, nodes=k, slurm_job_id=10 + n, node_list="node[1-2]",
+                         start_time=100.0 * n) for n, k in attempts)
+    return Job(id=1, name="digits", user="u", uid=1000, state=JobState.RUNNING, request={"nodes": nodes},
+               created=50.0, job_dir="/jobs/1", attempts=atts,
+               progress={"elastic": True, "global_batch": 64, "step": 200, "total_steps": total})
+
+
+def steps(attempt: int, step_time: float, count: int = 5) -> list[dict[str, object]]:
+    return [{"time": float(i), "attempt": attempt, "event": "step", "step": i, "step_time": step_time,
+             "global_batch": 64} for i in range(count)]
+
+
+def test_hostlists_expand_like_slurm() -> None:
+    assert expand_hostlist("node[1-3,5],gpu07") == ["node1", "node2", "node3", "node5", "gpu07"]
+    assert expand_hostlist("n[08-10]") == ["n08", "n09", "n10"]
+    assert expand_hostlist("") == []
+
+
+def test_one_observation_per_attempt_with_its_mean_step_time() -> None:
+    obs = observations(job(attempts=((1, 2), (2, 3))), steps(1, 0.2) + steps(2, 0.15))
+    assert [(o.num_nodes, o.num_replicas, o.local_bsz, round(o.step_time, 3)) for o in obs] == [
+        (2, 2, 32, 0.2), (3, 3, 21, 0.15)]
+
+
+def test_elastic_view_carries_range_size_and_remaining_samples() -> None:
+    view = elastic_job(job(), steps(1, 0.2), now=400.0, queue_wait_s=0.0)
+    assert view is not None
+    assert (view.min_gpus, view.max_gpus, view.current_gpus) == (1, 3, 2)
+    assert view.remaining_work == (1000 - 200) * 64
+    assert view.time_at_size_s == 300.0
+
+
+def test_unknown_total_means_unknown_remaining_work_and_no_steps_means_no_view() -> None:
+    view = elastic_job(job(total=None), steps(1, 0.2), now=400.0, queue_wait_s=0.0)
+    assert view is not None and math.isinf(view.remaining_work)
+    assert elastic_job(job(), [], now=400.0, queue_wait_s=0.0) is None
+
+
+def test_cluster_view_marks_down_nodes_unavailable_and_other_jobs_nodes_occupied() -> None:
+    cluster, names = cluster_view({"node1": "alloc", "node2": "alloc", "node3": "idle", "node4": "down*",
+                                   "node5": "mix"}, ours=["node1", "node2"])
+    assert names == ["node1", "node2", "node3", "node4", "node5"]
+    assert cluster.unavailable_nodes == frozenset({3})
+    assert dict(cluster.foreign_gpus) == {4: 1}
+    assert cluster.capacity == 3  # node1, node2 (ours) and node3 (idle)
+
+
+def test_queue_wait_is_zero_only_with_idle_nodes_and_nobody_waiting() -> None:
+    assert queue_wait_estimate(idle_nodes=2, pending_jobs=0) == 0.0
+    assert queue_wait_estimate(idle_nodes=0, pending_jobs=3) > queue_wait_estimate(idle_nodes=0, pending_jobs=0) > 0
