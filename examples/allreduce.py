@@ -17,7 +17,9 @@ def main() -> None:
     dist.all_reduce(value)
     expected = world * (world + 1) / 2
     node = os.environ.get("SLURMD_NODENAME", socket.gethostname())
-    print(f"allreduce rank={rank} world={world} node={node} sum={value.item():g} expected={expected:g}", flush=True)
+    # One write() per line: ranks share the log, and a short single write is never split.
+    print(f"allreduce rank={rank} world={world} node={node} sum={value.item():g} expected={expected:g}\n",
+          end="", flush=True)
     dist.destroy_process_group()
     if value.item() != expected:
         raise SystemExit(f"rank {rank}: all-reduce gave {value.item()}, expected {expected}")

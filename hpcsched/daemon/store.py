@@ -59,6 +59,13 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL DEFAULT ''
 );
 """
+# Columns added after the first release of the schema, for stores written by older versions.
+_ADDED_COLUMNS = (
+    ("jobs", "pending_nodes", "INTEGER"),
+    ("jobs", "progress", "TEXT"),
+    ("jobs", "progress_offset", "INTEGER NOT NULL DEFAULT 0"),
+    ("attempts", "restart_count", "INTEGER NOT NULL DEFAULT 0"),
+)
 _ATTEMPT_FIELDS = frozenset(
     {"state", "nodes", "slurm_job_id", "node_list", "state_reason", "exit_code", "submit_time",
      "start_time", "end_time", "log_path", "restart_count"}
@@ -76,11 +83,21 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         for statement in filter(None, (part.strip() for part in _SCHEMA.split(";"))):
             self._db.execute(statement)
+        self._add_missing_columns()
         with self._tx():
             row = self._db.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex[:12],))
                 self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _add_missing_columns(self) -> None:
+        """Upgrade a store written by an earlier version: add the columns it lacks (in one
+        transaction; existing rows get the column's default)."""
+        with self._tx():
+            for table, column, definition in _ADDED_COLUMNS:
+                present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         with self._lock:

@@ -11,8 +11,10 @@ from conftest import UserSession
 OK_SCRIPT = "print('hello')\n"
 
 
-def queue_size() -> int:
-    return len(subprocess.run(["squeue", "-h"], capture_output=True, text=True, check=True).stdout.splitlines())
+def session_jobs(session: UserSession) -> list[str]:
+    """Slurm jobs whose working directory is this session's (other tests may share the cluster)."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i %Z"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if str(session.root) in line]
 
 
 @pytest.mark.parametrize(
@@ -36,11 +38,10 @@ def test_bad_option_is_refused_naming_the_field_and_nothing_is_submitted(
     session: UserSession, args: list[str], field: str
 ) -> None:
     session.write("ok.py", OK_SCRIPT)
-    before = queue_size()
     proc = session.hs("run", "ok.py", *args, check=False)
     assert proc.returncode == 2
     assert field in proc.stderr
-    assert queue_size() == before
+    assert session_jobs(session) == []
     assert not os.listdir(session.root / "jobs")
     assert not os.listdir(session.state_dir), "no daemon is started for a refused request"
 

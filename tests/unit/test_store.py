@@ -134,3 +134,28 @@ def test_two_stores_have_different_ids(tmp_path: Path) -> None:
 def test_fresh_store_passes_the_integrity_check(store: Store) -> None:
     create(store)
     assert store.integrity_ok()
+
+
+def test_a_store_from_before_the_elastic_columns_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, uid INTEGER NOT NULL,"
+        " user TEXT NOT NULL, state TEXT NOT NULL, request TEXT NOT NULL, created REAL NOT NULL,"
+        " job_dir TEXT NOT NULL DEFAULT '', cancel_requested INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE attempts (job_id INTEGER NOT NULL, number INTEGER NOT NULL, reason TEXT NOT NULL,"
+        " state TEXT NOT NULL, nodes INTEGER NOT NULL, slurm_job_id INTEGER, node_list TEXT NOT NULL DEFAULT '',"
+        " state_reason TEXT NOT NULL DEFAULT '', exit_code INTEGER, submit_time REAL, start_time REAL,"
+        " end_time REAL, log_path TEXT NOT NULL DEFAULT '', PRIMARY KEY (job_id, number));"
+        "INSERT INTO jobs (name, uid, user, state, request, created, job_dir) VALUES"
+        " ('old', 1000, 'u', 'COMPLETED', '{\"nodes\": \"1\"}', 1.0, '/jobs/1');"
+        "INSERT INTO attempts (job_id, number, reason, state, nodes, slurm_job_id) VALUES"
+        " (1, 1, 'submit', 'COMPLETED', 1, 7);"
+    )
+    db.commit()
+    db.close()
+    store = Store(str(path))
+    job = store.get_job(1)
+    assert job is not None and job.name == "old" and job.current is not None
+    assert job.current.restart_count == 0 and job.progress is None and store.integrity_ok()
