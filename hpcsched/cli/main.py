@@ -8,6 +8,7 @@ from hpcsched import __version__
 from hpcsched.cli.cluster import cron, rebalance
 from hpcsched.cli.daemon import daemon
 from hpcsched.cli.jobs import cancel, logs, resize, status
+from hpcsched.cli.report import report
 from hpcsched.cli.run import run
 from hpcsched.cli.simulate import simulate
 
@@ -23,7 +24,7 @@ def cli() -> None:
     """
 
 
-for command in (run, status, logs, cancel, resize, rebalance, cron, simulate, daemon):
+for command in (run, status, logs, cancel, resize, rebalance, cron, simulate, report, daemon):
     cli.add_command(command)
 
 

@@ -20,11 +20,12 @@ from typing import Any
 
 from hpcsched.allocator import HPCSCHED, allocate
 from hpcsched.daemon.ingest import JobFiles
-from hpcsched.daemon.rebalance_plan import cluster_view, elastic_job, expand_hostlist, queue_wait_estimate
+from hpcsched.daemon.rebalance_plan import cluster_view, elastic_job, queue_wait_estimate
 from hpcsched.daemon.resize import Resizer, waiting_successor
 from hpcsched.daemon.store import Store
 from hpcsched.errors import HpcschedError
 from hpcsched.jobs.model import Job, JobState
+from hpcsched.slurm import hostlist
 from hpcsched.slurm.client import SlurmClient
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class Rebalancer:
         now = self.clock()
         jobs = {str(j.id): j for j in self.store.open_jobs() if resizable(j)}
         states = self.client.node_states()
-        ours = [h for j in jobs.values() if j.current for h in expand_hostlist(j.current.node_list)]
+        ours = [h for j in jobs.values() if j.current for h in hostlist.expand(j.current.node_list)]
         cluster, _ = cluster_view(states, ours)
         idle = sum(1 for s in states.values() if s.rstrip("*~#!%$@^-") == "idle")
         wait = queue_wait_estimate(idle, self.client.pending_jobs())

@@ -9,7 +9,6 @@ as flat (a large noise scale), so goodput is throughput.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -25,21 +24,6 @@ FLAT_NOISE = GradientNoise(grad_sqr=1.0, grad_var=1e9)
 CHECKPOINT_S = 5.0  # measured: benchmarks/results/resize_cycle.md (save + stop)
 START_S = 6.0  # container start + rendezvous + checkpoint load on the local cluster
 BUSY_QUEUE_WAIT_S = 600.0
-
-
-def expand_hostlist(text: str) -> list[str]:
-    """Slurm's compact host lists: ``node[1-3,5],gpu7`` → node1 node2 node3 node5 gpu7."""
-    hosts: list[str] = []
-    for prefix, ranges, plain in re.findall(r"([^,\[]+)\[([^\]]+)\]|([^,\[\]]+)", text):
-        if plain:
-            hosts.append(plain)
-            continue
-        for part in ranges.split(","):
-            low, _, high = part.partition("-")
-            width = len(low)
-            for n in range(int(low), int(high or low) + 1):
-                hosts.append(f"{prefix}{n:0{width}d}")
-    return hosts
 
 
 def observations(job: Job, records: Sequence[Mapping[str, Any]]) -> list[Observation]:

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import math
 
-from hpcsched.daemon.rebalance_plan import (
-    cluster_view,
-    elastic_job,
-    expand_hostlist,
-    observations,
-    queue_wait_estimate,
-)
+from hpcsched.daemon.rebalance_plan import cluster_view, elastic_job, observations, queue_wait_estimate
 from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
+from hpcsched.slurm.hostlist import expand as expand_hostlist
 
 
 def job(nodes: str = "1-3", attempts: tuple[tuple[int, int], ...] = ((1, 2),), total: int | None = 1000) -> Job:
