@@ -12,10 +12,9 @@ import sys
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from hpcsched.cli.common import CliError, print_json, reports_errors, settings
+from hpcsched.cli.common import CliError, print_json, reports_errors, settings, table_console
 from hpcsched.daemon import client
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -63,7 +62,7 @@ def rebalance(dry_run: bool, as_json: bool, quiet: bool) -> None:
         click.echo("no running elastic job to size" + (f" ({len(result['skipped'])} without measurements yet)"
                                                        if result["skipped"] else ""))
         return
-    Console(soft_wrap=True).print(decisions_table(result))
+    table_console().print(decisions_table(result))
 
 
 def parse_every(text: str) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+from rich.console import Console
 
 from hpcsched.config import Settings
 from hpcsched.errors import AccessDenied, HpcschedError, ValidationError
@@ -54,6 +55,12 @@ def reports_errors(func: F) -> F:
 
 def settings() -> Settings:
     return Settings.from_env()
+
+
+def table_console() -> Console:
+    """A console for tables: the terminal's width, or wide enough never to cut a cell when the
+    output goes to a file or a pipe (rich would otherwise assume 80 columns)."""
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 250)
 
 
 def print_json(value: Any) -> None:

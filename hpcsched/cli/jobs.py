@@ -6,12 +6,12 @@ import time
 from typing import Any
 
 import click
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from hpcsched.cli.common import format_duration, print_json, reports_errors, settings
+from hpcsched.cli.common import format_duration, print_json, reports_errors, settings, table_console
 from hpcsched.cli.follow import follow_log, print_log
 from hpcsched.daemon import client
 
@@ -88,7 +88,7 @@ def status(job: int | None, as_json: bool, watch: bool) -> None:
     elif not jobs:
         click.echo("no jobs")
     else:
-        Console(soft_wrap=True).print(job_table(jobs))
+        table_console().print(job_table(jobs))
 
 
 def watch_jobs(cfg: Any, job: int | None, jobs: list[dict[str, Any]]) -> None:
