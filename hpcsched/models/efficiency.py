@@ -105,6 +105,21 @@ class NoiseMeasurement:
             raise ValueError(f"noise measurements must be finite: {self}")
 
 
+def noise_from_two_batch_sizes(small_sqr: float, small_bsz: float, big_sqr: float, big_bsz: float) -> NoiseMeasurement:
+    """One measurement from the squared norms of two gradient means of different batch sizes.
+
+    ``small_sqr`` estimates ``E|g_b|^2`` for a mean over ``b = small_bsz`` samples and
+    ``big_sqr`` the same for ``B = big_bsz > b``. Since ``E|g_b|^2 = |g|^2 + tr(Sigma) / b``,
+    the two give ``|g|^2`` and ``tr(Sigma)`` (McCandlish et al., appendix A).
+    """
+    small, big = float(small_bsz), float(big_bsz)
+    if not 0.0 < small < big:
+        raise ValueError(f"need 0 < small batch < big batch, got {small_bsz} and {big_bsz}")
+    grad_sqr = (big * big_sqr - small * small_sqr) / (big - small)
+    grad_var = (small_sqr - big_sqr) / (1.0 / small - 1.0 / big)
+    return NoiseMeasurement(grad_sqr=grad_sqr, grad_var=grad_var)
+
+
 def noise_from_micro_batches(
     micro_sqr_mean: float, total_sqr: float, micro_bsz: float, num_micro_batches: int
 ) -> NoiseMeasurement:
@@ -112,16 +127,12 @@ def noise_from_micro_batches(
 
     ``micro_sqr_mean`` is the mean of ``|g_i|^2`` over ``num_micro_batches`` gradients of
     ``micro_bsz`` samples each (one per replica and accumulation micro-step), ``total_sqr`` the
-    squared norm of their average. Since ``E|g_b|^2 = |g|^2 + tr(Sigma) / b`` for a mean over
-    ``b`` samples, the two batch sizes ``b`` and ``B = num_micro_batches * b`` give two equations
-    for ``|g|^2`` and ``tr(Sigma)`` (McCandlish et al., appendix A). Needs two micro-batches.
+    squared norm of their average: :func:`noise_from_two_batch_sizes` with ``b = micro_bsz`` and
+    ``B = num_micro_batches * b``. Needs two micro-batches.
     """
     if num_micro_batches < 2:
         raise ValueError("the noise scale needs at least two micro-batches per step")
-    small, big = float(micro_bsz), float(micro_bsz) * num_micro_batches
-    grad_sqr = (big * total_sqr - small * micro_sqr_mean) / (big - small)
-    grad_var = (micro_sqr_mean - total_sqr) / (1.0 / small - 1.0 / big)
-    return NoiseMeasurement(grad_sqr=grad_sqr, grad_var=grad_var)
+    return noise_from_two_batch_sizes(micro_sqr_mean, micro_bsz, total_sqr, float(micro_bsz) * num_micro_batches)
 
 
 @dataclass(frozen=True)

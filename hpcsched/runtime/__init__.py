@@ -1,9 +1,12 @@
 """Runtime library used inside training jobs: what makes a DDP script resizable by hpcsched.
 
 It runs inside the training container (copied there as /opt/hpcsched/hpcsched/runtime), so it
-imports only the standard library, torch and, optionally, numpy — never the daemon or the CLI.
+imports only the standard library, torch, optionally numpy, and (for adaptive jobs) the pure
+``hpcsched.models`` with numpy and scipy — never the daemon or the CLI.
 
 - :class:`ElasticTrainer` — the API a script uses (``trainer.py``);
+- :class:`AdaptiveBatch` — opt-in goodput-driven batch size, accumulation and learning rate
+  (``adaptive.py``; it uses the pure models of ``hpcsched.models``, copied into the image too);
 - :class:`CheckpointStore` — committed, checksummed checkpoint directories (``checkpoint.py``);
 - :class:`ElasticBatchSampler` — every sample once per epoch across resizes (``sampler.py``);
 - :class:`StopRequest` and :func:`agree` — SIGUSR1/SIGTERM/stop file and the agreed stop step
@@ -11,6 +14,7 @@ imports only the standard library, torch and, optionally, numpy — never the da
 - :class:`ProgressLog` — the progress.jsonl lines the daemon reads (``progress.py``).
 """
 
+from hpcsched.runtime.adaptive import AdaptiveBatch
 from hpcsched.runtime.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -28,6 +32,7 @@ from hpcsched.runtime.trainer import EXIT_CHECKPOINTED, EXIT_NOT_CHECKPOINTED, E
 __all__ = [
     "EXIT_CHECKPOINTED",
     "EXIT_NOT_CHECKPOINTED",
+    "AdaptiveBatch",
     "Checkpoint",
     "CheckpointError",
     "CheckpointInvalid",

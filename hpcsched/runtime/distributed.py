@@ -42,9 +42,11 @@ def teardown_process_group(created: bool) -> None:
 
 
 class Collectives:
-    """MAX/MIN of one int and a broadcast of one int, on a device the backend accepts.
+    """MAX/MIN of one int, broadcasts of a few ints and sums of a few floats, on a device the
+    backend accepts.
 
-    One int all-reduce per step is the whole cost of agreeing on a stop step.
+    One int all-reduce per step is the whole cost of agreeing on a stop step; an adaptive job
+    adds one all-reduce of two floats per step for its noise measurement.
     """
 
     SETTLE_S = 0.1
@@ -81,8 +83,18 @@ class Collectives:
         return self._reduce(value, dist.ReduceOp.MIN)
 
     def broadcast_int(self, value: int, src: int = 0) -> int:
+        return self.broadcast_ints([value], src)[0]
+
+    def broadcast_ints(self, values: list[int], src: int = 0) -> list[int]:
         if not self.active:
-            return value
-        self._buffer.fill_(value)
-        dist.broadcast(self._buffer, src=src)
-        return int(self._buffer.item())
+            return list(values)
+        buffer = torch.tensor(values, dtype=torch.int64, device=self.device)
+        dist.broadcast(buffer, src=src)
+        return [int(v) for v in buffer.tolist()]
+
+    def sum_floats(self, values: list[float]) -> list[float]:
+        if not self.active:
+            return list(values)
+        buffer = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+        return [float(v) for v in buffer.tolist()]

@@ -2,9 +2,14 @@
 
 Each line is one JSON object, appended with a single write() on an O_APPEND descriptor so that a
 reader never sees half a line from a crashed writer mixed into another. "step" lines are rate
-limited (at most one per ``min_interval_s``, at most one per step); "start", "checkpoint", "stop"
-and "done" lines are always written. The "start" line, with ``"elastic": true``, is what tells
-hpcsched that the job uses this library and may be resized. Progress is advisory: a failing write
+limited (at most one per ``min_interval_s``, at most one per step); "start", "checkpoint", "stop",
+"done", "adapt" (an adaptive job changed its batch configuration) and "metrics" (values the script
+logged, e.g. validation accuracy) lines are always written. ``step_time`` is the mean duration of
+the ``timed_steps`` steps since the previous line that the trainer timed (it leaves out warm-up
+steps and steps at another configuration), so a line's step time belongs to the configuration
+on that line; ``fields`` (nodes, local batch, noise, ...) are added to every line. The "start"
+line, with ``"elastic": true``, is what tells hpcsched that the job uses this library and may be
+resized. Progress is advisory: a failing write
 is reported once and never stops training.
 """
 
@@ -19,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-EVENTS = ("start", "step", "checkpoint", "stop", "done")
+EVENTS = ("start", "step", "checkpoint", "stop", "done", "adapt", "metrics")
 
 
 def _finite(value: float | None) -> float | None:
@@ -43,28 +48,36 @@ class ProgressLog:
         self.attempt, self.world_size = attempt, world_size
         self.global_batch: int | None = None
         self.total_steps: int | None = None
+        self.fields: dict[str, Any] = {}
         self.min_interval_s = min_interval_s
         self._wall_clock, self._clock = wall_clock, clock
         self._fd: int | None = None
         self._last_time = clock()
-        self._last_step: int | None = None
         self._loss_sum, self._loss_count = 0.0, 0
+        self._timed_sum, self._timed_count = 0.0, 0
 
-    def step(self, *, step: int, epoch: int, samples: int, loss: float | None) -> dict[str, Any] | None:
-        """Note one finished step; write a line if ``min_interval_s`` has passed since the last one."""
+    def step(
+        self, *, step: int, epoch: int, samples: int, loss: float | None, step_time: float | None = None
+    ) -> dict[str, Any] | None:
+        """Note one finished step (``step_time``: its duration, None if it is not to be timed);
+        write a line if ``min_interval_s`` has passed since the last one."""
         if loss is not None and math.isfinite(loss):
             self._loss_sum += loss
             self._loss_count += 1
+        if step_time is not None and math.isfinite(step_time) and step_time > 0.0:
+            self._timed_sum += step_time
+            self._timed_count += 1
         if self._clock() - self._last_time < self.min_interval_s:
             return None
         return self.event("step", step=step, epoch=epoch, samples=samples)
 
-    def event(self, event: str, *, step: int, epoch: int, samples: int) -> dict[str, Any] | None:
-        """Write one line now; ``loss`` is the mean of the losses reported since the previous line."""
+    def event(self, event: str, *, step: int, epoch: int, samples: int, **extra: Any) -> dict[str, Any] | None:
+        """Write one line now; ``loss`` is the mean of the losses reported since the previous line.
+
+        ``extra`` adds keys to this line only (``metrics``, an adapt ``reason``)."""
         if event not in EVENTS:
             raise ValueError(f"unknown progress event {event!r}")
-        now = self._clock()
-        steps = step - self._last_step if self._last_step is not None else 0
+        timed = self._timed_count
         record = {
             "time": self._wall_clock(),
             "attempt": self.attempt,
@@ -73,16 +86,19 @@ class ProgressLog:
             "epoch": epoch,
             "samples": samples,
             "loss": _finite(self._loss_sum / self._loss_count) if self._loss_count else None,
-            "step_time": (now - self._last_time) / steps if steps > 0 else None,
+            "step_time": self._timed_sum / timed if timed else None,
+            "timed_steps": timed,
             "world_size": self.world_size,
             "global_batch": self.global_batch,
             "total_steps": self.total_steps,
             "elastic": True,
+            **self.fields,
+            **extra,
         }
         self._write(json.dumps(record, allow_nan=False) + "\n")
-        # The clock restarts after the write, so time spent saving a checkpoint is not a step time.
-        self._last_time, self._last_step = self._clock(), step
+        self._last_time = self._clock()
         self._loss_sum, self._loss_count = 0.0, 0
+        self._timed_sum, self._timed_count = 0.0, 0
         return record
 
     def _write(self, line: str) -> None:

@@ -11,12 +11,18 @@ Two tails are handled so that no rank ever gets an empty batch (DDP needs every 
 all-reduce, and the mean of an empty loss is NaN): a last step that would leave fewer samples than
 ranks takes them too (some ranks get one sample more), and an epoch resumed with fewer samples
 left than ranks skips those (at most world_size - 1) samples for that epoch.
+
+Gradient accumulation splits each rank's share of a step into ``accum_steps + 1`` near-equal
+micro-batches (fewer if the share is smaller). For measuring the gradient noise on a single
+replica without accumulation, ``measure_every`` splits every n-th step in two
+(:class:`MicroBatch` tells the trainer which micro-batch of which step each batch is).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Sampler
@@ -57,26 +63,68 @@ def shard(begin: int, end: int, rank: int, world_size: int) -> range:
     return range(begin + rank, end, world_size)
 
 
+@dataclass(frozen=True)
+class MicroBatch:
+    """One batch this rank yields: micro-batch ``index`` of ``count`` of global step ``step``
+    (1-based, counted over the whole run), which covers positions [begin, end) of the epoch.
+    ``size`` samples of the rank's ``share`` of the step are in it."""
+
+    step: int
+    begin: int
+    end: int
+    index: int
+    count: int
+    size: int
+    share: int
+
+    @property
+    def last(self) -> bool:
+        return self.index == self.count - 1
+
+
+def micro_split(share: range, count: int) -> list[range]:
+    """``share`` cut into ``count`` consecutive, near-equal, non-empty parts (``count <= len``)."""
+    return [share[i * len(share) // count : (i + 1) * len(share) // count] for i in range(count)]
+
+
 class ElasticBatchSampler(Sampler[list[int]]):
     """A batch sampler for ``DataLoader(dataset, batch_sampler=...)`` that resumes mid-epoch.
 
     Call :meth:`set_epoch` with the epoch and the number of samples of it already consumed
-    (by all ranks together, at whatever world size) before iterating.
+    (by all ranks together, at whatever world size) before iterating. ``batch_size`` is the
+    samples per rank per micro-step; a global step takes ``batch_size * world_size *
+    (accum_steps + 1)`` samples. ``first_step`` is the number of steps run before this sampler's
+    first one (it numbers :class:`MicroBatch` steps, and ``measure_every`` counts from it).
     """
 
-    def __init__(self, size: int, batch_size: int, *, rank: int, world_size: int, seed: int = 0, shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        *,
+        rank: int,
+        world_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        accum_steps: int = 0,
+        measure_every: int = 0,
+        first_step: int = 0,
+    ) -> None:
         super().__init__()
         if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"bad sampler arguments: batch_size={batch_size} rank={rank} world_size={world_size}")
+        if accum_steps < 0 or measure_every < 0 or first_step < 0:
+            raise ValueError(f"bad sampler arguments: accum_steps={accum_steps} measure_every={measure_every}")
         if size < world_size:
             raise ValueError(f"a dataset of {size} samples cannot feed {world_size} ranks")
         self.size, self.batch_size, self.rank, self.world_size = size, batch_size, rank, world_size
         self.seed, self.shuffle = seed, shuffle
+        self.accum_steps, self.measure_every, self.first_step = accum_steps, measure_every, first_step
         self.epoch, self.start = 0, 0
 
     @property
     def global_batch(self) -> int:
-        return self.batch_size * self.world_size
+        return self.batch_size * self.world_size * (self.accum_steps + 1)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         if not 0 <= start <= self.size:
@@ -87,13 +135,31 @@ class ElasticBatchSampler(Sampler[list[int]]):
         """The global [begin, end) ranges of the remaining steps of the epoch."""
         return list(plan_steps(self.size, self.start, self.global_batch, self.world_size))
 
+    def _micro_count(self, step: int, begin: int, end: int) -> int:
+        wanted = self.accum_steps + 1
+        if wanted == 1 and self.measure_every and step % self.measure_every == 0:
+            wanted = 2
+        return max(1, min(wanted, (end - begin) // self.world_size))
+
+    def plan(self) -> Iterator[tuple[MicroBatch, range]]:
+        """Each micro-batch of the rest of the epoch with its positions (this rank's share)."""
+        for number, (begin, end) in enumerate(self.steps(), start=self.first_step + 1):
+            share = shard(begin, end, self.rank, self.world_size)
+            parts = micro_split(share, self._micro_count(number, begin, end))
+            for index, part in enumerate(parts):
+                yield MicroBatch(number, begin, end, index, len(parts), len(part), len(share)), part
+
+    def micro_batches(self) -> list[MicroBatch]:
+        """What :meth:`__iter__` yields, as descriptions, in the same order."""
+        return [micro for micro, _ in self.plan()]
+
     def __iter__(self) -> Iterator[list[int]]:
         order = epoch_permutation(self.size, self.seed, self.epoch, self.shuffle)
-        for begin, end in self.steps():
-            yield [order[p] for p in shard(begin, end, self.rank, self.world_size)]
+        for _, positions in self.plan():
+            yield [order[p] for p in positions]
 
     def __len__(self) -> int:
-        return len(self.steps())
+        return sum(1 for _ in self.plan())
 
     def steps_per_epoch(self) -> int:
         """Steps of a whole epoch at this world size (for progress estimates)."""

@@ -13,11 +13,18 @@ DDP, installs the stop-signal handlers and resumes from the newest valid checkpo
 world size this attempt has. ``step()`` writes progress, saves periodic checkpoints and, when the
 ranks agree on a stop request, saves, writes the "checkpointed" marker and exits with
 EXIT_CHECKPOINTED (75).
+
+``train_step(loss)`` does the backward pass, the optimizer step and ``step()`` in one call; it is
+what gradient accumulation and ``adaptive=AdaptiveBatch(...)`` (batch size, learning rate and
+accumulation chosen for goodput, see adaptive.py) need, since the trainer then decides which
+batches are micro-batches of one optimizer step.
 """
 
 from __future__ import annotations
 
+import math
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sized
 from datetime import timedelta
 from pathlib import Path
@@ -28,11 +35,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from hpcsched.runtime.adaptive import STATE_KEY, AdaptiveBatch, AdaptiveRun, NoiseProbe, step_at_scaled_lr
 from hpcsched.runtime.checkpoint import CheckpointNotSaved, CheckpointStore
 from hpcsched.runtime.distributed import Collectives, device_for, setup_process_group, teardown_process_group
 from hpcsched.runtime.environment import job_from_env, topology_from_env
 from hpcsched.runtime.progress import ProgressLog
-from hpcsched.runtime.sampler import ElasticBatchSampler, epoch_seed
+from hpcsched.runtime.sampler import ElasticBatchSampler, MicroBatch, epoch_seed
 from hpcsched.runtime.snapshot import DataPosition, Stateful, capture, restore, unwrap
 from hpcsched.runtime.stop import ShutdownWatchdog, StopReason, StopRequest, write_checkpointed_marker
 
@@ -63,6 +71,7 @@ class ElasticTrainer:
         extra_state: Mapping[str, Stateful] | None = None,
         shutdown_timeout_s: float = 120.0,
         collective_timeout_s: float = 600.0,
+        adaptive: AdaptiveBatch | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         if agree_every < 1 or (checkpoint_every is not None and checkpoint_every < 1):
@@ -77,18 +86,28 @@ class ElasticTrainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.module, device_ids=device_ids)
         self.optimizer, self.scheduler, self.extra_state = optimizer, scheduler, dict(extra_state or {})
+        nodes = max(1, self.topology.world_size // max(1, self.topology.local_world_size))
+        self.adaptive = AdaptiveRun(adaptive, nodes=nodes, world_size=self.world_size, rank=self.rank) if adaptive else None
+        self._probe = NoiseProbe(self.model, self.world_size) if adaptive else None
+        if self.adaptive is not None:
+            self.extra_state[STATE_KEY] = self.adaptive
         self.checkpoint_every, self.agree_every = checkpoint_every, agree_every
         self.shutdown_timeout_s = shutdown_timeout_s
         self.store = CheckpointStore(self.job.checkpoint_dir, keep_last)
         progress_file = self.job.progress_file if self.is_main else None
         self.progress = ProgressLog(progress_file, attempt=self.job.attempt, world_size=self.world_size)
         self.progress.total_steps = self._fixed_total_steps = total_steps
+        self.progress.fields["nodes"] = nodes
         self.stop_request = StopRequest(self.job.stop_file)
         self.stop_request.install()
         self.position = DataPosition()
         self.resumed_from: Path | None = None
         self._last_saved_step = -1
         self._pending_samples = 0
+        self._micro: MicroBatch | None = None  # what the batch last yielded by batches() is
+        self._loss_sum = 0.0
+        self._reload = False  # the adaptive configuration changed: batches() starts a new loader
+        self._step_clock, self._fresh = time.monotonic(), True  # the next step is not timed when fresh
         self._num_epochs: int | None = None
         self._started = self._checkpointed = False
         self.shutdown_watchdog: ShutdownWatchdog | None = None  # armed by an agreed stop
@@ -157,38 +176,148 @@ class ElasticTrainer:
     ) -> Iterator[Any]:
         """This rank's batches of the rest of the current epoch (``batch_size`` per rank).
 
-        ``loader_args`` go to torch's DataLoader (collate_fn, num_workers, pin_memory, ...).
+        With ``adaptive``, ``batch_size`` times the first attempt's world size is the global batch
+        the job starts at, and the trainer changes the batch (and splits it into micro-batches for
+        gradient accumulation) as it goes: use :meth:`train_step` then. ``loader_args`` go to
+        torch's DataLoader (collate_fn, num_workers, pin_memory, ...).
         """
         if not isinstance(dataset, Sized):
             raise TypeError("batches() needs a map-style dataset with __len__")
+        if self.adaptive is not None:
+            self._begin_adaptive(batch_size)
+        generator = loader_args.pop("generator", None)
+        while True:
+            sampler = self._sampler(len(dataset), batch_size, seed, shuffle)
+            steps = sampler.steps()
+            self._start()
+            if not steps:
+                return
+            # Its own generator: a DataLoader otherwise draws its workers' base seed from the global
+            # RNG at every iterator, and a resumed epoch (one more iterator) would diverge from an
+            # uninterrupted run.
+            loader = DataLoader(
+                dataset, batch_sampler=sampler,
+                generator=generator or torch.Generator().manual_seed(epoch_seed(seed, self.position.epoch)), **loader_args,
+            )  # fmt: skip
+            self._fresh = True  # the first step of a loader includes its start (and the evaluation before it)
+            for micro, batch in zip(sampler.micro_batches(), loader, strict=True):
+                self._micro = micro
+                if micro.last:
+                    self._pending_samples += micro.end - micro.begin  # counted at step()
+                if not micro.last and isinstance(self.model, DistributedDataParallel):
+                    with self.model.no_sync():  # accumulate locally; the last micro-batch all-reduces
+                        yield batch
+                else:
+                    yield batch
+                if self._reload and micro.last:
+                    break
+            else:
+                return
+            self._reload = False
+
+    def _sampler(self, size: int, batch_size: int, seed: int, shuffle: bool) -> ElasticBatchSampler:
+        local, accum = self.adaptive.config or (batch_size, 0) if self.adaptive else (batch_size, 0)
+        measure = self.adaptive.options.measure_every if self.adaptive and self.world_size == 1 and accum == 0 else 0
         sampler = ElasticBatchSampler(
-            len(dataset), batch_size, rank=self.rank, world_size=self.world_size, seed=seed, shuffle=shuffle
-        )
+            size, local, rank=self.rank, world_size=self.world_size, seed=seed, shuffle=shuffle,
+            accum_steps=accum, measure_every=measure, first_step=self.position.step,
+        )  # fmt: skip
         sampler.set_epoch(self.position.epoch, self.position.position)
         self.progress.global_batch = sampler.global_batch
+        self.progress.fields.update(local_batch=local, accum_steps=accum)
         if self._fixed_total_steps is None and self._num_epochs is not None:
             later_epochs = max(0, self._num_epochs - self.position.epoch - 1)
-            self.progress.total_steps = self.position.step + len(sampler) + later_epochs * sampler.steps_per_epoch()
-        self._start()
-        # Its own generator: a DataLoader otherwise draws its workers' base seed from the global
-        # RNG at every iterator, and a resumed epoch (one more iterator) would diverge from an
-        # uninterrupted run.
-        loader_args.setdefault("generator", torch.Generator().manual_seed(epoch_seed(seed, self.position.epoch)))
-        loader = DataLoader(dataset, batch_sampler=sampler, **loader_args)
-        for (begin, end), batch in zip(sampler.steps(), loader, strict=True):
-            self._pending_samples += end - begin  # counted at step(): gradient accumulation spans batches
-            yield batch
+            left = len(sampler.steps()) + later_epochs * sampler.steps_per_epoch()
+            self.progress.total_steps = self.position.step + left
+        return sampler
+
+    def _begin_adaptive(self, batch_size: int) -> None:
+        """The base batch at the job's first start, and this attempt's first configuration."""
+        assert self.adaptive is not None
+        if self.adaptive.base_batch is None:
+            self.adaptive.base_batch = batch_size * self.world_size
+        if self.adaptive.config is None:
+            self._adapt()
+
+    def _adapt(self) -> None:
+        """Re-choose the adaptive configuration; on a change, log it and restart the loader."""
+        assert self.adaptive is not None
+        before = self.adaptive.config
+        if self.adaptive.decide(self._collectives):
+            self._reload = before is not None
+            if self.is_main:
+                self.adaptive.log_change(self.progress, self.position, first=before is None)
+
+    def train_step(self, loss: torch.Tensor) -> bool:
+        """Backward pass of one batch from :meth:`batches`; at the end of an optimizer step also
+        ``optimizer.step()`` (at the adapted learning rate), ``zero_grad()`` and :meth:`step`.
+
+        Returns whether the optimizer stepped (False for the earlier micro-batches of a step).
+        """
+        micro = self._micro
+        weight = micro.size / micro.share if micro is not None and micro.count > 1 else 1.0
+        (loss * weight if weight != 1.0 else loss).backward()  # type: ignore[no-untyped-call]
+        self._loss_sum += float(loss.detach()) * weight
+        if micro is not None and not micro.last:
+            if self._probe is not None:
+                self._probe.after_backward(micro, self._parameters())
+            return False
+        measurement = None
+        if self._probe is not None and micro is not None:
+            measurement = self._probe.measure(micro, self._parameters(), self._collectives)
+        step_at_scaled_lr(self.optimizer, self.adaptive.lr_factor() if self.adaptive and self.adaptive.config else 1.0)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_value, self._loss_sum = self._loss_sum, 0.0
+        self._finish_step(loss_value, None, measurement)
+        return True
+
+    def _parameters(self) -> list[nn.Parameter]:
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def step(self, loss: float | None = None, samples: int | None = None) -> None:
-        """Call after each optimizer step. ``samples``: global samples of the step (default: from batches())."""
+        """Call after each optimizer step. ``samples``: global samples of the step (default: from batches()).
+
+        Adaptive jobs use :meth:`train_step` instead, which calls this part itself.
+        """
+        if self.adaptive is not None:
+            raise RuntimeError("an adaptive job steps with trainer.train_step(loss), not trainer.step()")
+        self._finish_step(loss, samples, None)
+
+    def log_metrics(self, **metrics: float) -> None:
+        """Record values such as validation accuracy in the job's progress (rank 0; others ignore).
+
+        They show in ``hpcsched sweep status`` and in the progress file, with the time and step.
+        """
+        clean = {}
+        for name, value in metrics.items():
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(f"metric {name}={value!r} is not a finite number")
+            clean[name] = number
+        if self.is_main:
+            p = self.position
+            self.progress.event("metrics", step=p.step, epoch=p.epoch, samples=p.samples, metrics=clean)
+
+    def _finish_step(self, loss: float | None, samples: int | None, measurement: Any) -> None:
+        """The bookkeeping of one finished optimizer step: timing, progress, stop agreement,
+        checkpoints and (adaptive) re-choosing the configuration."""
+        seconds = None if self._fresh else time.monotonic() - self._step_clock
+        self._fresh = False
         self._start()
+        micro = self._micro
         consumed, self._pending_samples = self._pending_samples, 0
         p = self.position
         p.position += consumed
         p.step += 1
         p.samples += samples if samples is not None else consumed
+        regular = micro is None or micro.end - micro.begin == self.progress.global_batch
+        if self.adaptive is not None and micro is not None:
+            self.adaptive.record(micro, seconds, measurement)
+            regular = regular and micro.count == (self.adaptive.config or (0, 0))[1] + 1
+            self.progress.fields.update(self.adaptive.fields())
         if self.is_main:
-            self.progress.step(step=p.step, epoch=p.epoch, samples=p.samples, loss=loss)
+            self.progress.step(step=p.step, epoch=p.epoch, samples=p.samples, loss=loss,
+                               step_time=seconds if regular else None)  # fmt: skip
         if p.step % self.agree_every == 0:
             local = self.stop_request.local_reason()
             if local and not self._announced:
@@ -199,6 +328,9 @@ class ElasticTrainer:
                 self._stop(reason)
         if self.checkpoint_every and p.step % self.checkpoint_every == 0:
             self.save_checkpoint()
+        if self.adaptive is not None and p.step % self.adaptive.options.adapt_every == 0:
+            self._adapt()
+        self._step_clock = time.monotonic()  # bookkeeping (checkpoints, progress) is not step time
 
     def save_checkpoint(self) -> Path | None:
         """Rank 0 saves the current state (others return None); None also when the save failed."""
@@ -225,8 +357,9 @@ class ElasticTrainer:
         timeout = min(self.shutdown_timeout_s, SIGTERM_GRACE_S) if reason is StopReason.SIGTERM else self.shutdown_timeout_s
         self.shutdown_watchdog = ShutdownWatchdog(timeout, self._exit_code)
         self.shutdown_watchdog.start()
-        print(f"hpcsched: rank {self.rank}: stopping after step {self.position.step} ({reason.name})",
-              file=sys.stderr, flush=True)
+        print(
+            f"hpcsched: rank {self.rank}: stopping after step {self.position.step} ({reason.name})", file=sys.stderr, flush=True
+        )
         saved = 1
         if self.is_main:
             path = self.save_checkpoint()

@@ -34,7 +34,11 @@ def free_port() -> int:
         return port
 
 
-def torchrun(job: Path, attempt: int, nproc: int, out: Path) -> subprocess.Popen[bytes]:
+def torchrun(
+    job: Path, attempt: int, nproc: int, out: Path, script: Path = EXAMPLE,
+    args: tuple[str, ...] = ("--epochs", str(EPOCHS), "--checkpoint-every", "100000"),
+) -> subprocess.Popen[bytes]:  # fmt: skip
+    """``script`` under torchrun with ``nproc`` workers as attempt ``attempt`` of a job in ``job``."""
     env = {
         **os.environ,
         "HPCSCHED_JOB_DIR": str(job), "HPCSCHED_ATTEMPT": str(attempt), "HPCSCHED_JOB_ID": "e2",
@@ -43,7 +47,7 @@ def torchrun(job: Path, attempt: int, nproc: int, out: Path) -> subprocess.Popen
     argv = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
         "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
-        str(EXAMPLE), "--epochs", str(EPOCHS), "--checkpoint-every", "100000",
+        str(script), *args,
     ]  # fmt: skip
     with open(out, "wb") as log:
         return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -36,22 +36,24 @@ def test_start_line_has_every_field(tmp_path: Path) -> None:
     assert lines(path) == [
         {
             "time": 1.7e9 + 1000.0, "attempt": 2, "event": "start", "step": 40, "epoch": 1, "samples": 10240,
-            "loss": None, "step_time": None, "world_size": 4, "global_batch": 256, "total_steps": 1000,
+            "loss": None, "step_time": None, "timed_steps": 0, "world_size": 4, "global_batch": 256, "total_steps": 1000,
             "elastic": True,
         }
     ]  # fmt: skip
 
 
-def test_step_lines_are_rate_limited_and_average_since_the_last_line(tmp_path: Path) -> None:
+def test_step_lines_are_rate_limited_and_average_the_timed_steps_since_the_last_line(tmp_path: Path) -> None:
     clock = Clock()
     log, path = make(tmp_path, clock)
     log.event("start", step=0, epoch=0, samples=0)
     for step in range(1, 11):  # 10 steps of 0.1 s: a line at 0.5 s and at 1.0 s
         clock.now += 0.1
-        log.step(step=step, epoch=0, samples=step * 256, loss=float(step))
+        untimed = step in (1, 6)  # warm-up steps the trainer does not time
+        log.step(step=step, epoch=0, samples=step * 256, loss=float(step), step_time=None if untimed else 0.1 * step)
     steps = [r for r in lines(path) if r["event"] == "step"]
     assert [r["step"] for r in steps] == [5, 10]
-    assert steps[0]["step_time"] == pytest.approx(0.1) and steps[1]["step_time"] == pytest.approx(0.1)
+    assert steps[0]["step_time"] == pytest.approx(0.35) and steps[0]["timed_steps"] == 4
+    assert steps[1]["step_time"] == pytest.approx(0.85) and steps[1]["timed_steps"] == 4
     assert steps[0]["loss"] == pytest.approx(3.0) and steps[1]["loss"] == pytest.approx(8.0)
 
 

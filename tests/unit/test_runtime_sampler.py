@@ -122,3 +122,46 @@ def test_bad_arguments_are_refused() -> None:
     sampler = ElasticBatchSampler(10, 1, rank=0, world_size=1)
     with pytest.raises(ValueError, match="outside the epoch"):
         sampler.set_epoch(0, start=11)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    size=st.integers(1, 200),
+    batch=st.integers(1, 9),
+    world=st.integers(1, 4),
+    accum=st.integers(0, 3),
+    measure_every=st.integers(0, 3),
+    first_step=st.integers(0, 7),
+    start_fraction=st.floats(0, 1),
+)
+def test_micro_batches_cover_the_epoch_once_and_ranks_agree_on_their_number(
+    size: int, batch: int, world: int, accum: int, measure_every: int, first_step: int, start_fraction: float
+) -> None:
+    """Gradient accumulation (and measurement splits) re-cut each rank's share of a step, never the epoch."""
+    if size < world:
+        return
+    start = int(start_fraction * size)
+    samplers = [
+        ElasticBatchSampler(
+            size, batch, rank=r, world_size=world, accum_steps=accum, measure_every=measure_every, first_step=first_step
+        )
+        for r in range(world)
+    ]
+    for sampler in samplers:
+        sampler.set_epoch(2, start)
+    order = epoch_permutation(size, 0, 2)
+    plans = [sampler.micro_batches() for sampler in samplers]
+    batches = [list(sampler) for sampler in samplers]
+    assert all(len(plan) == len(plans[0]) for plan in plans)  # every rank runs the same micro-steps
+    seen = Counter(i for rank in batches for b in rank for i in b)
+    steps = samplers[0].steps()
+    expected = {order[p] for begin, end in steps for p in range(begin, end)}
+    assert seen == Counter(expected)
+    for micro, rank0 in zip(plans[0], batches[0], strict=True):
+        assert len(rank0) == micro.size >= 1
+        assert micro.count <= (accum + 1 if accum or not measure_every else 2)
+    numbers = sorted({m.step for m in plans[0]})
+    assert numbers == list(range(first_step + 1, first_step + 1 + len(steps)))
+    for number in numbers:  # within a step, micro-batches differ by at most one sample
+        sizes = [m.size for m in plans[0] if m.step == number]
+        assert max(sizes) - min(sizes) <= 1 and sum(sizes) == next(m.share for m in plans[0] if m.step == number)

@@ -1,0 +1,78 @@
+"""One trial of a small neural architecture search: a CNN on scikit-learn's digits, shaped by its arguments.
+
+`hpcsched sweep run` submits one job per point of the search (see docs/sweep.md), e.g.
+
+    hpcsched sweep run examples/digits_nas.py --name nas --grid channels=8,16,32 --grid depth=1,2 \\
+        -- --epochs 30 --adaptive
+
+With `--adaptive` the runtime library picks the batch size, gradient accumulation and learning-rate
+scaling for goodput as the trial runs (docs/models.md); without it the batch stays `--batch-size`
+per rank. After each epoch rank 0 prints "epoch=E step=S batch=B val_acc=0.xxx" and logs val_acc
+as a metric (`hpcsched sweep status` shows it); at the end "final val_acc=0.xxx".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+from digits_cnn import accuracy, digits
+from torch import nn
+
+from hpcsched.runtime import AdaptiveBatch, ElasticTrainer
+
+
+def make_model(channels: int, depth: int, width: int, kernel: int) -> nn.Module:
+    """``depth`` conv blocks (channels doubling, 2x2 pooling after each of the first two),
+    then a hidden layer of ``width`` units."""
+    layers: list[nn.Module] = []
+    size, before, after = 8, 1, channels
+    for block in range(depth):
+        layers += [nn.Conv2d(before, after, kernel, padding=kernel // 2), nn.ReLU()]
+        if block < 2:
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        before, after = after, after * 2
+    layers += [nn.Flatten(), nn.Linear(before * size * size, width), nn.ReLU(), nn.Linear(width, 10)]
+    return nn.Sequential(*layers)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--channels", type=int, default=16, help="channels of the first conv block")
+    parser.add_argument("--depth", type=int, default=2, choices=(1, 2, 3), help="conv blocks")
+    parser.add_argument("--width", type=int, default=64, help="hidden units of the classifier")
+    parser.add_argument("--kernel", type=int, default=3, choices=(3, 5), help="conv kernel size")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=16, help="per rank (the starting batch when adaptive)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate at the starting batch")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--adaptive", action="store_true", help="adapt batch size, accumulation and learning rate")
+    parser.add_argument("--max-batch-size", type=int, default=512, help="largest global batch when adaptive")
+    parser.add_argument("--checkpoint-every", type=int, default=200, help="steps")
+    args = parser.parse_args()
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    torch.manual_seed(args.seed)
+    train, val = digits(args.seed)
+    model = make_model(args.channels, args.depth, args.width, args.kernel)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    adaptive = AdaptiveBatch(max_batch_size=args.max_batch_size) if args.adaptive else None
+    trainer = ElasticTrainer(model, optimizer, checkpoint_every=args.checkpoint_every, adaptive=adaptive)
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in trainer.epochs(args.epochs):
+        for images, labels in trainer.batches(train, batch_size=args.batch_size, seed=args.seed):
+            trainer.train_step(loss_fn(trainer.model(images.to(trainer.device)), labels.to(trainer.device)))
+        if trainer.is_main:
+            val_acc = accuracy(trainer.module, val)
+            trainer.log_metrics(val_acc=val_acc)
+            batch = trainer.progress.global_batch
+            print(f"epoch={epoch} step={trainer.global_step} batch={batch} val_acc={val_acc:.3f}", flush=True)
+    trainer.finish()
+    if trainer.is_main:
+        print(f"final val_acc={accuracy(trainer.module, val):.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Adaptive batch sizes in ElasticTrainer, in one process: accumulation, noise, changes, resume.
+
+Two processes (the DDP communication hook that measures the noise across replicas, a resume at
+another world size) are in tests/runtime/test_adaptive_ddp.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from hpcsched.models.adapt import AdaptChoice
+from hpcsched.runtime import EXIT_CHECKPOINTED, AdaptiveBatch, ElasticTrainer
+from hpcsched.runtime import adaptive as adaptive_module
+
+SIZE, BATCH = 64, 8
+
+
+@pytest.fixture(autouse=True)
+def restore_signals() -> Iterator[None]:
+    before = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGTERM)}
+    yield
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+
+
+def dataset() -> TensorDataset:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(SIZE, 4, generator=generator)
+    return TensorDataset(x, x.sum(dim=1, keepdim=True) + 0.1 * torch.randn(SIZE, 1, generator=generator), torch.arange(SIZE))
+
+
+def make(job: Path, attempt: int = 1, **kwargs: Any) -> ElasticTrainer:
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    env = {"HPCSCHED_JOB_DIR": str(job), "HPCSCHED_ATTEMPT": str(attempt), "HPCSCHED_JOB_ID": "9"}
+    return ElasticTrainer(model, optimizer, env=env, checkpoint_every=None, **kwargs)
+
+
+def train(trainer: ElasticTrainer, epochs: int, seen: list[tuple[int, int]] | None = None,
+          signal_at: int | None = None) -> None:  # fmt: skip
+    for epoch in trainer.epochs(epochs):
+        for x, y, index in trainer.batches(dataset(), batch_size=BATCH, seed=1):
+            if seen is not None:
+                seen.extend((epoch, i) for i in index.tolist())
+            if signal_at is not None and trainer.global_step + 1 == signal_at:
+                os.kill(os.getpid(), signal.SIGUSR1)
+            trainer.train_step(nn.functional.mse_loss(trainer.model(x), y))
+    trainer.finish()
+
+
+def progress(job: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (job / "progress.jsonl").read_text().splitlines()]
+
+
+def weights(trainer: ElasticTrainer) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in trainer.module.parameters()]
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Path:
+    (tmp_path / "job").mkdir()
+    return tmp_path / "job"
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> list[torch.Tensor]:
+    """Weights after 3 epochs at a fixed batch of 8, one optimizer step per batch."""
+    (tmp_path / "fixed").mkdir()
+    trainer = make(tmp_path / "fixed")
+    train(trainer, 3)
+    return weights(trainer)
+
+
+@pytest.mark.parametrize(
+    ("limits", "micro"),
+    [(AdaptiveBatch(max_batch_size=BATCH, max_local_batch=4), (4, 1)),  # accumulation: 2 x 4
+     (AdaptiveBatch(max_batch_size=BATCH, measure_every=2), (8, 0))],   # every 2nd step split to measure noise
+    ids=["accumulation", "measurement-split"],
+)  # fmt: skip
+def test_micro_batches_train_exactly_like_the_whole_batch(
+    job: Path, reference: list[torch.Tensor], limits: AdaptiveBatch, micro: tuple[int, int]
+) -> None:
+    trainer = make(job, adaptive=limits)
+    train(trainer, 3)
+    for got, want in zip(weights(trainer), reference, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    lines = progress(job)
+    adapt = [r for r in lines if r["event"] == "adapt"]
+    assert [(r["reason"], r["local_batch"], r["accum_steps"], r["global_batch"]) for r in adapt] == [("initial", *micro, 8)]
+    last = lines[-1]  # every line carries the configuration and the noise estimate
+    assert last["grad_sqr"] is not None and last["grad_var"] > 0  # the noise was measured from the micro-batches
+    assert last["adaptive"] is True and last["base_batch"] == 8 and last["max_batch"] == 8 and last["nodes"] == 1
+    assert last["event"] == "done" and last["samples"] == 3 * SIZE
+
+
+def scripted(monkeypatch: pytest.MonkeyPatch, configs: list[tuple[int, float]]) -> None:
+    """Make the decision return these (local batch, learning-rate factor) in turn (the decision
+    itself depends on measured times; tests/unit/test_models_adapt.py checks it)."""
+    pending = list(configs)
+
+    def choose(*args: Any, **kwargs: Any) -> AdaptChoice:
+        local, factor = pending.pop(0) if pending else configs[-1]
+        return AdaptChoice(local_bsz=local, accum_steps=0, global_bsz=local, lr_factor=factor, efficiency=1.0,
+                           reason="goodput")  # fmt: skip
+
+    monkeypatch.setattr(adaptive_module, "choose", choose)
+
+
+def test_batch_changes_mid_epoch_still_see_every_sample_once(job: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scripted(monkeypatch, [(8, 1.0), (24, 1.0), (5, 1.0), (16, 1.0)])
+    trainer = make(job, adaptive=AdaptiveBatch(max_batch_size=64, adapt_every=3, measure_every=0))
+    seen: list[tuple[int, int]] = []
+    train(trainer, 4, seen)
+    assert Counter(seen) == Counter((e, i) for e in range(4) for i in range(SIZE))
+    adapt = [(r["step"], r["global_batch"]) for r in progress(job) if r["event"] == "adapt"]
+    assert adapt[:4] == [(0, 8), (3, 24), (6, 5), (9, 16)]
+    flushed = [(r["step"], r["global_batch"]) for r in progress(job) if r["event"] == "step"]
+    assert flushed[:3] == [(3, 8), (6, 24), (9, 5)]  # each configuration's steps end on a line of their own
+
+
+def test_learning_rate_is_scaled_for_the_step_and_restored_for_the_scheduler(job: Path) -> None:
+    trainer = make(job, adaptive=AdaptiveBatch(max_batch_size=BATCH, lr_scaling="sqrt"))
+    assert trainer.adaptive is not None
+    seen_lrs: list[float] = []
+    original = trainer.optimizer.step
+
+    def step(*args: Any, **kwargs: Any) -> Any:
+        seen_lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        return original(*args, **kwargs)
+
+    trainer.optimizer.step = step  # type: ignore[method-assign]
+    trainer.adaptive.lr_factor = lambda: 2.0  # type: ignore[method-assign]
+    train(trainer, 1)
+    assert seen_lrs and all(lr == pytest.approx(0.1) for lr in seen_lrs)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_resume_keeps_the_base_batch_and_the_measured_step_times(job: Path) -> None:
+    first = make(job, adaptive=AdaptiveBatch(max_batch_size=32))
+    with pytest.raises(SystemExit) as stopped:
+        train(first, 3, signal_at=12)
+    assert first.shutdown_watchdog is not None
+    first.shutdown_watchdog.cancel()
+    assert stopped.value.code == EXIT_CHECKPOINTED
+    assert first.adaptive is not None
+    before = first.adaptive.times.as_rows()
+    assert before and first.adaptive.noise.weight > 0
+
+    second = make(job, attempt=2, adaptive=AdaptiveBatch(max_batch_size=32))
+    assert second.adaptive is not None
+    assert second.adaptive.base_batch == BATCH
+    assert second.adaptive.times.as_rows() == before
+    assert second.adaptive.noise.weight == pytest.approx(first.adaptive.noise.weight)
+    train(second, 3)
+    assert second.global_step > 12 and progress(job)[-1]["event"] == "done"
+
+
+def test_adaptive_jobs_must_use_train_step_and_metrics_must_be_numbers(job: Path) -> None:
+    trainer = make(job, adaptive=AdaptiveBatch(max_batch_size=16))
+    with pytest.raises(RuntimeError, match="train_step"):
+        trainer.step(loss=1.0)
+    trainer.log_metrics(val_acc=0.5, top5=0.75)
+    with pytest.raises(ValueError, match="metric val_acc=nan is not a finite number"):
+        trainer.log_metrics(val_acc=float("nan"))
+    metrics = [r for r in progress(job) if r["event"] == "metrics"]
+    assert [r["metrics"] for r in metrics] == [{"val_acc": 0.5, "top5": 0.75}]
+    with pytest.raises(ValueError, match="lr_scaling 'linear'"):
+        AdaptiveBatch(max_batch_size=16, lr_scaling="linear")
