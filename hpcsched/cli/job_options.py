@@ -1,0 +1,127 @@
+"""The options that describe one job, shared by ``hpcsched run`` and ``hpcsched sweep run``.
+
+:func:`job_options` adds SCRIPT, the script's arguments and every resource and placement option to
+a command, which receives them as one :class:`JobOptions`; :meth:`JobOptions.request` turns them
+into a validated :class:`~hpcsched.planning.request.JobRequest`. The job name, ``--dry-run``,
+``--json`` and ``--follow`` mean different things to the two commands and stay with each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from hpcsched.config import Settings
+from hpcsched.planning import preflight
+from hpcsched.planning.request import JobRequest
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """The job's options as typed (paths relative to the current directory)."""
+
+    script: str
+    script_args: tuple[str, ...]
+    nodes: str
+    start_nodes: int | None
+    max_failures: int
+    gpus_per_node: int
+    procs_per_node: int | None
+    cpus_per_node: int
+    mem: str | None
+    time: str | None
+    partition: str | None
+    account: str | None
+    qos: str | None
+    image: str | None
+    env: tuple[str, ...]
+    workdir: str | None
+    sbatch: tuple[str, ...]
+
+    def request(self, cfg: Settings, name: str | None, script_args: Sequence[str] | None = None) -> JobRequest:
+        """The validated request of a job named ``name`` (None: from the script's file name) that
+        passes ``script_args`` (default: the arguments given after ``--``) to the script."""
+        options = dataclasses.asdict(self)
+        options.update(
+            script=os.path.abspath(self.script),
+            workdir=os.path.abspath(self.workdir or os.getcwd()),
+            script_args=list(self.script_args if script_args is None else script_args),
+            image=self.image or cfg.image,
+            env=list(self.env),
+            sbatch=list(self.sbatch),
+            name=name,
+        )
+        return JobRequest.from_options(options)
+
+
+def check_files(request: JobRequest) -> None:
+    """The work directory and the script, as the user sees them (reads the file system)."""
+    preflight.check_workdir(request.workdir)
+    preflight.check_script(request.script)
+
+
+_DECORATORS: tuple[Callable[[Any], Any], ...] = (
+    click.argument("script"),
+    click.argument("script_args", nargs=-1, type=click.UNPROCESSED),
+    click.option("--nodes", "-N", default="1", show_default=True, help="Node count N, or a range MIN-MAX for an elastic job."),
+    click.option(
+        "--start-nodes",
+        type=int,
+        default=None,
+        help="For an elastic job: the node count to start with [default: as many of MIN-MAX as Slurm gives].",
+    ),
+    click.option(
+        "--max-failures", type=int, default=3, show_default=True, help="Node failures after which the job is not requeued again."
+    ),
+    click.option("--gpus-per-node", default=0, show_default=True, help="GPUs per node (0 for CPU training)."),
+    click.option(
+        "--procs-per-node",
+        default=None,
+        type=int,
+        help="Training processes per node [default: GPUs per node, or 1 without GPUs].",
+    ),
+    click.option("--cpus-per-node", default=1, show_default=True, help="CPU cores per node."),
+    click.option("--mem", default=None, help="Memory per node, e.g. 4000M or 16G [default: the partition's]."),
+    click.option("--time", "time", default=None, help="Time limit: M, H:M:S, D-H:M:S [default: the partition's]."),
+    click.option("--partition", "-p", default=None, help="Slurm partition."),
+    click.option("--account", "-A", default=None, help="Slurm account to charge."),
+    click.option("--qos", default=None, help="Slurm quality of service."),
+    click.option("--image", default=None, help="Container image [default: $HPCSCHED_IMAGE or the hpcsched training image]."),
+    click.option("--env", "-e", multiple=True, metavar="KEY=VALUE", help="Environment variable for the script (repeatable)."),
+    click.option(
+        "--workdir",
+        "-D",
+        default=None,
+        type=click.Path(file_okay=False),
+        help="Directory mounted into the container and used as the working directory [default: current].",
+    ),
+    click.option(
+        "--sbatch",
+        "sbatch",
+        multiple=True,
+        metavar="--OPTION[=VALUE]",
+        help="Extra sbatch directive, e.g. --sbatch=--constraint=a100 (repeatable).",
+    ),
+)
+_NAMES = tuple(f.name for f in dataclasses.fields(JobOptions))
+
+
+def job_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add SCRIPT, its arguments and the job options to a click command (put it right below
+    ``@click.command``); the command gets them as one keyword argument ``job: JobOptions``."""
+
+    @functools.wraps(command)
+    def with_job(*args: Any, **kwargs: Any) -> Any:
+        job = JobOptions(**{name: kwargs.pop(name) for name in _NAMES})
+        return command(*args, job=job, **kwargs)
+
+    decorated: Callable[..., Any] = with_job
+    for decorate in reversed(_DECORATORS):
+        decorated = decorate(decorated)
+    return decorated
