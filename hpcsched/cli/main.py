@@ -8,9 +8,11 @@ from hpcsched import __version__
 from hpcsched.cli.cluster import cron, rebalance
 from hpcsched.cli.daemon import daemon
 from hpcsched.cli.jobs import cancel, logs, resize, status
+from hpcsched.cli.model import model
 from hpcsched.cli.report import report
 from hpcsched.cli.run import run
 from hpcsched.cli.simulate import simulate
+from hpcsched.cli.sweep import sweep
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,7 +26,7 @@ def cli() -> None:
     """
 
 
-for command in (run, status, logs, cancel, resize, rebalance, cron, simulate, report, daemon):
+for command in (run, status, logs, cancel, resize, rebalance, cron, simulate, report, model, sweep, daemon):
     cli.add_command(command)
 
 

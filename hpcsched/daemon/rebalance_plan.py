@@ -1,21 +1,25 @@
 """Turning hpcsched's jobs and Slurm's node states into the allocator's inputs (pure).
 
 The real cluster is allocated in whole nodes: one allocator "GPU" is one node, and a job's
-replicas are its nodes. Each job's throughput model is fitted to the step times its attempts
-reported at the sizes it ran at; until the runtime measures gradient noise, efficiency is taken
-as flat (a large noise scale), so goodput is throughput.
+replicas are its nodes (each node's ranks together form one replica with their summed local
+batch). Each job's throughput model is fitted to the step times its attempts reported at the
+configurations they ran with (:mod:`hpcsched.jobs.measured`, the same reading ``hpcsched model``
+shows). A job that reports its gradient noise is sized with that noise and its own batch limits
+(``base_batch`` to ``max_batch``); until it does, efficiency is taken as flat (a large noise
+scale) and the batch is held at the current one, so goodput is throughput at that batch.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from hpcsched.allocator import Cluster, ElasticJob, GoodputModel, RestartCost
+from hpcsched.jobs.measured import Measurements, measure
 from hpcsched.jobs.model import Job
-from hpcsched.models.efficiency import GradientNoise
-from hpcsched.models.goodput import BatchLimits
+from hpcsched.models.efficiency import GradientNoise, statistical_efficiency
 from hpcsched.models.throughput import Observation
 from hpcsched.models.throughput_fit import fit
 from hpcsched.planning.fields import parse_nodes
@@ -26,40 +30,59 @@ START_S = 6.0  # container start + rendezvous + checkpoint load on the local clu
 BUSY_QUEUE_WAIT_S = 600.0
 
 
+def measurements(job: Job, records: Sequence[Mapping[str, Any]]) -> Measurements:
+    """What the job measured, with each node as one replica; old lines take their node count
+    from the attempt records."""
+    return measure(records, {a.number: a.nodes for a in job.attempts}).per_node()
+
+
 def observations(job: Job, records: Sequence[Mapping[str, Any]]) -> list[Observation]:
-    """Mean step time per attempt (and so per size) from the job's progress lines."""
-    nodes = {a.number: a.nodes for a in job.attempts}
-    out = []
-    for number in sorted({int(r.get("attempt") or 0) for r in records}):
-        times = [float(r["step_time"]) for r in records
-                 if r.get("attempt") == number and r.get("event") == "step" and r.get("step_time")]
-        batch = next((int(r["global_batch"]) for r in records if r.get("attempt") == number and r.get("global_batch")), 0)
-        n = nodes.get(number, 0)
-        if times and batch and n:
-            out.append(Observation(num_nodes=n, num_replicas=n, local_bsz=max(1, batch // n), accum_steps=0,
-                                   step_time=sum(times) / len(times)))
-    return out
+    """Mean step time per configuration (node count, batch split) from the job's progress lines."""
+    return measurements(job, records).observations()
+
+
+def goodput_model(measured: Measurements) -> GoodputModel | None:
+    """The job's model for the allocator; None before any step time. Without a noise estimate
+    the flat noise would make any larger batch look free, so the batch stays the current one."""
+    if not measured.step_times or measured.current is None or measured.limits is None:
+        return None
+    params = fit(measured.observations())
+    if measured.noise is not None:
+        return GoodputModel(params, measured.noise, measured.limits)
+    batch = measured.current.global_bsz
+    return GoodputModel(params, FLAT_NOISE, replace(measured.limits, min_global_bsz=batch, max_global_bsz=batch))
+
+
+def remaining_work(model: GoodputModel, batch: int, progress: Mapping[str, Any]) -> float:
+    """Samples left, in samples at ``M0`` (goodput's unit): the steps left at the current batch,
+    each sample worth its statistical efficiency; infinite when the total is unknown."""
+    total, step = progress.get("total_steps"), int(progress.get("step") or 0)
+    if not total:
+        return math.inf
+    efficiency = float(statistical_efficiency(model.noise, batch, model.limits.min_global_bsz))
+    return float(max(0, int(total) - step) * batch) * efficiency
 
 
 def elastic_job(job: Job, records: Sequence[Mapping[str, Any]], now: float, queue_wait_s: float) -> ElasticJob | None:
     """The allocator's view of one running elastic job, or None without enough measurements."""
-    obs = observations(job, records)
-    progress = job.progress or {}
+    measured = measurements(job, records)
+    model = goodput_model(measured)
     cur = job.current
-    if not obs or cur is None or not progress.get("global_batch"):
+    if model is None or measured.current is None or cur is None:
         return None
     allowed = parse_nodes(str(job.request.get("nodes", "1")))
-    batch = int(progress["global_batch"])
-    total, step = progress.get("total_steps"), int(progress.get("step") or 0)
-    remaining = float(max(0, int(total) - step) * batch) if total else math.inf
     started = min((a.start_time for a in job.attempts if a.start_time), default=now)
     at_size = now - (cur.start_time or now)
     return ElasticJob(
         key=str(job.id),
-        model=GoodputModel(fit(obs), FLAT_NOISE, BatchLimits(min_global_bsz=batch, max_global_bsz=batch,
-                                                              max_local_bsz=batch)),
-        min_gpus=allowed.min, max_gpus=allowed.max, current_gpus=cur.nodes, remaining_work=remaining,
-        age_s=max(0.0, now - job.created), time_in_state_s=max(0.0, now - started), time_at_size_s=max(0.0, at_size),
+        model=model,
+        min_gpus=allowed.min,
+        max_gpus=allowed.max,
+        current_gpus=cur.nodes,
+        remaining_work=remaining_work(model, measured.current.global_bsz, job.progress or {}),
+        age_s=max(0.0, now - job.created),
+        time_in_state_s=max(0.0, now - started),
+        time_at_size_s=max(0.0, at_size),
         restarts=len(job.attempts) - 1,
         restart=RestartCost(checkpoint_s=CHECKPOINT_S, start_s=START_S, queue_wait_s=queue_wait_s),
         account=str(job.request.get("account") or ""),
@@ -70,12 +93,17 @@ def cluster_view(node_states: Mapping[str, str], ours: Iterable[str]) -> tuple[C
     """Nodes (sorted), down/drained ones unavailable, nodes busy with other jobs occupied."""
     names = sorted(node_states)
     mine = set(ours)
-    unavailable = {i for i, n in enumerate(names) if node_states[n].rstrip("*~#!%$@^-") in
-                   ("down", "drain", "drng", "drained", "draining", "fail", "maint", "resv", "boot")}
-    foreign = {i: 1 for i, n in enumerate(names) if i not in unavailable and n not in mine
-               and node_states[n].rstrip("*~#!%$@^-") in ("alloc", "mix", "comp", "completing")}
-    return Cluster(num_nodes=len(names), gpus_per_node=1, unavailable_nodes=frozenset(unavailable),
-                   foreign_gpus=foreign), names
+    unavailable = {
+        i
+        for i, n in enumerate(names)
+        if node_states[n].rstrip("*~#!%$@^-") in ("down", "drain", "drng", "drained", "draining", "fail", "maint", "resv", "boot")
+    }
+    foreign = {
+        i: 1
+        for i, n in enumerate(names)
+        if i not in unavailable and n not in mine and node_states[n].rstrip("*~#!%$@^-") in ("alloc", "mix", "comp", "completing")
+    }
+    return Cluster(num_nodes=len(names), gpus_per_node=1, unavailable_nodes=frozenset(unavailable), foreign_gpus=foreign), names
 
 
 def queue_wait_estimate(idle_nodes: int, pending_jobs: int) -> float:

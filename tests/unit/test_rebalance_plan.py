@@ -4,23 +4,47 @@ from __future__ import annotations
 
 import math
 
-from hpcsched.daemon.rebalance_plan import cluster_view, elastic_job, observations, queue_wait_estimate
+import pytest
+
+from hpcsched.daemon.rebalance_plan import FLAT_NOISE, cluster_view, elastic_job, observations, queue_wait_estimate
 from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
+from hpcsched.models import BatchLimits, GradientNoise
 from hpcsched.slurm.hostlist import expand as expand_hostlist
 
 
 def job(nodes: str = "1-3", attempts: tuple[tuple[int, int], ...] = ((1, 2),), total: int | None = 1000) -> Job:
-    atts = tuple(Attempt(job_id=1, number=n, reason=AttemptReason.SUBMIT if n == 1 else AttemptReason.RESIZE,
-                         state=JobState.RUNNING, nodes=k, slurm_job_id=10 + n, node_list="node[1-2]",
-                         start_time=100.0 * n) for n, k in attempts)
-    return Job(id=1, name="digits", user="u", uid=1000, state=JobState.RUNNING, request={"nodes": nodes},
-               created=50.0, job_dir="/jobs/1", attempts=atts,
-               progress={"elastic": True, "global_batch": 64, "step": 200, "total_steps": total})
+    atts = tuple(
+        Attempt(
+            job_id=1,
+            number=n,
+            reason=AttemptReason.SUBMIT if n == 1 else AttemptReason.RESIZE,
+            state=JobState.RUNNING,
+            nodes=k,
+            slurm_job_id=10 + n,
+            node_list="node[1-2]",
+            start_time=100.0 * n,
+        )
+        for n, k in attempts
+    )
+    return Job(
+        id=1,
+        name="digits",
+        user="u",
+        uid=1000,
+        state=JobState.RUNNING,
+        request={"nodes": nodes},
+        created=50.0,
+        job_dir="/jobs/1",
+        attempts=atts,
+        progress={"elastic": True, "global_batch": 64, "step": 200, "total_steps": total},
+    )
 
 
 def steps(attempt: int, step_time: float, count: int = 5) -> list[dict[str, object]]:
-    return [{"time": float(i), "attempt": attempt, "event": "step", "step": i, "step_time": step_time,
-             "global_batch": 64} for i in range(count)]
+    return [
+        {"time": float(i), "attempt": attempt, "event": "step", "step": i, "step_time": step_time, "global_batch": 64}
+        for i in range(count)
+    ]
 
 
 def test_hostlists_expand_like_slurm() -> None:
@@ -31,8 +55,7 @@ def test_hostlists_expand_like_slurm() -> None:
 
 def test_one_observation_per_attempt_with_its_mean_step_time() -> None:
     obs = observations(job(attempts=((1, 2), (2, 3))), steps(1, 0.2) + steps(2, 0.15))
-    assert [(o.num_nodes, o.num_replicas, o.local_bsz, round(o.step_time, 3)) for o in obs] == [
-        (2, 2, 32, 0.2), (3, 3, 21, 0.15)]
+    assert [(o.num_nodes, o.num_replicas, o.local_bsz, round(o.step_time, 3)) for o in obs] == [(2, 2, 32, 0.2), (3, 3, 21, 0.15)]
 
 
 def test_elastic_view_carries_range_size_and_remaining_samples() -> None:
@@ -50,8 +73,9 @@ def test_unknown_total_means_unknown_remaining_work_and_no_steps_means_no_view()
 
 
 def test_cluster_view_marks_down_nodes_unavailable_and_other_jobs_nodes_occupied() -> None:
-    cluster, names = cluster_view({"node1": "alloc", "node2": "alloc", "node3": "idle", "node4": "down*",
-                                   "node5": "mix"}, ours=["node1", "node2"])
+    cluster, names = cluster_view(
+        {"node1": "alloc", "node2": "alloc", "node3": "idle", "node4": "down*", "node5": "mix"}, ours=["node1", "node2"]
+    )
     assert names == ["node1", "node2", "node3", "node4", "node5"]
     assert cluster.unavailable_nodes == frozenset({3})
     assert dict(cluster.foreign_gpus) == {4: 1}
@@ -61,3 +85,53 @@ def test_cluster_view_marks_down_nodes_unavailable_and_other_jobs_nodes_occupied
 def test_queue_wait_is_zero_only_with_idle_nodes_and_nobody_waiting() -> None:
     assert queue_wait_estimate(idle_nodes=2, pending_jobs=0) == 0.0
     assert queue_wait_estimate(idle_nodes=0, pending_jobs=3) > queue_wait_estimate(idle_nodes=0, pending_jobs=0) > 0
+
+
+def adaptive_steps(attempt: int, nodes: int, step_time: float, noise: tuple[float, float] | None) -> list[dict[str, object]]:
+    """New-format lines of an adaptive job: 4 ranks per node, 32 samples each, M0 = 64."""
+    sqr, var = noise or (None, None)
+    return [
+        {
+            "time": float(i),
+            "attempt": attempt,
+            "event": "step",
+            "step": 10 * i,
+            "step_time": step_time,
+            "timed_steps": 10,
+            "nodes": nodes,
+            "world_size": 4 * nodes,
+            "local_batch": 32,
+            "accum_steps": 0,
+            "global_batch": 128 * nodes,
+            "grad_sqr": sqr,
+            "grad_var": var,
+            "adaptive": True,
+            "base_batch": 64,
+            "max_batch": 1024,
+            "max_local_batch": 48,
+            "max_accum_steps": 2,
+        }
+        for i in range(1, 4)
+    ]
+
+
+def test_new_format_lines_make_each_node_one_replica_of_its_ranks_batch() -> None:
+    obs = observations(job(attempts=((1, 1), (2, 2))), adaptive_steps(1, 1, 0.2, None) + adaptive_steps(2, 2, 0.3, None))
+    assert [(o.num_nodes, o.num_replicas, o.local_bsz, o.step_time) for o in obs] == [(1, 1, 128, 0.2), (2, 2, 128, 0.3)]
+
+
+def test_a_job_that_reports_its_noise_is_sized_with_that_noise_and_its_own_batch_limits() -> None:
+    view = elastic_job(job(), adaptive_steps(1, 2, 0.2, (0.5, 400.0)), now=400.0, queue_wait_s=0.0)
+    assert view is not None
+    assert view.model.noise == GradientNoise(grad_sqr=0.5, grad_var=400.0)
+    assert view.model.limits == BatchLimits(min_global_bsz=64, max_global_bsz=1024, max_local_bsz=48 * 4, max_accum_steps=2)
+    # 800 steps left at 256 samples, each sample worth its efficiency in samples at M0 = 64
+    assert view.remaining_work == pytest.approx(800 * 256 * (400 + 0.5 * 64) / (400 + 0.5 * 256))
+
+
+def test_without_noise_the_batch_stays_the_current_one_under_flat_noise() -> None:
+    view = elastic_job(job(), adaptive_steps(1, 2, 0.2, None), now=400.0, queue_wait_s=0.0)
+    assert view is not None
+    assert view.model.noise == FLAT_NOISE
+    assert (view.model.limits.min_global_bsz, view.model.limits.max_global_bsz) == (256, 256)
+    assert view.remaining_work == (1000 - 200) * 256
