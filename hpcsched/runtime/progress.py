@@ -4,13 +4,13 @@ Each line is one JSON object, appended with a single write() on an O_APPEND desc
 reader never sees half a line from a crashed writer mixed into another. "step" lines are rate
 limited (at most one per ``min_interval_s``, at most one per step); "start", "checkpoint", "stop",
 "done", "adapt" (an adaptive job changed its batch configuration) and "metrics" (values the script
-logged, e.g. validation accuracy) lines are always written. ``step_time`` is the mean duration of
-the ``timed_steps`` steps since the previous line that the trainer timed (it leaves out warm-up
-steps and steps at another configuration), so a line's step time belongs to the configuration
-on that line; ``fields`` (nodes, local batch, noise, ...) are added to every line. The "start"
-line, with ``"elastic": true``, is what tells hpcsched that the job uses this library and may be
-resized. Progress is advisory: a failing write
-is reported once and never stops training.
+logged, e.g. validation accuracy) lines are always written and do not delay the next step line.
+``step_time`` (on "step" lines only) is the mean duration of the ``timed_steps`` steps since the
+previous step line that the trainer timed (it leaves out warm-up steps and steps at another
+configuration), so a line's step time belongs to the configuration on that line; ``fields``
+(nodes, local batch, noise, ...) are added to every line. The "start" line, with
+``"elastic": true``, is what tells hpcsched that the job uses this library and may be resized.
+Progress is advisory: a failing write is reported once and never stops training.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class ProgressLog:
         ``extra`` adds keys to this line only (``metrics``, an adapt ``reason``)."""
         if event not in EVENTS:
             raise ValueError(f"unknown progress event {event!r}")
-        timed = self._timed_count
+        timed = self._timed_count if event == "step" else 0  # only step lines carry (and reset) step times
         record = {
             "time": self._wall_clock(),
             "attempt": self.attempt,
@@ -96,9 +96,10 @@ class ProgressLog:
             **extra,
         }
         self._write(json.dumps(record, allow_nan=False) + "\n")
-        self._last_time = self._clock()
         self._loss_sum, self._loss_count = 0.0, 0
-        self._timed_sum, self._timed_count = 0.0, 0
+        if event in ("start", "step"):
+            self._timed_sum, self._timed_count = 0.0, 0
+            self._last_time = self._clock()
         return record
 
     def _write(self, line: str) -> None:

@@ -96,3 +96,19 @@ def test_a_failing_write_is_reported_once_and_never_raises(tmp_path: Path, capsy
     log.event("start", step=0, epoch=0, samples=0)
     log.event("done", step=0, epoch=0, samples=0)
     assert capsys.readouterr().err.count("progress not recorded") == 1
+
+
+def test_metrics_and_adapt_lines_leave_step_times_to_the_step_lines(tmp_path: Path) -> None:
+    clock = Clock()
+    log, path = make(tmp_path, clock)
+    log.event("start", step=0, epoch=0, samples=0)
+    for step in range(1, 7):  # a metrics line after every step must not hold back the step line
+        clock.now += 0.1
+        log.step(step=step, epoch=step, samples=step * 256, loss=None, step_time=0.1)
+        log.event("metrics", step=step, epoch=step, samples=step * 256, metrics={"val_acc": step / 10})
+    records = lines(path)
+    assert all(r["step_time"] is None and r["timed_steps"] == 0 for r in records if r["event"] != "step")
+    steps = [r for r in records if r["event"] == "step"]
+    assert [(r["step"], r["timed_steps"]) for r in steps] == [(5, 5)]
+    assert steps[0]["step_time"] == pytest.approx(0.1)
+    assert [r["metrics"]["val_acc"] for r in records if r["event"] == "metrics"] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
