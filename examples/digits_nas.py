@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 
 import torch
 from digits_cnn import accuracy, digits
@@ -51,6 +52,12 @@ def main() -> None:
     parser.add_argument("--adaptive", action="store_true", help="adapt batch size, accumulation and learning rate")
     parser.add_argument("--max-batch-size", type=int, default=512, help="largest global batch when adaptive")
     parser.add_argument("--checkpoint-every", type=int, default=200, help="steps")
+    parser.add_argument(
+        "--step-delay",
+        type=float,
+        default=0.0,
+        help="seconds added to each step, to stand in for a bigger model in demos and tests",
+    )
     args = parser.parse_args()
     if os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -64,6 +71,8 @@ def main() -> None:
     for epoch in trainer.epochs(args.epochs):
         for images, labels in trainer.batches(train, batch_size=args.batch_size, seed=args.seed):
             trainer.train_step(loss_fn(trainer.model(images.to(trainer.device)), labels.to(trainer.device)))
+            if args.step_delay > 0:  # after every micro-batch: a bigger model pays it on each forward/backward
+                time.sleep(args.step_delay)
         if trainer.is_main:
             val_acc = accuracy(trainer.module, val)
             trainer.log_metrics(val_acc=val_acc)

@@ -8,7 +8,9 @@
 The job starts at the global batch ``M0 = batch_size * world size`` of its first attempt (the
 batch its learning rate was tuned for) and, from the step times and the gradient noise it
 measures, re-chooses (local batch, accumulation steps) for the highest goodput within the
-limits: at every attempt (so after each resize) and every ``adapt_every`` steps.
+limits: at every attempt (so after each resize), after ``first_adapt``, 2x and 4x ... that many
+steps of the attempt (early, while the first measurements come in), and every ``adapt_every``
+steps.
 The decision is :func:`hpcsched.models.adapt.choose`; this module measures its inputs.
 
 * Step times: the trainer times each step and :class:`StepTimes` keeps per-configuration sums,
@@ -61,14 +63,17 @@ class AdaptiveBatch:
     max_accum_steps: int = 4
     lr_scaling: str = "sqrt"
     adapt_every: int = 50
+    first_adapt: int = 10
     measure_every: int = 4
     min_timed_steps: int = 3
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1 or (self.max_local_batch is not None and self.max_local_batch < 1):
             raise ValueError(f"max_batch_size and max_local_batch must be 1 or more: {self}")
-        if self.max_accum_steps < 0 or self.adapt_every < 1 or self.measure_every < 0 or self.min_timed_steps < 1:
-            raise ValueError(f"need max_accum_steps >= 0, adapt_every >= 1, measure_every >= 0: {self}")
+        if self.max_accum_steps < 0 or min(self.adapt_every, self.first_adapt, self.min_timed_steps) < 1:
+            raise ValueError(f"need max_accum_steps >= 0, adapt_every, first_adapt, min_timed_steps >= 1: {self}")
+        if self.measure_every < 0:
+            raise ValueError(f"need measure_every >= 0: {self}")
         if self.lr_scaling not in LR_RULES:
             raise ValueError(f"lr_scaling {self.lr_scaling!r} is not one of {', '.join(LR_RULES)}")
 
@@ -181,6 +186,13 @@ class AdaptiveRun:
         self.noise = NoiseScaleEstimator(smoothing=0.9)
         self.config: tuple[int, int] | None = None  # (local batch, accumulation steps) now
         self.choice: AdaptChoice | None = None
+        self.steps_here = 0  # optimizer steps in this attempt
+
+    def due(self, step: int) -> bool:
+        """Whether to re-choose after global step ``step`` (every rank gets the same answer)."""
+        early, first = self.steps_here, self.options.first_adapt
+        doubling = early >= first and early % first == 0 and (early // first) & (early // first - 1) == 0
+        return step % self.options.adapt_every == 0 or (doubling and early < self.options.adapt_every)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -235,6 +247,7 @@ class AdaptiveRun:
         return None
 
     def record(self, micro: MicroBatch, seconds: float | None, measurement: NoiseMeasurement | None) -> None:
+        self.steps_here += 1
         key = self.key(micro)
         if seconds is not None and key is not None and math.isfinite(seconds) and seconds > 0.0:
             self.times.add(key, seconds)

@@ -328,7 +328,7 @@ class ElasticTrainer:
                 self._stop(reason)
         if self.checkpoint_every and p.step % self.checkpoint_every == 0:
             self.save_checkpoint()
-        if self.adaptive is not None and p.step % self.adaptive.options.adapt_every == 0:
+        if self.adaptive is not None and self.adaptive.due(p.step):
             self._adapt()
         self._step_clock = time.monotonic()  # bookkeeping (checkpoints, progress) is not step time
 

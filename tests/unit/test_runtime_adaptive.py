@@ -120,7 +120,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch, configs: list[tuple[int, float]]) 
 
 def test_batch_changes_mid_epoch_still_see_every_sample_once(job: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     scripted(monkeypatch, [(8, 1.0), (24, 1.0), (5, 1.0), (16, 1.0)])
-    trainer = make(job, adaptive=AdaptiveBatch(max_batch_size=64, adapt_every=3, measure_every=0))
+    trainer = make(job, adaptive=AdaptiveBatch(max_batch_size=64, adapt_every=3, first_adapt=3, measure_every=0))
     seen: list[tuple[int, int]] = []
     train(trainer, 4, seen)
     assert Counter(seen) == Counter((e, i) for e in range(4) for i in range(SIZE))
@@ -178,3 +178,17 @@ def test_adaptive_jobs_must_use_train_step_and_metrics_must_be_numbers(job: Path
     assert [r["metrics"] for r in metrics] == [{"val_acc": 0.5, "top5": 0.75}]
     with pytest.raises(ValueError, match="lr_scaling 'linear'"):
         AdaptiveBatch(max_batch_size=16, lr_scaling="linear")
+
+
+def test_re_chosen_early_in_each_attempt_then_every_adapt_every_steps() -> None:
+    run = adaptive_module.AdaptiveRun(AdaptiveBatch(max_batch_size=64, adapt_every=50, first_adapt=10), nodes=1,
+                                      world_size=1, rank=0)  # fmt: skip
+    due = []
+    for step in range(1, 131):
+        run.steps_here += 1
+        if run.due(step):
+            due.append(step)
+    assert due == [10, 20, 40, 50, 100]
+    run.steps_here = 0  # a new attempt (a resize) starts the early checks again, counted from its start
+    due = [step for step in range(131, 200) if (setattr(run, "steps_here", run.steps_here + 1), run.due(step))[1]]
+    assert due == [140, 150, 170]
