@@ -10,7 +10,6 @@ import json
 import os
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,7 @@ from hpcsched.runtime import checkpoint as checkpoint_module
 SIZE, BATCH, SEED = 50, 8, 1
 
 
-@pytest.fixture(autouse=True)
-def restore_signals() -> Iterator[None]:
-    before = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGTERM)}
-    yield
-    for signum, handler in before.items():
-        signal.signal(signum, handler)
+pytestmark = pytest.mark.usefixtures("restore_signals")
 
 
 def dataset() -> TensorDataset:
