@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from hpcsched.allocator import Cluster, ElasticJob, GoodputModel, RestartCost
 from hpcsched.jobs.measured import Measurements, measure
 from hpcsched.jobs.model import Job
 from hpcsched.models.efficiency import GradientNoise, statistical_efficiency
+from hpcsched.models.goodput import BatchLimits
 from hpcsched.models.throughput import Observation
 from hpcsched.models.throughput_fit import fit
 from hpcsched.planning.fields import parse_nodes
@@ -41,16 +41,21 @@ def observations(job: Job, records: Sequence[Mapping[str, Any]]) -> list[Observa
     return measurements(job, records).observations()
 
 
-def goodput_model(measured: Measurements) -> GoodputModel | None:
-    """The job's model for the allocator; None before any step time. Without a noise estimate
-    the flat noise would make any larger batch look free, so the batch stays the current one."""
+def goodput_model(measured: Measurements, max_nodes: int) -> GoodputModel | None:
+    """The job's model for the allocator; None before any step time.
+
+    A job that does not adapt its batch keeps its batch per node (the runtime keeps the batch per
+    process) whatever its size, so its global batch is that times the node count. Without a noise
+    estimate its efficiency is taken as flat: goodput is throughput at that batch per node.
+    """
     if not measured.step_times or measured.current is None or measured.limits is None:
         return None
     params = fit(measured.observations())
-    if measured.noise is not None:
+    if measured.noise is not None and measured.adaptive:
         return GoodputModel(params, measured.noise, measured.limits)
-    batch = measured.current.global_bsz
-    return GoodputModel(params, FLAT_NOISE, replace(measured.limits, min_global_bsz=batch, max_global_bsz=batch))
+    per_node = measured.current.local_bsz * (measured.current.accum_steps + 1)
+    limits = BatchLimits(min_global_bsz=per_node, max_global_bsz=per_node * max(1, max_nodes), max_local_bsz=per_node)
+    return GoodputModel(params, measured.noise or FLAT_NOISE, limits)
 
 
 def remaining_work(model: GoodputModel, batch: int, progress: Mapping[str, Any]) -> float:
@@ -66,11 +71,11 @@ def remaining_work(model: GoodputModel, batch: int, progress: Mapping[str, Any])
 def elastic_job(job: Job, records: Sequence[Mapping[str, Any]], now: float, queue_wait_s: float) -> ElasticJob | None:
     """The allocator's view of one running elastic job, or None without enough measurements."""
     measured = measurements(job, records)
-    model = goodput_model(measured)
+    allowed = parse_nodes(str(job.request.get("nodes", "1")))
+    model = goodput_model(measured, allowed.max)
     cur = job.current
     if model is None or measured.current is None or cur is None:
         return None
-    allowed = parse_nodes(str(job.request.get("nodes", "1")))
     started = min((a.start_time for a in job.attempts if a.start_time), default=now)
     at_size = now - (cur.start_time or now)
     return ElasticJob(

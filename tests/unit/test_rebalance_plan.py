@@ -8,7 +8,7 @@ import pytest
 
 from hpcsched.daemon.rebalance_plan import FLAT_NOISE, cluster_view, elastic_job, observations, queue_wait_estimate
 from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
-from hpcsched.models import BatchLimits, GradientNoise
+from hpcsched.models import BatchLimits, GradientNoise, speedup
 from hpcsched.slurm.hostlist import expand as expand_hostlist
 
 
@@ -62,7 +62,7 @@ def test_elastic_view_carries_range_size_and_remaining_samples() -> None:
     view = elastic_job(job(), steps(1, 0.2), now=400.0, queue_wait_s=0.0)
     assert view is not None
     assert (view.min_gpus, view.max_gpus, view.current_gpus) == (1, 3, 2)
-    assert view.remaining_work == (1000 - 200) * 64
+    assert view.remaining_work == pytest.approx((1000 - 200) * 64)
     assert view.time_at_size_s == 300.0
 
 
@@ -129,9 +129,18 @@ def test_a_job_that_reports_its_noise_is_sized_with_that_noise_and_its_own_batch
     assert view.remaining_work == pytest.approx(800 * 256 * (400 + 0.5 * 64) / (400 + 0.5 * 256))
 
 
-def test_without_noise_the_batch_stays_the_current_one_under_flat_noise() -> None:
+def test_without_noise_the_batch_per_node_stays_the_current_one_under_flat_noise() -> None:
     view = elastic_job(job(), adaptive_steps(1, 2, 0.2, None), now=400.0, queue_wait_s=0.0)
     assert view is not None
     assert view.model.noise == FLAT_NOISE
-    assert (view.model.limits.min_global_bsz, view.model.limits.max_global_bsz) == (256, 256)
-    assert view.remaining_work == (1000 - 200) * 256
+    limits = view.model.limits  # 128 samples per node now; 1 to 3 nodes
+    assert (limits.min_global_bsz, limits.max_global_bsz, limits.max_local_bsz, limits.max_accum_steps) == (128, 384, 128, 0)
+    assert view.remaining_work == pytest.approx((1000 - 200) * 256)
+
+
+def test_a_fixed_batch_job_can_be_sized_to_a_node_count_its_global_batch_does_not_divide() -> None:
+    """The runtime keeps the batch per process, so on 3 nodes a job at 2 x 32 runs 3 x 32."""
+    view = elastic_job(job(), steps(1, 0.2), now=400.0, queue_wait_s=0.0)
+    assert view is not None
+    gains = speedup(view.model.params, view.model.noise, [1, 2, 3], [1, 2, 3], view.model.limits)
+    assert gains[2] > gains[1] > 0.0
