@@ -223,6 +223,9 @@ def markdown(fixed: dict[str, Any], elastic: dict[str, Any], every: float) -> st
         + ", "
         + ratio_text("average JCT", elastic["avg_jct_s"], fixed["avg_jct_s"])
         + ".",
+        *(["", "No job was resized: every rebalance pass kept the sizes (each resize was predicted to cost more "
+                 "than it saves), so the two modes ran the same schedule and the difference is run-to-run noise."]
+          if not elastic["resizes"] else []),
         "",
         "Per job, seconds since the mode's first submission (nodes: at the start, then each resize's new size @ its start).",
         "",
