@@ -6,6 +6,8 @@ goodput model, size range, current size, age, remaining work and :class:`Restart
 an :class:`Allocation`: per job a target size, its node placement, predicted gain and cost, and a
 reason. The objective is Pollux's generalised mean of speedups over the fair share, with restarts
 priced over each job's remaining run (``docs/allocator.md``). No files, commands or clocks.
+:func:`estimate_remaining_work` turns what a job reports (work done, the total it declared) into
+the ``remaining_work`` the allocator takes.
 """
 
 from .allocate import allocate
@@ -13,10 +15,12 @@ from .cluster import Cluster, Limits
 from .decisions import Allocation, Decision
 from .jobs import ElasticJob, GoodputModel, RestartCost
 from .policy import HPCSCHED, POLLUX, AllocatorPolicy, RestartPricing
+from .remaining import UNDECLARED_PRIOR_S, estimate_remaining_work, undeclared_prior
 
 __all__ = [
     "HPCSCHED",
     "POLLUX",
+    "UNDECLARED_PRIOR_S",
     "Allocation",
     "AllocatorPolicy",
     "Cluster",
@@ -27,4 +31,6 @@ __all__ = [
     "RestartCost",
     "RestartPricing",
     "allocate",
+    "estimate_remaining_work",
+    "undeclared_prior",
 ]

@@ -65,14 +65,15 @@ def _grid_goodputs(model: GoodputModel, gpus_per_node: int, top: int, whole_node
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def _goodput_at(model: GoodputModel, gpus_per_node: int, gpus: int) -> float:
+def goodput_at(model: GoodputModel, gpus_per_node: int, gpus: int) -> float:
+    """The model's best goodput on ``gpus`` GPUs packed on nodes of ``gpus_per_node``."""
     return float(max_goodput(model.params, model.noise, -(-gpus // gpus_per_node), gpus, model.limits))
 
 
 def clear_caches() -> None:
     """Forget memoised goodputs (benchmarks measure cold rounds)."""
     _grid_goodputs.cache_clear()
-    _goodput_at.cache_clear()
+    goodput_at.cache_clear()
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def job_table(job: ElasticJob, cluster: Cluster, limits: Limits) -> JobTable:
         if off_grid and (not job.whole_nodes or extra % per_node == 0):
             at = int(np.searchsorted(sizes, extra))
             sizes = np.insert(sizes, at, extra)
-            goodput = np.insert(goodput, at, _goodput_at(job.model, per_node, extra))
+            goodput = np.insert(goodput, at, goodput_at(job.model, per_node, extra))
     positive = goodput > 0.0
     sizes = sizes[positive]
     return JobTable(sizes, -(-sizes // per_node), goodput[positive])

@@ -35,8 +35,12 @@ class Decision:
         """JSON-friendly form (infinite gains become strings)."""
         gain: object = self.gain_s if math.isfinite(self.gain_s) else str(self.gain_s)
         return {
-            "key": self.key, "current_gpus": self.current_gpus, "target_gpus": self.target_gpus,
-            "placement": [list(p) for p in self.placement], "gain_s": gain, "cost_s": self.cost_s,
+            "key": self.key,
+            "current_gpus": self.current_gpus,
+            "target_gpus": self.target_gpus,
+            "placement": [list(p) for p in self.placement],
+            "gain_s": gain,
+            "cost_s": self.cost_s,
             "reason": self.reason,
         }
 

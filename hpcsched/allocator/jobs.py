@@ -66,8 +66,9 @@ class ElasticJob:
     """One job the allocator may size.
 
     ``remaining_work`` is in the goodput's unit (samples at the job's initial batch size ``M0``),
-    so that ``remaining_work / goodput`` is the predicted remaining run time; ``math.inf`` when
-    unknown (then restarts are priced as free of consequence for the job itself, as in Pollux).
+    so that ``remaining_work / goodput`` is the predicted remaining run time: an estimate from
+    what the job reports (:func:`~.remaining.estimate_remaining_work`); ``math.inf`` when unknown
+    (then restarts are priced as free of consequence for the job itself, as in Pollux).
     Sizes are GPUs; ``whole_nodes`` jobs only take multiples of ``gpus_per_node`` (the real
     cluster, where a Slurm job owns its nodes). ``time_in_state_s`` is how long the job has been
     waiting (``current_gpus == 0``) or running at any size (otherwise): waiting time drives the

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .candidates import FloatArray, JobTable
+from .candidates import FloatArray, IntArray, JobTable
 from .jobs import ElasticJob
 from .policy import AllocatorPolicy, RestartPricing
 
@@ -31,7 +31,7 @@ def phi(x: FloatArray | float, p: float) -> FloatArray:
     return np.asarray((shifted**p - 1.0) / p, np.float64)
 
 
-def restart_factor(job: ElasticJob, table: JobTable, policy: AllocatorPolicy) -> FloatArray:
+def restart_factor(job: ElasticJob, table: JobTable, policy: AllocatorPolicy, fair_gpus: int) -> FloatArray:
     """Multiplier of each candidate's speedup for the restart it implies (1 at the current size)."""
     sizes = table.sizes
     if policy.pricing is RestartPricing.NONE:
@@ -41,13 +41,29 @@ def restart_factor(job: ElasticJob, table: JobTable, policy: AllocatorPolicy) ->
         kept = max(job.age_s - job.restarts * delay, 0.0) / (job.age_s + delay) if job.age_s + delay > 0 else 1.0
         factor = np.full(len(sizes), kept if job.current_gpus else 1.0)
     else:
-        settle = 1.0 + policy.settle_s / max(job.time_at_size_s, 1.0) if job.current_gpus and job.restarts else 1.0
-        pause = np.array([job.restart.seconds(job.current_gpus, int(s)) for s in sizes]) * (1.0 + policy.hysteresis) * settle
-        remaining = np.minimum(table.remaining_time(job.remaining_work), policy.horizon_s)
+        payoff = np.minimum(table.remaining_time(job.remaining_work), policy.horizon_s)
+        restart = np.array([job.restart.seconds(job.current_gpus, int(s)) for s in sizes])
+        pause = restart * (1.0 + policy.hysteresis) * settle_factor(job, sizes, payoff, policy, fair_gpus)
         with np.errstate(invalid="ignore"):
-            factor = np.where(np.isinf(remaining), 1.0, remaining / (remaining + pause))
+            factor = np.where(np.isinf(payoff), 1.0, payoff / (payoff + pause))
         factor = np.where(pause == 0.0, 1.0, factor)
     return np.where(sizes == job.current_gpus, 1.0, factor)
+
+
+def settle_factor(job: ElasticJob, sizes: IntArray, payoff: FloatArray, policy: AllocatorPolicy, fair_gpus: int) -> FloatArray:
+    """``1 + window / time_at_size`` per candidate for a job resized before (1 for others): the
+    resizes that may still follow within ``window`` at the job's present pace, each costing a
+    restart. The window is ``settle_s``; for a grow of a job below its fair share toward it
+    (``fair_recovery``) it is only the new size's payoff window (``min(T_new, horizon_s)``): that
+    grow restores a shortfall rather than chasing arrivals and departures, and a job with ten
+    minutes left cannot flip-flop for half an hour."""
+    if not (job.current_gpus and job.restarts):
+        return np.ones(len(sizes))
+    window = np.full(len(sizes), policy.settle_s)
+    if policy.fair_recovery:
+        toward = (sizes > job.current_gpus) & (sizes <= fair_gpus)
+        window = np.where(toward, np.minimum(window, payoff), window)
+    return np.asarray(1.0 + window / max(job.time_at_size_s, 1.0), np.float64)
 
 
 def fair_goodput(table: JobTable, fair_gpus: int) -> float:
@@ -58,7 +74,7 @@ def fair_goodput(table: JobTable, fair_gpus: int) -> float:
 
 def job_values(job: ElasticJob, table: JobTable, policy: AllocatorPolicy, fair_gpus: int) -> FloatArray:
     """``phi_p`` of each candidate's priced speedup over the fair share."""
-    x = table.goodput / fair_goodput(table, fair_gpus) * restart_factor(job, table, policy)
+    x = table.goodput / fair_goodput(table, fair_gpus) * restart_factor(job, table, policy, fair_gpus)
     return phi(x, policy.fairness_p)
 
 

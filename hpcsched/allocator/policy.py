@@ -39,12 +39,16 @@ class AllocatorPolicy:
     * ``settle_s``: the restart cost of a job that has been resized before is multiplied by
       ``1 + settle_s / time_at_size``, so a job resized a moment ago needs a much larger gain to
       be resized again (a job's first resize after its start pays the plain cost).
+    * ``fair_recovery``: a job below its fair share that grows toward it is damped only over its
+      own payoff window, ``1 + min(settle_s, T_new, horizon_s) / time_at_size``: without it a short
+      job resized once early (while its best size was small) stayed far below its share to the end.
     * ``horizon_s``: a new size is assumed to pay off for at most this long, because the next
       arrival or departure will move the optimum again; pricing a resize against the whole
       remaining run makes restarts of long jobs look free, and they then absorb every change.
     * ``srpt_weight``: each job's term is weighted by ``(median T / T_j) ** srpt_weight`` (clipped
       to [1/4, 4]), ``T_j`` its remaining time at its fair share: shortest-remaining-first, which
-      lowers the average completion time; Pollux does not know remaining work, hpcsched does.
+      lowers the average completion time; Pollux does not use remaining work, hpcsched estimates it
+      (:mod:`.remaining`).
     * ``starvation_s``: a job waiting this long for its minimum is admitted ahead of running
       jobs, and may preempt one that has run at least as long (:mod:`.admission`).
     * ``short_s``: a waiting job predicted to finish within this time at its minimum is admitted
@@ -68,6 +72,7 @@ class AllocatorPolicy:
     round_s: float = 60.0
     pollux_delay_s: float = 30.0
     price_waiting: bool = False
+    fair_recovery: bool = True
 
     def __post_init__(self) -> None:
         nonnegative = (self.hysteresis, self.settle_s, self.srpt_weight, self.short_s, self.round_s, self.pollux_delay_s)

@@ -11,11 +11,10 @@ scale) and the batch is held at the current one, so goodput is throughput at tha
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from hpcsched.allocator import Cluster, ElasticJob, GoodputModel, RestartCost
+from hpcsched.allocator import Cluster, ElasticJob, GoodputModel, RestartCost, estimate_remaining_work, undeclared_prior
 from hpcsched.jobs.measured import Measurements, measure
 from hpcsched.jobs.model import Job
 from hpcsched.models.efficiency import GradientNoise, statistical_efficiency
@@ -58,14 +57,17 @@ def goodput_model(measured: Measurements, max_nodes: int) -> GoodputModel | None
     return GoodputModel(params, measured.noise or FLAT_NOISE, limits)
 
 
-def remaining_work(model: GoodputModel, batch: int, progress: Mapping[str, Any]) -> float:
-    """Samples left, in samples at ``M0`` (goodput's unit): the steps left at the current batch,
-    each sample worth its statistical efficiency; infinite when the total is unknown."""
+def remaining_work(model: GoodputModel, batch: int, progress: Mapping[str, Any], min_nodes: int) -> float:
+    """Samples left, in samples at ``M0`` (goodput's unit), by the allocator's one estimate
+    (:func:`hpcsched.allocator.estimate_remaining_work`): the steps the script declared still to
+    run at the current batch, each sample worth its statistical efficiency; when it declared
+    nothing, as much again as it has done (at least half an hour on its minimum size)."""
     total, step = progress.get("total_steps"), int(progress.get("step") or 0)
+    done = float(progress.get("samples") or step * batch)
     if not total:
-        return math.inf
+        return estimate_remaining_work(done, None, prior=undeclared_prior(model, min_nodes, 1))
     efficiency = float(statistical_efficiency(model.noise, batch, model.limits.min_global_bsz))
-    return float(max(0, int(total) - step) * batch) * efficiency
+    return estimate_remaining_work(done, done + max(0, int(total) - step) * batch) * efficiency
 
 
 def elastic_job(job: Job, records: Sequence[Mapping[str, Any]], now: float, queue_wait_s: float) -> ElasticJob | None:
@@ -84,7 +86,7 @@ def elastic_job(job: Job, records: Sequence[Mapping[str, Any]], now: float, queu
         min_gpus=allowed.min,
         max_gpus=allowed.max,
         current_gpus=cur.nodes,
-        remaining_work=remaining_work(model, measured.current.global_bsz, job.progress or {}),
+        remaining_work=remaining_work(model, measured.current.global_bsz, job.progress or {}, allowed.min),
         age_s=max(0.0, now - job.created),
         time_in_state_s=max(0.0, now - started),
         time_at_size_s=max(0.0, at_size),

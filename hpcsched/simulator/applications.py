@@ -12,6 +12,10 @@ Where the numbers come from (``traces/<name>/`` in the Pollux data, see its READ
   any batch size recorded for it, and a job is done at the end of its target epoch (bert 2,
   cifar10 100, ncf 10, imagenet 90, deepspeech2 80, yolov3 50). Work is counted in samples at
   ``M0``: ``progress * M0``, the unit of :func:`hpcsched.models.max_goodput`.
+* declared work: the total a job's script declares with ``trainer.epochs(target)``, the target
+  epochs at the ``M0`` curve's progress per epoch (its progress at the target epoch, times
+  ``M0``). The job stops at the target (the end of the target epoch as above), which the minimum
+  over batch sizes puts at or slightly below the declared total.
 * gradient statistics: ``grad_sqr`` and ``grad_var`` (the variance at ``M0``) per epoch and
   recorded batch size, interpolated linearly in the batch size like Pollux does (and clamped to
   the recorded range).
@@ -58,6 +62,7 @@ class Application:
     grad_sqr: FloatArray  # [batch size, epoch]
     grad_var: FloatArray  # [batch size, epoch], variance of the mean gradient at M0
     max_gpus: int = 1 << 30
+    declared_work: float | None = None  # the total a job's script declares; None: it declares none
     extra: Mapping[str, float] = field(default_factory=dict)
 
     @property
@@ -108,6 +113,7 @@ def load_application(directory: Path, epochs: int | None = None) -> Application:
         raise ValueError(f"{directory}: fewer than {epochs} epochs recorded")
     base = sizes[0]
     ends = np.array([min(float(curves[b][e]["progress"]) for b in sizes) for e in range(epochs)]) * base
+    declared = float(curves[base][epochs - 1]["progress"]) * base
 
     def table(column: str) -> FloatArray:
         return np.array([[max(float(curves[b][e][column]), 0.0) for e in range(epochs)] for b in sizes])
@@ -123,6 +129,7 @@ def load_application(directory: Path, epochs: int | None = None) -> Application:
         grad_sqr=table("grad_sqr"),
         grad_var=table("grad_var"),
         max_gpus=MAX_GPUS.get(name, 1 << 30),
+        declared_work=declared,
     )
 
 

@@ -31,13 +31,25 @@ def _jobs(workload: Sequence[JobSpec], applications: Mapping[str, Application], 
         if spec.application not in applications:
             raise ValueError(f"job {spec.name}: unknown application {spec.application!r}")
         app = applications[spec.application]
-        total = app.total_work if spec.duration_s is None else fixed_duration_work(app, spec, gpus_per_node)
-        jobs.append(SimJob(spec=spec, app=app, total_work=total, gpus_per_node=gpus_per_node, state_since=spec.submit_time))
+        traced = spec.duration_s is not None  # a Philly job: its work comes from a run time nobody declared
+        total = fixed_duration_work(app, spec, gpus_per_node) if traced else app.total_work
+        declared = None if traced else app.declared_work
+        jobs.append(
+            SimJob(
+                spec=spec,
+                app=app,
+                total_work=total,
+                gpus_per_node=gpus_per_node,
+                declared_work=declared,
+                state_since=spec.submit_time,
+            )
+        )
     return jobs
 
 
-def _reallocate(job: SimJob, target: int, now: float, policy: Policy, restart: RestartModel,
-                rng: np.random.Generator, load: float) -> None:
+def _reallocate(
+    job: SimJob, target: int, now: float, policy: Policy, restart: RestartModel, rng: np.random.Generator, load: float
+) -> None:
     """Give ``job`` its new size: draw its pause, count a restart if it had run before, and pick
     its batch configuration for the new size."""
     if target == job.gpus:

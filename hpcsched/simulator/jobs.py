@@ -82,6 +82,7 @@ class SimJob:
     app: Application
     total_work: float
     gpus_per_node: int
+    declared_work: float | None = None  # what the job's script declares (the policies' view), not the truth
     work_done: float = 0.0
     epoch: int = 0
     gpus: int = 0
@@ -108,10 +109,6 @@ class SimJob:
     @property
     def nodes(self) -> int:
         return -(-self.gpus // self.gpus_per_node)
-
-    @property
-    def remaining_work(self) -> float:
-        return max(self.total_work - self.work_done, 0.0)
 
     @property
     def done(self) -> bool:

@@ -30,6 +30,9 @@ from .work import time_alone
 
 @dataclass(frozen=True)
 class JobOutcome:
+    """One finished job. ``first_start``: the decision that first gave it GPUs; ``alone_s``: the
+    finish-time fairness reference ``T_alone`` (its first pause included), so ``ftf = jct / alone_s``."""
+
     name: str
     application: str
     submit_time: float
@@ -38,6 +41,8 @@ class JobOutcome:
     allocated_gpu_s: float
     restart_gpu_s: float
     ftf: float
+    first_start: float
+    alone_s: float
 
     @property
     def jct(self) -> float:
@@ -102,6 +107,7 @@ def summarise(
         present = job.contention / job.present_s if job.present_s else 1.0
         share = total / max(present, 1.0)
         jct = job.completion - job.spec.submit_time
+        alone = job.first_pause + time_alone(job, share, max_gpus)
         return JobOutcome(
             name=job.name,
             application=job.app.name,
@@ -110,8 +116,9 @@ def summarise(
             restarts=job.restarts,
             allocated_gpu_s=job.allocated_gpu_s,
             restart_gpu_s=job.restart_gpu_s,
-            ftf=jct / (job.first_pause + time_alone(job, share, max_gpus)),
+            ftf=jct / alone,
+            first_start=job.history[0][0] if job.history else job.spec.submit_time,
+            alone_s=alone,
         )
 
     return SimulationResult(policy, restart_cost, total, tuple(outcome(j) for j in jobs), tuple(usage))
-

@@ -151,8 +151,13 @@ def philly_workload(
     picks = rng.choice(len(applications), size=len(window))
     return [
         JobSpec(
-            name=f"philly-{i}", submit_time=stamp - origin, application=applications[int(pick)],
-            num_replicas=min(gpus, max_gpus), batch_size=0, realistic=(min(gpus, max_gpus), 0), duration_s=duration,
+            name=f"philly-{i}",
+            submit_time=stamp - origin,
+            application=applications[int(pick)],
+            num_replicas=min(gpus, max_gpus),
+            batch_size=0,
+            realistic=(min(gpus, max_gpus), 0),
+            duration_s=duration,
         )
         for i, ((stamp, duration, gpus), pick) in enumerate(zip(window, picks, strict=True))
     ]

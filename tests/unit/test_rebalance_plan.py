@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from hpcsched.allocator import undeclared_prior
 from hpcsched.daemon.rebalance_plan import FLAT_NOISE, cluster_view, elastic_job, observations, queue_wait_estimate
 from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
 from hpcsched.models import BatchLimits, GradientNoise, speedup
@@ -66,9 +67,12 @@ def test_elastic_view_carries_range_size_and_remaining_samples() -> None:
     assert view.time_at_size_s == 300.0
 
 
-def test_unknown_total_means_unknown_remaining_work_and_no_steps_means_no_view() -> None:
+def test_undeclared_total_is_estimated_from_work_done_and_no_steps_means_no_view() -> None:
+    """Least attained service: as much again as done, at least half an hour on the minimum size."""
     view = elastic_job(job(total=None), steps(1, 0.2), now=400.0, queue_wait_s=0.0)
-    assert view is not None and math.isinf(view.remaining_work)
+    assert view is not None
+    half_hour = undeclared_prior(view.model, view.min_gpus, 1)
+    assert math.isfinite(view.remaining_work) and view.remaining_work == pytest.approx(max(half_hour, 200 * 64))
     assert elastic_job(job(), [], now=400.0, queue_wait_s=0.0) is None
 
 

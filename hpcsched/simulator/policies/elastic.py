@@ -8,23 +8,38 @@ daemon runs) and both re-tuning each job's batch with :func:`hpcsched.models.bes
 
 Like Pollux, a job may grow to at most twice the largest size it has run at (``explore``): its
 throughput model has only seen that much. Both are told the fitted models (docs/simulator.md).
+
+Remaining work is what the daemon could know: :func:`hpcsched.allocator.estimate_remaining_work`
+from the progress the job has made and the total its script declares (``declared=False``: as if
+no script declared one), never the simulation's true total.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from hpcsched.allocator import HPCSCHED, POLLUX, AllocatorPolicy, Cluster, ElasticJob, GoodputModel, allocate
+from hpcsched.allocator import (
+    HPCSCHED,
+    POLLUX,
+    AllocatorPolicy,
+    Cluster,
+    ElasticJob,
+    GoodputModel,
+    allocate,
+    estimate_remaining_work,
+    undeclared_prior,
+)
 
 from ..jobs import Config, SimJob, adaptive_config
 from ..restarts import RestartModel
 
 
 class ElasticPolicy:
-    def __init__(self, name: str, allocator: AllocatorPolicy, explore: bool = False) -> None:
+    def __init__(self, name: str, allocator: AllocatorPolicy, explore: bool = False, declared: bool = True) -> None:
         self.name = name
         self.allocator = allocator
         self.explore = explore
+        self.declared = declared
         self._capacity = 1 << 30
 
     def config(self, job: SimJob, gpus: int) -> Config:
@@ -37,14 +52,21 @@ class ElasticPolicy:
         cap = self.max_gpus(job)
         return min(cap, max(1, 2 * job.largest)) if self.explore else cap
 
+    def _remaining_work(self, job: SimJob, model: GoodputModel) -> float:
+        """The estimate from the progress the job reports and the total it declared, if any."""
+        planned = job.declared_work if self.declared else None
+        prior = undeclared_prior(model, 1, job.gpus_per_node) if planned is None else 0.0
+        return estimate_remaining_work(job.work_done, planned, prior=prior)
+
     def _elastic(self, job: SimJob, now: float, restart: RestartModel, load: float) -> ElasticJob:
+        model = GoodputModel(job.app.params, job.measured_noise(), job.app.limits)
         return ElasticJob(
             key=job.name,
-            model=GoodputModel(job.app.params, job.measured_noise(), job.app.limits),
+            model=model,
             min_gpus=1,
             max_gpus=self._limit(job),
             current_gpus=job.gpus,
-            remaining_work=job.remaining_work,
+            remaining_work=self._remaining_work(job, model),
             age_s=now - job.spec.submit_time,
             time_in_state_s=now - job.state_since,
             time_at_size_s=now - job.size_since,

@@ -1,0 +1,84 @@
+"""Fairness rules: a job below its fair share may catch up though resized recently, and a job
+that must make room for a newcomer is the one with the most work left."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hpcsched.allocator import HPCSCHED, Cluster, ElasticJob, GoodputModel, RestartCost, allocate
+from hpcsched.allocator.candidates import goodput_at
+from hpcsched.models import BatchLimits, GradientNoise, ThroughputParams
+
+SCALES = GoodputModel(
+    ThroughputParams(0.05, 0.002, 0.08, 0.002, 0.02, 0.001, 1.5), GradientNoise(1.0, 4000.0), BatchLimits(64, 4096, 256, 3)
+)
+
+
+def running(key: str, gpus: int, work: float, at_size_s: float, restarts: int, max_gpus: int = 16) -> ElasticJob:
+    return ElasticJob(
+        key=key,
+        model=SCALES,
+        min_gpus=1,
+        max_gpus=max_gpus,
+        current_gpus=gpus,
+        remaining_work=work,
+        age_s=max(at_size_s, 400.0),
+        time_in_state_s=max(at_size_s, 400.0),
+        time_at_size_s=at_size_s,
+        restarts=restarts,
+        restart=RestartCost.fixed(30.0),
+    )
+
+
+def test_a_job_held_below_its_fair_share_grows_toward_it_though_resized_recently() -> None:
+    """16 GPUs, two jobs, fair share 8. The short job was resized to 2 GPUs three minutes ago and
+    has about four minutes left there; the long one has run at 4 GPUs for hours. Settle's full
+    half-hour window would keep the short job at 2 while the long job takes the free GPUs (the short
+    job's finish-time fairness drifting past 2, as cifar10 jobs' did); over its own payoff window the
+    grow pays."""
+    jobs = [running("short", 2, 2e5, at_size_s=180.0, restarts=1), running("long", 4, 1e9, at_size_s=1e4, restarts=0)]
+    allocation = allocate(Cluster(4, 4), jobs)
+    assert 2 < allocation["short"].target_gpus <= 8
+    assert allocation["short"].reason.startswith("grows 2->")
+    before = allocate(Cluster(4, 4), jobs, dataclasses.replace(HPCSCHED, fair_recovery=False))
+    assert before["short"].target_gpus == 2 and before["long"].target_gpus > 4
+
+
+def test_beyond_its_fair_share_a_recently_resized_job_is_still_damped() -> None:
+    """The same job at its fair share of 8 GPUs: growing into the free GPUs would pay if it had
+    kept its size for hours, but three minutes after a resize settle holds it (flip-flops)."""
+    other = running("other", 4, 1e9, at_size_s=1e4, restarts=0, max_gpus=4)
+    recent = allocate(Cluster(4, 4), [running("job", 8, 8e5, at_size_s=180.0, restarts=1), other])
+    settled = allocate(Cluster(4, 4), [running("job", 8, 8e5, at_size_s=1e4, restarts=1), other])
+    assert recent["job"].target_gpus == 8 and recent["job"].reason.startswith("keeps 8 GPUs")
+    assert settled["job"].target_gpus > 8
+
+
+def one_gpu_job(key: str, current: int, seconds_left: float, in_state_s: float) -> ElasticJob:
+    work = seconds_left * goodput_at(SCALES, 2, 1)
+    return ElasticJob(
+        key=key,
+        model=SCALES,
+        min_gpus=1,
+        max_gpus=1,
+        current_gpus=current,
+        remaining_work=work,
+        age_s=in_state_s,
+        time_in_state_s=in_state_s,
+        time_at_size_s=in_state_s,
+        restart=RestartCost.fixed(30.0),
+    )
+
+
+def test_a_newcomer_preempts_the_job_with_the_most_work_left_not_the_one_that_ran_longest() -> None:
+    """Two GPUs held by one-GPU jobs that have both run over an hour: one two minutes from its end
+    (it has run longest), one with ten hours to go. A one-minute job arrives and preempts the
+    long one; stopping the other would restart it for its last two minutes."""
+    jobs = [
+        one_gpu_job("near-end", 1, 120.0, 7200.0),
+        one_gpu_job("long", 1, 36000.0, 4000.0),
+        one_gpu_job("newcomer", 0, 60.0, 30.0),
+    ]
+    allocation = allocate(Cluster(1, 2), jobs)
+    assert allocation.targets() == {"near-end": 1, "long": 0, "newcomer": 1}
+    assert allocation["long"].reason.startswith("stops")
