@@ -254,11 +254,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=float, default=15.0, help="seconds between rebalance passes (default 15)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds each mode may take (default 1800)")
+    parser.add_argument("--scale", type=int, default=1,
+                        help="multiply every job's epochs (longer jobs give resizes time to pay); results go to "
+                             "cluster_mixed_xSCALE.* when above 1")  # fmt: skip
     args = parser.parse_args()
+    global JOBS
+    JOBS = [job._replace(epochs=job.epochs * args.scale) for job in JOBS]
     fixed = run_mode("fixed", elastic=False, every=args.every, timeout=args.timeout)
     elastic = run_mode("elastic", elastic=True, every=args.every, timeout=args.timeout)
     data = {"fixed": fixed, "elastic": elastic, "every_s": args.every, "jobs": [s._asdict() for s in JOBS]}
-    write_results("cluster_mixed", data, markdown(fixed, elastic, args.every))
+    name = "cluster_mixed" if args.scale == 1 else f"cluster_mixed_x{args.scale}"
+    write_results(name, data, markdown(fixed, elastic, args.every))
 
 
 if __name__ == "__main__":
