@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,3 +16,11 @@ def restore_signals() -> Iterator[None]:
     yield
     for signum, handler in before.items():
         signal.signal(signum, handler)
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Path:
+    """An empty job directory (HPCSCHED_JOB_DIR) for a trainer."""
+    path = tmp_path / "job"
+    path.mkdir()
+    return path

@@ -63,12 +63,6 @@ def weights(trainer: ElasticTrainer) -> list[torch.Tensor]:
 
 
 @pytest.fixture
-def job(tmp_path: Path) -> Path:
-    (tmp_path / "job").mkdir()
-    return tmp_path / "job"
-
-
-@pytest.fixture
 def reference(tmp_path: Path) -> list[torch.Tensor]:
     """Weights after 3 epochs at a fixed batch of 8, one optimizer step per batch."""
     (tmp_path / "fixed").mkdir()

@@ -76,13 +76,6 @@ def weights(trainer: ElasticTrainer) -> list[torch.Tensor]:
     return [p.detach().clone() for p in trainer.module.parameters()]
 
 
-@pytest.fixture
-def job(tmp_path: Path) -> Path:
-    path = tmp_path / "job"
-    path.mkdir()
-    return path
-
-
 def env_for(job: Path, attempt: int) -> dict[str, str]:
     return {"HPCSCHED_JOB_DIR": str(job), "HPCSCHED_ATTEMPT": str(attempt), "HPCSCHED_JOB_ID": "7"}
 
