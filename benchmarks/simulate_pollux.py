@@ -51,13 +51,16 @@ UNDECLARED = "hpcsched-undeclared"
 Run = tuple[str, int, str, str]
 
 
-def _hpcsched(name: str, explore: bool = False, declared: bool = True, **knobs: Any) -> Callable[[], Policy]:
-    return lambda: ElasticPolicy(name, dataclasses.replace(HPCSCHED, **knobs), explore, declared)
+def _hpcsched(
+    name: str, explore: bool = False, declared: bool = True, on_arrival: bool = True, **knobs: Any
+) -> Callable[[], Policy]:
+    return lambda: ElasticPolicy(name, dataclasses.replace(HPCSCHED, **knobs), explore, declared, on_arrival)
 
 
 # Policies beyond POLICY_NAMES, by name: the undeclared row of the main table and the ablation.
 VARIANTS: dict[str, Callable[[], Policy]] = {
     UNDECLARED: _hpcsched(UNDECLARED, declared=False),
+    "rounds-only": _hpcsched("rounds-only", on_arrival=False),
     "no-fair-recovery": _hpcsched("no-fair-recovery", fair_recovery=False),
     "settle-0": _hpcsched("settle-0", settle_s=0.0),
     "horizon-inf": _hpcsched("horizon-inf", horizon_s=math.inf),
@@ -71,6 +74,7 @@ VARIANTS: dict[str, Callable[[], Policy]] = {
 ABLATION = (
     ("hpcsched defaults", "hpcsched"),
     ("remaining work not declared (least attained service)", UNDECLARED),
+    ("jobs start only at a round, not when they arrive (as Pollux)", "rounds-only"),
     ("`fair_recovery = False` (full settle window for grows toward the fair share)", "no-fair-recovery"),
     ("`settle_s = 0`", "settle-0"),
     ("`horizon_s = inf` (whole remaining run)", "horizon-inf"),

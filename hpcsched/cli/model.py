@@ -26,6 +26,7 @@ PARAMETERS = (
     ("alpha_n", "ms", "all-reduce across nodes, fixed part"),
     ("beta_n", "ms/replica", "all-reduce across nodes, per replica beyond two"),
     ("gamma", "", "overlap of compute and all-reduce (1: none; large: full)"),
+    ("kappa", "", "bend of compute in the batch (1: straight line; large: flat, then linear)"),
 )
 EXAMPLES = """\b
 Examples:

@@ -39,6 +39,7 @@ PARAM_UNITS = {
     "alpha_n": "s",
     "beta_n": "s/replica",
     "gamma": "",
+    "kappa": "",
 }
 
 

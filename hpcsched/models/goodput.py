@@ -10,7 +10,8 @@ progress each sample buys; goodput, in samples-at-``M0`` per second, weighs both
 
 Search. For fixed ``accum_steps`` goodput is quasi-concave in ``local_bsz``: the numerator
 ``M * efficiency(M)`` is concave and non-decreasing in it, and the step time is convex and
-positive (an affine compute time inside a ``gamma``-norm with ``gamma >= 1``), so every
+positive (a ``kappa``-norm of the fixed and per-sample compute, itself inside a ``gamma``-norm
+with the all-reduce, both exponents >= 1: norms of affine functions are convex), so every
 super-level set ``{numerator - t * step_time >= 0}`` is an interval. Its maximum over the
 integers is therefore where the sequence stops rising, found by bisection on the sign of
 ``goodput(l + 1) - goodput(l)`` in about ``log2(max_local_bsz)`` rounds. This runs for every
@@ -26,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .efficiency import GradientNoise, statistical_efficiency
-from .throughput import FloatArray, ThroughputParams, network_time, overlap, predict_throughput
+from .throughput import FloatArray, ThroughputParams, compute_time, network_time, overlap, predict_throughput
 
 IntArray = npt.NDArray[np.int64]
 
@@ -87,7 +88,7 @@ def _grid(params: ThroughputParams, num_nodes: IntArray, num_replicas: IntArray,
 
 
 def _goodput(params: ThroughputParams, noise: GradientNoise, base_bsz: int, grid: _Grid, local: FloatArray) -> FloatArray:
-    compute = params.alpha_c + params.beta_c * local
+    compute = compute_time(params, local)
     step_time = grid.accum * compute + overlap(compute, grid.network, params.gamma)
     batch = grid.replicas * local * (grid.accum + 1.0)
     return np.asarray(batch / step_time * statistical_efficiency(noise, batch, base_bsz))

@@ -3,7 +3,13 @@
 One optimizer step on ``num_replicas`` GPUs spread over ``num_nodes`` nodes, with ``local_bsz``
 samples per GPU per micro-step and ``accum_steps`` extra micro-steps of gradient accumulation:
 
-* compute of one micro-step, linear in the local batch: ``c = alpha_c + beta_c * local_bsz``;
+* compute of one micro-step, a fixed part and a part linear in the local batch, combined through
+  a second exponent ``kappa >= 1``: ``c = (alpha_c**kappa + (beta_c * local_bsz)**kappa) ** (1 /
+  kappa)``. At ``kappa = 1`` (Pollux's form) that is ``alpha_c + beta_c * local_bsz``; a larger
+  ``kappa`` bends it into a hinge: flat at ``alpha_c`` while the accelerator waits for the host to
+  launch its kernels (small batches), then ``beta_c`` per sample once the device is the
+  bottleneck. Real GPUs and CPUs show that shape (docs/models.md, benchmarks/gpu_calibration.py);
+  it stays convex in the local batch, which the goodput search relies on;
 * all-reduce of the gradients, zero on one GPU, otherwise a ring all-reduce whose cost grows with
   the number of replicas, with separate constants inside one node (``alpha_r, beta_r``) and across
   nodes (``alpha_n, beta_n``): ``n = alpha + beta * (num_replicas - 2)``;
@@ -37,7 +43,7 @@ FloatArray = npt.NDArray[np.float64]
 class ThroughputParams:
     """Fitted constants of the step-time model, in seconds (``beta_c`` in seconds per sample).
 
-    All are non-negative and ``gamma >= 1``; compute time at one sample, ``alpha_c + beta_c``, must
+    All are non-negative, ``gamma >= 1`` and ``kappa >= 1``; compute time at one sample, ``alpha_c + beta_c``, must
     be positive so that no prediction is zero. Constructing an invalid value raises ``ValueError``.
     """
 
@@ -48,6 +54,7 @@ class ThroughputParams:
     alpha_r: float
     beta_r: float
     gamma: float
+    kappa: float = 1.0
 
     def __post_init__(self) -> None:
         values = (self.alpha_c, self.beta_c, self.alpha_n, self.beta_n, self.alpha_r, self.beta_r)
@@ -55,6 +62,8 @@ class ThroughputParams:
             raise ValueError(f"throughput parameters must be finite and >= 0: {self}")
         if not (math.isfinite(self.gamma) and self.gamma >= 1.0):
             raise ValueError(f"gamma must be finite and >= 1: {self.gamma}")
+        if not (math.isfinite(self.kappa) and self.kappa >= 1.0):
+            raise ValueError(f"kappa must be finite and >= 1: {self.kappa}")
         if self.alpha_c + self.beta_c <= 0.0:
             raise ValueError("compute time per micro-step must be positive")
 
@@ -93,7 +102,10 @@ class Observation:
 
 def compute_time(params: ThroughputParams, local_bsz: npt.ArrayLike) -> FloatArray:
     """Time of one forward/backward micro-step on one GPU, without communication."""
-    return params.alpha_c + params.beta_c * np.asarray(local_bsz, dtype=np.float64)
+    per_sample = params.beta_c * np.asarray(local_bsz, dtype=np.float64)
+    if params.kappa == 1.0:  # the common case, and the allocator's inner loop: skip the powers
+        return np.asarray(params.alpha_c + per_sample, np.float64)
+    return overlap(np.full_like(per_sample, params.alpha_c), per_sample, params.kappa)
 
 
 def network_time(params: ThroughputParams, num_nodes: npt.ArrayLike, num_replicas: npt.ArrayLike) -> FloatArray:
@@ -113,7 +125,7 @@ def network_time(params: ThroughputParams, num_nodes: npt.ArrayLike, num_replica
 
 def overlap(compute: FloatArray, network: FloatArray, gamma: float) -> FloatArray:
     """``(compute**gamma + network**gamma) ** (1/gamma)``, scaled by the larger term so large
-    ``gamma`` cannot overflow or underflow. ``compute`` must be positive."""
+    ``gamma`` cannot overflow or underflow. Both are >= 0 and one of them positive everywhere."""
     larger = np.maximum(compute, network)
     ratio_c = compute / larger
     ratio_n = network / larger

@@ -11,11 +11,11 @@ magnitude across allocations: a 5% miss on a 10 ms step counts as much as on a 1
 what the allocator's speedup ratios need. Everything is first expressed in relative units (times
 in ``tau``, the median measured micro-step time, batch in the median local batch) so the same
 prior and tolerances fit a 7 ms recommender step and a 1 s BERT step. L-BFGS-B with bounds keeps
-the constants non-negative and ``gamma`` in [1, 10]; the inter-node constants are parametrised as
+the constants non-negative and both exponents, ``gamma`` and ``kappa``, in [1, 10]; the inter-node constants are parametrised as
 non-negative excesses over the intra-node ones, so crossing a node boundary never makes a step
 faster and step time never falls as replicas are added. The gradient is analytic (the data term
-is cheap but a finite-difference gradient costs eight evaluations) and the search starts at
-several ``gamma`` because the overlap exponent makes the objective non-convex.
+is cheap but a finite-difference gradient costs nine evaluations) and the search starts at
+several ``gamma`` and ``kappa`` because the exponents make the objective non-convex.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class ThroughputPrior:
     above the largest value fitted to the six Pollux profiles, relative to their single-GPU step
     (docs/models.md). An unmeasured job therefore grows cautiously, yet its predicted speedup
     stays finite and above 1. A compute overhead of 20% assumes most of a step scales with the
-    batch, which does not overstate the gain from a larger local batch. ``weight`` multiplies
+    batch, which does not overstate the gain from a larger local batch, and ``kappa = 1`` adds the
+    two parts (Pollux's linear compute time) until several batch sizes show a hinge. ``weight`` multiplies
     the squared log-ratios; the data term sums over observations, so a few measurements
     outweigh it.
     """
@@ -55,6 +56,7 @@ class ThroughputPrior:
     alpha_n: float = 2.0
     beta_n: float = 0.1
     gamma: float = 1.0
+    kappa: float = 1.0
     weight: float = 1e-3
 
     def __post_init__(self) -> None:
@@ -62,8 +64,8 @@ class ThroughputPrior:
             raise ValueError("compute_overhead must be in (0, 1)")
         if self.alpha_n < self.alpha_r or self.beta_n < self.beta_r:
             raise ValueError("the inter-node prior must not be cheaper than the intra-node prior")
-        if min(self.alpha_r, self.beta_r, self.weight) < 0.0 or self.gamma < 1.0:
-            raise ValueError("prior values must be >= 0 and gamma >= 1")
+        if min(self.alpha_r, self.beta_r, self.weight) < 0.0 or min(self.gamma, self.kappa) < 1.0:
+            raise ValueError("prior values must be >= 0, gamma and kappa >= 1")
 
     def vector(self) -> FloatArray:
         """The prior in the fit's parameter order (see :func:`_relative_params`)."""
@@ -76,6 +78,7 @@ class ThroughputPrior:
                 self.alpha_n - self.alpha_r,
                 self.beta_n - self.beta_r,
                 self.gamma,
+                self.kappa,
             ]
         )
 
@@ -83,12 +86,12 @@ class ThroughputPrior:
 DEFAULT_PRIOR = ThroughputPrior()
 
 # Inside the prior's log-ratios the six time constants are offset by this many tau, so a
-# constant may be zero (gamma, >= 1, needs no offset).
-_PRIOR_OFFSET = np.array([0.01] * 6 + [0.0])
+# constant may be zero (the exponents, >= 1, need no offset).
+_PRIOR_OFFSET = np.array([0.01] * 6 + [0.0, 0.0])
 # Lower bound of alpha_c in tau: keeps every prediction, and so its logarithm, positive.
 _MIN_ALPHA_C = 1e-6
-_BOUNDS = [(_MIN_ALPHA_C, None)] + [(0.0, None)] * 5 + [(1.0, 10.0)]
-_GAMMA_STARTS = (1.0, 2.0, 4.0)
+_BOUNDS = [(_MIN_ALPHA_C, None)] + [(0.0, None)] * 5 + [(1.0, 10.0)] * 2
+_EXPONENT_STARTS = ((1.0, 1.0), (2.0, 1.0), (4.0, 1.0), (1.0, 3.0))  # (gamma, kappa)
 
 
 @dataclass(frozen=True)
@@ -131,9 +134,9 @@ def _measurements(observations: Sequence[Observation]) -> _Measurements:
 
 
 def _relative_params(z: FloatArray) -> ThroughputParams:
-    """Vector ``(alpha_c, beta_c, alpha_r, beta_r, extra_alpha_n, extra_beta_n, gamma)``
+    """Vector ``(alpha_c, beta_c, alpha_r, beta_r, extra_alpha_n, extra_beta_n, gamma, kappa)``
     -> params in relative units."""
-    alpha_c, beta_c, alpha_r, beta_r, extra_alpha_n, extra_beta_n, gamma = (float(v) for v in z)
+    alpha_c, beta_c, alpha_r, beta_r, extra_alpha_n, extra_beta_n, gamma, kappa = (float(v) for v in z)
     return ThroughputParams(
         alpha_c=alpha_c,
         beta_c=beta_c,
@@ -142,49 +145,71 @@ def _relative_params(z: FloatArray) -> ThroughputParams:
         alpha_r=alpha_r,
         beta_r=beta_r,
         gamma=gamma,
+        kappa=kappa,
     )
+
+
+@dataclass(frozen=True)
+class _Norm:
+    """``h = (a**p + b**p) ** (1/p)`` and its partial derivatives by ``a``, ``b`` and ``p``:
+    ``dh/da = (a/h)**(p-1)`` (likewise ``b``) and ``dh/dp = h * (sum x**p log x / (p q) - log q / p**2)``
+    with ``x`` the terms over the larger one and ``q = sum x**p`` (scaled so large ``p`` cannot
+    overflow). ``a`` and ``b`` are >= 0, one of them positive."""
+
+    value: FloatArray
+    by_a: FloatArray
+    by_b: FloatArray
+    by_p: FloatArray
+
+    @classmethod
+    def of(cls, a: FloatArray, b: FloatArray, p: float) -> _Norm:
+        larger = np.maximum(a, b)
+        u, v = a / larger, b / larger
+        q = u**p + v**p
+        value = larger * q ** (1.0 / p)
+
+        def x_log_x(x: FloatArray) -> FloatArray:
+            return np.where(x > 0.0, x**p * np.log(np.where(x > 0.0, x, 1.0)), 0.0)
+
+        d_log_q = (x_log_x(u) + x_log_x(v)) / (p * q) - np.log(q) / p**2
+        return cls(value, (a / value) ** (p - 1.0), (b / value) ** (p - 1.0), value * d_log_q)
+
+
+def _compute(z: FloatArray, data: _Measurements) -> tuple[_Norm, FloatArray]:
+    """The micro-step's compute time per observation, and its derivatives by ``z`` (rows x 8)."""
+    compute = _Norm.of(np.full_like(data.local, z[0]), z[1] * data.local, float(z[7]))
+    jacobian = np.zeros((len(data.local), 8))
+    jacobian[:, 0] = compute.by_a
+    jacobian[:, 1] = compute.by_b * data.local
+    jacobian[:, 7] = compute.by_p
+    return compute, jacobian
 
 
 def _log_step_time(z: FloatArray, data: _Measurements) -> tuple[FloatArray, FloatArray]:
-    """Predicted log step time per observation and its derivatives by ``z`` (rows x 7).
+    """Predicted log step time per observation and its derivatives by ``z`` (rows x 8).
 
     Same model as :func:`hpcsched.models.throughput.predict_step_time`, written out so that each
-    derivative is visible: ``d h / d c = (c / h)**(gamma - 1)`` and likewise for ``n``.
+    derivative is visible (:class:`_Norm` for the two exponents).
     """
-    alpha_c, beta_c, alpha_r, beta_r, extra_alpha_n, extra_beta_n, gamma = z
-    compute = alpha_c + beta_c * data.local
+    _, _, alpha_r, beta_r, extra_alpha_n, extra_beta_n, gamma, _ = z
+    compute, compute_jacobian = _compute(z, data)
     network = np.where(data.multi, alpha_r + beta_r * data.ring, 0.0)
     network = network + np.where(data.across, extra_alpha_n + extra_beta_n * data.ring, 0.0)
-    larger = np.maximum(compute, network)
-    u, v = compute / larger, network / larger
-    q = u**gamma + v**gamma
-    combined = larger * q ** (1.0 / gamma)
-    step = data.accum * compute + combined
-    by_compute = data.accum + (compute / combined) ** (gamma - 1.0)
-    by_network = (network / combined) ** (gamma - 1.0)
-    v_log_v = np.where(v > 0.0, v**gamma * np.log(np.where(v > 0.0, v, 1.0)), 0.0)
-    d_log_q = (u**gamma * np.log(u) + v_log_v) / (gamma * q) - np.log(q) / gamma**2
-    jacobian = np.stack(
-        [
-            by_compute,
-            by_compute * data.local,
-            by_network * data.multi,
-            by_network * data.multi * data.ring,
-            by_network * data.across,
-            by_network * data.across * data.ring,
-            combined * d_log_q,
-        ],
-        axis=1,
-    )
+    combined = _Norm.of(compute.value, network, float(gamma))
+    step = data.accum * compute.value + combined.value
+    by_compute = data.accum + combined.by_a
+    jacobian = by_compute[:, None] * compute_jacobian
+    jacobian[:, 2] = combined.by_b * data.multi
+    jacobian[:, 3] = combined.by_b * data.multi * data.ring
+    jacobian[:, 4] = combined.by_b * data.across
+    jacobian[:, 5] = combined.by_b * data.across * data.ring
+    jacobian[:, 6] = combined.by_p
     return np.log(step), jacobian / step[:, None]
 
 
 def _log_compute_time(z: FloatArray, data: _Measurements) -> tuple[FloatArray, FloatArray]:
-    compute = z[0] + z[1] * data.local
-    jacobian = np.zeros((len(compute), 7))
-    jacobian[:, 0] = 1.0 / compute
-    jacobian[:, 1] = data.local / compute
-    return np.log(compute), jacobian
+    compute, jacobian = _compute(z, data)
+    return np.log(compute.value), jacobian / compute.value[:, None]
 
 
 def _objective(z: FloatArray, data: _Measurements, prior: ThroughputPrior) -> tuple[float, FloatArray]:
@@ -217,7 +242,7 @@ def fit(observations: Sequence[Observation], prior: ThroughputPrior | None = Non
         raise ValueError("fit needs at least one observation")
     prior = prior or DEFAULT_PRIOR
     data = _measurements(observations)
-    starts = [np.append(prior.vector()[:-1], gamma) for gamma in _GAMMA_STARTS]
+    starts = [np.append(prior.vector()[:-2], exponents) for exponents in _EXPONENT_STARTS]
     best = min((_minimise(start, data, prior) for start in starts), key=lambda r: float(r.fun))
     relative = _relative_params(np.asarray(best.x, np.float64))
     return ThroughputParams(
@@ -228,4 +253,5 @@ def fit(observations: Sequence[Observation], prior: ThroughputPrior | None = Non
         alpha_r=relative.alpha_r * data.tau,
         beta_r=relative.beta_r * data.tau,
         gamma=relative.gamma,
+        kappa=relative.kappa,
     )

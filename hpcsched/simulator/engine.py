@@ -2,6 +2,12 @@
 sizes for the jobs that have arrived, changes are applied with their restart pauses, and every job
 is advanced to the next decision. Simulated time only; the seeded random stream (restart waits)
 is the only randomness, so a seed fixes the result.
+
+A policy whose jobs go through Slurm (``decides_on_arrival``: plain Slurm and hpcsched) also
+starts jobs between rounds, when one arrives: Slurm's scheduler runs on every submission, so a
+job that fits in the idle GPUs starts then, not at the next round. The policy decides as in a
+round, but only waiting jobs start, each capped by the idle GPUs; no running job is resized.
+Pollux and Tiresias decide in rounds only, as in their own simulators.
 """
 
 from __future__ import annotations
@@ -69,6 +75,28 @@ def _reallocate(
     job.history.append((now, target))
 
 
+def _start_waiting(
+    jobs: Sequence[SimJob], now: float, policy: Policy, cluster: Cluster, restart: RestartModel, rng: np.random.Generator
+) -> None:
+    """Between rounds: start the waiting jobs the policy would start, within the idle GPUs."""
+    targets = policy.decide(now, jobs, cluster, restart)
+    idle = cluster.capacity - sum(job.gpus for job in jobs)
+    load = len(jobs) / max(cluster.capacity, 1)
+    for job in jobs:
+        size = min(targets.get(job.name, 0), idle)
+        if job.gpus == 0 and size > 0:
+            _reallocate(job, size, now, policy, restart, rng, load)
+            idle -= size
+
+
+def _run(jobs: Sequence[SimJob], now: float, seconds: float, policy: Policy) -> None:
+    """Advance every job by ``seconds`` and count who shared the cluster meanwhile (fairness)."""
+    for job in jobs:
+        job.contention += len(jobs) * seconds
+        job.present_s += seconds
+        _advance(job, now, seconds, policy)
+
+
 def _advance(job: SimJob, now: float, seconds: float, policy: Policy) -> None:
     """Run ``job`` for ``seconds`` from ``now``: first its pause, then training epoch by epoch."""
     if job.gpus == 0 or job.done:
@@ -115,6 +143,7 @@ def simulate(
     jobs = _jobs(workload, applications, cluster.gpus_per_node)
     rng = np.random.default_rng(seed)
     capacity = max(cluster.capacity, 1)
+    on_arrival = chosen.decides_on_arrival
     now, usage = 0.0, []
     while not all(job.done for job in jobs):
         if now > MAX_SIMULATED_S:
@@ -122,17 +151,27 @@ def simulate(
         active = [job for job in jobs if job.spec.submit_time <= now and not job.done]
         if not active:
             upcoming = min(job.spec.submit_time for job in jobs if not job.done)
-            now = math.ceil(upcoming / interval) * interval
-            continue
-        load = len(active) / capacity
-        targets = chosen.decide(now, active, cluster, restart_cost)
-        for job in active:
-            _reallocate(job, targets.get(job.name, 0), now, chosen, restart_cost, rng, load)
-        usage.append((now, sum(job.gpus for job in active)))
-        for job in active:
-            job.contention += len(active) * interval
-            job.present_s += interval
-            _advance(job, now, interval, chosen)
+            # Rounds only: jump to the first round after the arrival; else to the round before it.
+            now = (math.ceil if not on_arrival else math.floor)(upcoming / interval) * interval
+            if not on_arrival or now == upcoming:
+                continue
+        else:
+            load = len(active) / capacity
+            targets = chosen.decide(now, active, cluster, restart_cost)
+            for job in active:
+                _reallocate(job, targets.get(job.name, 0), now, chosen, restart_cost, rng, load)
+            usage.append((now, sum(job.gpus for job in active)))
+        arriving = sorted(
+            (job for job in jobs if now < job.spec.submit_time < now + interval),
+            key=lambda job: (job.spec.submit_time, job.name),
+        )
+        elapsed = now
+        for job in arriving if on_arrival else []:
+            _run(active, elapsed, job.spec.submit_time - elapsed, chosen)
+            elapsed = job.spec.submit_time
+            active = [j for j in active if not j.done] + [job]
+            _start_waiting(active, elapsed, chosen, cluster, restart_cost, rng)
+        _run(active, elapsed, now + interval - elapsed, chosen)
         now += interval
         if progress is not None:
             progress(now, sum(job.done for job in jobs), len(jobs))

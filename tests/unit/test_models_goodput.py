@@ -30,6 +30,7 @@ params_strategy = st.builds(
     alpha_r=positive(1.0),
     beta_r=positive(0.1),
     gamma=st.floats(min_value=1.0, max_value=10.0),
+    kappa=st.floats(min_value=1.0, max_value=10.0),
 )
 noise_strategy = st.builds(GradientNoise, grad_sqr=positive(10.0), grad_var=positive(1e5))
 

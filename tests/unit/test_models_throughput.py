@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.optimize import approx_fprime
 
+from hpcsched.models import throughput_fit
 from hpcsched.models.profiles import (
     observations_from_placements,
     observations_from_scalability,
@@ -20,6 +23,7 @@ from hpcsched.models.profiles import (
 from hpcsched.models.throughput import (
     Observation,
     ThroughputParams,
+    compute_time,
     network_time,
     predict_step_time,
     predict_throughput,
@@ -40,6 +44,7 @@ params_strategy = st.builds(
     alpha_r=nonneg,
     beta_r=nonneg,
     gamma=st.floats(min_value=1.0, max_value=10.0),
+    kappa=st.floats(min_value=1.0, max_value=10.0),
 )
 
 
@@ -128,6 +133,7 @@ def test_step_time_does_not_fall_with_replicas(params: ThroughputParams, gpus_pe
         params.alpha_r,
         params.beta_r,
         params.gamma,
+        params.kappa,
     )
     replicas = np.arange(1, 65)
     nodes = -(-replicas // gpus_per_node)
@@ -136,6 +142,25 @@ def test_step_time_does_not_fall_with_replicas(params: ThroughputParams, gpus_pe
     fixed_nodes = predict_step_time(params, 4, np.arange(4, 65), local)
     for times in (spread, one_node, fixed_nodes):
         assert np.all(np.diff(times) >= -1e-12 * times[1:])
+
+
+def test_kappa_bends_compute_into_a_hinge() -> None:
+    """kappa = 1 adds the fixed and per-sample parts; a large kappa is flat at alpha_c while the
+    host's kernel launches dominate, then alpha_c-free linear once the device does."""
+    linear = dataclasses.replace(TRUE, alpha_c=0.01, beta_c=0.001)
+    hinge = dataclasses.replace(linear, kappa=8.0)
+    assert float(compute_time(linear, 10)) == pytest.approx(0.02)
+    assert float(compute_time(hinge, 2)) == pytest.approx(0.01, rel=1e-3)
+    assert float(compute_time(hinge, 100)) == pytest.approx(0.1, rel=1e-3)
+    assert float(compute_time(hinge, 10)) == pytest.approx(0.01 * 2 ** (1 / 8))
+
+
+@SETTINGS
+@given(params=params_strategy, local=st.integers(2, 4096))
+def test_compute_time_is_convex_in_the_local_batch(params: ThroughputParams, local: int) -> None:
+    """The goodput search's bisection relies on it (hpcsched.models.goodput)."""
+    left, mid, right = (float(compute_time(params, b)) for b in (local - 1, local, local + 1))
+    assert left + right >= 2 * mid * (1 - 1e-12)
 
 
 def test_network_time_is_zero_on_one_gpu() -> None:
@@ -201,6 +226,40 @@ def test_single_gpu_data_leaves_the_network_at_the_prior() -> None:
     assert fitted.alpha_r == pytest.approx(DEFAULT_PRIOR.alpha_r * tau, rel=1e-3)
     assert fitted.beta_n == pytest.approx(DEFAULT_PRIOR.beta_n * tau, rel=1e-3)
     assert fitted.gamma == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fit_recovers_a_hinged_compute_time(seed: int) -> None:
+    """A launch-bound GPU: flat up to ~64 samples, linear beyond (the ResNet shape measured on a
+    real GPU, benchmarks/gpu_calibration.py). With 3% noise, leave-one-out predictions of every
+    batch size stay within 5% of the truth, and the fit finds the bend (kappa well above 1)."""
+    truth = ThroughputParams(alpha_c=0.007, beta_c=2e-5 * 5, alpha_n=0.0, beta_n=0.0, alpha_r=0.0, beta_r=0.0,
+                             gamma=1.0, kappa=3.0)  # fmt: skip
+    rng = np.random.default_rng(seed)
+    batches = [8, 16, 32, 64, 128, 256, 512, 1024]
+    observations = [
+        Observation(1, 1, b, a, float(predict_step_time(truth, 1, 1, b, a)) * float(np.exp(rng.normal(0.0, 0.03))))
+        for b in batches for a in (0, 1)
+    ]  # fmt: skip
+    errors = []
+    for held in observations:
+        fitted = fit([o for o in observations if o is not held])
+        exact = float(predict_step_time(truth, 1, 1, held.local_bsz, held.accum_steps))
+        errors.append(abs(float(predict_step_time(fitted, 1, 1, held.local_bsz, held.accum_steps)) / exact - 1.0))
+    assert max(errors) <= 0.05
+    assert fit(observations).kappa >= 2.0
+
+
+def test_fit_gradient_matches_finite_differences() -> None:
+    rng = np.random.default_rng(3)
+    configs = _configs()[::7]
+    observations = [Observation(n, r, b, a, float(t), compute_time=float(t) / (a + 2))
+                    for (n, r, b, a), t in zip(configs, rng.uniform(0.01, 0.5, len(configs)), strict=True)]  # fmt: skip
+    data = throughput_fit._measurements(observations)
+    z = np.array([0.3, 0.7, 0.4, 0.05, 1.2, 0.08, 1.7, 2.3])
+    _, gradient = throughput_fit._objective(z, data, DEFAULT_PRIOR)
+    numeric = approx_fprime(z, lambda v: throughput_fit._objective(v, data, DEFAULT_PRIOR)[0], 1e-7)
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-4, atol=1e-6)
 
 
 def test_fit_needs_observations() -> None:

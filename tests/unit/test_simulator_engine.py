@@ -66,6 +66,29 @@ def test_tiresias_preempts_the_later_job_when_the_earlier_one_fits() -> None:
     assert result.metrics()["restart_time_fraction"] == pytest.approx(30.0 / 510.0)
 
 
+@pytest.mark.parametrize(("policy", "jct"), [("static", 60.0), ("hpcsched", 60.0), ("pollux", 90.0), ("tiresias", 90.0)])
+def test_slurm_policies_start_a_job_when_it_arrives(policy: str, jct: float) -> None:
+    """A lone job arrives at t=30 on an idle node (no start pause, 60 s of work on one GPU).
+    Slurm schedules on submission, so under static and hpcsched it starts at once and ends at 90;
+    Pollux and Tiresias decide in 60 s rounds, so it starts at 60 and ends at 120."""
+    late = [JobSpec("late", 30.0, "toy", num_replicas=1, batch_size=10)]
+    result = simulate(late, policy, Cluster(1, 2), RestartModel.parse("0"), applications={"toy": toy()})
+    assert result.jobs[0].jct == pytest.approx(jct, abs=1e-9)
+    assert result.jobs[0].first_start == pytest.approx(30.0 if jct == 60.0 else 60.0)
+
+
+def test_a_job_arriving_between_rounds_gets_only_idle_gpus() -> None:
+    """hpcsched: a holds one of two GPUs; b arrives at 10 and takes the idle one at once, and a
+    is not resized until the next round (a start between rounds restarts nobody)."""
+    jobs = [JobSpec("a", 0.0, "toy", num_replicas=1, batch_size=10), JobSpec("b", 10.0, "toy", num_replicas=1, batch_size=10)]
+    result = simulate(jobs, "hpcsched", Cluster(1, 2), RestartModel.parse("0"), applications={"toy": toy()})
+    by_name = {job.name: job for job in result.jobs}
+    assert by_name["b"].first_start == pytest.approx(10.0)
+    assert by_name["a"].jct == pytest.approx(60.0)
+    assert by_name["b"].jct == pytest.approx(60.0)
+    assert result.metrics()["restarts"] == 0
+
+
 def test_epoch_boundaries_inside_an_interval_are_exact() -> None:
     """Ten epochs of 600 samples: the completion time does not depend on how they split."""
     apps = {"toy": toy(epochs=10)}

@@ -15,6 +15,8 @@ class Policy(Protocol):
     """A policy may keep state between rounds (queues, node placements); make one per run."""
 
     name: str
+    #: Whether jobs also start when they arrive, between rounds (Slurm schedules on submission).
+    decides_on_arrival: bool
 
     def decide(self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
         """GPUs per job name for the next interval (missing: 0)."""

@@ -6,6 +6,10 @@ daemon runs) and both re-tuning each job's batch with :func:`hpcsched.models.bes
 * ``pollux``: Pollux's own restart penalty (a fixed 30 s assumed, whatever a restart really
   costs), no hysteresis.
 
+hpcsched's jobs are Slurm jobs, so one that arrives between rounds starts at once if the idle
+GPUs allow, at the size the allocator gives it capped by what is idle; Pollux decides in rounds
+only (``decides_on_arrival``, :mod:`hpcsched.simulator.engine`).
+
 Like Pollux, a job may grow to at most twice the largest size it has run at (``explore``): its
 throughput model has only seen that much. Both are told the fitted models (docs/simulator.md).
 
@@ -35,8 +39,11 @@ from ..restarts import RestartModel
 
 
 class ElasticPolicy:
-    def __init__(self, name: str, allocator: AllocatorPolicy, explore: bool = False, declared: bool = True) -> None:
+    def __init__(
+        self, name: str, allocator: AllocatorPolicy, explore: bool = False, declared: bool = True, on_arrival: bool = False
+    ) -> None:
         self.name = name
+        self.decides_on_arrival = on_arrival
         self.allocator = allocator
         self.explore = explore
         self.declared = declared
@@ -82,7 +89,7 @@ class ElasticPolicy:
 
 
 def hpcsched_policy(explore: bool = False) -> ElasticPolicy:
-    return ElasticPolicy("hpcsched", HPCSCHED, explore)
+    return ElasticPolicy("hpcsched", HPCSCHED, explore, on_arrival=True)
 
 
 def pollux_policy(explore: bool = False) -> ElasticPolicy:

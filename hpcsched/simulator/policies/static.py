@@ -25,6 +25,7 @@ class StaticPolicy:
     def __init__(self, realistic: bool = False) -> None:
         self.realistic = realistic
         self.name = "static-realistic" if realistic else "static"
+        self.decides_on_arrival = True
         self._ledger: NodeLedger | None = None
         self._ids: dict[str, int] = {}
         self._running: dict[str, int] = {}

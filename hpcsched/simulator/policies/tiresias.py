@@ -22,6 +22,7 @@ DEMOTE_GPU_S = 16 * 3600.0
 
 class TiresiasPolicy:
     name = "tiresias"
+    decides_on_arrival = False
 
     def __init__(self) -> None:
         self._demoted: dict[str, float] = {}
