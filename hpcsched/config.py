@@ -5,6 +5,8 @@
 - ``HPCSCHED_JOBS_DIR``: batch scripts and per-attempt logs. Must be visible from the compute
   nodes (a shared file system on a real cluster). Default ``~/.local/share/hpcsched/jobs``.
 - ``HPCSCHED_POLL_INTERVAL``: seconds between monitor cycles (default 5).
+- ``HPCSCHED_ADMISSION``: ``0`` turns off the admission pass, in which the daemon shrinks elastic
+  jobs to make room for one of its jobs that waits in the queue for nodes (default on).
 - ``HPCSCHED_IMAGE``: default training image.
 - ``HPCSCHED_LAUNCHER_PYTHON``: the Python that runs the per-node launcher on compute nodes
   (default: the interpreter running hpcsched, which must be reachable there too).
@@ -27,6 +29,7 @@ class Settings:
     poll_interval: float
     image: str
     launcher_python: str
+    admission: bool = True
 
     @property
     def socket_path(self) -> str:
@@ -54,4 +57,5 @@ class Settings:
             poll_interval=float(env.get("HPCSCHED_POLL_INTERVAL") or 5.0),
             image=env.get("HPCSCHED_IMAGE") or DEFAULT_IMAGE,
             launcher_python=env.get("HPCSCHED_LAUNCHER_PYTHON") or sys.executable,
+            admission=(env.get("HPCSCHED_ADMISSION") or "1").strip() != "0",
         )

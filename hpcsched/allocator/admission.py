@@ -27,7 +27,7 @@ a job that does not fit is skipped, so smaller jobs behind it may still start (b
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .candidates import JobTable
 from .jobs import ElasticJob
@@ -52,3 +52,24 @@ def _priority(job: ElasticJob, table: JobTable, policy: AllocatorPolicy) -> tupl
 def admission_order(jobs: Sequence[ElasticJob], tables: Sequence[JobTable], policy: AllocatorPolicy) -> list[int]:
     """Job indices in the order their minimums are placed (module docstring)."""
     return sorted(range(len(jobs)), key=lambda i: (*_priority(jobs[i], tables[i], policy), i))
+
+
+def admission_shrinks(current: Mapping[str, int], targets: Mapping[str, int], idle: int) -> dict[str, int]:
+    """The shrinks of a decision that make room for the waiting jobs it admits, and no more.
+
+    ``current`` is every job's size now (0: waiting), ``targets`` the allocator's decision,
+    ``idle`` the GPUs nobody holds. Between rounds (a job has just arrived) hpcsched applies only
+    these: the largest shrinks first until the admitted jobs fit, and no grow. The rest of the
+    decision waits for the next full pass, which may find the room already made. Returns the new
+    size of each job to shrink; empty when the admitted jobs fit in what is idle.
+    """
+    needed = sum(t for key, t in targets.items() if current.get(key, 0) == 0 and t > 0) - idle
+    shrinking = [k for k, n in current.items() if n > 0 and targets.get(k, 0) < n]
+    shrinking.sort(key=lambda k: (targets.get(k, 0) - current[k], k))
+    out: dict[str, int] = {}
+    for key in shrinking:
+        if needed <= 0:
+            break
+        out[key] = targets.get(key, 0)
+        needed -= current[key] - out[key]
+    return out

@@ -58,6 +58,8 @@ def run_daemon(settings: Settings) -> None:
     submitter = Submitter(store, client, settings)
     monitor = Monitor(store, client, submitter, settings.poll_interval)
     service = JobService(store, client, submitter, monitor, stop, backend=backend, state_dir=settings.state_dir)
+    if settings.admission:
+        monitor.on_waiting = service.admission_pass
     owner = os.getuid()
     server = Server(bind_socket(settings.socket_path), service, allowed=lambda uid: uid == owner)
     def request_stop(*_: object) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from hpcsched.daemon import reconcile
 from hpcsched.daemon.ingest import JobFiles
+from hpcsched.daemon.rebalance_plan import waiting
 from hpcsched.daemon.requeue import RequeueTracker
 from hpcsched.daemon.resize import Handovers, resend_pending_requests
 from hpcsched.daemon.store import Store
@@ -41,6 +42,9 @@ class Monitor:
         self.requeues = RequeueTracker(store, client, clock)
         self.handovers = Handovers(store, client, clock)
         self.wakeup = threading.Event()
+        # Set by the service: the admission pass, run once for each newly waiting attempt.
+        self.on_waiting: Callable[[], None] | None = None
+        self.admission_seen: set[tuple[int, int]] = set()
 
     def poll_once(self) -> int:
         """One cycle; returns the number of attempts updated. Raises nothing Slurm-related."""
@@ -52,6 +56,7 @@ class Monitor:
             self._submit_leftovers()
             updated = self._poll()
             self.failures = 0
+            self._admit()
             return updated
         except (SlurmCommandError, SlurmParseError) as e:
             self.failures += 1
@@ -66,6 +71,16 @@ class Monitor:
             self.poll_once()
             self.wakeup.wait(self.next_delay())
             self.wakeup.clear()
+
+    def _admit(self) -> None:
+        """Run the admission pass when a job of ours has started waiting for nodes since the last
+        cycle (each waiting attempt once: a job that cannot be admitted now waits for cron)."""
+        if self.on_waiting is None:
+            return
+        fresh = {(j.id, j.current.number) for j in self.store.open_jobs() if j.current is not None and waiting(j)}
+        new, self.admission_seen = fresh - self.admission_seen, fresh
+        if new:
+            self.on_waiting()
 
     def _submit_leftovers(self) -> None:
         for job in self.store.open_jobs():

@@ -1,5 +1,10 @@
-"""One rebalance pass: read the cluster and the elastic jobs, decide with the allocator, apply
-the resizes, record every decision. Run by ``hpcsched rebalance`` (from cron).
+"""One rebalance pass: read the cluster, the elastic jobs and hpcsched's jobs waiting in the queue,
+decide with the allocator, apply the resizes, record every decision. Run by ``hpcsched
+rebalance`` (from cron), and by the daemon when one of its jobs waits for nodes: then as an
+admission pass, which applies only the shrinks that make room for the waiting jobs the allocator
+admits (:func:`hpcsched.allocator.admission_shrinks`) and grows nothing: an arrival restarts no
+more jobs than it needs.
+A waiting job the allocator admits is left to Slurm, which starts it on the nodes set free.
 
 Never two passes at once: an exclusive lock on local disk (``rebalance.lock`` in the state
 directory); a second pass reports busy and changes nothing (H2). A pass that dies half way
@@ -18,9 +23,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from hpcsched.allocator import HPCSCHED, allocate
+from hpcsched.allocator import HPCSCHED, admission_shrinks, allocate
 from hpcsched.daemon.ingest import JobFiles
-from hpcsched.daemon.rebalance_plan import cluster_view, elastic_job, queue_wait_estimate
+from hpcsched.daemon.rebalance_plan import cluster_view, elastic_job, queue_wait_estimate, waiting, waiting_job
 from hpcsched.daemon.resize import Resizer, waiting_successor
 from hpcsched.daemon.store import Store
 from hpcsched.errors import HpcschedError
@@ -61,29 +66,35 @@ class Rebalancer:
         self.store, self.client, self.resizer, self.files = store, client, resizer, files
         self.state_dir, self.clock = state_dir, clock
 
-    def run(self, dry_run: bool) -> dict[str, Any]:
+    def run(self, dry_run: bool, admit_only: bool = False) -> dict[str, Any]:
         with pass_lock(self.state_dir):
             hold = float(os.environ.get("HPCSCHED_REBALANCE_HOLD") or 0)  # tests: keep the lock a while
             if hold:
                 time.sleep(hold)
-            return self._pass(dry_run)
+            return self._pass(dry_run, admit_only)
 
-    def _pass(self, dry_run: bool) -> dict[str, Any]:
+    def _pass(self, dry_run: bool, admit_only: bool) -> dict[str, Any]:
         now = self.clock()
-        jobs = {str(j.id): j for j in self.store.open_jobs() if resizable(j)}
+        open_jobs = self.store.open_jobs()
+        jobs = {str(j.id): j for j in open_jobs if resizable(j)}
+        queued = {str(j.id): j for j in open_jobs if waiting(j)}
         states = self.client.node_states()
         ours = [h for j in jobs.values() if j.current for h in hostlist.expand(j.current.node_list)]
         cluster, _ = cluster_view(states, ours)
         idle = sum(1 for s in states.values() if s.rstrip("*~#!%$@^-") == "idle")
         wait = queue_wait_estimate(idle, self.client.pending_jobs())
         views = [v for v in (elastic_job(j, list(self.files.records(j.id)), now, wait) for j in jobs.values()) if v]
+        if views:  # without a running elastic job there is nobody to shrink or grow
+            views += [waiting_job(j, list(self.files.records(j.id)), now, wait) for j in queued.values()]
         decisions = allocate(cluster, views, HPCSCHED).decisions if views else ()
+        shrinks = admission_shrinks({d.key: d.current_gpus for d in decisions}, {d.key: d.target_gpus for d in decisions}, idle)
         out = []
         for d in decisions:
-            job = jobs[d.key]
-            entry = {"job": job.id, "name": job.name, **d.as_dict(), "applied": False}
+            job = jobs.get(d.key) or queued[d.key]
+            entry = {"job": job.id, "name": job.name, **d.as_dict(), "applied": False, "waiting": d.key in queued}
             entry["current_nodes"], entry["target_nodes"] = d.current_gpus, d.target_gpus
-            if d.changed and not dry_run:
+            wanted = d.key in jobs and d.changed and (not admit_only or d.key in shrinks)
+            if wanted and not dry_run:
                 try:
                     self.resizer.resize(job, d.target_gpus)
                     entry["applied"] = True
@@ -94,4 +105,5 @@ class Rebalancer:
             out.append(entry)
         skipped = [{"job": j.id, "name": j.name, "reason": "not enough measurements yet"}
                    for key, j in jobs.items() if key not in {v.key for v in views}]
-        return {"dry_run": dry_run, "decisions": out, "skipped": skipped, "idle_nodes": idle, "queue_wait_s": wait}
+        return {"dry_run": dry_run, "admit_only": admit_only, "decisions": out, "skipped": skipped,
+                "idle_nodes": idle, "queue_wait_s": wait}

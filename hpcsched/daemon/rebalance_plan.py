@@ -7,6 +7,11 @@ configurations they ran with (:mod:`hpcsched.jobs.measured`, the same reading ``
 shows). A job that reports its gradient noise is sized with that noise and its own batch limits
 (``base_batch`` to ``max_batch``); until it does, efficiency is taken as flat (a large noise
 scale) and the batch is held at the current one, so goodput is throughput at that batch.
+
+hpcsched's jobs that wait in Slurm's queue for their first nodes (or after a requeue) are
+inputs too (:func:`waiting_job`), so a pass can shrink elastic jobs to make room for them. One
+that has never run has no step times: its model is the fit's prior (any single step time gives
+the same speedups), and its remaining work the undeclared prior, half an hour at its minimum.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 from hpcsched.allocator import Cluster, ElasticJob, GoodputModel, RestartCost, estimate_remaining_work, undeclared_prior
 from hpcsched.jobs.measured import Measurements, measure
-from hpcsched.jobs.model import Job
+from hpcsched.jobs.model import AttemptReason, Job, JobState
 from hpcsched.models.efficiency import GradientNoise, statistical_efficiency
 from hpcsched.models.goodput import BatchLimits
 from hpcsched.models.throughput import Observation
@@ -92,6 +97,50 @@ def elastic_job(job: Job, records: Sequence[Mapping[str, Any]], now: float, queu
         time_at_size_s=max(0.0, at_size),
         restarts=len(job.attempts) - 1,
         restart=RestartCost(checkpoint_s=CHECKPOINT_S, start_s=START_S, queue_wait_s=queue_wait_s),
+        account=str(job.request.get("account") or ""),
+    )
+
+
+# Slurm's reasons for a pending job that free nodes would start (not a dependency, a hold, a
+# limit of the account or QOS, or a begin time).
+WAITS_FOR_NODES = ("Resources", "Priority")
+
+
+def waiting(job: Job) -> bool:
+    """Whether ``job`` waits in Slurm's queue for nodes to start on (not a resize of a running job)."""
+    cur = job.current
+    return (
+        cur is not None and cur.state is JobState.PENDING and cur.slurm_job_id is not None
+        and cur.reason is not AttemptReason.RESIZE and not job.cancel_requested
+        and cur.state_reason in WAITS_FOR_NODES
+    )  # fmt: skip
+
+
+def waiting_job(job: Job, records: Sequence[Mapping[str, Any]], now: float, queue_wait_s: float) -> ElasticJob:
+    """The allocator's view of a job of ours waiting in the queue: no nodes, its node range."""
+    allowed = parse_nodes(str(job.request.get("nodes", "1")))
+    measured = measurements(job, records)
+    model = goodput_model(measured, allowed.max)
+    if model is None:  # never ran: the prior, with one sample per node
+        prior = fit([Observation(1, 1, 1, 0, step_time=1.0)])
+        model = GoodputModel(prior, FLAT_NOISE, BatchLimits(min_global_bsz=1, max_global_bsz=allowed.max, max_local_bsz=1))
+        remaining = estimate_remaining_work(0.0, None, prior=undeclared_prior(model, allowed.min, 1))
+    else:
+        batch = measured.current.global_bsz if measured.current else model.limits.min_global_bsz
+        remaining = remaining_work(model, batch, job.progress or {}, allowed.min)
+    cur = job.current
+    queued = cur.submit_time if cur is not None and cur.submit_time else job.created
+    return ElasticJob(
+        key=str(job.id),
+        model=model,
+        min_gpus=allowed.min,
+        max_gpus=allowed.max,
+        current_gpus=0,
+        remaining_work=remaining,
+        age_s=max(0.0, now - job.created),
+        time_in_state_s=max(0.0, now - queued),
+        restarts=max(0, len(job.attempts) - 1),
+        restart=RestartCost(checkpoint_s=0.0, start_s=START_S, queue_wait_s=queue_wait_s),
         account=str(job.request.get("account") or ""),
     )
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from hpcsched import __version__
 from hpcsched.daemon.monitor import Monitor
-from hpcsched.daemon.rebalance import Rebalancer
+from hpcsched.daemon.rebalance import RebalanceBusy, Rebalancer
 from hpcsched.daemon.resize import Resizer
 from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
@@ -102,6 +102,19 @@ class JobService:
         if caller.uid != os.getuid() and not caller.operator:
             raise AccessDenied("only the daemon's owner or an operator may rebalance")
         return self.rebalancer.run(dry_run=bool(args.get("dry_run")))
+
+    def admission_pass(self) -> None:
+        """The monitor's hook: make room for a job of ours that waits for nodes (rebalance.py)."""
+        try:
+            result = self.rebalancer.run(dry_run=False, admit_only=True)
+        except RebalanceBusy:
+            return  # a full pass is running, and it sees the waiting job too
+        except Exception:  # the monitor must go on whatever a pass does
+            log.exception("admission pass failed")
+            return
+        applied = [f"job {d['job']} {d['current_nodes']}->{d['target_nodes']}" for d in result["decisions"] if d["applied"]]
+        if applied:
+            log.info("admission pass: %s", ", ".join(applied))
 
     def op_log_path(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         job = self._job_for(args, caller)

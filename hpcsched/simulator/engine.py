@@ -3,11 +3,13 @@ sizes for the jobs that have arrived, changes are applied with their restart pau
 is advanced to the next decision. Simulated time only; the seeded random stream (restart waits)
 is the only randomness, so a seed fixes the result.
 
-A policy whose jobs go through Slurm (``decides_on_arrival``: plain Slurm and hpcsched) also
-starts jobs between rounds, when one arrives: Slurm's scheduler runs on every submission, so a
-job that fits in the idle GPUs starts then, not at the next round. The policy decides as in a
-round, but only waiting jobs start, each capped by the idle GPUs; no running job is resized.
-Pollux and Tiresias decide in rounds only, as in their own simulators.
+A policy whose jobs go through Slurm (``decides_on_arrival``: plain Slurm and hpcsched) also acts
+when a job arrives between rounds: Slurm's scheduler runs on every submission, so a job that fits
+in the idle GPUs starts then, and hpcsched's daemon runs its admission pass for a job that waits
+for nodes (:mod:`hpcsched.daemon.rebalance`): the policy decides as in a round, and if that
+admits a waiting job, the shrinks that make room for it apply (never a grow) and the admitted
+jobs start on what is idle. Plain Slurm never shrinks a job. Pollux and Tiresias decide in rounds only, as in their own
+simulators.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from hpcsched.allocator import Cluster
+from hpcsched.allocator import Cluster, admission_shrinks
 
 from .applications import Application
 from .jobs import SimJob
@@ -78,10 +80,17 @@ def _reallocate(
 def _start_waiting(
     jobs: Sequence[SimJob], now: float, policy: Policy, cluster: Cluster, restart: RestartModel, rng: np.random.Generator
 ) -> None:
-    """Between rounds: start the waiting jobs the policy would start, within the idle GPUs."""
+    """Between rounds (a job arrived): what hpcsched's admission pass and Slurm do. If the
+    policy's decision admits a waiting job, the shrinks that make room for it apply
+    (:func:`hpcsched.allocator.admission_shrinks`; no grows); then each waiting job it admits
+    starts on what is idle, up to the size it was given."""
     targets = policy.decide(now, jobs, cluster, restart)
-    idle = cluster.capacity - sum(job.gpus for job in jobs)
     load = len(jobs) / max(cluster.capacity, 1)
+    idle = cluster.capacity - sum(job.gpus for job in jobs)
+    by_name = {job.name: job for job in jobs}
+    for name, size in admission_shrinks({job.name: job.gpus for job in jobs}, targets, idle).items():
+        idle += by_name[name].gpus - size
+        _reallocate(by_name[name], size, now, policy, restart, rng, load)
     for job in jobs:
         size = min(targets.get(job.name, 0), idle)
         if job.gpus == 0 and size > 0:

@@ -6,7 +6,7 @@ import json
 import subprocess
 
 from conftest import CLI, UserSession, copy_example
-from test_elastic import DIGITS, running_attempt
+from test_elastic import DIGITS, running_attempt, wait_for
 
 
 def test_dry_run_explains_each_elastic_job_and_changes_nothing(session: UserSession) -> None:
@@ -49,3 +49,20 @@ def test_cron_install_status_remove_manage_one_entry(session: UserSession) -> No
     session.hs("cron", "remove")
     assert session.hs("cron", "status", check=False).returncode == 1
     assert "# hpcsched rebalance" not in session.as_user(["crontab", "-l"]).stdout
+
+
+def test_a_job_waiting_for_nodes_makes_an_elastic_job_shrink(session: UserSession) -> None:
+    """All three nodes run one elastic job; a second job asks for one node. The daemon sees it wait
+    in the queue and runs an admission pass: the elastic job shrinks to two nodes and the newcomer
+    starts on the third, without waiting for a cron pass."""
+    copy_example(session, "digits_cnn.py")
+    elastic = session.run_job("digits_cnn.py", "--nodes", "1-3", "--start-nodes", "3", "--", "--epochs", "400", *DIGITS)
+    running_attempt(session, elastic, 1, nodes=3, min_steps=10)
+    newcomer = session.run_job("digits_cnn.py", "--nodes", "1", "--name", "newcomer", "--", "--epochs", "1", *DIGITS)
+    started = session.wait(newcomer, {"RUNNING", "COMPLETED"}, timeout=180)
+    assert started["state"] in ("RUNNING", "COMPLETED")
+    attempts = session.status(elastic)["attempts"]
+    assert [a["nodes"] for a in attempts][:2] == [3, 2], attempts
+    assert session.wait(newcomer, timeout=240)["state"] == "COMPLETED"
+    wait_for(lambda: session.status(elastic)["attempts"][-1]["state"] == "RUNNING", 180, "the elastic job on 2 nodes")
+    session.hs("cancel", str(elastic), "--wait")

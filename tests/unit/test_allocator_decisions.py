@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hpcsched.allocator import HPCSCHED, Cluster, ElasticJob, GoodputModel, Limits, RestartCost, allocate
+from hpcsched.allocator import HPCSCHED, Cluster, ElasticJob, GoodputModel, Limits, RestartCost, admission_shrinks, allocate
 from hpcsched.allocator.candidates import job_table, size_grid
 from hpcsched.allocator.placement import NodeLedger
 from hpcsched.models import BatchLimits, GradientNoise, ThroughputParams
@@ -138,3 +138,14 @@ def test_decision_as_dict_is_json_friendly() -> None:
 def test_invalid_jobs_are_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         job("x", **bad)
+
+
+def test_an_arrival_applies_only_the_shrinks_that_make_room() -> None:
+    """Between rounds a newcomer admitted at 2 GPUs with 1 idle needs one GPU freed: the largest
+    shrink of the decision does it, the other shrink and the grow wait for the next round."""
+    current = {"big": 8, "small": 3, "grower": 2, "new": 0}
+    targets = {"big": 6, "small": 2, "grower": 3, "new": 2}
+    assert admission_shrinks(current, targets, idle=1) == {"big": 6}
+    assert admission_shrinks(current, targets, idle=2) == {}
+    assert admission_shrinks(current, targets | {"new": 4}, idle=1) == {"big": 6, "small": 2}
+    assert admission_shrinks(current, targets | {"new": 0}, idle=0) == {}, "nobody admitted, nobody shrinks"

@@ -7,7 +7,15 @@ import math
 import pytest
 
 from hpcsched.allocator import undeclared_prior
-from hpcsched.daemon.rebalance_plan import FLAT_NOISE, cluster_view, elastic_job, observations, queue_wait_estimate
+from hpcsched.daemon.rebalance_plan import (
+    FLAT_NOISE,
+    cluster_view,
+    elastic_job,
+    observations,
+    queue_wait_estimate,
+    waiting,
+    waiting_job,
+)
 from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
 from hpcsched.models import BatchLimits, GradientNoise, speedup
 from hpcsched.slurm.hostlist import expand as expand_hostlist
@@ -148,3 +156,34 @@ def test_a_fixed_batch_job_can_be_sized_to_a_node_count_its_global_batch_does_no
     assert view is not None
     gains = speedup(view.model.params, view.model.noise, [1, 2, 3], [1, 2, 3], view.model.limits)
     assert gains[2] > gains[1] > 0.0
+
+
+def queued(reason: str = "Resources", attempt_reason: AttemptReason = AttemptReason.SUBMIT, nodes: str = "1-2") -> Job:
+    pending = Attempt(job_id=2, number=1, reason=attempt_reason, state=JobState.PENDING, nodes=1, slurm_job_id=30,
+                      state_reason=reason, submit_time=900.0)  # fmt: skip
+    return Job(id=2, name="newcomer", user="u", uid=1000, state=JobState.PENDING, request={"nodes": nodes},
+               created=880.0, job_dir="/jobs/2", attempts=(pending,))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("reason", "attempt_reason", "waits"),
+    [
+        ("Resources", AttemptReason.SUBMIT, True),
+        ("Priority", AttemptReason.REQUEUE, True),
+        ("Dependency", AttemptReason.SUBMIT, False),  # free nodes would not start it
+        ("QOSMaxNodePerUserLimit", AttemptReason.SUBMIT, False),
+        ("Resources", AttemptReason.RESIZE, False),  # a running job's shrink or grow, not a newcomer
+    ],
+)
+def test_only_jobs_that_free_nodes_would_start_count_as_waiting(reason: str, attempt_reason: AttemptReason, waits: bool) -> None:
+    assert waiting(queued(reason, attempt_reason)) is waits
+
+
+def test_a_job_that_never_ran_is_admitted_at_its_minimum_with_the_undeclared_prior() -> None:
+    view = waiting_job(queued(nodes="1-2"), [], now=1000.0, queue_wait_s=0.0)
+    assert (view.current_gpus, view.min_gpus, view.max_gpus) == (0, 1, 2)
+    assert view.time_in_state_s == pytest.approx(100.0)  # waiting since its submission
+    # half an hour of work on its minimum size, whatever step time the prior assumes
+    assert view.remaining_work == pytest.approx(undeclared_prior(view.model, 1, 1))
+    # the prior's all-reduce is pessimistic: no gain beyond its minimum until it has measured
+    assert float(speedup(view.model.params, view.model.noise, 2, 2, view.model.limits)) < 1.0

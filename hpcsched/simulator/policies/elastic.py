@@ -6,9 +6,9 @@ daemon runs) and both re-tuning each job's batch with :func:`hpcsched.models.bes
 * ``pollux``: Pollux's own restart penalty (a fixed 30 s assumed, whatever a restart really
   costs), no hysteresis.
 
-hpcsched's jobs are Slurm jobs, so one that arrives between rounds starts at once if the idle
-GPUs allow, at the size the allocator gives it capped by what is idle; Pollux decides in rounds
-only (``decides_on_arrival``, :mod:`hpcsched.simulator.engine`).
+hpcsched's jobs are Slurm jobs, and its daemon runs an admission pass for a job that waits for
+nodes, so a job that arrives between rounds starts then if the allocator makes room for it;
+Pollux decides in rounds only (``decides_on_arrival``, :mod:`hpcsched.simulator.engine`).
 
 Like Pollux, a job may grow to at most twice the largest size it has run at (``explore``): its
 throughput model has only seen that much. Both are told the fitted models (docs/simulator.md).
