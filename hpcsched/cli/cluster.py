@@ -29,8 +29,14 @@ def decisions_table(result: dict[str, Any]) -> Table:
     for d in result["decisions"]:
         gain = d["gain_s"]
         gain_text = f"{gain:.0f}" if isinstance(gain, (int, float)) and math.isfinite(gain) else str(gain)
-        action = "resized" if d.get("applied") else ("error: " + d["error"] if d.get("error") else
-                                                       ("would resize" if d["target_nodes"] != d["current_nodes"] else "keep"))
+        if d.get("waiting"):  # waits in the queue: Slurm starts it if the pass made room
+            action = "admit" if d["target_nodes"] else "wait"
+        elif d.get("applied"):
+            action = "resized"
+        elif d.get("error"):
+            action = "error: " + d["error"]
+        else:
+            action = "would resize" if d["target_nodes"] != d["current_nodes"] else "keep"
         table.add_row(str(d["job"]), d["name"], str(d["current_nodes"]), str(d["target_nodes"]), gain_text,
                       f"{d['cost_s']:.0f}", action, d["reason"])
     return table
@@ -47,6 +53,9 @@ def rebalance(dry_run: bool, as_json: bool, quiet: bool) -> None:
     Reads the cluster (sinfo, squeue) and each elastic job's measured throughput, asks the
     allocator for target sizes, and resizes a job only when the predicted time saved over its
     remaining run exceeds what the resize costs (checkpoint, queue wait, container start).
+    Your jobs that wait in the queue for nodes count too (ACTION admit or wait): a shrink may
+    make room for them, and Slurm starts them on the nodes set free. The daemon runs such a pass
+    by itself, applying only those shrinks, when it sees a job start waiting.
     Safe from cron: a second pass while one runs reports busy and changes nothing.
     """
     cfg = settings()
