@@ -307,19 +307,20 @@ def needs_pollux(test):  # type: ignore[no-untyped-def]
 
 # Held-out MAPE of seed 0 as measured by benchmarks/model_accuracy.py (same splits). Each test
 # allows the measurement plus 15% of it: room for solver and platform differences, not for a
-# worse model.
+# worse model; held-out rows of the random split must also meet the 10% target.
 MEASURED_SPLIT_MAPE = {
     "bert": 0.0625,
-    "cifar10": 0.0776,
-    "deepspeech2": 0.0871,
+    "cifar10": 0.0713,
+    "deepspeech2": 0.0779,
     "imagenet": 0.0700,
     "ncf": 0.0928,
     "yolov3": 0.0910,
 }
+TARGET_MAPE = 0.10
 MEASURED_EXTRAPOLATION_MAPE = {
     "bert": 0.0538,
-    "cifar10": 0.0816,
-    "deepspeech2": 0.1979,
+    "cifar10": 0.0805,
+    "deepspeech2": 0.1975,
     "imagenet": 0.0844,
     "ncf": 0.1054,
     "yolov3": 0.1809,
@@ -348,7 +349,7 @@ def test_placement_digits_are_gpus_per_node() -> None:
 def test_fit_predicts_held_out_half_of_real_profile(model: str) -> None:
     placements, scalability = _profiles(model)
     train, held_out = _half(placements + scalability, seed=0)
-    assert _mape(fit(train), held_out) <= MEASURED_SPLIT_MAPE[model] * 1.15
+    assert _mape(fit(train), held_out) <= min(MEASURED_SPLIT_MAPE[model] * 1.15, TARGET_MAPE)
 
 
 @needs_pollux
