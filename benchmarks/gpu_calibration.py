@@ -36,7 +36,6 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -189,27 +188,20 @@ def observations(runs: Sequence[Mapping[str, Any]], model: str) -> dict[Key, Any
     }
 
 
-def predicted(train: Sequence[Any], test: Mapping[Key, Any]) -> dict[Key, float]:
-    from hpcsched.models import fit, predict_step_time
-
-    params = fit(train)
-    return {k: float(predict_step_time(params, 1, 1, o.local_bsz, o.accum_steps)) for k, o in test.items()}
-
-
 def splits(obs: Mapping[Key, Any], fit_up_to: int) -> dict[str, dict[Key, float]]:
-    loo: dict[Key, float] = {}
-    for key, o in obs.items():
-        loo |= predicted([other for k, other in obs.items() if k != key], {key: o})
-    small = [o for (b, a), o in obs.items() if a == 0 and b <= fit_up_to]
-    rest = {k: o for k, o in obs.items() if not (k[1] == 0 and k[0] <= fit_up_to)}
-    return {"leave one out": loo, "larger batches": predicted(small, rest), "in-sample": predicted(list(obs.values()), obs)}
+    from accuracy import fit_on, in_sample, leave_one_out
+
+    def small(key: Key) -> bool:
+        return key[1] == 0 and key[0] <= fit_up_to
+
+    return {"leave one out": leave_one_out(obs), "larger batches": fit_on(obs, small), "in-sample": in_sample(obs)}
 
 
 def fit_report(args: argparse.Namespace) -> None:
-    from hpcsched.models import fit
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from accuracy import mape
     from common import write_results
+
+    from hpcsched.models import fit
 
     raw = json.loads(Path(args.raw).read_text())
     models = sorted({r["model"] for r in raw["runs"]})
@@ -223,7 +215,7 @@ def fit_report(args: argparse.Namespace) -> None:
     for model in models:
         obs = observations(raw["runs"], model)
         preds = splits(obs, FIT_UP_TO[model])
-        mapes = {name: statistics.mean(abs(p[k] / obs[k].step_time - 1) for k in p) for name, p in preds.items()}
+        mapes = {name: mape(p, obs) or 0.0 for name, p in preds.items()}
         params = fit(list(obs.values()))
         data["models"][model] = {
             "mape": mapes, "params": vars(params),

@@ -51,12 +51,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from accuracy import errors, fit_on, in_sample, leave_one_out, mape
 from common import SITE, USER, as_user, summary, workspace, write_results
 
 from hpcsched.jobs import layout
 from hpcsched.jobs.measured import MeasuredStepTime, measure
 from hpcsched.jobs.model import FINAL_STATES
-from hpcsched.models import Observation, fit, predict_step_time
+from hpcsched.models import Observation
 
 REPO = Path(__file__).resolve().parents[1]
 FINAL = {s.value for s in FINAL_STATES}
@@ -87,31 +88,10 @@ def epochs_for(replicas: int, batch: int, steps: int, seconds: float) -> int:
 # --- the accuracy of the model (pure) ---
 
 
-def fit_and_predict(train: Sequence[Observation], test: Mapping[Key, Observation]) -> Predictions:
-    """The step times of ``test`` as the model fitted on ``train`` predicts them."""
-    params = fit(train)
-    return {k: float(predict_step_time(params, o.num_nodes, o.num_replicas, o.local_bsz, o.accum_steps)) for k, o in test.items()}
-
-
-def leave_one_out(measured: Mapping[Key, Observation]) -> Predictions:
-    """Each configuration predicted by a fit on all the others."""
-    if len(measured) < 2:
-        return {}
-    out: Predictions = {}
-    for k, o in measured.items():
-        out |= fit_and_predict([other for j, other in measured.items() if j != k], {k: o})
-    return out
-
-
 def larger_batch(measured: Mapping[Key, Observation]) -> Predictions:
     """The configurations with the largest local batch, predicted by a fit on the smaller ones."""
     largest = max(batch for *_, batch in measured)
-    train = [o for k, o in measured.items() if k[2] < largest]
-    return fit_and_predict(train, {k: o for k, o in measured.items() if k[2] == largest}) if train else {}
-
-
-def in_sample(measured: Mapping[Key, Observation]) -> Predictions:
-    return fit_and_predict(list(measured.values()), measured)
+    return fit_on(measured, lambda key: key[2] < largest)
 
 
 SPLITS: dict[str, Callable[[Mapping[Key, Observation]], Predictions]] = {
@@ -119,16 +99,6 @@ SPLITS: dict[str, Callable[[Mapping[Key, Observation]], Predictions]] = {
     "larger batch": larger_batch,
     "in-sample": in_sample,
 }
-
-
-def errors(predictions: Predictions, measured: Mapping[Key, Observation]) -> dict[Key, float]:
-    """predicted / measured - 1 per configuration (positive: the model is too slow)."""
-    return {k: p / measured[k].step_time - 1.0 for k, p in predictions.items()}
-
-
-def mape(predictions: Predictions, measured: Mapping[Key, Observation]) -> float | None:
-    values = [abs(e) for e in errors(predictions, measured).values()]
-    return statistics.mean(values) if values else None
 
 
 # --- the jobs (the cluster) ---

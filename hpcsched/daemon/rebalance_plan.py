@@ -16,6 +16,7 @@ the same speedups), and its remaining work the undeclared prior, half an hour at
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -75,30 +76,37 @@ def remaining_work(model: GoodputModel, batch: int, progress: Mapping[str, Any],
     return estimate_remaining_work(done, done + max(0, int(total) - step) * batch) * efficiency
 
 
-def elastic_job(job: Job, records: Sequence[Mapping[str, Any]], now: float, queue_wait_s: float) -> ElasticJob | None:
-    """The allocator's view of one running elastic job, or None without enough measurements."""
-    measured = measurements(job, records)
+def _view(job: Job, model: GoodputModel, measured: Measurements, now: float, current_gpus: int, since: float,
+          at_size_s: float, restart: RestartCost) -> ElasticJob:
+    """What the allocator takes for one job of ours: its node range, model and remaining work."""
     allowed = parse_nodes(str(job.request.get("nodes", "1")))
-    model = goodput_model(measured, allowed.max)
-    cur = job.current
-    if model is None or measured.current is None or cur is None:
-        return None
-    started = min((a.start_time for a in job.attempts if a.start_time), default=now)
-    at_size = now - (cur.start_time or now)
+    batch = measured.current.global_bsz if measured.current is not None else model.limits.min_global_bsz
     return ElasticJob(
         key=str(job.id),
         model=model,
         min_gpus=allowed.min,
         max_gpus=allowed.max,
-        current_gpus=cur.nodes,
-        remaining_work=remaining_work(model, measured.current.global_bsz, job.progress or {}, allowed.min),
+        current_gpus=current_gpus,
+        remaining_work=remaining_work(model, batch, job.progress or {}, allowed.min),
         age_s=max(0.0, now - job.created),
-        time_in_state_s=max(0.0, now - started),
-        time_at_size_s=max(0.0, at_size),
-        restarts=len(job.attempts) - 1,
-        restart=RestartCost(checkpoint_s=CHECKPOINT_S, start_s=START_S, queue_wait_s=queue_wait_s),
+        time_in_state_s=max(0.0, now - since),
+        time_at_size_s=at_size_s,
+        restarts=max(0, len(job.attempts) - 1),
+        restart=restart,
         account=str(job.request.get("account") or ""),
-    )
+    )  # fmt: skip
+
+
+def elastic_job(job: Job, records: Sequence[Mapping[str, Any]], now: float, queue_wait_s: float) -> ElasticJob | None:
+    """The allocator's view of one running elastic job, or None without enough measurements."""
+    measured = measurements(job, records)
+    model = goodput_model(measured, parse_nodes(str(job.request.get("nodes", "1"))).max)
+    cur = job.current
+    if model is None or measured.current is None or cur is None:
+        return None
+    started = min((a.start_time for a in job.attempts if a.start_time), default=now)
+    restart = RestartCost(checkpoint_s=CHECKPOINT_S, start_s=START_S, queue_wait_s=queue_wait_s)
+    return _view(job, model, measured, now, cur.nodes, started, max(0.0, now - (cur.start_time or now)), restart)
 
 
 # Slurm's reasons for a pending job that free nodes would start (not a dependency, a hold, a
@@ -117,32 +125,19 @@ def waiting(job: Job) -> bool:
 
 
 def waiting_job(job: Job, records: Sequence[Mapping[str, Any]], now: float, queue_wait_s: float) -> ElasticJob:
-    """The allocator's view of a job of ours waiting in the queue: no nodes, its node range."""
-    allowed = parse_nodes(str(job.request.get("nodes", "1")))
+    """The allocator's view of a job of ours waiting in the queue: no nodes, its node range. One
+    that never ran gets the fit's prior with one sample per node (and so the undeclared remaining
+    work)."""
     measured = measurements(job, records)
-    model = goodput_model(measured, allowed.max)
-    if model is None:  # never ran: the prior, with one sample per node
-        prior = fit([Observation(1, 1, 1, 0, step_time=1.0)])
-        model = GoodputModel(prior, FLAT_NOISE, BatchLimits(min_global_bsz=1, max_global_bsz=allowed.max, max_local_bsz=1))
-        remaining = estimate_remaining_work(0.0, None, prior=undeclared_prior(model, allowed.min, 1))
-    else:
-        batch = measured.current.global_bsz if measured.current else model.limits.min_global_bsz
-        remaining = remaining_work(model, batch, job.progress or {}, allowed.min)
+    max_nodes = parse_nodes(str(job.request.get("nodes", "1"))).max
+    model = goodput_model(measured, max_nodes) or GoodputModel(
+        fit([Observation(1, 1, 1, 0, step_time=1.0)]), FLAT_NOISE,
+        BatchLimits(min_global_bsz=1, max_global_bsz=max_nodes, max_local_bsz=1),
+    )  # fmt: skip
     cur = job.current
     queued = cur.submit_time if cur is not None and cur.submit_time else job.created
-    return ElasticJob(
-        key=str(job.id),
-        model=model,
-        min_gpus=allowed.min,
-        max_gpus=allowed.max,
-        current_gpus=0,
-        remaining_work=remaining,
-        age_s=max(0.0, now - job.created),
-        time_in_state_s=max(0.0, now - queued),
-        restarts=max(0, len(job.attempts) - 1),
-        restart=RestartCost(checkpoint_s=0.0, start_s=START_S, queue_wait_s=queue_wait_s),
-        account=str(job.request.get("account") or ""),
-    )
+    restart = RestartCost(checkpoint_s=0.0, start_s=START_S, queue_wait_s=queue_wait_s)
+    return _view(job, model, measured, now, 0, queued, math.inf, restart)
 
 
 def cluster_view(node_states: Mapping[str, str], ours: Iterable[str]) -> tuple[Cluster, list[str]]:
