@@ -10,7 +10,7 @@ priced over each job's remaining run (``docs/allocator.md``). No files, commands
 the ``remaining_work`` the allocator takes.
 """
 
-from .admission import admission_shrinks
+from .admission import admission, admission_pays, admission_shrinks
 from .allocate import allocate
 from .cluster import Cluster, Limits
 from .decisions import Allocation, Decision
@@ -31,6 +31,8 @@ __all__ = [
     "Limits",
     "RestartCost",
     "RestartPricing",
+    "admission",
+    "admission_pays",
     "admission_shrinks",
     "allocate",
     "estimate_remaining_work",

@@ -50,7 +50,7 @@ def _problem(cluster: Cluster, jobs: Sequence[ElasticJob], policy: AllocatorPoli
         for job, table, weight in zip(jobs, tables, weights, strict=True)
     ]
     hungry = [starving(job, policy) for job in jobs]
-    return Problem(jobs, tables, values, idle, hungry, cluster, limits)
+    return Problem(jobs, tables, values, idle, hungry, cluster, limits, departure)
 
 
 def _weights(jobs: Sequence[ElasticJob], tables: Sequence[JobTable], fair: int, policy: AllocatorPolicy) -> list[float]:
@@ -123,7 +123,12 @@ def allocate(
     if quo is not None and quo_value is not None and quo_value >= problem.objective(plan):
         plan = quo
     decisions = tuple(_decision(problem, plan, j, policy) for j in range(len(jobs)))
-    return Allocation(decisions=decisions, objective=problem.objective(plan), status_quo_objective=quo_value)
+    return Allocation(
+        decisions=decisions,
+        objective=problem.objective(plan),
+        status_quo_objective=quo_value,
+        next_free_s=problem.next_free_s,
+    )
 
 
 def _decision(problem: Problem, plan: Plan, job: int, policy: AllocatorPolicy) -> Decision:
@@ -131,6 +136,8 @@ def _decision(problem: Problem, plan: Plan, job: int, policy: AllocatorPolicy) -
     target = plan.size(job, problem.tables)
     gain = time_saved(table, spec, spec.current_gpus, target)
     cost = spec.restart.seconds(spec.current_gpus, target)
+    at = table.index_of(target)
+    remaining = float(table.remaining_time(spec.remaining_work)[at]) if target and at >= 0 else math.inf
     return Decision(
         key=spec.key,
         current_gpus=spec.current_gpus,
@@ -139,4 +146,5 @@ def _decision(problem: Problem, plan: Plan, job: int, policy: AllocatorPolicy) -
         gain_s=gain,
         cost_s=cost,
         reason=explain(spec, table, target, gain, cost, policy),
+        remaining_s=remaining,
     )

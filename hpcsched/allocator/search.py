@@ -46,6 +46,7 @@ class Problem:
     starving: Sequence[bool]
     cluster: Cluster
     limits: Limits
+    next_free_s: float  # predicted seconds until the first running job ends (objective.next_departure)
 
     def objective(self, plan: Plan) -> float:
         return float(sum(self.values[j][i] if i >= 0 else self.idle[j] for j, i in enumerate(plan.index)))

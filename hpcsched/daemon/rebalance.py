@@ -2,8 +2,9 @@
 decide with the allocator, apply the resizes, record every decision. Run by ``hpcsched
 rebalance`` (from cron), and by the daemon when one of its jobs waits for nodes: then as an
 admission pass, which applies only the shrinks that make room for the waiting jobs the allocator
-admits (:func:`hpcsched.allocator.admission_shrinks`) and grows nothing: an arrival restarts no
-more jobs than it needs.
+admits, and only when they save more completion time than they cost
+(:func:`hpcsched.allocator.admission`), and grows nothing: an arrival restarts no more jobs than
+it needs.
 A waiting job the allocator admits is left to Slurm, which starts it on the nodes set free.
 
 Never two passes at once: an exclusive lock on local disk (``rebalance.lock`` in the state
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from hpcsched.allocator import HPCSCHED, admission_shrinks, allocate
+from hpcsched.allocator import HPCSCHED, admission, allocate
 from hpcsched.daemon.ingest import JobFiles
 from hpcsched.daemon.rebalance_plan import cluster_view, elastic_job, queue_wait_estimate, waiting, waiting_job
 from hpcsched.daemon.resize import Resizer, waiting_successor
@@ -86,8 +87,9 @@ class Rebalancer:
         views = [v for v in (elastic_job(j, list(self.files.records(j.id)), now, wait) for j in jobs.values()) if v]
         if views:  # without a running elastic job there is nobody to shrink or grow
             views += [waiting_job(j, list(self.files.records(j.id)), now, wait) for j in queued.values()]
-        decisions = allocate(cluster, views, HPCSCHED).decisions if views else ()
-        shrinks = admission_shrinks({d.key: d.current_gpus for d in decisions}, {d.key: d.target_gpus for d in decisions}, idle)
+        allocation = allocate(cluster, views, HPCSCHED) if views else None
+        decisions = allocation.decisions if allocation else ()
+        shrinks = admission(allocation, idle) if allocation else {}
         out = []
         for d in decisions:
             job = jobs.get(d.key) or queued[d.key]

@@ -4,22 +4,28 @@ is advanced to the next decision. Simulated time only; the seeded random stream 
 is the only randomness, so a seed fixes the result.
 
 A policy whose jobs go through Slurm (``decides_on_arrival``: plain Slurm and hpcsched) also acts
-when a job arrives between rounds: Slurm's scheduler runs on every submission, so a job that fits
-in the idle GPUs starts then, and hpcsched's daemon runs its admission pass for a job that waits
-for nodes (:mod:`hpcsched.daemon.rebalance`): the policy decides as in a round, and if that
-admits a waiting job, the shrinks that make room for it apply (never a grow) and the admitted
-jobs start on what is idle. Plain Slurm never shrinks a job. Pollux and Tiresias decide in rounds only, as in their own
+between rounds, as Slurm's scheduler does on every submission and every job end:
+
+* when a job arrives, a job that fits in the idle GPUs starts then, and hpcsched's daemon runs
+  its admission pass for a job that waits for nodes (:mod:`hpcsched.daemon.rebalance`): the
+  policy decides as in a round, and if that admits a waiting job, the shrinks that make room for
+  it apply (never a grow) and the admitted jobs start on what is idle;
+* when a job finishes while others wait, the policy decides again and the waiting jobs it admits
+  start on the GPUs that freed up (no shrink, no grow: a pending Slurm job simply starts).
+
+Plain Slurm never shrinks a job. Pollux and Tiresias decide in rounds only, as in their own
 simulators.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from hpcsched.allocator import Cluster, admission_shrinks
+from hpcsched.allocator import Cluster
 
 from .applications import Application
 from .jobs import SimJob
@@ -31,6 +37,7 @@ from .workload import JobSpec
 
 Progress = Callable[[float, int, int], None]
 MAX_SIMULATED_S = 60 * 86400.0
+END_SLACK_S = 1e-6
 
 
 def _jobs(workload: Sequence[JobSpec], applications: Mapping[str, Application], gpus_per_node: int) -> list[SimJob]:
@@ -78,17 +85,23 @@ def _reallocate(
 
 
 def _start_waiting(
-    jobs: Sequence[SimJob], now: float, policy: Policy, cluster: Cluster, restart: RestartModel, rng: np.random.Generator
+    jobs: Sequence[SimJob],
+    now: float,
+    policy: Policy,
+    cluster: Cluster,
+    restart: RestartModel,
+    rng: np.random.Generator,
+    shrink: bool = True,
 ) -> None:
-    """Between rounds (a job arrived): what hpcsched's admission pass and Slurm do. If the
-    policy's decision admits a waiting job, the shrinks that make room for it apply
-    (:func:`hpcsched.allocator.admission_shrinks`; no grows); then each waiting job it admits
-    starts on what is idle, up to the size it was given."""
-    targets = policy.decide(now, jobs, cluster, restart)
+    """Between rounds: what hpcsched's admission pass and Slurm do. When ``shrink`` (a job
+    arrived), the shrinks the policy makes room with apply first (:meth:`Policy.admit`: for
+    hpcsched :func:`hpcsched.allocator.admission`, only if they pay; never a grow); then each
+    waiting job the decision admits starts on what is idle, up to the size it was given."""
+    targets, room = policy.admit(now, jobs, cluster, restart) if shrink else (policy.decide(now, jobs, cluster, restart), {})
     load = len(jobs) / max(cluster.capacity, 1)
     idle = cluster.capacity - sum(job.gpus for job in jobs)
     by_name = {job.name: job for job in jobs}
-    for name, size in admission_shrinks({job.name: job.gpus for job in jobs}, targets, idle).items():
+    for name, size in room.items():
         idle += by_name[name].gpus - size
         _reallocate(by_name[name], size, now, policy, restart, rng, load)
     for job in jobs:
@@ -96,6 +109,52 @@ def _start_waiting(
         if job.gpus == 0 and size > 0:
             _reallocate(job, size, now, policy, restart, rng, load)
             idle -= size
+
+
+def _between_rounds(
+    jobs: Sequence[SimJob],
+    active: Sequence[SimJob],
+    now: float,
+    end: float,
+    policy: Policy,
+    cluster: Cluster,
+    restart: RestartModel,
+    rng: np.random.Generator,
+) -> None:
+    """Advance from ``now`` to ``end`` event by event (module docstring): each arrival gets an
+    admission pass; each job end while jobs wait lets the waiting ones start."""
+    arriving = sorted(
+        (job for job in jobs if now < job.spec.submit_time < end), key=lambda job: (job.spec.submit_time, job.name)
+    )
+    running = list(active)
+    while True:
+        arrival = arriving[0].spec.submit_time if arriving else end
+        waiting = any(job.gpus == 0 for job in running)
+        departure = _first_end(running, now, arrival - now, policy) if waiting else None
+        stop = departure + END_SLACK_S if departure is not None else arrival
+        _run(running, now, stop - now, policy)
+        now, running = stop, [job for job in running if not job.done]
+        if departure is not None:
+            _start_waiting(running, now, policy, cluster, restart, rng, shrink=False)
+        elif arriving:
+            running.append(arriving.pop(0))
+            _start_waiting(running, now, policy, cluster, restart, rng)
+        else:
+            return
+
+
+def _first_end(jobs: Sequence[SimJob], now: float, seconds: float, policy: Policy) -> float | None:
+    """When the first of ``jobs`` finishes, if it is more than :data:`END_SLACK_S` before
+    ``now + seconds`` (None: none does); the jobs themselves are not advanced (each is probed on a
+    copy). Running to the end plus the slack is sure to finish the job despite rounding."""
+    ends = []
+    for job in jobs:
+        if job.gpus:
+            probe = copy.copy(job)
+            _advance(probe, now, seconds, policy)
+            if probe.completion is not None and probe.completion + END_SLACK_S < now + seconds:
+                ends.append(probe.completion)
+    return min(ends, default=None)
 
 
 def _run(jobs: Sequence[SimJob], now: float, seconds: float, policy: Policy) -> None:
@@ -170,17 +229,10 @@ def simulate(
             for job in active:
                 _reallocate(job, targets.get(job.name, 0), now, chosen, restart_cost, rng, load)
             usage.append((now, sum(job.gpus for job in active)))
-        arriving = sorted(
-            (job for job in jobs if now < job.spec.submit_time < now + interval),
-            key=lambda job: (job.spec.submit_time, job.name),
-        )
-        elapsed = now
-        for job in arriving if on_arrival else []:
-            _run(active, elapsed, job.spec.submit_time - elapsed, chosen)
-            elapsed = job.spec.submit_time
-            active = [j for j in active if not j.done] + [job]
-            _start_waiting(active, elapsed, chosen, cluster, restart_cost, rng)
-        _run(active, elapsed, now + interval - elapsed, chosen)
+        if on_arrival:
+            _between_rounds(jobs, active, now, now + interval, chosen, cluster, restart_cost, rng)
+        else:
+            _run(active, now, interval, chosen)
         now += interval
         if progress is not None:
             progress(now, sum(job.done for job in jobs), len(jobs))

@@ -37,20 +37,23 @@ def test_static_fifo_on_one_node_matches_the_hand_computed_schedule() -> None:
     b 120 s on two (50 samples/s for 6,000), c 60 s on one.
 
     * t=0: a starts, pauses to 30, trains 30..90: JCT 90.
-    * t=60: b (2 GPUs) heads the queue but 1 GPU is free; a ends at 90, so b's reservation is
-      at 90 and c (would end at 60+30+60 = 150, on the GPU b needs) may not backfill.
-    * t=120: b starts, trains 150..270: JCT 270 - 10 = 260. c still has no GPU.
-    * t=300: c starts, trains 330..390: JCT 390 - 20 = 370.
+    * t=10, 20: b (2 GPUs) heads the queue but 1 GPU is free; a ends at 90, so b's reservation is
+      at 90 and c (would end at 20+30+60 = 110, on the GPU b needs) may not backfill.
+    * t=90: a ends and Slurm starts b at once (not at the next round): trains 120..240: JCT 230.
+    * t=240: b ends, c starts: trains 270..330: JCT 310.
+
+    Event times are exact to the engine's microsecond of slack per job end.
     """
     result = simulate(WORKLOAD, "static", Cluster(1, 2), RestartModel.parse("30"), applications={"toy": toy()})
     jcts = {job.name: job.jct for job in result.jobs}
-    assert jcts == pytest.approx({"a": 90.0, "b": 260.0, "c": 370.0}, abs=1e-9)
+    assert jcts == pytest.approx({"a": 90.0, "b": 230.0, "c": 310.0}, abs=1e-5)
+    assert {job.name: job.first_start for job in result.jobs} == pytest.approx({"a": 0.0, "b": 90.0, "c": 240.0}, abs=1e-5)
     metrics = result.metrics()
-    assert metrics["avg_jct"] == pytest.approx(240.0)
-    assert metrics["makespan"] == pytest.approx(390.0)
+    assert metrics["avg_jct"] == pytest.approx(210.0)
+    assert metrics["makespan"] == pytest.approx(330.0)
     assert metrics["restarts"] == 0
-    # allocated GPU-seconds: a 90 (30 pause + 60), b 2 x 150, c 90 = 480 of 2 x 390
-    assert metrics["utilisation"] == pytest.approx(480.0 / 780.0)
+    # allocated GPU-seconds: a 90 (30 pause + 60), b 2 x 150, c 90 = 480 of 2 x 330
+    assert metrics["utilisation"] == pytest.approx(480.0 / 660.0)
 
 
 def test_tiresias_preempts_the_later_job_when_the_earlier_one_fits() -> None:

@@ -22,6 +22,13 @@ class Policy(Protocol):
         """GPUs per job name for the next interval (missing: 0)."""
         ...
 
+    def admit(
+        self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel
+    ) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        """Between rounds, for a policy that ``decides_on_arrival``: the sizes :meth:`decide`
+        gives, and the shrinks (new sizes) to apply first to make room for waiting jobs."""
+        ...
+
     def config(self, job: SimJob, gpus: int) -> Config:
         """The batch configuration the job runs with on ``gpus`` GPUs."""
         ...

@@ -25,10 +25,12 @@ from collections.abc import Mapping, Sequence
 from hpcsched.allocator import (
     HPCSCHED,
     POLLUX,
+    Allocation,
     AllocatorPolicy,
     Cluster,
     ElasticJob,
     GoodputModel,
+    admission,
     allocate,
     estimate_remaining_work,
     undeclared_prior,
@@ -81,11 +83,22 @@ class ElasticPolicy:
             restart=restart.expected(load),
         )
 
-    def decide(self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
+    def _allocate(self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel) -> Allocation:
         self._capacity = cluster.capacity
         load = len(jobs) / max(cluster.capacity, 1)
         requests = [self._elastic(job, now, restart, load) for job in jobs]
-        return allocate(cluster, requests, self.allocator).targets()
+        return allocate(cluster, requests, self.allocator)
+
+    def decide(self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
+        return self._allocate(now, jobs, cluster, restart).targets()
+
+    def admit(
+        self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel
+    ) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        """The daemon's admission pass: :func:`hpcsched.allocator.admission` of a decision."""
+        allocation = self._allocate(now, jobs, cluster, restart)
+        idle = cluster.capacity - sum(job.gpus for job in jobs)
+        return allocation.targets(), admission(allocation, idle)
 
 
 def hpcsched_policy(explore: bool = False) -> ElasticPolicy:

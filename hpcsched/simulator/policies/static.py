@@ -39,6 +39,11 @@ class StaticPolicy:
     def _size(self, job: SimJob, cluster: Cluster) -> int:
         return max(1, min(self.request(job)[0], cluster.capacity))
 
+    def admit(
+        self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel
+    ) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        return self.decide(now, jobs, cluster, restart), {}  # never shrinks a job
+
     def config(self, job: SimJob, gpus: int) -> Config:
         return fixed_config(job.app, gpus, self.request(job)[1])
 

@@ -27,6 +27,11 @@ class TiresiasPolicy:
     def __init__(self) -> None:
         self._demoted: dict[str, float] = {}
 
+    def admit(
+        self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel
+    ) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        return self.decide(now, jobs, cluster, restart), {}  # never shrinks a job
+
     def config(self, job: SimJob, gpus: int) -> Config:
         return fixed_config(job.app, gpus, job.spec.batch_size)
 

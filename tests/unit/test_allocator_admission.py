@@ -1,0 +1,96 @@
+"""The admission pass between rounds: it shrinks running jobs for a waiting one only when that
+lowers the summed completion time (:func:`hpcsched.allocator.admission`)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hpcsched.allocator import (
+    HPCSCHED,
+    Allocation,
+    Cluster,
+    Decision,
+    ElasticJob,
+    GoodputModel,
+    RestartCost,
+    admission,
+    admission_pays,
+    allocate,
+)
+from hpcsched.allocator.admission import shrink_loss
+from hpcsched.allocator.candidates import goodput_at
+from hpcsched.models import BatchLimits, GradientNoise, ThroughputParams
+
+
+def decision(key: str, current: int, target: int, old_s: float, new_s: float, cost_s: float) -> Decision:
+    """A decision for a job predicted to need ``old_s`` more at ``current`` and ``new_s`` at ``target``."""
+    return Decision(key, current, target, (), old_s - new_s, cost_s if target != current else 0.0, "", new_s)
+
+
+def newcomer(key: str, size: int = 1) -> Decision:
+    return Decision(key, 0, size, (), math.inf, 20.0, "", 600.0)
+
+
+def test_shrinking_a_short_job_for_a_newcomer_does_not_pay() -> None:
+    """The mixed local workload's case: a 2-node job with 50 s left (90 s on one node) would be
+    shrunk, at a 25 s restart, for a newcomer that otherwise waits 50 s for the job to end. The
+    newcomer starts 25 s sooner (after the shrink's pause); the job loses 25 s + 50 * (1 - 50/90)."""
+    shrunk = decision("short", 2, 1, 50.0, 90.0, 25.0)
+    allocation = Allocation((shrunk, newcomer("new")), 0.0, None, next_free_s=50.0)
+    assert shrink_loss(shrunk, 50.0) == pytest.approx(25.0 + 50.0 * (1 - 50 / 90))
+    assert not admission_pays(allocation, {"short": 1}, idle=0)
+    assert admission(allocation, idle=0) == {}
+
+
+def test_shrinking_a_long_job_for_a_newcomer_pays() -> None:
+    """16 -> 15 GPUs for a job with hours left costs its 30 s restart and 1/16 of its pace for the
+    600 s the newcomer would otherwise wait; the newcomer gains 570 s."""
+    shrunk = decision("long", 16, 15, 10_000.0, 10_000.0 * 16 / 15, 30.0)
+    allocation = Allocation((shrunk, newcomer("new")), 0.0, None, next_free_s=600.0)
+    assert shrink_loss(shrunk, 600.0) == pytest.approx(30.0 + 600.0 / 16)
+    assert admission(allocation, idle=0) == {"long": 15}
+
+
+def test_stopping_a_job_costs_all_of_the_wait() -> None:
+    stopped = Decision("stop", 1, 0, (), -math.inf, 10.0, "", math.inf)
+    assert shrink_loss(stopped, 300.0) == pytest.approx(310.0)
+    allocation = Allocation((stopped, newcomer("new")), 0.0, None, next_free_s=300.0)
+    assert admission(allocation, idle=0) == {}, "the newcomer gains 290 s, the stopped job loses 310 s"
+
+
+def test_newcomers_that_fit_in_idle_gpus_do_not_count_as_gains() -> None:
+    """Two newcomers, one fits the idle GPU: only the other one's wait is spared by the shrink."""
+    shrunk = decision("mid", 4, 3, 1_000.0, 1_000.0 * 4 / 3, 30.0)
+    allocation = Allocation((shrunk, newcomer("a"), newcomer("b")), 0.0, None, next_free_s=100.0)
+    # b gains 100 - 30 = 70 s; mid loses 30 + 100 * (1 - 3/4) = 55 s: pays, but not with a 60 s restart
+    assert admission(allocation, idle=1) == {"mid": 3}
+    dear = decision("mid", 4, 3, 1_000.0, 1_000.0 * 4 / 3, 60.0)
+    assert admission(Allocation((dear, newcomer("a"), newcomer("b")), 0.0, None, next_free_s=100.0), idle=1) == {}
+
+
+def test_no_prediction_of_a_departure_leaves_the_decision_as_it_is() -> None:
+    shrunk = decision("x", 2, 1, 50.0, 90.0, 25.0)
+    assert admission(Allocation((shrunk, newcomer("new")), 0.0, None), idle=0) == {"x": 1}
+
+
+SCALES = GoodputModel(ThroughputParams(0.05, 0.002, 0.08, 0.002, 0.02, 0.001, 1.5), GradientNoise(1.0, 4000.0),
+                      BatchLimits(64, 4096, 256, 3))
+
+
+def test_allocate_reports_remaining_times_and_the_next_departure() -> None:
+    """What the admission check reads comes from the allocator: each decision's run left at its
+    target (W / goodput) and the first running job's predicted end at its current size."""
+    jobs = [
+        ElasticJob(key="a", model=SCALES, min_gpus=1, max_gpus=8, current_gpus=4, remaining_work=2e6,
+                   restart=RestartCost.fixed(30.0)),
+        ElasticJob(key="b", model=SCALES, min_gpus=1, max_gpus=8, current_gpus=4, remaining_work=1e5,
+                   restart=RestartCost.fixed(30.0)),
+    ]
+    allocation = allocate(Cluster(2, 4), jobs, HPCSCHED)
+    for d, work in zip(allocation.decisions, (2e6, 1e5), strict=True):
+        assert d.remaining_s == pytest.approx(work / goodput_at(SCALES, 4, d.target_gpus))
+        assert d.as_dict()["remaining_s"] == pytest.approx(d.remaining_s)
+    now = [work / goodput_at(SCALES, 4, 4) for work in (2e6, 1e5)]
+    assert allocation.next_free_s == pytest.approx(min(now))
