@@ -21,6 +21,9 @@ from dataclasses import dataclass
 
 from hpcsched.planning.request import DEFAULT_IMAGE
 
+# The longest `hpcsched rebalance --wait` for a running pass to finish (the cron entry waits 60 s).
+MAX_REBALANCE_WAIT_S = 600.0
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -95,8 +95,9 @@ def admission_pays(allocation: Allocation, shrinks: Mapping[str, int], idle: int
     Without them, a newcomer that does not fit in the ``idle`` GPUs waits until a job ends by
     itself (``allocation.next_free_s``, ``D``); with them it starts once the largest shrink has
     freed its GPUs, ``D - R`` sooner (``R`` that shrink's restart pause). Each shrunk job loses
-    :func:`shrink_loss`. The admission pass applies the shrinks only when the newcomers' summed
-    gain exceeds the summed loss: the sum of completion times (the average JCT) then falls.
+    :func:`shrink_loss` over the time it runs smaller: until a job ends or the newcomers are done,
+    ``min(D, R + T_newcomer)``. The admission pass applies the shrinks only when the newcomers'
+    summed gain exceeds the summed loss: the sum of completion times (the average JCT) then falls.
     """
     if not shrinks:
         return True
@@ -104,16 +105,19 @@ def admission_pays(allocation: Allocation, shrinks: Mapping[str, int], idle: int
     wait = allocation.next_free_s
     if not math.isfinite(wait):
         return True
-    sizes = sorted(d.target_gpus for d in allocation.decisions if d.current_gpus == 0 and d.target_gpus > 0)
-    spared = 0
-    for size in sizes:  # the smallest newcomers take what is idle; the others need the room
-        if size <= idle:
-            idle -= size
+    newcomers = sorted((d for d in allocation.decisions if d.current_gpus == 0 and d.target_gpus > 0),
+                       key=lambda d: (d.target_gpus, d.key))
+    spared = []
+    for d in newcomers:  # the smallest newcomers take what is idle; the others need the room
+        if d.target_gpus <= idle:
+            idle -= d.target_gpus
         else:
-            spared += 1
+            spared.append(d)
     start = max(by_key[key].cost_s for key in shrinks)
-    gain = spared * max(wait - start, 0.0)
-    return gain > sum(shrink_loss(by_key[key], wait) for key in shrinks)
+    gain = len(spared) * max(wait - start, 0.0)
+    # The shrunk jobs run smaller until a job ends (wait) or the newcomers are done with the room.
+    window = min(wait, start + max((d.remaining_s for d in spared), default=0.0))
+    return gain > sum(shrink_loss(by_key[key], window) for key in shrinks)
 
 
 def admission(allocation: Allocation, idle: int) -> dict[str, int]:

@@ -15,10 +15,12 @@ import click
 from rich.table import Table
 
 from hpcsched.cli.common import CliError, print_json, reports_errors, settings, table_console
+from hpcsched.config import MAX_REBALANCE_WAIT_S
 from hpcsched.daemon import client
 
 HELP = {"help_option_names": ["-h", "--help"]}
 MARKER = "# hpcsched rebalance"
+CRON_WAIT_S = 60
 PASSED_ENV = ("HPCSCHED_STATE_DIR", "HPCSCHED_JOBS_DIR", "HPCSCHED_IMAGE", "HPCSCHED_LAUNCHER_PYTHON", "PATH")
 
 
@@ -46,8 +48,10 @@ def decisions_table(result: dict[str, Any]) -> Table:
 @click.option("--dry-run", is_flag=True, help="Decide and explain, change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing unless something changed (for cron).")
+@click.option("--wait", "wait_s", type=click.FloatRange(0, MAX_REBALANCE_WAIT_S), default=0.0, show_default=True,
+              metavar="SECONDS", help="If another pass is running, wait this long for it to end before reporting busy.")
 @reports_errors
-def rebalance(dry_run: bool, as_json: bool, quiet: bool) -> None:
+def rebalance(dry_run: bool, as_json: bool, quiet: bool, wait_s: float) -> None:
     """One cluster-level pass: size every running elastic job for the most useful work.
 
     Reads the cluster (sinfo, squeue) and each elastic job's measured throughput, asks the
@@ -56,11 +60,13 @@ def rebalance(dry_run: bool, as_json: bool, quiet: bool) -> None:
     Your jobs that wait in the queue for nodes count too (ACTION admit or wait): a shrink may
     make room for them, and Slurm starts them on the nodes set free. The daemon runs such a pass
     by itself, applying only those shrinks, when it sees a job start waiting.
-    Safe from cron: a second pass while one runs reports busy and changes nothing.
+    Safe from cron: a second pass while one runs reports busy (exit 1) and changes nothing, or
+    with --wait first waits for the running one to end (the cron entry waits 60 s, so that a
+    pass colliding with the daemon's own admission pass runs after it rather than failing).
     """
     cfg = settings()
     client.ensure_daemon(cfg)
-    result = client.call(cfg, "rebalance", {"dry_run": dry_run})
+    result = client.call(cfg, "rebalance", {"dry_run": dry_run, "wait_s": wait_s}, timeout=120.0 + wait_s)
     if as_json:
         print_json(result)
         return
@@ -103,7 +109,7 @@ def cron_entry(schedule: str) -> str:
     exe = shutil.which("hpcsched") or os.path.join(os.path.dirname(sys.executable), "hpcsched")
     env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in PASSED_ENV if os.environ.get(k))
     log = shlex.quote(os.path.join(cfg.state_dir, "rebalance.log"))
-    return f"{schedule} {env} {shlex.quote(exe)} rebalance --quiet >> {log} 2>&1 {MARKER}"
+    return f"{schedule} {env} {shlex.quote(exe)} rebalance --quiet --wait {CRON_WAIT_S} >> {log} 2>&1 {MARKER}"
 
 
 @click.group(context_settings=HELP)

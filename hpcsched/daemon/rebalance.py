@@ -8,7 +8,8 @@ it needs.
 A waiting job the allocator admits is left to Slurm, which starts it on the nodes set free.
 
 Never two passes at once: an exclusive lock on local disk (``rebalance.lock`` in the state
-directory); a second pass reports busy and changes nothing (H2). A pass that dies half way
+directory); a second pass reports busy and changes nothing (H2), or first waits a while for the
+lock when asked to (``hpcsched rebalance --wait``, as the cron entry does). A pass that dies half way
 leaves no job stranded: each resize it started is an attempt committed before its signal, and
 the daemon re-sends the signal of any resize request still pending when it starts (A7).
 """
@@ -35,6 +36,7 @@ from hpcsched.slurm import hostlist
 from hpcsched.slurm.client import SlurmClient
 
 log = logging.getLogger(__name__)
+LOCK_POLL_S = 0.2
 
 
 class RebalanceBusy(HpcschedError):
@@ -42,13 +44,20 @@ class RebalanceBusy(HpcschedError):
 
 
 @contextmanager
-def pass_lock(state_dir: str) -> Iterator[None]:
+def pass_lock(state_dir: str, wait_s: float = 0.0) -> Iterator[None]:
+    """The one-pass-at-a-time lock; a pass that finds it taken waits up to ``wait_s`` for it."""
     path = os.path.join(state_dir, "rebalance.lock")
+    deadline = time.monotonic() + wait_s
     with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RebalanceBusy("rebalance busy: another pass is running; this one changed nothing") from None
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    waited = f" after waiting {wait_s:g} s" if wait_s else ""
+                    raise RebalanceBusy(f"rebalance busy: another pass is running{waited}; this one changed nothing") from None
+                time.sleep(LOCK_POLL_S)
         try:
             yield
         finally:
@@ -67,8 +76,8 @@ class Rebalancer:
         self.store, self.client, self.resizer, self.files = store, client, resizer, files
         self.state_dir, self.clock = state_dir, clock
 
-    def run(self, dry_run: bool, admit_only: bool = False) -> dict[str, Any]:
-        with pass_lock(self.state_dir):
+    def run(self, dry_run: bool, admit_only: bool = False, wait_s: float = 0.0) -> dict[str, Any]:
+        with pass_lock(self.state_dir, wait_s):
             hold = float(os.environ.get("HPCSCHED_REBALANCE_HOLD") or 0)  # tests: keep the lock a while
             if hold:
                 time.sleep(hold)

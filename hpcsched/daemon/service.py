@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpcsched import __version__
+from hpcsched.config import MAX_REBALANCE_WAIT_S
 from hpcsched.daemon.monitor import Monitor
 from hpcsched.daemon.rebalance import RebalanceBusy, Rebalancer
 from hpcsched.daemon.resize import Resizer
@@ -101,7 +102,10 @@ class JobService:
     def op_rebalance(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         if caller.uid != os.getuid() and not caller.operator:
             raise AccessDenied("only the daemon's owner or an operator may rebalance")
-        return self.rebalancer.run(dry_run=bool(args.get("dry_run")))
+        wait = args.get("wait_s", 0.0)
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_REBALANCE_WAIT_S:
+            raise ValidationError("--wait", f"{wait!r} is not a number of seconds from 0 to {MAX_REBALANCE_WAIT_S:.0f}")
+        return self.rebalancer.run(dry_run=bool(args.get("dry_run")), wait_s=float(wait))
 
     def admission_pass(self) -> None:
         """The monitor's hook: make room for a job of ours that waits for nodes (rebalance.py)."""

@@ -24,17 +24,26 @@ def test_dry_run_explains_each_elastic_job_and_changes_nothing(session: UserSess
     session.hs("cancel", str(job), "--wait")
 
 
+def concurrent_passes(session: UserSession, *extra: list[str]) -> list[tuple[int, str, str]]:
+    """Run one ``hpcsched rebalance --json`` per entry of ``extra`` (its additional options) at once."""
+    procs = [subprocess.Popen([CLI, "rebalance", "--json", *options], user=session.user,
+                              group=session.user, extra_groups=[], env=session.env, cwd=str(session.workdir),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for options in extra]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
+
+
 def test_two_concurrent_passes_one_works_one_reports_busy(session: UserSession) -> None:
     session.hs("daemon", "start", env={"HPCSCHED_REBALANCE_HOLD": "3"})
-    procs = [subprocess.Popen([CLI, "rebalance", "--json"], user=session.user,
-                              group=session.user, extra_groups=[], env=session.env, cwd=str(session.workdir),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outputs = [p.communicate(timeout=60) for p in procs]
-    results = [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
+    results = concurrent_passes(session, [], [])
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 1], results
     busy = next(err for code, _, err in results if code == 1)
     assert "rebalance busy" in busy
+    # With --wait (as cron runs it) the second pass runs after the first instead of failing.
+    waited = concurrent_passes(session, [], ["--wait", "30"])
+    assert [code for code, _, _ in waited] == [0, 0], waited
+    assert all(json.loads(out)["dry_run"] is False for _, out, _ in waited)
 
 
 def test_cron_install_status_remove_manage_one_entry(session: UserSession) -> None:

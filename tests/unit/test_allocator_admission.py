@@ -94,3 +94,14 @@ def test_allocate_reports_remaining_times_and_the_next_departure() -> None:
         assert d.as_dict()["remaining_s"] == pytest.approx(d.remaining_s)
     now = [work / goodput_at(SCALES, 4, 4) for work in (2e6, 1e5)]
     assert allocation.next_free_s == pytest.approx(min(now))
+
+
+def test_a_short_newcomer_costs_the_shrunk_job_only_while_it_runs() -> None:
+    """A one-minute newcomer would wait 600 s for a job to end; stopping a 1-GPU job for it costs
+    that job its 10 s restart plus the 70 s the newcomer holds its GPU (start and run), not 600 s."""
+    stopped = Decision("long", 1, 0, (), -math.inf, 10.0, "", math.inf)
+    short = Decision("short", 0, 1, (), math.inf, 10.0, "", 60.0)
+    allocation = Allocation((stopped, short), 0.0, None, next_free_s=600.0)
+    assert admission(allocation, idle=0) == {"long": 0}
+    slow = Decision("slow", 0, 1, (), math.inf, 10.0, "", 6000.0)
+    assert admission(Allocation((stopped, slow), 0.0, None, next_free_s=600.0), idle=0) == {}, "590 s gained, 610 s lost"
