@@ -59,7 +59,8 @@ def rebalance(dry_run: bool, as_json: bool, quiet: bool, wait_s: float) -> None:
     remaining run exceeds what the resize costs (checkpoint, queue wait, container start).
     Your jobs that wait in the queue for nodes count too (ACTION admit or wait): a shrink may
     make room for them, and Slurm starts them on the nodes set free. The daemon runs such a pass
-    by itself, applying only those shrinks, when it sees a job start waiting.
+    by itself, applying only those shrinks and only when they save more time than they cost, when
+    it sees a job start waiting.
     Safe from cron: a second pass while one runs reports busy (exit 1) and changes nothing, or
     with --wait first waits for the running one to end (the cron entry waits 60 s, so that a
     pass colliding with the daemon's own admission pass runs after it rather than failing).
