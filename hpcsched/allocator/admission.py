@@ -27,7 +27,7 @@ a job that does not fit is skipped, so smaller jobs behind it may still start (b
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 
 from .candidates import JobTable
 from .decisions import Allocation, Decision
@@ -48,6 +48,12 @@ def _priority(job: ElasticJob, table: JobTable, policy: AllocatorPolicy) -> tupl
     if starving(job, policy):
         return (2, -job.time_in_state_s, -job.age_s)
     return (0 if remaining < policy.short_s else 4, remaining, -job.age_s)
+
+
+def admitted_regardless(job: ElasticJob, table: JobTable, policy: AllocatorPolicy) -> bool:
+    """A waiting job that is short (``short_s``) or starving: admitted even where making room for
+    it does not pay (:func:`unpaid_admissions`)."""
+    return job.current_gpus == 0 and _priority(job, table, policy)[0] in (0, 2)
 
 
 def admission_order(jobs: Sequence[ElasticJob], tables: Sequence[JobTable], policy: AllocatorPolicy) -> list[int]:
@@ -89,6 +95,20 @@ def shrink_loss(decision: Decision, wait_s: float) -> float:
     return decision.cost_s + wait_s * max(slowdown, 0.0)
 
 
+def _room_needers(allocation: Allocation, idle: int) -> list[Decision]:
+    """The newcomers (current 0, target > 0) that do not fit in ``idle`` once the smallest ones
+    have taken what is idle."""
+    newcomers = sorted((d for d in allocation.decisions if d.current_gpus == 0 and d.target_gpus > 0),
+                       key=lambda d: (d.target_gpus, d.key))
+    needers = []
+    for d in newcomers:
+        if d.target_gpus <= idle:
+            idle -= d.target_gpus
+        else:
+            needers.append(d)
+    return needers
+
+
 def admission_pays(allocation: Allocation, shrinks: Mapping[str, int], idle: int) -> bool:
     """Whether the shrinks that make room save more completion time than they cost.
 
@@ -105,14 +125,7 @@ def admission_pays(allocation: Allocation, shrinks: Mapping[str, int], idle: int
     wait = allocation.next_free_s
     if not math.isfinite(wait):
         return True
-    newcomers = sorted((d for d in allocation.decisions if d.current_gpus == 0 and d.target_gpus > 0),
-                       key=lambda d: (d.target_gpus, d.key))
-    spared = []
-    for d in newcomers:  # the smallest newcomers take what is idle; the others need the room
-        if d.target_gpus <= idle:
-            idle -= d.target_gpus
-        else:
-            spared.append(d)
+    spared = _room_needers(allocation, idle)
     start = max(by_key[key].cost_s for key in shrinks)
     gain = len(spared) * max(wait - start, 0.0)
     # The shrunk jobs run smaller until a job ends (wait) or the newcomers are done with the room.
@@ -120,10 +133,19 @@ def admission_pays(allocation: Allocation, shrinks: Mapping[str, int], idle: int
     return gain > sum(shrink_loss(by_key[key], window) for key in shrinks)
 
 
-def admission(allocation: Allocation, idle: int) -> dict[str, int]:
-    """What the admission pass applies between rounds: :func:`admission_shrinks` of the decision
-    if they pay (:func:`admission_pays`), else nothing (the newcomers wait for a job to end or for
-    the next full pass)."""
+def unpaid_admissions(allocation: Allocation, idle: int, urgent: Set[str]) -> set[str]:
+    """The waiting jobs to leave waiting: those that need room made by shrinks which do not pay
+    (:func:`admission_pays`), except the ``urgent`` ones; empty when the shrinks pay."""
     decisions = allocation.decisions
     shrinks = admission_shrinks({d.key: d.current_gpus for d in decisions}, {d.key: d.target_gpus for d in decisions}, idle)
-    return shrinks if admission_pays(allocation, shrinks, idle) else {}
+    if admission_pays(allocation, shrinks, idle):
+        return set()
+    return {d.key for d in _room_needers(allocation, idle)} - set(urgent)
+
+
+def admission(allocation: Allocation, idle: int) -> dict[str, int]:
+    """What the admission pass applies between rounds: the :func:`admission_shrinks` of a decision.
+    :func:`~.allocate.allocate` has already left waiting the newcomers whose room does not pay
+    (``AllocatorPolicy.admission_pays``)."""
+    decisions = allocation.decisions
+    return admission_shrinks({d.key: d.current_gpus for d in decisions}, {d.key: d.target_gpus for d in decisions}, idle)

@@ -11,16 +11,23 @@ Two plans are built each round and the better one (by the restart-priced objecti
 Because a changed size is priced for its restart inside the objective, the free plan only wins
 when the gain, summed over the cluster, exceeds what the restarts cost. A last pass then tries to
 put each job that the free plan resized back at its current size where that alone scores higher.
+
+The objective (as Pollux's) values a waiting job's minimum above almost anything, so a plan that
+starts a newcomer by shrinking running jobs is then checked against completion times
+(``AllocatorPolicy.admission_pays``, :func:`.admission.admission_pays`): if the newcomer's spared
+wait is less than what the shrinks cost, it is left waiting (for a job to end) and the others
+are decided again without it. Short newcomers (``short_s``) and starving ones are exempt.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from .admission import admission_order, starving
+from .admission import admission_order, admitted_regardless, starving, unpaid_admissions
 from .candidates import JobTable, job_table
 from .cluster import Cluster, Limits
 from .decisions import Allocation, Decision
@@ -114,7 +121,33 @@ def allocate(
     keys = [job.key for job in jobs]
     if len(set(keys)) != len(keys):
         raise ValueError("job keys must be unique")
-    problem = _problem(cluster, jobs, policy, limits or Limits())
+    limits = limits or Limits()
+    allocation, problem = _allocate(cluster, jobs, policy, limits)
+    if not policy.admission_pays:
+        return allocation
+    idle = cluster.capacity - sum(job.current_gpus for job in jobs)
+    urgent = {job.key for job, table in zip(jobs, problem.tables, strict=True) if admitted_regardless(job, table, policy)}
+    held = unpaid_admissions(allocation, idle, urgent)
+    if not held:
+        return allocation
+    rest, _ = _allocate(cluster, [job for job in jobs if job.key not in held], policy, limits)
+    decided = {d.key: d for d in rest.decisions}
+    decisions = tuple(decided.get(d.key) or _held(d, allocation.next_free_s) for d in allocation.decisions)
+    return dataclasses.replace(rest, decisions=decisions)
+
+
+def _held(decision: Decision, wait_s: float) -> Decision:
+    """A newcomer left waiting because making room for it does not pay."""
+    reason = f"waits: making room would cost the running jobs more than the {wait_s:,.0f} s it would save"
+    return dataclasses.replace(
+        decision, target_gpus=0, placement=(), gain_s=0.0, cost_s=0.0, reason=reason, remaining_s=math.inf
+    )
+
+
+def _allocate(
+    cluster: Cluster, jobs: Sequence[ElasticJob], policy: AllocatorPolicy, limits: Limits
+) -> tuple[Allocation, Problem]:
+    problem = _problem(cluster, jobs, policy, limits)
     order = admission_order(jobs, problem.tables, policy)
     plan = _free_plan(problem, order)
     _revert_where_better(problem, plan)
@@ -123,12 +156,13 @@ def allocate(
     if quo is not None and quo_value is not None and quo_value >= problem.objective(plan):
         plan = quo
     decisions = tuple(_decision(problem, plan, j, policy) for j in range(len(jobs)))
-    return Allocation(
+    allocation = Allocation(
         decisions=decisions,
         objective=problem.objective(plan),
         status_quo_objective=quo_value,
         next_free_s=problem.next_free_s,
     )
+    return allocation, problem
 
 
 def _decision(problem: Problem, plan: Plan, job: int, policy: AllocatorPolicy) -> Decision:

@@ -73,6 +73,7 @@ class AllocatorPolicy:
     pollux_delay_s: float = 30.0
     price_waiting: bool = False
     fair_recovery: bool = True
+    admission_pays: bool = True
 
     def __post_init__(self) -> None:
         nonnegative = (self.hysteresis, self.settle_s, self.srpt_weight, self.short_s, self.round_s, self.pollux_delay_s)
@@ -82,5 +83,11 @@ class AllocatorPolicy:
 
 HPCSCHED = AllocatorPolicy()
 POLLUX = AllocatorPolicy(
-    pricing=RestartPricing.POLLUX, hysteresis=0.0, settle_s=0.0, horizon_s=math.inf, srpt_weight=0.0, short_s=0.0
+    pricing=RestartPricing.POLLUX,
+    hysteresis=0.0,
+    settle_s=0.0,
+    horizon_s=math.inf,
+    srpt_weight=0.0,
+    short_s=0.0,
+    admission_pays=False,
 )

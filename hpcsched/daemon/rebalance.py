@@ -2,8 +2,8 @@
 decide with the allocator, apply the resizes, record every decision. Run by ``hpcsched
 rebalance`` (from cron), and by the daemon when one of its jobs waits for nodes: then as an
 admission pass, which applies only the shrinks that make room for the waiting jobs the allocator
-admits, and only when they save more completion time than they cost
-(:func:`hpcsched.allocator.admission`), and grows nothing: an arrival restarts no more jobs than
+admits (:func:`hpcsched.allocator.admission`; the allocator admits a newcomer by shrinking others
+only when that saves more completion time than it costs), and grows nothing: an arrival restarts no more jobs than
 it needs.
 A waiting job the allocator admits is left to Slurm, which starts it on the nodes set free.
 

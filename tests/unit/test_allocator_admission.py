@@ -3,6 +3,7 @@ lowers the summed completion time (:func:`hpcsched.allocator.admission`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -19,7 +20,7 @@ from hpcsched.allocator import (
     admission_pays,
     allocate,
 )
-from hpcsched.allocator.admission import shrink_loss
+from hpcsched.allocator.admission import shrink_loss, unpaid_admissions
 from hpcsched.allocator.candidates import goodput_at
 from hpcsched.models import BatchLimits, GradientNoise, ThroughputParams
 
@@ -33,6 +34,10 @@ def newcomer(key: str, size: int = 1) -> Decision:
     return Decision(key, 0, size, (), math.inf, 20.0, "", 600.0)
 
 
+def held(allocation: Allocation, idle: int) -> set[str]:
+    return unpaid_admissions(allocation, idle, set())
+
+
 def test_shrinking_a_short_job_for_a_newcomer_does_not_pay() -> None:
     """The mixed local workload's case: a 2-node job with 50 s left (90 s on one node) would be
     shrunk, at a 25 s restart, for a newcomer that otherwise waits 50 s for the job to end. The
@@ -41,7 +46,7 @@ def test_shrinking_a_short_job_for_a_newcomer_does_not_pay() -> None:
     allocation = Allocation((shrunk, newcomer("new")), 0.0, None, next_free_s=50.0)
     assert shrink_loss(shrunk, 50.0) == pytest.approx(25.0 + 50.0 * (1 - 50 / 90))
     assert not admission_pays(allocation, {"short": 1}, idle=0)
-    assert admission(allocation, idle=0) == {}
+    assert held(allocation, idle=0) == {"new"}
 
 
 def test_shrinking_a_long_job_for_a_newcomer_pays() -> None:
@@ -50,6 +55,7 @@ def test_shrinking_a_long_job_for_a_newcomer_pays() -> None:
     shrunk = decision("long", 16, 15, 10_000.0, 10_000.0 * 16 / 15, 30.0)
     allocation = Allocation((shrunk, newcomer("new")), 0.0, None, next_free_s=600.0)
     assert shrink_loss(shrunk, 600.0) == pytest.approx(30.0 + 600.0 / 16)
+    assert held(allocation, idle=0) == set()
     assert admission(allocation, idle=0) == {"long": 15}
 
 
@@ -57,7 +63,7 @@ def test_stopping_a_job_costs_all_of_the_wait() -> None:
     stopped = Decision("stop", 1, 0, (), -math.inf, 10.0, "", math.inf)
     assert shrink_loss(stopped, 300.0) == pytest.approx(310.0)
     allocation = Allocation((stopped, newcomer("new")), 0.0, None, next_free_s=300.0)
-    assert admission(allocation, idle=0) == {}, "the newcomer gains 290 s, the stopped job loses 310 s"
+    assert held(allocation, idle=0) == {"new"}, "the newcomer gains 290 s, the stopped job loses 310 s"
 
 
 def test_newcomers_that_fit_in_idle_gpus_do_not_count_as_gains() -> None:
@@ -65,14 +71,14 @@ def test_newcomers_that_fit_in_idle_gpus_do_not_count_as_gains() -> None:
     shrunk = decision("mid", 4, 3, 1_000.0, 1_000.0 * 4 / 3, 30.0)
     allocation = Allocation((shrunk, newcomer("a"), newcomer("b")), 0.0, None, next_free_s=100.0)
     # b gains 100 - 30 = 70 s; mid loses 30 + 100 * (1 - 3/4) = 55 s: pays, but not with a 60 s restart
-    assert admission(allocation, idle=1) == {"mid": 3}
+    assert held(allocation, idle=1) == set()
     dear = decision("mid", 4, 3, 1_000.0, 1_000.0 * 4 / 3, 60.0)
-    assert admission(Allocation((dear, newcomer("a"), newcomer("b")), 0.0, None, next_free_s=100.0), idle=1) == {}
+    assert held(Allocation((dear, newcomer("a"), newcomer("b")), 0.0, None, next_free_s=100.0), idle=1) == {"b"}
 
 
 def test_no_prediction_of_a_departure_leaves_the_decision_as_it_is() -> None:
     shrunk = decision("x", 2, 1, 50.0, 90.0, 25.0)
-    assert admission(Allocation((shrunk, newcomer("new")), 0.0, None), idle=0) == {"x": 1}
+    assert held(Allocation((shrunk, newcomer("new")), 0.0, None), idle=0) == set()
 
 
 SCALES = GoodputModel(ThroughputParams(0.05, 0.002, 0.08, 0.002, 0.02, 0.001, 1.5), GradientNoise(1.0, 4000.0),
@@ -102,6 +108,39 @@ def test_a_short_newcomer_costs_the_shrunk_job_only_while_it_runs() -> None:
     stopped = Decision("long", 1, 0, (), -math.inf, 10.0, "", math.inf)
     short = Decision("short", 0, 1, (), math.inf, 10.0, "", 60.0)
     allocation = Allocation((stopped, short), 0.0, None, next_free_s=600.0)
-    assert admission(allocation, idle=0) == {"long": 0}
+    assert held(allocation, idle=0) == set()
     slow = Decision("slow", 0, 1, (), math.inf, 10.0, "", 6000.0)
-    assert admission(Allocation((stopped, slow), 0.0, None, next_free_s=600.0), idle=0) == {}, "590 s gained, 610 s lost"
+    assert held(Allocation((stopped, slow), 0.0, None, next_free_s=600.0), idle=0) == {"slow"}, "590 s gained, 610 s lost"
+    assert unpaid_admissions(Allocation((stopped, slow), 0.0, None, next_free_s=600.0), 0, {"slow"}) == set(), "urgent"
+
+
+def running_and_newcomer(newcomer_work: float, waited_s: float = 0.0) -> list[ElasticJob]:
+    """Two GPUs held by a job with about 20 s left; a newcomer waits for one GPU."""
+    ending = goodput_at(SCALES, 2, 2) * 20.0
+    return [
+        ElasticJob(key="ending", model=SCALES, min_gpus=1, max_gpus=2, current_gpus=2, remaining_work=ending,
+                   time_at_size_s=600.0, age_s=600.0, time_in_state_s=600.0, restart=RestartCost.fixed(30.0)),
+        ElasticJob(key="new", model=SCALES, min_gpus=1, max_gpus=2, current_gpus=0, remaining_work=newcomer_work,
+                   time_in_state_s=waited_s, age_s=waited_s, restart=RestartCost.fixed(30.0)),
+    ]
+
+
+def test_allocate_leaves_a_long_newcomer_waiting_when_its_room_does_not_pay() -> None:
+    """Shrinking the ending job costs it a 30 s restart to spare the newcomer a 20 s wait: the
+    newcomer waits, and says why. Without the check (Pollux's way) it is admitted at once."""
+    hour = goodput_at(SCALES, 2, 1) * 3600.0
+    decisions = {d.key: d for d in allocate(Cluster(1, 2), running_and_newcomer(hour)).decisions}
+    assert (decisions["ending"].target_gpus, decisions["new"].target_gpus) == (2, 0)
+    assert decisions["new"].reason.startswith("waits: making room would cost the running jobs more")
+    eager = dataclasses.replace(HPCSCHED, admission_pays=False)
+    decisions = {d.key: d for d in allocate(Cluster(1, 2), running_and_newcomer(hour), eager).decisions}
+    assert (decisions["ending"].target_gpus, decisions["new"].target_gpus) == (1, 1)
+
+
+def test_short_and_starving_newcomers_are_admitted_even_when_their_room_does_not_pay() -> None:
+    """A newcomer of a minute (below ``short_s``) or one that has waited ``starvation_s`` starts."""
+    minute = goodput_at(SCALES, 2, 1) * 60.0
+    hour = goodput_at(SCALES, 2, 1) * 3600.0
+    for jobs in (running_and_newcomer(minute), running_and_newcomer(hour, waited_s=HPCSCHED.starvation_s)):
+        decisions = {d.key: d for d in allocate(Cluster(1, 2), jobs).decisions}
+        assert (decisions["ending"].target_gpus, decisions["new"].target_gpus) == (1, 1)
