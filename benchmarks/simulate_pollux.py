@@ -68,6 +68,7 @@ VARIANTS: dict[str, Callable[[], Policy]] = {
     "srpt-0": _hpcsched("srpt-0", srpt_weight=0.0),
     "short-0": _hpcsched("short-0", short_s=0.0),
     "price-waiting": _hpcsched("price-waiting", price_waiting=True),
+    "admission-eager": _hpcsched("admission-eager", admission_pays=False),
     "explore": _hpcsched("explore", explore=True),
     "pollux-explore": lambda: ElasticPolicy("pollux-explore", POLLUX, explore=True),
 }
@@ -75,6 +76,7 @@ ABLATION = (
     ("hpcsched defaults", "hpcsched"),
     ("remaining work not declared (least attained service)", UNDECLARED),
     ("jobs start only at a round, not when they arrive or a job ends (as Pollux)", "rounds-only"),
+    ("`admission_pays = False` (a newcomer is admitted whatever the room costs)", "admission-eager"),
     ("`fair_recovery = False` (full settle window for grows toward the fair share)", "no-fair-recovery"),
     ("`settle_s = 0`", "settle-0"),
     ("`horizon_s = inf` (whole remaining run)", "horizon-inf"),

@@ -31,6 +31,17 @@ def sweep_until_done(session: UserSession, name: str, extra: list[str]) -> list[
     return trials
 
 
+def weighted_median_error(configurations: list[dict[str, Any]]) -> float:
+    """The absolute prediction error (percent) of the configuration that holds the middle timed step."""
+    ordered = sorted(configurations, key=lambda c: abs(c["error_pct"]))
+    half, seen = sum(c["timed_steps"] for c in ordered) / 2, 0
+    for c in ordered:
+        seen += c["timed_steps"]
+        if seen >= half:
+            return abs(float(c["error_pct"]))
+    raise AssertionError(f"no timed steps: {configurations}")
+
+
 def test_adaptive_search_changes_batches_and_stays_in_the_accuracy_band_of_fixed(session: UserSession) -> None:
     copy_example(session, "digits_cnn.py")
     copy_example(session, "digits_nas.py")
@@ -53,5 +64,8 @@ def test_adaptive_search_changes_batches_and_stays_in_the_accuracy_band_of_fixed
     plot = session.workdir / "model.png"
     model = json.loads(session.hs("model", job, "--json", "--plot", str(plot)).stdout)
     assert len(model["configurations"]) >= 2
-    assert all(abs(c["error_pct"]) < 50 for c in model["configurations"])  # the fit follows the measured step times
+    # The fit follows the measured step times where the job spent its steps. A configuration timed
+    # over a handful of 2-ms steps is at the mercy of one scheduler hiccup on a busy machine, so
+    # the check is the step-weighted median error, not every configuration's.
+    assert weighted_median_error(model["configurations"]) < 25, model["configurations"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
