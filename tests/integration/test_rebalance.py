@@ -40,8 +40,8 @@ def test_two_concurrent_passes_one_works_one_reports_busy(session: UserSession) 
     assert codes == [0, 1], results
     busy = next(err for code, _, err in results if code == 1)
     assert "rebalance busy" in busy
-    # With --wait (as cron runs it) the second pass runs after the first instead of failing.
-    waited = concurrent_passes(session, [], ["--wait", "30"])
+    # With --wait (as cron runs it) whichever pass comes second runs after the first instead of failing.
+    waited = concurrent_passes(session, ["--wait", "30"], ["--wait", "30"])
     assert [code for code, _, _ in waited] == [0, 0], waited
     assert all(json.loads(out)["dry_run"] is False for _, out, _ in waited)
 
