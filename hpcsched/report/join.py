@@ -1,8 +1,11 @@
 """Which Slurm runs belong to which hpcsched job and attempt, and what each run got (pure).
 
-A run belongs to a job when its Slurm id is one of the job's attempts' ids, it was submitted after
-the job was created (Slurm reuses job ids once its controller state is reset), and its comment
-carries the job's hpcsched tag or no tag at all. Within one Slurm id, the k-th run
+A run belongs to a job when its Slurm id is one of the job's attempts' ids and it was submitted
+within the job's life: Slurm reuses job ids once its controller state is reset, so the number alone
+never joins (B7). A run whose comment carries an hpcsched tag must carry this job's (store id and
+job id); a run without a tag (a site whose accounting does not store comments) must have been
+submitted after the job was created and, once every attempt of the job has ended, before the last
+of them ended. Within one Slurm id, the k-th run
 (by start time) is the k-th attempt (by number) that ran under that id: a requeue, a
 self-requeue at the time limit and a shrink in place each give both a new attempt and a new run.
 """
@@ -47,7 +50,18 @@ def _belongs(run: SlurmRun, job: Mapping[str, Any], store_id: str | None) -> boo
     if run.submit_time is not None and run.submit_time < float(job["created"]) - CLOCK_SLACK:
         return False  # an older Slurm job with the same id
     tag = parse_tag(run.comment)
-    return tag is None or (tag[1] == job["id"] and (store_id is None or tag[0] == store_id))
+    if tag is not None:
+        return tag[1] == job["id"] and (store_id is None or tag[0] == store_id)
+    ended = job_end(job)
+    return ended is None or run.submit_time is None or run.submit_time <= ended + CLOCK_SLACK
+
+
+def job_end(job: Mapping[str, Any]) -> float | None:
+    """When the job's last attempt ended; None while any attempt has not (or has no attempts)."""
+    ends = [a.get("end_time") for a in job.get("attempts") or ()]
+    if not ends or not all(isinstance(e, (int, float)) for e in ends):
+        return None
+    return float(max(ends))
 
 
 def _run_order(run: SlurmRun) -> tuple[float, float]:
@@ -63,7 +77,7 @@ def usages(runs: Sequence[SlurmRun], now: float) -> list[Usage]:
     previous_end: float | None = None
     for run in runs:
         out.append(usage(run, now, previous_end))
-        if run.end_time is not None:
+        if run.end_time is not None and run.start_time is not None:
             previous_end = run.end_time
     return out
 

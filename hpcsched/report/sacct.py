@@ -36,7 +36,9 @@ def _run(schema: Schema, record: SlurmJobRecord, raw: dict[str, Any]) -> SlurmRu
     word = record.slurm_state.split(" ", 1)[0].upper()  # "CANCELLED by 1001" -> CANCELLED
     # Slurm prints end 0 while a run goes on. RESIZING maps to RUNNING, yet names the record of
     # the allocation before a shrink, which has ended.
-    running = word == "RUNNING"
+    # A run that left the queue without starting (cancelled while pending) ends too: its queue
+    # wait is submit to that end, not a wait that grows at every report.
+    running = word in ("RUNNING", "PENDING")
     cpus, gpus = allocated_tres(schema, (raw.get("tres") or {}).get("allocated"))
     return SlurmRun(
         job_id=record.job_id,
@@ -46,7 +48,7 @@ def _run(schema: Schema, record: SlurmJobRecord, raw: dict[str, Any]) -> SlurmRu
         exit_code=record.exit_code,
         submit_time=record.submit_time,
         start_time=record.start_time if started else None,
-        end_time=float(end) if started and end and not running else None,
+        end_time=float(end) if end and not running else None,
         nodes=record.node_count if started else 0,
         node_list=record.node_list if started else "",
         cpus=cpus if started else 0,

@@ -29,7 +29,7 @@ class SlurmRun:
     exit_code: int | None
     submit_time: float | None
     start_time: float | None  # None: never started
-    end_time: float | None  # None: still running (or never started)
+    end_time: float | None  # None: still running or still waiting
     nodes: int
     node_list: str
     cpus: int | None  # allocated TRES; None when Slurm reported none

@@ -152,3 +152,28 @@ def test_report_matches_sacct_and_survives_an_accounting_outage(session: UserSes
     assert "no answer within 2 s" in slow.stderr
     assert "? = unknown: Slurm accounting could not be read" in slow.stdout
     assert all(name in slow.stdout for name in jobs)
+
+
+def test_a_job_cancelled_while_pending_keeps_its_queue_wait(session: UserSession) -> None:
+    """Regression: a job cancelled in the queue had its wait counted up to "now", growing at every
+    report. It waited from submission until it was cancelled, and no longer."""
+    installed_report(session)
+    session.write("later.py", "print('never runs')\n")
+    job = session.run_job("later.py", "--nodes", "1", "--name", "later", "--sbatch=--begin=now+1hour")
+    session.wait(job, {"PENDING"}, timeout=60)
+    time.sleep(2)
+    session.hs("cancel", str(job), "--wait")
+    waits = []
+    for _ in range(2):
+        deadline = time.monotonic() + 60
+        while True:
+            data = json.loads(report(session, "--job", str(job), "--format", "json").stdout)
+            (attempt,) = data["jobs"][0]["attempts"]
+            usage = attempt["usage"]
+            if (usage and usage["end_time"]) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert usage is not None and usage["slurm_state"] == "CANCELLED", attempt
+        waits.append(usage["queue_wait"])
+        time.sleep(3)
+    assert waits[0] == waits[1] and 1 <= waits[0] < 60, waits

@@ -72,6 +72,32 @@ def test_runs_with_another_jobs_tag_or_from_before_the_job_are_not_its_runs() ->
     assert job_runs(job(attempt(1)), runs, None) == {7: [mine, other_store, untagged_later]}
 
 
+def test_B7_a_reused_slurm_id_after_a_controller_reset_is_not_joined_to_a_finished_job() -> None:
+    """Slurm's ids start again at 1: a later job (untagged, as where accounting keeps no comments,
+    or another hpcsched job's) with the old job's Slurm id is not the old job's run."""
+    mine = run(comment="", submit=T0, start=T0 + 10, end=T0 + 70)
+    later_plain = run(comment="", submit=T0 + 5000, start=None, end=T0 + 5030, state="CANCELLED")
+    later_ours = run(comment="hpcsched:store:9", submit=T0 + 6000, start=T0 + 6001, end=T0 + 6100)
+    finished = job({**attempt(1), "end_time": T0 + 70})
+    runs = runs_by_slurm_id([mine, later_plain, later_ours])
+    assert job_runs(finished, runs, "store") == {7: [mine]}
+    report_pairs, complete = pair_attempts(finished["attempts"], {7: usages([mine], now=T0 + 9000)})
+    assert complete and [u.slurm_state for _, u in report_pairs if u is not None] == ["COMPLETED"]
+
+
+def test_an_open_job_still_takes_untagged_runs_submitted_after_it_was_created() -> None:
+    first = run(comment="", submit=T0, start=T0 + 10, end=T0 + 70, state="REQUEUED")
+    requeued = run(comment="", submit=T0 + 80, start=T0 + 200, end=None, state="RUNNING")
+    open_job = job({**attempt(1), "end_time": T0 + 70}, {**attempt(2), "end_time": None})
+    assert job_runs(open_job, runs_by_slurm_id([first, requeued]), "store") == {7: [first, requeued]}
+
+
+def test_a_job_cancelled_while_pending_keeps_the_same_queue_wait_at_every_report() -> None:
+    cancelled = run(start=None, end=T0 + 30, state="CANCELLED")
+    waits = {usage(cancelled, now=now).queue_wait for now in (T0 + 100, T0 + 10_000, T0 + 1e6)}
+    assert waits == {30}
+
+
 def test_runs_come_oldest_first_and_a_pending_run_last() -> None:
     pending = run(start=None, end=None, submit=T0 + 80)
     late, early = run(start=T0 + 90, end=T0 + 95), run(start=T0 + 10, end=T0 + 70)

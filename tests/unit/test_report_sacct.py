@@ -58,7 +58,8 @@ def test_older_jobs_with_the_same_id_have_no_hpcsched_tag() -> None:
     assert sorted(parse_tag(r.comment) is None for r in runs) == [False, True]
 
 
-def test_a_run_that_never_started_holds_nothing() -> None:
+def test_a_run_cancelled_while_pending_holds_nothing_and_has_left_the_queue() -> None:
+    """Its end is when it left the queue: without it the queue wait grew at every report."""
     doc = json.loads((FIXTURES / "sacct-report-jobs.json").read_text())
     job = doc["jobs"][0]
     job.update(nodes="None assigned", allocation_nodes=0)
@@ -66,8 +67,19 @@ def test_a_run_that_never_started_holds_nothing() -> None:
     job["state"]["current"] = "CANCELLED"
     text = json.dumps({"meta": doc["meta"], "jobs": [job]})
     (run,) = merge_runs(parse_sacct(text), text)
-    assert not run.started and run.end_time is None
+    assert not run.started and run.end_time == job["time"]["end"]
     assert (run.nodes, run.cpus, run.gpus, run.node_list) == (0, 0, 0, "")
+
+
+def test_a_run_still_pending_has_no_end() -> None:
+    doc = json.loads((FIXTURES / "sacct-report-jobs.json").read_text())
+    job = doc["jobs"][0]
+    job.update(nodes="None assigned", allocation_nodes=0)
+    job["time"].update(start=0, end=0, elapsed=0)
+    job["state"]["current"] = "PENDING"
+    text = json.dumps({"meta": doc["meta"], "jobs": [job]})
+    (run,) = merge_runs(parse_sacct(text), text)
+    assert not run.started and run.end_time is None
 
 
 def test_a_running_run_has_no_end_yet() -> None:
