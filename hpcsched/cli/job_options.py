@@ -62,8 +62,7 @@ class JobOptions:
 
 def check_files(request: JobRequest) -> None:
     """The work directory and the script, as the user sees them (reads the file system)."""
-    preflight.check_workdir(request.workdir)
-    preflight.check_script(request.script)
+    preflight.check_job_files(request.workdir, request.script)
 
 
 _DECORATORS: tuple[Callable[[Any], Any], ...] = (

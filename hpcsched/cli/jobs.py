@@ -14,6 +14,7 @@ from rich.table import Table
 from hpcsched.cli.common import format_duration, print_json, reports_errors, settings, table_console
 from hpcsched.cli.follow import follow_log, print_log
 from hpcsched.daemon import client
+from hpcsched.slurm.states import explain_reason
 
 HELP = {"help_option_names": ["-h", "--help"]}
 
@@ -43,7 +44,7 @@ def job_table(jobs: list[dict[str, Any]]) -> Table:
     for column in columns:
         table.add_column(column, no_wrap=column != "EXIT/REASON")
     for j in jobs:
-        exit_or_reason = j["reason"] or ("" if j["exit_code"] is None else f"exit {j['exit_code']}")
+        exit_or_reason = explain_reason(j["reason"]) or ("" if j["exit_code"] is None else f"exit {j['exit_code']}")
         p = j.get("progress")
         rate = f"{p['throughput']:.1f}" if p and p.get("throughput") else "-"
         table.add_row(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from hpcsched.cli.common import CliError, print_json, reports_errors, settings
@@ -9,6 +11,7 @@ from hpcsched.cli.follow import follow_log
 from hpcsched.cli.job_options import JobOptions, check_files, job_options
 from hpcsched.daemon import client
 from hpcsched.planning.plan import plan_submission
+from hpcsched.slurm.runner import ignored_variables
 
 EPILOG = """\b
 Examples:
@@ -38,6 +41,7 @@ def run(job: JobOptions, name: str | None, dry_run: bool, follow: bool, as_json:
         plan = plan_submission(request, job_id=0, store_id="dry-run", job_dir=f"{cfg.jobs_dir}/<id>", python=cfg.launcher_python)
         click.echo(plan.describe(), nl=False)
         return
+    warn_ignored_environment()
     client.ensure_daemon(cfg)
     submitted = client.call(cfg, "run", {"request": request.to_options()})
     if as_json:
@@ -48,3 +52,13 @@ def run(job: JobOptions, name: str | None, dry_run: bool, follow: bool, as_json:
         state = follow_log(cfg, submitted["id"], None)
         if state != "COMPLETED":
             raise CliError(f"job {submitted['id']} ended {state}")
+
+
+def warn_ignored_environment() -> None:
+    """Slurm's own variables and shell start-up files in the caller's environment reach neither
+    sbatch nor the job (docs/runtime.md); say so, since a user may have set them on purpose."""
+    names = ignored_variables(os.environ)
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        click.echo(f"hpcsched: ignoring {shown} from your environment: a job gets an explicit environment; "
+                   "use hpcsched's options, --sbatch or --env instead", err=True)

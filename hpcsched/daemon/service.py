@@ -23,8 +23,10 @@ from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
 from hpcsched.errors import AccessDenied, JobNotFound, ValidationError
 from hpcsched.jobs.model import Job
+from hpcsched.planning import preflight
 from hpcsched.planning.request import JobRequest
 from hpcsched.slurm.client import SlurmClient
+from hpcsched.slurm.partitions import JobShape, check_fits
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,13 @@ class JobService:
         if not isinstance(raw, dict):
             raise ValidationError("request", "missing")
         request = JobRequest.from_options(raw)
+        # The socket is the trust boundary: everything the CLI checked is checked again here.
+        preflight.check_job_files(request.workdir, request.script)
+        known = self.client.partitions()
+        if known is not None:
+            shape = JobShape(request.partition, request.start_nodes or request.nodes.min, request.cpus_per_node,
+                             request.gpus_per_node)
+            check_fits(shape, *known)
         job_id = self.submitter.accept(request, caller.uid, caller.user)
         job = self.submitter.submit(job_id)
         self.monitor.wakeup.set()

@@ -33,12 +33,47 @@ RESERVED_SBATCH = frozenset(
         "--cpus-per-task", "--input", "--array", "--container",
     }
 )
-# Variables the launcher and torchrun own inside the container.
-RESERVED_ENV_PREFIXES = ("SLURM_", "HPCSCHED_", "TORCHELASTIC_")
-RESERVED_ENV = frozenset(
-    {"MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
-     "GROUP_RANK", "NODE_RANK", "CUDA_VISIBLE_DEVICES", "PATH", "HOME", "PYTHONPATH"}
+# Names --env refuses, each with the reason the user is told (docs/runtime.md explains the table).
+# Loader, shell start-up and Python path variables change what code runs in every process of the
+# job, hpcsched's own included; the others are set by Slurm, hpcsched or torchrun, or read by
+# Slurm's commands as options.
+_LOADER = (
+    "is a dynamic loader variable: it changes the libraries every process of the job loads, hpcsched's own "
+    "included; put libraries into the image"
 )
+_SLURM_INPUT = "is read by Slurm's commands as an option; use hpcsched's options or --sbatch"
+_SLURM_SET = "is set by Slurm for the job"
+_TORCHRUN = "is set by torchrun for every training process"
+REFUSED_ENV_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("LD_", _LOADER),
+    ("BASH_FUNC_", "is an exported shell function: it replaces a command in every bash script of the job"),
+    ("SLURM_", _SLURM_SET),
+    ("SLURMD_", _SLURM_SET),
+    ("SBATCH_", _SLURM_INPUT),
+    ("SRUN_", _SLURM_INPUT),
+    ("SALLOC_", _SLURM_INPUT),
+    ("HPCSCHED_", "is set by hpcsched for the job"),
+    ("TORCHELASTIC_", _TORCHRUN),
+)
+REFUSED_ENV: dict[str, str] = {
+    "BASH_ENV": "is a shell start-up file: every non-interactive bash of the job would run it",
+    "ENV": "is a shell start-up file: sh and bash in POSIX mode would run it",
+    "PYTHONHOME": "changes which Python library hpcsched's own processes in the container load",
+    "PYTHONPATH": "changes which modules hpcsched's own processes in the container import; put packages into the image",
+    "PATH": "is set by the image (hpcsched's processes find python3 and torchrun through it)",
+    "HOME": "is set by hpcsched for the container",
+    "CUDA_VISIBLE_DEVICES": "is set from the GPUs Slurm allocated",
+    **{name: _TORCHRUN for name in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE",
+                                    "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "NODE_RANK",
+                                    "ROLE_RANK", "ROLE_NAME", "ROLE_WORLD_SIZE")},
+}
+
+
+def env_refusal(key: str) -> str | None:
+    """Why ``--env`` may not set ``key`` (None: it may)."""
+    if key in REFUSED_ENV:
+        return REFUSED_ENV[key]
+    return next((why for prefix, why in REFUSED_ENV_PREFIXES if key.startswith(prefix)), None)
 
 
 @dataclass(frozen=True)
@@ -181,8 +216,9 @@ def parse_env(item: str) -> tuple[str, str]:
         raise ValidationError(field, f"expected KEY=VALUE, got {item!r}")
     if not _ENV_KEY.fullmatch(key):
         raise ValidationError(field, f"{key!r} is not a valid variable name")
-    if key in RESERVED_ENV or key.startswith(RESERVED_ENV_PREFIXES):
-        raise ValidationError(field, f"{key} is set by hpcsched and cannot be overridden")
+    why = env_refusal(key)
+    if why:
+        raise ValidationError(field, f"{key} cannot be set: it {why}")
     check_text(field, value)
     return key, value
 

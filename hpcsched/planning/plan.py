@@ -82,8 +82,11 @@ def plan_submission(
         job_dir=job_dir,
         launcher=[shlex.quote(a) for a in launcher_argv(request, job_id, job_dir, python)],
     )
+    # --export=ALL: the job's environment is exactly sbatch's, which the runner builds from scratch
+    # (runner.slurm_environment; docs/runtime.md). A list (--export=A,B) would instead make Slurm
+    # 22.05 load the user's login environment and pass only the listed names on to srun.
     argv = (
-        "sbatch", "--parsable",
+        "sbatch", "--parsable", "--export=ALL",
         f"--chdir={request.workdir}",
         f"--output={job_dir}/slurm-%j.out",
         script_path,

@@ -1,5 +1,7 @@
 """Checks of the user's files before anything is submitted (F4, F6). These read the file system,
-so they run in the CLI, as the user whose files they are — not in the pure planner."""
+so they run where the files are read as their user — the CLI, and again the personal daemon for
+whatever arrives on its socket — never in the pure planner. :func:`check_job_files` is the one
+entry point both call."""
 
 from __future__ import annotations
 
@@ -8,6 +10,13 @@ import os
 from hpcsched.errors import ValidationError
 
 MAX_SCRIPT_BYTES = 16 * 1024 * 1024
+
+
+def check_job_files(workdir: str, script: str) -> None:
+    """Every file check of a job request: the work directory, then the script in it (the request
+    itself already holds the script inside the work directory, as paths)."""
+    check_workdir(workdir)
+    check_script(script)
 
 
 def check_script(path: str) -> None:

@@ -17,6 +17,10 @@ from hpcsched.planning.fields import NodeRange
 
 DEFAULT_IMAGE = "localhost/hpcsched-train:latest"
 MAX_SCRIPT_ARGS = 1000
+# The work directory is mounted at the same path in the container: one of these would hide the
+# image's own system files (or expose the node's kernel interfaces), so none may be a work directory.
+SYSTEM_DIRS = frozenset({"/", "/bin", "/boot", "/etc", "/lib", "/lib64", "/run", "/sbin", "/usr", "/var"})
+KERNEL_TREES = ("/proc", "/sys", "/dev")
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,7 @@ class JobRequest:
             raise ValidationError(sorted(unknown)[0], "unknown request field")
         script = _absolute_path("SCRIPT", raw.get("script"))
         workdir = _absolute_path("--workdir", raw.get("workdir"))
-        if any(c in workdir for c in ":,"):
-            raise ValidationError("--workdir", f"{workdir!r} contains ':' or ',', which a container bind mount cannot express")
+        _check_workdir_path(workdir)
         if not (script.startswith(workdir.rstrip("/") + "/")):
             raise ValidationError(
                 "SCRIPT",
@@ -128,6 +131,14 @@ def default_name(script: str) -> str:
     cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in stem)
     cleaned = cleaned.lstrip("._-")[:64]
     return cleaned or "job"
+
+
+def _check_workdir_path(workdir: str) -> None:
+    if any(c in workdir for c in ":,"):
+        raise ValidationError("--workdir", f"{workdir!r} contains ':' or ',', which a container bind mount cannot express")
+    if workdir in SYSTEM_DIRS or any(workdir == t or workdir.startswith(t + "/") for t in KERNEL_TREES):
+        raise ValidationError("--workdir", f"{workdir} is a system directory; the container mounts the work directory "
+                              "over the same path, so use a directory of your own")
 
 
 def _absolute_path(field: str, value: Any) -> str:

@@ -7,13 +7,18 @@ same signature, which is how tests inject faults). Queue and accounting are batc
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from hpcsched.slurm import parse
-from hpcsched.slurm.parse import SlurmJobRecord
-from hpcsched.slurm.runner import Runner, run_slurm
+from hpcsched.slurm.parse import NodeRecord, PartitionRecord, SlurmJobRecord
+from hpcsched.slurm.runner import Runner, SlurmCommandError, run_slurm
+
+log = logging.getLogger(__name__)
+PARTITIONS_CACHE_S = 30.0
+Partitions = tuple[list[PartitionRecord], list[NodeRecord]]
 
 
 def slurm_timestamp(epoch: float) -> str:
@@ -25,6 +30,8 @@ def slurm_timestamp(epoch: float) -> str:
 class SlurmClient:
     runner: Runner = field(default=run_slurm)
     only_own_jobs: bool = True
+    clock: Callable[[], float] = field(default=time.monotonic)
+    _partitions: tuple[float, Partitions] | None = field(default=None, init=False, repr=False)
 
     def version(self) -> tuple[int, int, int]:
         return parse.parse_version(self.runner(["sinfo", "--version"]).stdout)
@@ -53,6 +60,20 @@ class SlurmClient:
             argv.append("--allusers")
         return parse.parse_sacct(self.runner(argv, timeout=60.0).stdout)
 
+    def partitions(self) -> Partitions | None:
+        """The partitions (hidden ones too) and their nodes, cached for ``PARTITIONS_CACHE_S``;
+        None when Slurm does not tell (then Slurm alone judges a submission)."""
+        now = self.clock()
+        if self._partitions is None or now - self._partitions[0] > PARTITIONS_CACHE_S:
+            try:
+                partitions = parse.parse_partitions(self.runner(["scontrol", "-a", "-o", "show", "partition"]).stdout)
+                nodes = parse.parse_sinfo_nodes(self.runner(["sinfo", "--json"]).stdout)
+            except (SlurmCommandError, parse.SlurmParseError) as e:
+                log.warning("partition limits unknown: %s", e)
+                return None
+            self._partitions = (now, (partitions, nodes))
+        return self._partitions[1]
+
     def node_states(self) -> dict[str, str]:
         """Every node's compact state (``sinfo -N``), a node in several partitions once."""
         return parse.parse_node_states(self.runner(["sinfo", "-h", "-N", "-o", "%N %t"]).stdout)
@@ -80,3 +101,9 @@ class SlurmClient:
         if signal:
             argv += ["--signal", signal, "--full"]
         self.runner(argv + [str(slurm_job_id)])
+
+
+def poll_delay(base: float, cap: float, steps: int) -> float:
+    """The wait before the next poll of Slurm after ``steps`` polls that found nothing new (or
+    failed): ``base`` doubling up to ``cap``. Slurm asks tools that poll it to back off like this."""
+    return float(min(cap, base * 2 ** min(max(steps, 0), 16)))

@@ -1,4 +1,5 @@
-"""Pure parsers of ``squeue --json`` and ``sacct --json`` output.
+"""Pure parsers of ``squeue --json``, ``sacct --json`` and ``sinfo --json`` output, and of the few
+plain-text outputs that have no JSON form on Slurm 22.05 (``scontrol show partition -o``).
 
 Slurm's JSON layout changes between releases: 22.05 prints the OpenAPI plugin v0.0.38 (plain
 integers and strings), 23.02 and later print data_parser v0.0.39+ (numbers wrapped as
@@ -86,14 +87,14 @@ def detect_schema(meta: dict[str, Any]) -> Schema:
     raise SlurmParseError(f"unrecognised Slurm JSON schema {version!r}")
 
 
-def _load(text: str) -> tuple[Schema, list[dict[str, Any]]]:
+def _load(text: str, key: str = "jobs") -> tuple[Schema, list[dict[str, Any]]]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise SlurmParseError(f"not JSON: {e}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list):
-        raise SlurmParseError("no 'jobs' list in Slurm's JSON")
-    return detect_schema(doc.get("meta") or {}), doc["jobs"]
+    if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
+        raise SlurmParseError(f"no '{key}' list in Slurm's JSON")
+    return detect_schema(doc.get("meta") or {}), doc[key]
 
 
 def _time(schema: Schema, value: Any) -> float | None:
@@ -189,6 +190,73 @@ def _sacct_job(schema: Schema, j: dict[str, Any]) -> SlurmJobRecord:
         restart_count=int(schema.number(j.get("restart_cnt")) or 0),
         user=str(j.get("user") or ""),
     )
+
+
+@dataclass(frozen=True)
+class PartitionRecord:
+    """One partition as ``scontrol -o show partition`` prints it; None means UNLIMITED."""
+
+    name: str
+    default: bool
+    state: str
+    total_nodes: int
+    max_nodes: int | None
+    max_cpus_per_node: int | None
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """One node of ``sinfo --json``: its partitions, CPUs and GPUs (from its generic resources)."""
+
+    name: str
+    partitions: tuple[str, ...]
+    cpus: int
+    gpus: int
+
+
+def parse_partitions(text: str) -> list[PartitionRecord]:
+    """``scontrol -o show partition``: one ``Key=Value ...`` line per partition."""
+    records = []
+    for line in text.splitlines():
+        values = dict(word.split("=", 1) for word in line.split() if "=" in word)
+        if "PartitionName" not in values:
+            continue
+        records.append(PartitionRecord(
+            name=values["PartitionName"],
+            default=values.get("Default") == "YES",
+            state=values.get("State", ""),
+            total_nodes=_limit(values.get("TotalNodes")) or 0,
+            max_nodes=_limit(values.get("MaxNodes")),
+            max_cpus_per_node=_limit(values.get("MaxCPUsPerNode")),
+        ))
+    return records
+
+
+def _limit(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
+
+
+def parse_sinfo_nodes(text: str) -> list[NodeRecord]:
+    schema, nodes = _load(text, "nodes")
+    return [
+        NodeRecord(
+            name=str(n.get("name") or ""),
+            partitions=tuple(str(p) for p in n.get("partitions") or ()),
+            cpus=int(schema.number(n.get("cpus")) or 0),
+            gpus=gpu_count(str(n.get("gres") or "")),
+        )
+        for n in nodes
+    ]
+
+
+def gpu_count(gres: str) -> int:
+    """GPUs in a node's generic resources: ``gpu:4``, ``gpu:a100:4(S:0-1)``, ``gpu:a:2,gpu:b:1``."""
+    total = 0
+    for item in gres.split(","):
+        parts = item.split("(", 1)[0].split(":")
+        if parts[0] == "gpu" and len(parts) >= 2 and parts[-1].isdigit():
+            total += int(parts[-1])
+    return total
 
 
 def parse_node_states(text: str) -> dict[str, str]:

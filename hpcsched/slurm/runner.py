@@ -3,12 +3,19 @@
 No shell is ever involved: argv goes straight to exec. Every failure — a missing binary, a
 timeout, a non-zero exit — becomes one typed :class:`SlurmCommandError` that carries the argv,
 exit code, stdout and stderr.
+
+Every command runs in an explicit environment (:func:`slurm_environment`), never the caller's:
+``sbatch`` passes its whole environment to the job, and Slurm's commands read ``SBATCH_*``,
+``SLURM_*``, ``SQUEUE_*``... variables as options that would override the ones hpcsched gives.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -16,6 +23,12 @@ from hpcsched.errors import HpcschedError
 
 DEFAULT_TIMEOUT = 30.0
 SLURM_COMMANDS = frozenset({"sbatch", "squeue", "sacct", "scontrol", "sinfo", "scancel", "sacctmgr", "srun"})
+SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
+# Taken over from the caller when set: the time zone, the cluster's configuration file, and the
+# site's GPU device style, which the launcher reads on the compute nodes (docs/real-cluster.md).
+PASSED_VARIABLES = ("TZ", "SLURM_CONF", "HPCSCHED_GPU_DEVICE_STYLE")
+# What the explicit environment leaves out although a user may have set it on purpose.
+_OVERRIDING_PREFIXES = ("SBATCH_", "SLURM_", "SRUN_", "SALLOC_", "SQUEUE_", "SACCT_", "SINFO_", "SCONTROL_")
 
 
 class SlurmCommandError(HpcschedError):
@@ -39,6 +52,33 @@ class CommandResult:
     stderr: str
 
 
+def slurm_environment(caller: Mapping[str, str], home: str, user: str, slurm_bin: str | None) -> dict[str, str]:
+    """The whole environment of a Slurm command, and so of every job (``sbatch --export=ALL``):
+    a system PATH (with the directory that holds Slurm's commands), HOME and USER of the account,
+    a UTF-8 C locale, and :data:`PASSED_VARIABLES` when ``caller`` sets them. Nothing else."""
+    path = list(SYSTEM_PATH)
+    if slurm_bin and slurm_bin not in path:
+        path.insert(0, slurm_bin)
+    env = {"PATH": ":".join(path), "HOME": home, "USER": user, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    env.update({name: caller[name] for name in PASSED_VARIABLES if caller.get(name)})
+    return env
+
+
+def ignored_variables(caller: Mapping[str, str]) -> list[str]:
+    """Variables of ``caller`` that would change a Slurm command or the job, and that the explicit
+    environment therefore leaves out (what ``hpcsched run`` warns about)."""
+    return sorted(name for name in caller if name not in PASSED_VARIABLES
+                  and (name.startswith(_OVERRIDING_PREFIXES) or name in ("BASH_ENV", "ENV")))
+
+
+def current_environment() -> dict[str, str]:
+    """:func:`slurm_environment` for this process's account; Slurm's commands are looked up on
+    this process's PATH, the one thing taken from it."""
+    account = pwd.getpwuid(os.getuid())
+    sbatch = shutil.which("sbatch")
+    return slurm_environment(os.environ, account.pw_dir, account.pw_name, os.path.dirname(sbatch) if sbatch else None)
+
+
 def run_slurm(argv: Sequence[str], *, stdin: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> CommandResult:
     """Run one Slurm command and return its output, or raise :class:`SlurmCommandError`."""
     if not argv or argv[0] not in SLURM_COMMANDS:
@@ -46,7 +86,7 @@ def run_slurm(argv: Sequence[str], *, stdin: str | None = None, timeout: float =
     try:
         proc = subprocess.run(
             list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, check=False,
-            stdin=None if stdin is not None else subprocess.DEVNULL,
+            stdin=None if stdin is not None else subprocess.DEVNULL, env=current_environment(),
         )
     except FileNotFoundError:
         raise SlurmCommandError(argv, 127, "", "", why=f"{argv[0]} not found on PATH (is Slurm installed?)") from None

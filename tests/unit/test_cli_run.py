@@ -63,9 +63,9 @@ def test_dry_run_prints_the_sbatch_command_and_the_batch_script(dirs: dict[str, 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "# sbatch command:"
-    assert shlex.split(lines[1])[:3] == ["sbatch", "--parsable", f"--chdir={dirs['work']}"]
+    assert shlex.split(lines[1])[:4] == ["sbatch", "--parsable", "--export=ALL", f"--chdir={dirs['work']}"]
     assert lines[2] == f"# batch script ({dirs['jobs']}/<id>/batch.sh):"
-    assert lines[3] == "#!/bin/bash"
+    assert lines[3] == "#!/bin/bash -p"
     assert "#SBATCH --nodes=2" in lines
     assert f"-- {script} --epochs 3" in result.stdout
 

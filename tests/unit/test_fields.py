@@ -175,12 +175,51 @@ def test_env_value_with_shell_code_is_kept_verbatim() -> None:
     assert fields.parse_env("MSG=$(id) 'x' \"y\"") == ("MSG", "$(id) 'x' \"y\"")
 
 
-@pytest.mark.parametrize("item", ["PATH=/evil", "HOME=/x", "MASTER_PORT=1", "CUDA_VISIBLE_DEVICES=0",
-                                  "SLURM_JOB_ID=1", "HPCSCHED_JOB_ID=1", "TORCHELASTIC_RUN_ID=x"])
-def test_reserved_env_key_is_refused_saying_hpcsched_sets_it(item: str) -> None:
+@pytest.mark.parametrize(
+    ("item", "why"),
+    [
+        ("PATH=/evil", "set by the image"),
+        ("HOME=/x", "set by hpcsched"),
+        ("MASTER_PORT=1", "set by torchrun"),
+        ("RANK=0", "set by torchrun"),
+        ("CUDA_VISIBLE_DEVICES=0", "GPUs Slurm allocated"),
+        ("SLURM_JOB_ID=1", "set by Slurm"),
+        ("SLURMD_NODENAME=n", "set by Slurm"),
+        ("HPCSCHED_JOB_ID=1", "set by hpcsched"),
+        ("TORCHELASTIC_RUN_ID=x", "set by torchrun"),
+    ],
+)
+def test_env_key_that_slurm_hpcsched_or_torchrun_sets_is_refused_saying_who(item: str, why: str) -> None:
     message = refusal(fields.parse_env, item)
-    assert message.startswith("--env: ")
-    assert "set by hpcsched" in message
+    assert message.startswith(f"--env: {item.split('=')[0]} cannot be set: ")
+    assert why in message
+
+
+@pytest.mark.parametrize(
+    ("item", "why"),
+    [
+        ("LD_PRELOAD=/tmp/evil.so", "dynamic loader variable"),
+        ("LD_LIBRARY_PATH=/tmp", "dynamic loader variable"),
+        ("LD_AUDIT=/tmp/a.so", "dynamic loader variable"),
+        ("BASH_ENV=/tmp/x.sh", "shell start-up file"),
+        ("ENV=/tmp/x.sh", "shell start-up file"),
+        ("BASH_FUNC_ls%%=() { id; }", "not a valid variable name"),
+        ("BASH_FUNC_ls=() { id; }", "exported shell function"),
+        ("PYTHONPATH=/tmp", "modules hpcsched's own processes"),
+        ("PYTHONHOME=/tmp", "Python library"),
+        ("SBATCH_TIMELIMIT=5", "read by Slurm's commands"),
+        ("SRUN_CPUS_PER_TASK=2", "read by Slurm's commands"),
+        ("SALLOC_PARTITION=x", "read by Slurm's commands"),
+    ],
+)
+def test_F7_env_that_changes_the_code_every_process_runs_is_refused_with_a_reason(item: str, why: str) -> None:
+    assert why in refusal(fields.parse_env, item)
+
+
+@pytest.mark.parametrize("item", ["NCCL_DEBUG=INFO", "OMP_NUM_THREADS=4", "ld_preload=x", "LDFLAGS=-O2",
+                                  "PYTHONUNBUFFERED=1", "ENVIRONMENT=prod", "MY_SLURM_TAG=x"])
+def test_env_key_outside_the_refused_names_is_accepted(item: str) -> None:
+    assert fields.parse_env(item) == tuple(item.split("=", 1))
 
 
 @pytest.mark.parametrize("item", ["NOVALUE", "1ABC=x", "A-B=x", "=x", "A B=x"])

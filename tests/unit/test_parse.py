@@ -13,11 +13,16 @@ from hpcsched.jobs.model import JobState
 from hpcsched.slurm.parse import (
     V0038,
     V0039,
+    NodeRecord,
+    PartitionRecord,
     SlurmJobRecord,
     SlurmParseError,
     detect_schema,
+    gpu_count,
+    parse_partitions,
     parse_sacct,
     parse_sbatch_parsable,
+    parse_sinfo_nodes,
     parse_squeue,
     parse_version,
 )
@@ -313,3 +318,42 @@ def test_recorded_sinfo_version_is_22_05_8() -> None:
 def test_unreadable_version_is_a_parse_error(text: str) -> None:
     with pytest.raises(SlurmParseError, match="cannot read a Slurm version"):
         parse_version(text)
+
+
+# --- partitions and nodes (recorded with a second partition "small": node[1-2], MaxNodes=1,
+# MaxCPUsPerNode=2, next to the default "debug": node[1-3], 4 CPUs each, no GPUs) --------------
+
+
+def test_recorded_partitions_with_their_node_limits() -> None:
+    assert parse_partitions(recorded("scontrol-partitions.txt")) == [
+        PartitionRecord("debug", default=True, state="UP", total_nodes=3, max_nodes=None, max_cpus_per_node=None),
+        PartitionRecord("small", default=False, state="UP", total_nodes=2, max_nodes=1, max_cpus_per_node=2),
+    ]
+
+
+def test_partition_output_without_partitions_is_empty() -> None:
+    assert parse_partitions("No partitions in the system\n") == []
+
+
+def test_recorded_sinfo_nodes_with_partitions_and_cpus() -> None:
+    assert parse_sinfo_nodes(recorded("sinfo-nodes.json")) == [
+        NodeRecord("node1", ("debug", "small"), cpus=4, gpus=0),
+        NodeRecord("node2", ("debug", "small"), cpus=4, gpus=0),
+        NodeRecord("node3", ("debug",), cpus=4, gpus=0),
+    ]
+
+
+@pytest.mark.parametrize("text", ["", "{}", '{"nodes": 3}', "[]"])
+def test_sinfo_output_without_a_node_list_is_a_parse_error(text: str) -> None:
+    with pytest.raises(SlurmParseError):
+        parse_sinfo_nodes(text)
+
+
+@pytest.mark.parametrize(
+    ("gres", "gpus"),
+    # synthetic: the local cluster has no GPUs; these are the layouts slurm.conf's Gres= prints
+    [("", 0), ("(null)", 0), ("gpu:4", 4), ("gpu:a100:4(S:0-1)", 4), ("gpu:a100:2,gpu:v100:1", 3),
+     ("gpu:4(S:0,1)", 4), ("shard:8,gpu:2", 2), ("mps:100", 0)],
+)
+def test_gpu_count_from_generic_resources(gres: str, gpus: int) -> None:
+    assert gpu_count(gres) == gpus

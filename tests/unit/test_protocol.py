@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hpcsched.daemon.protocol import MAX_REQUEST_BYTES, OPS, ProtocolError, decode_request, decode_response, encode
 
@@ -65,3 +67,24 @@ def test_response_round_trips() -> None:
 def test_malformed_response_is_a_protocol_error(data: bytes) -> None:
     with pytest.raises(ProtocolError):
         decode_response(data)
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=64) | st.text(max_size=64).map(str.encode))
+def test_F5_any_bytes_decode_to_a_request_or_a_protocol_error(data: bytes) -> None:
+    try:
+        op, args = decode_request(data)
+    except ProtocolError:
+        return
+    assert op in OPS and isinstance(args, dict)
+
+
+@settings(max_examples=100)
+@given(st.dictionaries(st.sampled_from(["op", "args", "x"]),
+                       st.none() | st.integers() | st.text(max_size=6) | st.sampled_from(sorted(OPS)) | st.just({})))
+def test_F5_any_json_object_decodes_to_a_request_or_a_protocol_error(message: dict[str, object]) -> None:
+    try:
+        op, args = decode_request(request_bytes(message))
+    except ProtocolError:
+        return
+    assert (op, args) == (message["op"], message.get("args", {}))

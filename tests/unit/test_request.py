@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from hpcsched.errors import ValidationError
 from hpcsched.planning import fields
 from hpcsched.planning.fields import NodeRange
-from hpcsched.planning.request import DEFAULT_IMAGE, JobRequest, default_name
+from hpcsched.planning.request import DEFAULT_IMAGE, KERNEL_TREES, SYSTEM_DIRS, JobRequest, default_name
 
 WORKDIR = "/home/alice/proj"
 SCRIPT = f"{WORKDIR}/train.py"
@@ -139,7 +139,7 @@ _SEGMENT = st.text(
     st.characters(blacklist_characters="/\x00\n\r:,", blacklist_categories=("Cs",)), min_size=1, max_size=12
 ).filter(lambda s: s not in (".", ".."))
 _ENV_KEY = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True).filter(
-    lambda k: k not in fields.RESERVED_ENV and not k.startswith(fields.RESERVED_ENV_PREFIXES)
+    lambda k: fields.env_refusal(k) is None
 )
 _DIRECTIVE = st.sampled_from(["--constraint=a100", "--exclusive", "--gres=gpu:2", "--mail-type=END", "--gpus=2"])
 _SLURM_WORD = st.none() | st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
@@ -148,6 +148,7 @@ _SLURM_WORD = st.none() | st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", ful
 @st.composite
 def raw_requests(draw: st.DrawFn) -> dict[str, Any]:
     workdir = "/" + "/".join(draw(st.lists(_SEGMENT, min_size=1, max_size=3)))
+    assume(workdir not in SYSTEM_DIRS and not workdir.startswith(KERNEL_TREES))
     low = draw(st.integers(1, 64))
     gpus = draw(st.integers(0, fields.MAX_GPUS_PER_NODE))
     return {
@@ -174,3 +175,40 @@ def raw_requests(draw: st.DrawFn) -> dict[str, Any]:
 def test_request_survives_the_trip_through_its_options(raw: dict[str, Any]) -> None:
     r = JobRequest.from_options(raw)
     assert JobRequest.from_options(r.to_options()) == r
+
+
+# --- the socket's requests (reliability item 6, F5) ----------------------------------------------
+
+
+@pytest.mark.parametrize("workdir", ["/", "/etc", "/usr", "/proc", "/proc/self", "/sys/fs", "/dev"])
+def test_system_directory_as_workdir_is_refused(workdir: str) -> None:
+    with pytest.raises(ValidationError, match="is a system directory"):
+        JobRequest.from_options({"script": f"{workdir.rstrip('/')}/passwd", "workdir": workdir})
+
+
+def test_request_for_etc_passwd_from_the_root_directory_is_refused() -> None:
+    with pytest.raises(ValidationError) as info:
+        JobRequest.from_options({"script": "/etc/passwd", "workdir": "/"})
+    assert info.value.field == "--workdir"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+_FIELDS = st.sampled_from(["script", "workdir", "name", "nodes", "script_args", "gpus_per_node", "cpus_per_node",
+                           "procs_per_node", "mem", "time", "partition", "env", "sbatch", "start_nodes",
+                           "max_failures"])
+
+
+@settings(max_examples=150)
+@given(st.dictionaries(_FIELDS, _JSON, max_size=6))
+def test_F5_any_json_request_is_accepted_or_refused_with_a_validation_error(raw: dict[str, Any]) -> None:
+    """Whatever JSON arrives on the socket, the answer is a request or a ValidationError, never a
+    crash of another kind (which the daemon would report as an internal error)."""
+    base = {"script": SCRIPT, "workdir": WORKDIR}
+    try:
+        JobRequest.from_options({**base, **raw})
+    except ValidationError:
+        pass

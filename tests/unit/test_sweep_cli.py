@@ -121,7 +121,7 @@ def test_dry_run_json_is_the_record_without_job_ids_and_shell_characters_stay_pl
         (["--grid", "lr=1", "--name", ".hidden"], "--name: '.hidden' is not allowed"),
         (["--grid", "lr=1", "--name", "x" * 60], "is not allowed"),
         (["--grid", "lr=1", "--nodes", "0"], "--nodes: must be between 1 and 4096"),
-        (["--grid", "lr=1", "--env", "SLURM_X=1"], "--env: SLURM_X is set by hpcsched"),
+        (["--grid", "lr=1", "--env", "SLURM_X=1"], "--env: SLURM_X cannot be set: it is set by Slurm"),
         ([], "--grid: nothing to search"),
     ],
 )

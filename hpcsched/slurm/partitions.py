@@ -1,0 +1,71 @@
+"""Whether a partition can ever start a job of a given shape (pure).
+
+Slurm refuses at submit a job that asks for more CPUs or GPUs per node than any node has, or an
+unknown partition; but it queues a job that asks for more nodes than the partition has or allows
+(``MaxNodes``), and that job waits for ever with the reason PartitionNodeLimit or PartitionConfig.
+:func:`check_fits` refuses all of these before anything is written, naming the limit, from what
+``scontrol -o show partition`` and ``sinfo --json`` printed (:mod:`hpcsched.slurm.parse`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hpcsched.errors import ValidationError
+from hpcsched.slurm.parse import NodeRecord, PartitionRecord
+
+
+@dataclass(frozen=True)
+class JobShape:
+    """What one allocation of a job asks for: ``nodes`` is the count sbatch asks for first (an
+    elastic job's minimum or start size)."""
+
+    partition: str | None
+    nodes: int
+    cpus_per_node: int
+    gpus_per_node: int
+
+
+def check_fits(shape: JobShape, partitions: Sequence[PartitionRecord], nodes: Sequence[NodeRecord]) -> None:
+    """Raise :class:`ValidationError` when the partition (given, else the default) can never start
+    the job; say nothing when it can, or when there is no default partition (sbatch decides)."""
+    partition = _chosen(shape.partition, partitions)
+    if partition is None:
+        return
+    members = [n for n in nodes if partition.name in n.partitions]
+    total = partition.total_nodes or len(members)
+    if shape.nodes > total:
+        raise ValidationError("--nodes", f"partition {partition.name} has {total} nodes; --nodes {shape.nodes} can never start")
+    if partition.max_nodes is not None and shape.nodes > partition.max_nodes:
+        raise ValidationError("--nodes", f"partition {partition.name} allows at most {partition.max_nodes} nodes per job "
+                                         f"(MaxNodes); --nodes {shape.nodes} can never start")
+    if members:
+        _check_node_sizes(shape, partition, members)
+
+
+def _chosen(name: str | None, partitions: Sequence[PartitionRecord]) -> PartitionRecord | None:
+    if name is None:
+        return next((p for p in partitions if p.default), None)
+    found = next((p for p in partitions if p.name == name), None)
+    if found is None:
+        known = ", ".join(sorted(p.name for p in partitions)) or "none"
+        raise ValidationError("--partition", f"invalid partition {name}: the cluster's partitions are {known}")
+    return found
+
+
+def _check_node_sizes(shape: JobShape, partition: PartitionRecord, members: Sequence[NodeRecord]) -> None:
+    cpu_cap = partition.max_cpus_per_node
+    usable = [min(n.cpus, cpu_cap) if cpu_cap is not None else n.cpus for n in members]
+    if shape.cpus_per_node > max(usable):
+        raise ValidationError("--cpus-per-node", f"partition {partition.name} gives a job at most {max(usable)} CPUs "
+                                                 f"per node; --cpus-per-node {shape.cpus_per_node} can never start")
+    most_gpus = max(n.gpus for n in members)
+    if shape.gpus_per_node > most_gpus:
+        raise ValidationError("--gpus-per-node", f"partition {partition.name} has at most {most_gpus} GPUs per node; "
+                                                 f"--gpus-per-node {shape.gpus_per_node} can never start")
+    fitting = sum(1 for n, cpus in zip(members, usable, strict=True)
+                  if cpus >= shape.cpus_per_node and n.gpus >= shape.gpus_per_node)
+    if shape.nodes > fitting:
+        raise ValidationError("--nodes", f"partition {partition.name} has {fitting} nodes with {shape.cpus_per_node} CPUs "
+                                         f"and {shape.gpus_per_node} GPUs; --nodes {shape.nodes} can never start")
