@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import click
 import psutil
 
-from hpcsched.cli.common import CliError, print_json, reports_errors, settings
+from hpcsched.cli.common import CliError, format_duration, print_json, reports_errors, settings
 from hpcsched.daemon import client
 from hpcsched.errors import DaemonNotRunning
 
@@ -51,7 +52,8 @@ def stop(timeout: float) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @reports_errors
 def status(as_json: bool) -> None:
-    """Say whether the daemon runs, its pid, and where its files are. Exit 1 if it is not running."""
+    """Say whether the daemon runs, its pid, whether its monitor is healthy, and where its files
+    are. Exit 1 if it is not running."""
     cfg = settings()
     try:
         info = dict(client.call(cfg, "ping", timeout=10))
@@ -63,8 +65,24 @@ def status(as_json: bool) -> None:
         print_json(info)
     elif info["running"]:
         click.echo(f"hpcsched daemon running, pid {info['pid']}, version {info['version']}, "
-                   f"{info['open_jobs']} open jobs\n  state: {cfg.state_dir}\n  log:   {cfg.log_path}")
+                   f"{info['open_jobs']} open jobs\n  monitor: {monitor_line(info.get('monitor'), time.time())}\n"
+                   f"  state: {cfg.state_dir}\n  log:   {cfg.log_path}")
     else:
         click.echo(f"hpcsched daemon is not running (state: {cfg.state_dir})")
     if not info["running"]:
         raise SystemExit(1)
+
+
+def monitor_line(health: dict[str, Any] | None, now: float) -> str:
+    """The monitor's health in one line: healthy or UNHEALTHY with why, the last successful cycle
+    and the last error (pure)."""
+    if not health:
+        return "unknown (daemon predates health reports)"
+    last = health.get("last_cycle")
+    parts = [f"last cycle {format_duration(now - last)} ago" if last is not None else "no cycle finished yet"]
+    if health.get("consecutive_failures"):
+        parts.append(f"{health['consecutive_failures']} failed in a row")
+    if health.get("last_error"):
+        parts.append(f"last error: {health['last_error']}")
+    verdict = "healthy" if health.get("healthy") else "UNHEALTHY (" + "; ".join(health.get("problems") or []) + ")"
+    return f"{verdict}, " + ", ".join(parts)

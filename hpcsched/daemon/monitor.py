@@ -1,31 +1,90 @@
 """The monitor: one batched poll of Slurm per cycle for all open jobs, applied to the store.
 
 One ``squeue --json`` per cycle, plus one ``sacct --json`` for the jobs squeue no longer shows —
-a bounded number of Slurm calls whatever the number of jobs (H3). When Slurm does not answer, the
-states stay as they are and the next cycle waits longer (B4).
+a bounded number of Slurm calls whatever the number of jobs (H3).
+
+Cadence: a cycle every ``interval`` seconds (5 by default) while something changes. While nothing
+does (no open job changes state, none is being submitted, cancelled, grown or looked up), the
+wait doubles up to 12 intervals (60 s at the default); a request (``run``, ``cancel``) or a
+change brings it back to ``interval``. When Slurm does not answer, the states stay as they are
+and the wait doubles up to 60 s (B4).
+
+Isolation: an error in one job (an unreadable job directory, a batch script that cannot be
+written, a bad record) is logged and counted and touches that job only; an error anywhere else
+fails the cycle, which is logged with its traceback, counted and retried. Nothing stops the
+thread; :meth:`Monitor.health` says when it is unhealthy (``hpcsched daemon status``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from hpcsched.daemon import reconcile
 from hpcsched.daemon.ingest import JobFiles
 from hpcsched.daemon.rebalance_plan import waiting
 from hpcsched.daemon.requeue import RequeueTracker
-from hpcsched.daemon.resize import Handovers, resend_pending_requests
+from hpcsched.daemon.resize import Handovers, resend_pending_requests, waiting_successor
 from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
-from hpcsched.jobs.model import JobState
-from hpcsched.slurm.client import SlurmClient
+from hpcsched.jobs.model import Job, JobState
+from hpcsched.slurm.client import SlurmClient, poll_delay
 from hpcsched.slurm.parse import SlurmParseError
 from hpcsched.slurm.runner import SlurmCommandError
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0
+IDLE_INTERVALS = 12  # the wait while nothing changes grows to this many intervals (at most MAX_BACKOFF)
+UNHEALTHY_FAILURES = 3  # failed cycles in a row that make the monitor unhealthy
+STALLED_WAITS = 3  # ... or no successful cycle for this many of the longest waits
+
+
+def next_delay(interval: float, failures: int, quiet_cycles: int) -> float:
+    """Seconds until the next cycle: backs off on failures (B4) and while nothing changes (pure)."""
+    if failures:
+        return poll_delay(interval, MAX_BACKOFF, failures)
+    return poll_delay(interval, max(interval, min(MAX_BACKOFF, interval * IDLE_INTERVALS)), quiet_cycles)
+
+
+def activity(jobs: Iterable[Job]) -> tuple[frozenset[tuple[int, str, int]], bool]:
+    """What a cycle compares with the last one to tell "nothing changed" (the open jobs, their states
+    and attempts), and whether a job is in a transition the monitor must follow closely (pure)."""
+    seen = frozenset((j.id, j.state.value, len(j.attempts)) for j in jobs)
+    busy = any(j.cancel_requested or waiting_successor(j) is not None
+               or (j.current is not None and j.current.state in (JobState.SUBMITTING, JobState.UNKNOWN))
+               for j in jobs)
+    return seen, busy
+
+
+@dataclass
+class Health:
+    """What ``hpcsched daemon status`` shows of the monitor."""
+
+    started: float
+    last_success: float | None = None
+    failures: int = 0  # failed cycles in a row
+    job_errors: int = 0  # errors kept to one job, since the start
+    last_error: str = ""
+    last_error_time: float | None = None
+    running: bool = False
+
+    def report(self, now: float, interval: float) -> dict[str, Any]:
+        problems = []
+        if not self.running:
+            problems.append("the monitor thread is not running")
+        if self.failures >= UNHEALTHY_FAILURES:
+            problems.append(f"{self.failures} cycles in a row failed")
+        silent = now - (self.last_success if self.last_success is not None else self.started)
+        if silent > STALLED_WAITS * max(MAX_BACKOFF, interval):
+            problems.append(f"no successful cycle for {silent:.0f} s")
+        return {"healthy": not problems, "problems": problems, "last_cycle": self.last_success,
+                "consecutive_failures": self.failures, "job_errors": self.job_errors,
+                "last_error": self.last_error, "last_error_time": self.last_error_time}
 
 
 class Monitor:
@@ -36,7 +95,8 @@ class Monitor:
         self.submitter = submitter
         self.interval = interval
         self.clock = clock
-        self.failures = 0
+        self.health = Health(started=clock())
+        self.quiet = 0  # successful cycles in a row in which nothing changed
         self.recovered = False
         self.files = JobFiles(store)
         self.requeues = RequeueTracker(store, client, clock)
@@ -45,32 +105,72 @@ class Monitor:
         # Set by the service: the admission pass, run once for each newly waiting attempt.
         self.on_waiting: Callable[[], None] | None = None
         self.admission_seen: set[tuple[int, int]] = set()
+        self._seen: frozenset[tuple[int, str, int]] = frozenset()
+        self._sacct_error: SlurmCommandError | SlurmParseError | None = None
 
     def poll_once(self) -> int:
-        """One cycle; returns the number of attempts updated. Raises nothing Slurm-related."""
+        """One cycle; returns the number of attempts updated. Raises nothing: a failed cycle is
+        logged, counted and retried after a longer wait."""
         try:
-            if not self.recovered:
-                self.submitter.recover()
-                resend_pending_requests(self.store, self.client)
-                self.recovered = True
-            self._submit_leftovers()
-            updated = self._poll()
-            self.failures = 0
-            self._admit()
-            return updated
+            updated = self._cycle()
         except (SlurmCommandError, SlurmParseError) as e:
-            self.failures += 1
-            log.warning("Slurm poll failed (%d in a row), states kept: %s", self.failures, e)
+            self._cycle_failed(f"Slurm did not answer: {e}")
+            log.warning("Slurm poll failed (%d in a row), states kept: %s", self.health.failures, e)
             return 0
+        except Exception as e:  # the monitor must outlive any bug or file-system error
+            self._cycle_failed(f"{type(e).__name__}: {e}")
+            log.exception("monitor cycle failed (%d in a row)", self.health.failures)
+            return 0
+        self.health.failures = 0
+        self.health.last_success = self.clock()
+        seen, busy = activity(self.store.open_jobs())
+        self.quiet = 0 if busy or updated or seen != self._seen else self.quiet + 1
+        self._seen = seen
+        return updated
 
     def next_delay(self) -> float:
-        return float(min(MAX_BACKOFF, self.interval * (2 ** min(self.failures, 6))))
+        return next_delay(self.interval, self.health.failures, self.quiet)
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self.poll_once()
-            self.wakeup.wait(self.next_delay())
-            self.wakeup.clear()
+        self.health.running = True
+        try:
+            while not stop.is_set():
+                self.poll_once()
+                if self.wakeup.wait(self.next_delay()):
+                    self.quiet = 0  # a request: look again soon
+                self.wakeup.clear()
+        finally:
+            self.health.running = False
+
+    def _cycle(self) -> int:
+        self._sacct_error = None
+        for error in self.submitter.settle():
+            self._job_error(error)
+        if not self.recovered:
+            resend_pending_requests(self.store, self.client)
+            self.recovered = True
+        updated = self._poll()
+        self._admit()
+        if self._sacct_error is not None:  # what squeue showed is applied; the wait still backs off (B4)
+            raise self._sacct_error
+        return updated
+
+    def _cycle_failed(self, why: str) -> None:
+        self.health.failures += 1
+        self.health.last_error, self.health.last_error_time = why, self.clock()
+
+    def _job_error(self, why: str) -> None:
+        self.health.job_errors += 1
+        self.health.last_error, self.health.last_error_time = why, self.clock()
+
+    @contextlib.contextmanager
+    def _isolated(self, job_id: int) -> Iterator[None]:
+        """Keep an error to one job: logged with its traceback, counted, the others go on."""
+        try:
+            yield
+        except Exception as e:
+            log.exception("monitor: job %s", job_id)
+            self._job_error(f"job {job_id}: {type(e).__name__}: {e}")
 
     def _admit(self) -> None:
         """Run the admission pass when a job of ours has started waiting for nodes since the last
@@ -82,23 +182,13 @@ class Monitor:
         if new:
             self.on_waiting()
 
-    def _submit_leftovers(self) -> None:
-        for job in self.store.open_jobs():
-            cur = job.current
-            if cur is not None and cur.state is JobState.SUBMITTING and cur.slurm_job_id is None:
-                try:
-                    self.submitter.submit(job.id)
-                except SlurmCommandError as e:
-                    if e.timed_out:
-                        self.recovered = False  # look it up by tag next cycle
-                    log.error("submitting job %s failed: %s", job.id, e)
-
     def _poll(self) -> int:
         jobs = self.store.open_jobs()
         now = self.clock()
         for job in jobs:
             if job.job_dir and job.current is not None and job.current.slurm_job_id is not None:
-                self.files.ingest(job, now)
+                with self._isolated(job.id):
+                    self.files.ingest(job, now)
         jobs = self.store.open_jobs()
         attempts = reconcile.tracked_attempts(jobs)
         if not attempts:
@@ -108,7 +198,8 @@ class Monitor:
         for a in attempts:
             record = queue.get(a.slurm_job_id or -1)
             if record is not None and reconcile.requeued_since(a, record):
-                self.requeues.on_requeue(by_id[a.job_id], a, record)
+                with self._isolated(a.job_id):
+                    self.requeues.on_requeue(by_id[a.job_id], a, record)
         attempts = reconcile.tracked_attempts(self.store.open_jobs())
         missing = reconcile.missing_from_queue(attempts, queue)
         accounting = None
@@ -118,9 +209,11 @@ class Monitor:
                 accounting = reconcile.latest_runs(self.client.accounting(since=since, job_ids=missing))
             except (SlurmCommandError, SlurmParseError) as e:
                 log.warning("sacct failed, jobs missing from squeue keep their state: %s", e)
+                self._sacct_error = e
         self.handovers.check(self.store.open_jobs(), queue)
         updates = reconcile.reconcile(attempts, queue, accounting)
         now = self.clock()
         for u in updates:
-            self.store.update_attempt(u.job_id, u.number, now, **u.changes)
+            with self._isolated(u.job_id):
+                self.store.update_attempt(u.job_id, u.number, now, **u.changes)
         return len(updates)

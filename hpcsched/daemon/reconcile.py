@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from hpcsched.jobs.model import Attempt, Job, JobState
@@ -96,3 +97,25 @@ def find_by_tag(records: Iterable[SlurmJobRecord], tag: str) -> SlurmJobRecord |
     """The Slurm job carrying hpcsched's tag in its comment (adoption after a crash)."""
     found = [r for r in records if r.comment == tag]
     return max(found, key=lambda r: r.job_id) if found else None
+
+
+class TagVerdict(Enum):
+    """What becomes of an attempt whose sbatch may have reached Slurm, once its tag is looked up."""
+
+    ADOPT = "adopt"  # Slurm has a job with the tag: record its id
+    SUBMIT = "submit"  # no sbatch failed (a restart) and Slurm has none: submit it now
+    FAIL = "fail"  # sbatch failed and Slurm has none: the job failed with sbatch's error
+    WITHDRAW = "withdraw"  # the same for a grown attempt: the job goes on as it was
+    WAIT = "wait"  # Slurm could not be asked: stay SUBMITTING, look again next cycle
+
+
+def settle_by_tag(found: SlurmJobRecord | None, looked_up: bool, sbatch_failed: bool, attempt: int) -> TagVerdict:
+    """The one rule for an sbatch whose outcome is not known (an error, a timeout, a restart):
+    a job Slurm runs is never declared FAILED, and no second sbatch runs while it is unknown (A2, A3)."""
+    if found is not None:
+        return TagVerdict.ADOPT
+    if not looked_up:
+        return TagVerdict.WAIT
+    if not sbatch_failed:
+        return TagVerdict.SUBMIT
+    return TagVerdict.FAIL if attempt == 1 else TagVerdict.WITHDRAW

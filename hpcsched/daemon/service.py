@@ -58,7 +58,8 @@ class JobService:
 
     def op_ping(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         return {"pid": os.getpid(), "version": __version__, "store_id": self.store.store_id,
-                "open_jobs": len(self.store.open_jobs()), "slurm_backend": self.backend}
+                "open_jobs": len(self.store.open_jobs()), "slurm_backend": self.backend,
+                "monitor": self.monitor.health.report(self.clock(), self.monitor.interval)}
 
     def op_run(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         raw = args.get("request")

@@ -1,7 +1,9 @@
 """Applying submission plans: intent committed first, then sbatch, then the Slurm id recorded.
 
-After a crash between those steps, :meth:`Submitter.recover` finds the Slurm job by the tag in its
-comment and adopts it, or submits it if Slurm never got it — never twice (A1, A2).
+Whenever sbatch's outcome is not known — a crash between those steps (A1, A2), an sbatch that
+exits non-zero or times out after Slurm queued the job (A3) — the Slurm job is looked up by the
+tag in its comment and adopted, or submitted (or failed) if Slurm never got it: never twice, and
+never FAILED while Slurm runs it. The rule is :func:`hpcsched.daemon.reconcile.settle_by_tag`.
 """
 
 from __future__ import annotations
@@ -16,15 +18,21 @@ import psutil
 
 from hpcsched.config import Settings
 from hpcsched.daemon.faults import fault_point
-from hpcsched.daemon.reconcile import find_by_tag
+from hpcsched.daemon.reconcile import TagVerdict, find_by_tag, settle_by_tag
 from hpcsched.daemon.store import Store
+from hpcsched.errors import HpcschedError
 from hpcsched.jobs.model import Job, JobState
 from hpcsched.planning.plan import SubmissionPlan, job_tag, plan_submission
 from hpcsched.planning.request import JobRequest
 from hpcsched.slurm.client import SlurmClient
+from hpcsched.slurm.parse import SlurmJobRecord, SlurmParseError
 from hpcsched.slurm.runner import SlurmCommandError
 
 log = logging.getLogger(__name__)
+
+
+class BatchScriptError(HpcschedError):
+    """The batch script could not be written; nothing was submitted."""
 
 
 def write_atomically(path: str, text: str, mode: int = 0o644) -> None:
@@ -45,6 +53,9 @@ class Submitter:
         self.settings = settings
         self.clock = clock
         self._lock = threading.Lock()
+        self._recovered = False
+        # (job, attempt) whose sbatch may have reached Slurm: looked up by tag before anything else.
+        self._unknown: set[tuple[int, int]] = set()
 
     def accept(self, request: JobRequest, uid: int, user: str) -> int:
         """Commit the job (intent) and return its id; nothing is submitted yet."""
@@ -70,66 +81,145 @@ class Submitter:
         )
 
     def submit(self, job_id: int) -> Job:
-        """Submit a committed job unless it already has a Slurm id or was cancelled."""
+        """Submit a committed job unless it already has a Slurm id or was cancelled.
+
+        Any sbatch failure is resolved by looking the job's tag up (A3): a job Slurm queued anyway
+        is adopted and returned as submitted; one Slurm does not have fails (a first attempt,
+        :class:`SlurmCommandError` raised) or is withdrawn (a grow); when Slurm cannot be asked,
+        the attempt stays SUBMITTING and :meth:`settle` decides on a later cycle."""
         with self._lock:
-            job = self._job(job_id)
-            attempt = job.current
-            if attempt is None or attempt.state is not JobState.SUBMITTING or attempt.slurm_job_id is not None:
-                return job
-            now = self.clock()
-            if job.cancel_requested:
-                self.store.update_attempt(job.id, attempt.number, now, state=JobState.CANCELLED,
-                                          state_reason="cancelled before submission", end_time=now)
-                return self._job(job_id)
-            plan = self.plan(job)
+            return self._submit(self._job(job_id))
+
+    def settle(self) -> list[str]:
+        """Each monitor cycle: finish every attempt committed without a Slurm id. One whose sbatch
+        may have reached Slurm (all of them after a restart, A1/A2; an sbatch error whose lookup
+        failed, A3) is looked up by its tag first, in one batched lookup. Each job is isolated:
+        returns the errors ("job N: ..."), one per job that hit one."""
+        errors: list[str] = []
+        with self._lock:
+            waiting = self._waiting()
+            if not self._recovered:
+                self._unknown.update(_key(j) for j in waiting)
+                self._wait_for_orphan_sbatch(waiting)
+                self._recovered = True
+            unknown = [j for j in waiting if _key(j) in self._unknown]
+            records = self._lookup(unknown) if unknown else []
+            for job in waiting:
+                try:
+                    if _key(job) in self._unknown:
+                        self._apply(job, *self._verdict(job, records, sbatch_failed=False))
+                    else:
+                        self._submit(job)
+                except Exception as e:  # one job's trouble never stops the others
+                    log.exception("submitting job %s failed", job.id)
+                    errors.append(f"job {job.id}: {e}")
+        return errors
+
+    def _submit(self, job: Job) -> Job:
+        attempt = job.current
+        if attempt is None or attempt.state is not JobState.SUBMITTING or attempt.slurm_job_id is not None:
+            return job
+        if _key(job) in self._unknown:  # an earlier sbatch may have queued it: look before acting
+            self._apply(job, *self._verdict(job, self._lookup([job]), sbatch_failed=False))
+            return self._job(job.id)
+        now = self.clock()
+        if job.cancel_requested:
+            self.store.update_attempt(job.id, attempt.number, now, state=JobState.CANCELLED,
+                                      state_reason="cancelled before submission", end_time=now)
+            return self._job(job.id)
+        plan = self.plan(job)
+        self._write_script(job, plan)
+        fault_point("before_sbatch")
+        try:
+            slurm_id = self.client.submit(plan.argv)
+        except (SlurmCommandError, SlurmParseError) as e:
+            return self._after_sbatch_error(job, e)
+        fault_point("after_sbatch")
+        self.store.update_attempt(job.id, attempt.number, self.clock(), slurm_job_id=slurm_id,
+                                  state=JobState.PENDING, submit_time=now)
+        self.store.record_event(job.id, self.clock(), "submitted", f"Slurm job {slurm_id}")
+        return self._job(job.id)
+
+    def _write_script(self, job: Job, plan: SubmissionPlan) -> None:
+        """Nothing is submitted when the batch script cannot be written: the attempt fails (a first
+        one) or is withdrawn (a grow) with the path and the reason. Not retried: a directory
+        without room or permission needs the user, who sees the reason at once."""
+        try:
             os.makedirs(plan.job_dir, mode=0o700, exist_ok=True)
             write_atomically(plan.script_path, plan.script_text, 0o700)
-            fault_point("before_sbatch")
-            try:
-                slurm_id = self.client.submit(plan.argv)
-            except SlurmCommandError as e:
-                if e.timed_out:
-                    # Slurm may or may not have the job: leave it SUBMITTING; recover() decides.
-                    log.warning("sbatch for job %s timed out; will look it up by tag", job.id)
-                    raise
-                why = f"sbatch rejected the job: {e.stderr.strip() or e}"
-                if attempt.number > 1:  # a resize that could not be queued: the job goes on as it was
-                    self.store.remove_attempt(job.id, attempt.number, now, why)
-                else:
-                    self.store.update_attempt(job.id, attempt.number, now, state=JobState.FAILED,
-                                              state_reason=why, end_time=now)
-                raise
-            fault_point("after_sbatch")
-            self.store.update_attempt(job.id, attempt.number, self.clock(), slurm_job_id=slurm_id,
-                                      state=JobState.PENDING, submit_time=now)
-            self.store.record_event(job.id, self.clock(), "submitted", f"Slurm job {slurm_id}")
-            return self._job(job_id)
+        except OSError as e:
+            why = f"cannot write the batch script {plan.script_path}: {e.strerror or e}"
+            self._give_up(job, why)
+            raise BatchScriptError(why) from e
 
-    def recover(self) -> None:
-        """Finish what a crashed daemon left between commit and the recorded Slurm id."""
-        waiting = [j for j in self.store.open_jobs()
-                   if j.current is not None and j.current.state is JobState.SUBMITTING
-                   and j.current.slurm_job_id is None]
-        if not waiting:
+    def _after_sbatch_error(self, job: Job, error: SlurmCommandError | SlurmParseError) -> Job:
+        why = _sbatch_error_text(error)
+        log.warning("sbatch for job %s failed (%s); looking its tag up", job.id, why)
+        self.store.record_event(job.id, self.clock(), "sbatch_error", why)
+        verdict, found = self._verdict(job, self._lookup([job]), sbatch_failed=True)
+        self._apply(job, verdict, found, why)
+        if verdict in (TagVerdict.FAIL, TagVerdict.WITHDRAW):
+            raise error
+        return self._job(job.id)
+
+    def _lookup(self, jobs: list[Job]) -> list[SlurmJobRecord] | None:
+        """squeue, and sacct since the oldest job's creation: where a tag can be found. None when
+        Slurm did not answer."""
+        since = min(j.created for j in jobs) - 300
+        try:
+            return list(self.client.queue()) + list(self.client.accounting(since=since))
+        except (SlurmCommandError, SlurmParseError) as e:
+            log.warning("cannot look up jobs %s by tag, will retry: %s", [j.id for j in jobs], e)
+            return None
+
+    def _verdict(self, job: Job, records: list[SlurmJobRecord] | None,
+                 sbatch_failed: bool) -> tuple[TagVerdict, SlurmJobRecord | None]:
+        number = job.current.number if job.current else 1
+        found = find_by_tag(records or [], job_tag(self.store.store_id, job.id, number))
+        return settle_by_tag(found, records is not None, sbatch_failed, number), found
+
+    def _apply(self, job: Job, verdict: TagVerdict, found: SlurmJobRecord | None, why: str = "") -> None:
+        """Carry out the verdict of :func:`settle_by_tag` (the thin effect of that rule)."""
+        cur = job.current
+        assert cur is not None
+        now = self.clock()
+        if verdict is TagVerdict.WAIT:
+            self._unknown.add(_key(job))
+            if why:
+                self.store.update_attempt(job.id, cur.number, now,
+                                          state_reason=f"{why}; looking the job up by its tag")
             return
-        self._wait_for_orphan_sbatch(waiting)
-        since = min(j.created for j in waiting) - 300
-        records = list(self.client.queue()) + list(self.client.accounting(since=since))
-        for job in waiting:
-            tag = job_tag(self.store.store_id, job.id, job.current.number if job.current else 1)
-            found = find_by_tag(records, tag)
-            cur = job.current
-            assert cur is not None
-            if found is not None:
-                log.info("adopting Slurm job %s for job %s after restart", found.job_id, job.id)
-                self.store.update_attempt(job.id, cur.number, self.clock(), slurm_job_id=found.job_id,
-                                          state=JobState.PENDING, submit_time=found.submit_time)
-                self.store.record_event(job.id, self.clock(), "adopted", f"Slurm job {found.job_id}")
-            else:
-                try:
-                    self.submit(job.id)
-                except SlurmCommandError as e:
-                    log.error("submitting job %s after restart failed: %s", job.id, e)
+        self._unknown.discard(_key(job))
+        if verdict is TagVerdict.ADOPT:
+            assert found is not None
+            self._adopt(job, found)
+        elif verdict is TagVerdict.SUBMIT:
+            self._submit(job)
+        else:
+            self._give_up(job, why)
+
+    def _adopt(self, job: Job, found: SlurmJobRecord) -> None:
+        cur = job.current
+        assert cur is not None
+        log.info("adopting Slurm job %s for job %s", found.job_id, job.id)
+        self.store.update_attempt(job.id, cur.number, self.clock(), slurm_job_id=found.job_id,
+                                  state=JobState.PENDING, state_reason="", submit_time=found.submit_time)
+        self.store.record_event(job.id, self.clock(), "adopted", f"Slurm job {found.job_id}")
+        if job.cancel_requested:  # cancelled while its fate was unknown: now it can be reached
+            self.client.cancel(found.job_id)
+
+    def _give_up(self, job: Job, why: str) -> None:
+        cur = job.current
+        assert cur is not None
+        now = self.clock()
+        if cur.number > 1:  # a resize that could not be queued: the job goes on as it was
+            self.store.remove_attempt(job.id, cur.number, now, why)
+        else:
+            self.store.update_attempt(job.id, cur.number, now, state=JobState.FAILED, state_reason=why, end_time=now)
+
+    def _waiting(self) -> list[Job]:
+        return [j for j in self.store.open_jobs()
+                if j.current is not None and j.current.state is JobState.SUBMITTING and j.current.slurm_job_id is None]
 
     def _wait_for_orphan_sbatch(self, jobs: list[Job], timeout: float = 30.0) -> None:
         """An sbatch started by the crashed daemon may still be running: let it finish first."""
@@ -152,3 +242,13 @@ class Submitter:
         if job is None:
             raise KeyError(job_id)
         return job
+
+
+def _key(job: Job) -> tuple[int, int]:
+    return job.id, job.current.number if job.current else 1
+
+
+def _sbatch_error_text(error: SlurmCommandError | SlurmParseError) -> str:
+    if isinstance(error, SlurmCommandError) and error.stderr.strip() and not error.timed_out:
+        return f"sbatch rejected the job: {error.stderr.strip()}"
+    return str(error)

@@ -29,9 +29,11 @@ from typing import IO
 
 from hpcsched.jobs import layout
 from hpcsched.slurm import runner
+from hpcsched.slurm.client import poll_delay
 from hpcsched.slurm.runner import SlurmCommandError
 
 TAKEOVER_TIMEOUT = 900.0
+TAKEOVER_POLL_S, TAKEOVER_POLL_MAX_S = 1.0, 10.0  # squeue for the predecessor: 1 s doubling to 10 s
 STEP_WAIT_SECONDS = 120  # after the first task of a step ends, how long the others may take
 STOP_FILE_DELAY = 10.0  # the signal normally arrives within a second; the file is the fallback
 
@@ -192,6 +194,7 @@ class Driver:
         except SlurmCommandError:
             pass  # already gone
         deadline = time.monotonic() + TAKEOVER_TIMEOUT
+        polls = 0
         while time.monotonic() < deadline:
             try:
                 state = runner.run_slurm(["squeue", "-h", "-j", predecessor, "-o", "%T"], timeout=30).stdout.strip()
@@ -199,7 +202,8 @@ class Driver:
                 state = ""  # no longer known to the controller
             if state in ("", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL"):
                 break
-            time.sleep(0.5)
+            time.sleep(poll_delay(TAKEOVER_POLL_S, TAKEOVER_POLL_MAX_S, polls))  # 1, 2, 4, 8, 10, 10 ... s
+            polls += 1
         layout.superseded(self.job_dir).unlink(missing_ok=True)
         done = [layout.read_json(layout.attempt_dir(self.job_dir, n) / "end.json")
                 for n in layout.existing_attempts(self.job_dir)]
