@@ -40,9 +40,16 @@ def call(settings: Settings, op: str, args: dict[str, Any] | None = None, timeou
             data += chunk
     except TimeoutError:
         raise DaemonError(f"the daemon did not answer within {timeout:.0f} s") from None
+    except OSError as e:
+        raise DaemonError(_cut_off(op, f"the connection to the daemon broke ({e.strerror or e})")) from None
     finally:
         sock.close()
-    response = protocol.decode_response(data)
+    if not data:
+        raise DaemonError(_cut_off(op, "the daemon closed the connection without answering"))
+    try:
+        response = protocol.decode_response(data)
+    except protocol.ProtocolError as e:
+        raise DaemonError(_cut_off(op, f"the daemon's answer was cut off or garbled ({e})")) from None
     if response["ok"]:
         return response.get("result")
     kind = str(response.get("kind", "error"))
@@ -51,6 +58,13 @@ def call(settings: Settings, op: str, args: dict[str, Any] | None = None, timeou
         field, _, rest = message.partition(": ")
         raise ValidationError(field, rest or message)
     raise _KINDS.get(kind, DaemonError)(message)
+
+
+def _cut_off(op: str, what: str) -> str:
+    """The message for a request whose answer never came: the daemon may have stopped or died
+    while handling it, so whether it took effect is unknown until the user looks."""
+    hint = "; whether it took effect is unknown: check `hpcsched status`" if op != "ping" else ""
+    return f"{what} (it may have stopped or crashed while handling `{op}`){hint}"
 
 
 def ensure_daemon(settings: Settings) -> dict[str, Any]:

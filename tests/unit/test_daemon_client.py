@@ -1,0 +1,69 @@
+"""The CLI's side of the socket when the daemon dies in the middle of a request: a clear error
+that says the outcome is unknown, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hpcsched.config import Settings
+from hpcsched.daemon import client
+from hpcsched.errors import DaemonError
+
+
+def serve_once(path: Path, answer: Callable[[socket.socket], None]) -> threading.Thread:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def handle() -> None:
+        conn, _ = server.accept()
+        conn.recv(1 << 16)
+        answer(conn)
+        conn.close()
+        server.close()
+
+    thread = threading.Thread(target=handle, daemon=True)
+    thread.start()
+    return thread
+
+
+def settings(tmp_path: Path) -> Settings:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    return Settings(state_dir=str(state), jobs_dir=str(tmp_path / "jobs"), poll_interval=1.0, image="img",
+                    launcher_python="python3")
+
+
+def reset(conn: socket.socket) -> None:
+    """Close with RST, as the kernel does for a SIGKILLed daemon with unread data."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+
+@pytest.mark.parametrize("answer, what", [
+    (lambda conn: None, "closed the connection without answering"),
+    (lambda conn: conn.sendall(b'{"ok": tr'), "cut off or garbled"),
+    (reset, "closed the connection without answering"),
+])
+def test_a_daemon_that_dies_mid_request_gives_a_clear_error_saying_the_outcome_is_unknown(
+        tmp_path: Path, answer: Callable[[socket.socket], None], what: str) -> None:
+    cfg = settings(tmp_path)
+    thread = serve_once(Path(cfg.socket_path), answer)
+    with pytest.raises(DaemonError) as raised:
+        client.call(cfg, "run", {"request": {}}, timeout=10)
+    thread.join(timeout=10)
+    message = str(raised.value)
+    assert "check `hpcsched status`" in message and "run" in message
+    assert what in message or "connection to the daemon broke" in message, message
+
+
+def test_no_daemon_is_daemon_not_running(tmp_path: Path) -> None:
+    cfg = settings(tmp_path)
+    assert not os.path.exists(cfg.socket_path)
+    with pytest.raises(client.DaemonNotRunning):
+        client.call(cfg, "ping", timeout=5)
