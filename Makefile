@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTEST_ARGS ?=
 
-.PHONY: demo check setup lint test unit integration bench cluster-stop
+.PHONY: demo check setup lint test unit unit-alone integration bench cluster-stop
 
 ## demo: set everything up, then run the two-node all-reduce example as the cluster user
 demo: setup
@@ -23,6 +23,10 @@ test:
 
 unit:
 	.venv/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+
+## unit-alone: the unit tests as CI runs them, with a `shared` folder beside the checkout hidden
+unit-alone:
+	bash .ci/run unit
 
 integration:
 	.venv/bin/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 """How long one allocation round takes for 1,000 jobs on 512 nodes x 4 GPUs, on one core.
 
-    .venv/bin/python benchmarks/allocator_scale.py [--data /work/shared/data/pollux]
+    .venv/bin/python benchmarks/allocator_scale.py [--data DIR]
 
 The jobs are the six Pollux applications (fitted step-time models) with per-job gradient noise
 drawn at random, so no two jobs share a goodput table: every round computes 1,000 of them, as a
@@ -25,7 +25,7 @@ from hpcsched.allocator import HPCSCHED, POLLUX, Cluster, ElasticJob, GoodputMod
 from hpcsched.allocator.candidates import clear_caches
 from hpcsched.allocator.placement import NodeLedger
 from hpcsched.models import GradientNoise
-from hpcsched.simulator.data import default_applications
+from hpcsched.simulator.data import data_dir, default_applications
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NODES, GPUS_PER_NODE, JOBS, REPEATS = 512, 4, 1000, 5
@@ -64,7 +64,7 @@ def round_seconds(requests: list[ElasticJob], policy: object) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("HPCSCHED_POLLUX_DATA", "/work/shared/data/pollux")))
+    parser.add_argument("--data", type=Path, default=data_dir(), help="Pollux data (default: the packaged copy)")
     args = parser.parse_args()
     requests = jobs(args.data)
     results = {}

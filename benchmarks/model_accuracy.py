@@ -1,7 +1,7 @@
 """How well the step-time model predicts configurations it was not fitted on, and how fast the
 goodput search is. A script, not a test:
 
-    .venv/bin/python benchmarks/model_accuracy.py [--data ../shared/data/pollux]
+    .venv/bin/python benchmarks/model_accuracy.py [--data DIR]
 
 Data: the Pollux simulator's profiles of six models on nodes with 4x T4 GPUs
 (``traces/<model>/placements.csv``: up to 4 nodes and 16 GPUs; ``scalability.csv``: 6 to 16 nodes
@@ -39,6 +39,7 @@ from hpcsched.models.goodput import BatchLimits, best_config, speedup
 from hpcsched.models.profiles import observations_from_placements, observations_from_scalability
 from hpcsched.models.throughput import Observation, ThroughputParams, predict_step_time
 from hpcsched.models.throughput_fit import fit
+from hpcsched.simulator.data import data_dir
 
 MODELS = ("bert", "cifar10", "deepspeech2", "imagenet", "ncf", "yolov3")
 SEEDS = (0, 1, 2, 3, 4)
@@ -136,7 +137,7 @@ def markdown(report: dict[str, dict[str, object]], timings: dict[str, float]) ->
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "pollux")
+    parser.add_argument("--data", type=Path, default=data_dir(), help="Pollux data (default: the packaged copy)")
     args = parser.parse_args(argv)
     traces = args.data / "traces"
     report, timings = accuracy(traces), timing(traces)

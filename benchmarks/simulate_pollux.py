@@ -1,6 +1,6 @@
 """Replay the Pollux workloads under every policy and compare with the study's figures.
 
-    .venv/bin/python benchmarks/simulate_pollux.py [--data /work/shared/data/pollux] [--jobs 2]
+    .venv/bin/python benchmarks/simulate_pollux.py [--data DIR] [--jobs 2]
         [--workload N]... [--policy P]... [--cost 30|slurm]... [--load 1.0|2.0]... [--ablation]
 
 Runs, all on 16 nodes x 4 GPUs with a decision every 60 s, seed 0:
@@ -39,7 +39,7 @@ from typing import Any
 
 from hpcsched.allocator import HPCSCHED, POLLUX, Cluster
 from hpcsched.simulator import POLICY_NAMES, RestartModel, SimulationResult, read_workload, simulate
-from hpcsched.simulator.data import default_applications
+from hpcsched.simulator.data import data_dir, default_applications
 from hpcsched.simulator.policies import ElasticPolicy, Policy, make_policy
 from hpcsched.simulator.report import plot, table
 
@@ -276,7 +276,7 @@ def replay(data: Path, runs: Sequence[Run], processes: int) -> tuple[dict[Run, S
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("HPCSCHED_POLLUX_DATA", "/work/shared/data/pollux")))
+    parser.add_argument("--data", type=Path, default=data_dir(), help="Pollux data (default: the packaged copy)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--workload", type=int, action="append", choices=WORKLOADS, help="only these workloads")
     parser.add_argument("--policy", action="append", choices=(*POLICY_NAMES, UNDECLARED), help="only these policies")

@@ -19,7 +19,7 @@ from hpcsched.allocator import Cluster
 from hpcsched.cli.common import CliError, InvalidInput
 from hpcsched.simulator import POLICY_NAMES, RestartModel, SimulationResult, WorkloadError, read_workload
 from hpcsched.simulator import simulate as run_simulation
-from hpcsched.simulator.data import data_dir, default_applications
+from hpcsched.simulator.data import data_dir, default_applications, resolve_workload
 from hpcsched.simulator.report import plot, table
 
 
@@ -30,14 +30,14 @@ def _restart_cost(text: str) -> RestartModel:
         raise InvalidInput(f"--restart-cost: {e}") from None
 
 
-def _run_all(workload_path: Path, policies: Sequence[str], cluster: Cluster, cost: RestartModel,
+def _run_all(workload_spec: str, policies: Sequence[str], cluster: Cluster, cost: RestartModel,
              seed: int, data: Path) -> list[SimulationResult]:
     try:
         applications = default_applications(data)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from None
     try:
-        workload = read_workload(workload_path, list(applications))
+        workload = read_workload(resolve_workload(workload_spec, data), list(applications))
     except WorkloadError as e:
         raise InvalidInput(str(e)) from None
     console = Console(stderr=True)
@@ -55,8 +55,10 @@ def _run_all(workload_path: Path, policies: Sequence[str], cluster: Cluster, cos
 
 
 @click.command("simulate")
-@click.option("--workload", "workload_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="Pollux workload CSV (name,time,application,num_replicas,batch_size) or the Philly trace.")
+@click.option("--workload", "workload_spec", required=True, metavar="NAME|PATH",
+              help="A workload shipped with hpcsched by name (workload-1 ... workload-8 at 1.0x load, "
+                   "workloads-0.5/workload-1 and the like for 0.5x/1.5x/2.0x, philly for the Philly trace), "
+                   "or the path of a workload CSV or Philly trace file.")
 @click.option("--policy", "policies", multiple=True, type=click.Choice(POLICY_NAMES),
               help="Policy to compare; repeat for several (default: all).")
 @click.option("--restart-cost", default="30", show_default=True, help="Seconds per re-allocation, or 'slurm'.")
@@ -67,8 +69,9 @@ def _run_all(workload_path: Path, policies: Sequence[str], cluster: Cluster, cos
               help="Write simulation_jct_cdf.png and simulation_utilisation.png here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per policy.")
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Pollux data directory with traces/ (default: $HPCSCHED_POLLUX_DATA or /work/shared/data/pollux).")
-def simulate(workload_path: Path, policies: tuple[str, ...], restart_cost: str, nodes: int, gpus_per_node: int,
+              help="Pollux data directory with traces/ and the workloads named by --workload "
+                   "(default: $HPCSCHED_POLLUX_DATA, else the copy shipped with hpcsched).")
+def simulate(workload_spec: str, policies: tuple[str, ...], restart_cost: str, nodes: int, gpus_per_node: int,
              seed: int, plot_dir: Path | None, as_json: bool, data: Path | None) -> None:
     """Replay a workload under scheduling policies on simulated time and compare them.
 
@@ -78,7 +81,7 @@ def simulate(workload_path: Path, policies: tuple[str, ...], restart_cost: str, 
     """
     cost = _restart_cost(restart_cost)
     chosen = list(dict.fromkeys(policies)) or list(POLICY_NAMES)
-    results = _run_all(workload_path, chosen, Cluster(nodes, gpus_per_node), cost, seed, data or data_dir())
+    results = _run_all(workload_spec, chosen, Cluster(nodes, gpus_per_node), cost, seed, data or data_dir())
     if plot_dir is not None:
         for path in plot(results, plot_dir):
             click.echo(f"wrote {path}", err=True)

@@ -10,12 +10,14 @@ The Philly trace (``traces/philly.csv``: submit timestamp, duration, GPUs) has n
 size. :func:`philly_workload` maps each job of a time window to a sampled application (seeded)
 that runs on the job's GPU count with the application's smallest batch, and scales the job's work
 so that it takes exactly its recorded duration there: the trace's arrivals, sizes and run times
-are kept, while adaptive policies can still resize and re-batch the jobs.
+are kept, while adaptive policies can still resize and re-batch the jobs. The package ships the
+trace gzip-compressed; any workload file whose name ends in ``.gz`` is decompressed as it is read.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -96,14 +98,22 @@ def with_realistic(jobs: Sequence[JobSpec], realistic: Sequence[JobSpec]) -> lis
     return [JobSpec(**{**j.__dict__, "realistic": by_name.get(j.name, j.realistic)}) for j in jobs]
 
 
+def _read_text(path: Path) -> str:
+    """The text of a workload file, decompressed when its name ends in ``.gz``."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt") as f:
+                return f.read()
+        return path.read_text()
+    except (OSError, EOFError) as e:
+        raise WorkloadError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+
+
 def read_workload(path: Path, applications: Sequence[str] | None = None) -> list[JobSpec]:
     """Read a Pollux workload, or the Philly trace when the header says so. For
     ``workloads*/workload-N.csv`` the same file under ``workloads-realistic/`` supplies the
     realistic configurations when it exists."""
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise WorkloadError(f"{path}: cannot read: {e.strerror or e}") from None
+    text = _read_text(path)
     header = text.split("\n", 1)[0]
     if all(c in header for c in PHILLY_COLUMNS) and "application" not in header:
         return philly_workload(text, str(path), applications or ("cifar10",))

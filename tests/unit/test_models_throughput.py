@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +26,7 @@ from hpcsched.models.throughput import (
     predict_throughput,
 )
 from hpcsched.models.throughput_fit import DEFAULT_PRIOR, fit
+from hpcsched.simulator.data import PACKAGED_DATA
 
 SETTINGS = settings(derandomize=True, database=None, max_examples=200, deadline=None)
 
@@ -291,19 +289,9 @@ def test_fit_of_arbitrary_times_is_valid(rows: list[tuple[int, int, int, int, fl
 
 # --- fitting: the real Pollux profiles ------------------------------------------------------
 
-# The shared data lies beside the checkout (../shared), in CI too; a missing copy fails the tests.
-_DEFAULT_POLLUX = Path(__file__).resolve().parents[3] / "shared" / "data" / "pollux"
-POLLUX = Path(os.environ.get("HPCSCHED_POLLUX_DATA", str(_DEFAULT_POLLUX))) / "traces"
-
-
-def needs_pollux(test):  # type: ignore[no-untyped-def]
-    """Marks a test that reads the Pollux profiles; fails clearly when they are missing."""
-
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-        assert POLLUX.is_dir(), f"Pollux profiles not found at {POLLUX} (set HPCSCHED_POLLUX_DATA)"
-        return test(*args, **kwargs)
-
-    return functools.wraps(test)(wrapper)
+# The profiles shipped with the package, never $HPCSCHED_POLLUX_DATA: the tests read nothing
+# outside the repository.
+POLLUX = PACKAGED_DATA / "traces"
 
 # Held-out MAPE of seed 0 as measured by benchmarks/model_accuracy.py (same splits). Each test
 # allows the measurement plus 15% of it: room for solver and platform differences, not for a
@@ -344,7 +332,6 @@ def test_placement_digits_are_gpus_per_node() -> None:
     assert placement_shape("4") == (1, 4)
 
 
-@needs_pollux
 @pytest.mark.parametrize("model", sorted(MEASURED_SPLIT_MAPE))
 def test_fit_predicts_held_out_half_of_real_profile(model: str) -> None:
     placements, scalability = _profiles(model)
@@ -352,7 +339,6 @@ def test_fit_predicts_held_out_half_of_real_profile(model: str) -> None:
     assert _mape(fit(train), held_out) <= min(MEASURED_SPLIT_MAPE[model] * 1.15, TARGET_MAPE)
 
 
-@needs_pollux
 @pytest.mark.parametrize("model", sorted(MEASURED_EXTRAPOLATION_MAPE))
 def test_fit_on_small_allocations_predicts_large_ones(model: str) -> None:
     """Fit on half the placements (<= 4 nodes, <= 16 GPUs), predict all of scalability.csv

@@ -74,6 +74,6 @@ def test_malformed_workload_names_file_row_and_column(tmp_path: Path) -> None:
 def test_missing_workload_and_bad_restart_cost(tmp_path: Path) -> None:
     data = toy_data(tmp_path / "data")
     result = CliRunner().invoke(simulate, ["--workload", str(tmp_path / "none.csv"), "--data", str(data)])
-    assert result.exit_code == 2 and "none.csv: cannot read" in result.stderr
+    assert result.exit_code == 2 and "none.csv': no such file" in result.stderr
     result = CliRunner().invoke(simulate, ["--workload", str(tmp_path / "none.csv"), "--restart-cost", "fast"])
     assert result.exit_code == 2 and "--restart-cost" in result.stderr
