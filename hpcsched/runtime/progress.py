@@ -7,7 +7,9 @@ limited (at most one per ``min_interval_s``, at most one per step); "start", "ch
 logged, e.g. validation accuracy) lines are always written and do not delay the next step line.
 ``step_time`` (on "step" lines only) is the mean duration of the ``timed_steps`` steps since the
 previous step line that the trainer timed (it leaves out warm-up steps and steps at another
-configuration), so a line's step time belongs to the configuration on that line; ``fields``
+configuration), so a line's step time belongs to the configuration on that line. It leaves out
+the time the training thread waited for a CPU that other processes held, which ``cpu_wait``
+gives per step (step_clock.py); ``fields``
 (nodes, local batch, noise, ...) are added to every line. The "start" line, with
 ``"elastic": true``, is what tells hpcsched that the job uses this library and may be resized.
 Progress is advisory: a failing write is reported once and never stops training.
@@ -54,19 +56,22 @@ class ProgressLog:
         self._fd: int | None = None
         self._last_time = clock()
         self._loss_sum, self._loss_count = 0.0, 0
-        self._timed_sum, self._timed_count = 0.0, 0
+        self._timed_sum, self._timed_count, self._waited_sum = 0.0, 0, 0.0
 
     def step(
-        self, *, step: int, epoch: int, samples: int, loss: float | None, step_time: float | None = None
+        self, *, step: int, epoch: int, samples: int, loss: float | None, step_time: float | None = None,
+        cpu_wait: float = 0.0,
     ) -> dict[str, Any] | None:
-        """Note one finished step (``step_time``: its duration, None if it is not to be timed);
-        write a line if ``min_interval_s`` has passed since the last one."""
+        """Note one finished step (``step_time``: its duration, None if it is not to be timed;
+        ``cpu_wait``: what was left out of it); write a line if ``min_interval_s`` has passed since
+        the last one."""
         if loss is not None and math.isfinite(loss):
             self._loss_sum += loss
             self._loss_count += 1
         if step_time is not None and math.isfinite(step_time) and step_time > 0.0:
             self._timed_sum += step_time
             self._timed_count += 1
+            self._waited_sum += cpu_wait if math.isfinite(cpu_wait) else 0.0
         if self._clock() - self._last_time < self.min_interval_s:
             return None
         return self.event("step", step=step, epoch=epoch, samples=samples)
@@ -88,6 +93,7 @@ class ProgressLog:
             "loss": _finite(self._loss_sum / self._loss_count) if self._loss_count else None,
             "step_time": self._timed_sum / timed if timed else None,
             "timed_steps": timed,
+            "cpu_wait": self._waited_sum / timed if timed else None,
             "world_size": self.world_size,
             "global_batch": self.global_batch,
             "total_steps": self.total_steps,
@@ -98,7 +104,7 @@ class ProgressLog:
         self._write(json.dumps(record, allow_nan=False) + "\n")
         self._loss_sum, self._loss_count = 0.0, 0
         if event in ("start", "step"):
-            self._timed_sum, self._timed_count = 0.0, 0
+            self._timed_sum, self._timed_count, self._waited_sum = 0.0, 0, 0.0
             self._last_time = self._clock()
         return record
 

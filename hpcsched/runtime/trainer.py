@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sized
 from datetime import timedelta
 from pathlib import Path
@@ -42,6 +41,7 @@ from hpcsched.runtime.environment import job_from_env, topology_from_env
 from hpcsched.runtime.progress import ProgressLog
 from hpcsched.runtime.sampler import ElasticBatchSampler, MicroBatch, epoch_seed
 from hpcsched.runtime.snapshot import DataPosition, Stateful, capture, restore, unwrap
+from hpcsched.runtime.step_clock import StepClock
 from hpcsched.runtime.stop import ShutdownWatchdog, StopReason, StopRequest, write_checkpointed_marker
 
 EXIT_CHECKPOINTED = 75  # stopped on request after saving a checkpoint (EX_TEMPFAIL: requeue and resume)
@@ -107,7 +107,7 @@ class ElasticTrainer:
         self._micro: MicroBatch | None = None  # what the batch last yielded by batches() is
         self._loss_sum = 0.0
         self._reload = False  # the adaptive configuration changed: batches() starts a new loader
-        self._step_clock, self._fresh = time.monotonic(), True  # the next step is not timed when fresh
+        self._step_clock, self._fresh = StepClock(), True  # the next step is not timed when fresh
         self._num_epochs: int | None = None
         self._started = self._checkpointed = False
         self.shutdown_watchdog: ShutdownWatchdog | None = None  # armed by an agreed stop
@@ -301,8 +301,8 @@ class ElasticTrainer:
     def _finish_step(self, loss: float | None, samples: int | None, measurement: Any) -> None:
         """The bookkeeping of one finished optimizer step: timing, progress, stop agreement,
         checkpoints and (adaptive) re-choosing the configuration."""
-        seconds = None if self._fresh else time.monotonic() - self._step_clock
-        self._fresh = False
+        lap = None if self._fresh else self._step_clock.lap()  # without waits for a CPU others held
+        seconds, self._fresh = lap.seconds if lap else None, False
         self._start()
         micro = self._micro
         consumed, self._pending_samples = self._pending_samples, 0
@@ -317,7 +317,7 @@ class ElasticTrainer:
             self.progress.fields.update(self.adaptive.fields())
         if self.is_main:
             self.progress.step(step=p.step, epoch=p.epoch, samples=p.samples, loss=loss,
-                               step_time=seconds if regular else None)  # fmt: skip
+                               step_time=seconds if regular else None, cpu_wait=lap.waited if lap else 0.0)  # fmt: skip
         if p.step % self.agree_every == 0:
             local = self.stop_request.local_reason()
             if local and not self._announced:
@@ -330,7 +330,7 @@ class ElasticTrainer:
             self.save_checkpoint()
         if self.adaptive is not None and self.adaptive.due(p.step):
             self._adapt()
-        self._step_clock = time.monotonic()  # bookkeeping (checkpoints, progress) is not step time
+        self._step_clock.start()  # bookkeeping (checkpoints, progress) is not step time
 
     def save_checkpoint(self) -> Path | None:
         """Rank 0 saves the current state (others return None); None also when the save failed."""
@@ -379,6 +379,7 @@ class ElasticTrainer:
             print(f"hpcsched: stop ({reason.name}) at step {self.position.step}; exiting with {code}", flush=True)
         self.stop_request.ignore_further()  # the watchdog stays armed in case leaving hangs
         self.progress.close()
+        self._step_clock.close()
         self._collectives.settle()
         teardown_process_group(self._created_group)
         raise SystemExit(code)
@@ -397,6 +398,7 @@ class ElasticTrainer:
             self.save_checkpoint()
         self._progress_event("done")
         self.progress.close()
+        self._step_clock.close()
         self.stop_request.uninstall()
         self._collectives.settle()
         teardown_process_group(self._created_group)

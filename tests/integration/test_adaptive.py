@@ -64,8 +64,11 @@ def test_adaptive_search_changes_batches_and_stays_in_the_accuracy_band_of_fixed
     plot = session.workdir / "model.png"
     model = json.loads(session.hs("model", job, "--json", "--plot", str(plot)).stdout)
     assert len(model["configurations"]) >= 2
-    # The fit follows the measured step times where the job spent its steps. A configuration timed
-    # over a handful of 2-ms steps is at the mercy of one scheduler hiccup on a busy machine, so
-    # the check is the step-weighted median error, not every configuration's.
-    assert weighted_median_error(model["configurations"]) < 25, model["configurations"]
+    # The fit follows the measured step times where the job spent its steps. The runtime leaves out
+    # of each step the time it waited for a CPU that the other trial (or anything else) held; a
+    # configuration timed over a handful of 2-ms steps still varies, so the check is the
+    # step-weighted median error, not every configuration's.
+    error, worst = weighted_median_error(model["configurations"]), max(abs(c["error_pct"]) for c in model["configurations"])
+    print(f"model error: {error:.1f}% step-weighted median, {worst:.1f}% worst of {len(model['configurations'])} configurations")
+    assert error < 25, model["configurations"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -36,7 +36,8 @@ def test_start_line_has_every_field(tmp_path: Path) -> None:
     assert lines(path) == [
         {
             "time": 1.7e9 + 1000.0, "attempt": 2, "event": "start", "step": 40, "epoch": 1, "samples": 10240,
-            "loss": None, "step_time": None, "timed_steps": 0, "world_size": 4, "global_batch": 256, "total_steps": 1000,
+            "loss": None, "step_time": None, "timed_steps": 0, "cpu_wait": None, "world_size": 4, "global_batch": 256,
+            "total_steps": 1000,
             "elastic": True,
         }
     ]  # fmt: skip
@@ -56,6 +57,19 @@ def test_step_lines_are_rate_limited_and_average_the_timed_steps_since_the_last_
     assert steps[1]["step_time"] == pytest.approx(0.85) and steps[1]["timed_steps"] == 4
     assert steps[0]["loss"] == pytest.approx(3.0) and steps[1]["loss"] == pytest.approx(8.0)
 
+
+
+def test_step_lines_give_the_cpu_wait_left_out_of_their_timed_steps(tmp_path: Path) -> None:
+    clock = Clock()
+    log, path = make(tmp_path, clock)
+    log.event("start", step=0, epoch=0, samples=0)
+    for step, waited in enumerate([0.0, 0.2, 0.4, 0.0, 0.3], start=1):  # a step took 0.1 s plus its wait
+        clock.now += 0.1 + waited
+        log.step(step=step, epoch=0, samples=step * 256, loss=None, step_time=0.1, cpu_wait=waited)
+    steps = [r for r in lines(path) if r["event"] == "step"]
+    assert [(r["step"], r["timed_steps"]) for r in steps] == [(3, 3), (5, 2)]
+    assert steps[0]["step_time"] == pytest.approx(0.1) and steps[0]["cpu_wait"] == pytest.approx(0.2)
+    assert steps[1]["step_time"] == pytest.approx(0.1) and steps[1]["cpu_wait"] == pytest.approx(0.15)
 
 def test_events_are_always_written(tmp_path: Path) -> None:
     clock = Clock()
