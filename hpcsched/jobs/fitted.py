@@ -43,6 +43,9 @@ PARAM_UNITS = {
 }
 
 
+WAIT_NOTE_SHARE = 0.1  # from this share of wall time waiting for a CPU, the report says so
+
+
 class NotMeasured(HpcschedError):
     """The job has reported no step time yet, so there is nothing to fit."""
 
@@ -176,6 +179,11 @@ def _prediction(
 
 def _notes(measurements: Measurements) -> tuple[str, ...]:
     notes = list(measurements.problems)
+    if measurements.cpu_wait_share >= WAIT_NOTE_SHARE:
+        notes.append(
+            f"the job waited for a CPU that other processes held during {measurements.cpu_wait_share:.0%} of its "
+            "timed wall time; its step times leave that wait out, so they describe nodes of its own"
+        )
     if len(measurements.step_times) == 1:
         notes.append(
             "only one configuration measured: the constants it cannot separate (network terms, how "
@@ -200,6 +208,7 @@ def _fit_dict(f: ConfigurationFit) -> dict[str, Any]:
         **_config_dict(f.measured.config),
         "timed_steps": f.measured.timed_steps,
         "measured_step_time": f.measured.step_time,
+        "cpu_wait": f.measured.cpu_wait,
         "predicted_step_time": f.predicted_step_time,
         "error_pct": f.error_pct,
     }

@@ -3,7 +3,10 @@
 Every progress line describes the batch configuration the job runs with (nodes, ranks, samples
 per rank per micro-step, extra accumulation micro-steps); a "step" line adds the mean time of the
 steps since the previous line, which the runtime flushes before it switches configuration, so
-each step time belongs to exactly the configuration on its line. Lines also carry the smoothed
+each step time belongs to exactly the configuration on its line. The runtime leaves out of a step
+time what the training thread waited for a CPU that other processes held and reports that wait
+as ``cpu_wait`` (docs/adaptive.md), so the step times of a job that ran beside others describe
+nodes of its own; the daemon fits exactly those. Lines also carry the smoothed
 gradient-noise estimate and, for adaptive jobs, the batch limits. This module turns them into
 the inputs of :mod:`hpcsched.models`: one :class:`~hpcsched.models.Observation` per distinct
 configuration, the latest :class:`~hpcsched.models.GradientNoise`, and
@@ -56,11 +59,14 @@ class Configuration:
 
 @dataclass(frozen=True)
 class MeasuredStepTime:
-    """The mean step time of one configuration, weighted by the steps each line timed."""
+    """The mean step time of one configuration, weighted by the steps each line timed;
+    ``cpu_wait``: the mean wait for a CPU per timed step, left out of ``step_time`` (0 for lines
+    that do not report it)."""
 
     config: Configuration
     step_time: float
     timed_steps: int
+    cpu_wait: float = 0.0
 
     def observation(self) -> Observation:
         c = self.config
@@ -95,6 +101,13 @@ class Measurements:
     @property
     def timed_steps(self) -> int:
         return sum(m.timed_steps for m in self.step_times)
+
+    @property
+    def cpu_wait_share(self) -> float:
+        """The share of the timed steps' wall time spent waiting for a CPU other processes held."""
+        waited = sum(m.cpu_wait * m.timed_steps for m in self.step_times)
+        busy = sum(m.step_time * m.timed_steps for m in self.step_times)
+        return waited / (waited + busy) if waited > 0.0 else 0.0
 
     def per_node(self) -> Measurements:
         """The same measurements with each node as one replica (:meth:`Configuration.per_node`)."""
@@ -133,7 +146,7 @@ def _step_times(
 ) -> tuple[tuple[MeasuredStepTime, ...], Configuration | None, set[Configuration]]:
     """Per configuration the timed-step-weighted mean step time of its "step" lines; the newest
     configuration; every configuration seen."""
-    sums: dict[Configuration, tuple[float, int]] = {}
+    sums: dict[Configuration, tuple[float, int, float]] = {}
     seen: set[Configuration] = set()
     current: Configuration | None = None
     previous_step: dict[Any, int] = {}
@@ -152,9 +165,10 @@ def _step_times(
         seen.add(config)
         step_time = _finite(record.get("step_time"))
         if record.get("event") == "step" and step_time is not None and step_time > 0 and timed > 0:
-            total, weight = sums.get(config, (0.0, 0))
-            sums[config] = (total + step_time * timed, weight + timed)
-    measured = tuple(MeasuredStepTime(c, total / weight, weight) for c, (total, weight) in sorted(sums.items()))
+            total, weight, waited = sums.get(config, (0.0, 0, 0.0))
+            wait = max(0.0, _finite(record.get("cpu_wait")) or 0.0)
+            sums[config] = (total + step_time * timed, weight + timed, waited + wait * timed)
+    measured = tuple(MeasuredStepTime(c, t / n, n, w / n) for c, (t, n, w) in sorted(sums.items()))
     return measured, current, seen
 
 

@@ -107,6 +107,17 @@ def test_a_job_that_does_not_fit_on_one_gpu_has_no_speedup_but_still_a_best_conf
     assert any("does not fit on one GPU" in n for n in report.notes)
 
 
+def test_a_job_that_waited_for_cpus_others_held_is_fitted_on_its_own_time_and_told_so() -> None:
+    configs = GRID[:8]
+    waited = [{**r, "cpu_wait": 2.0 * r["step_time"]} for r in step_lines(configs)]  # 2/3 of the wall time
+    report = model_report(measure(waited), max_nodes=2)
+    assert report.params == model_report(measure(step_lines(configs)), max_nodes=2).params
+    assert any(n.startswith("the job waited for a CPU that other processes held during 67%") for n in report.notes)
+    assert report.as_dict()["configurations"][0]["cpu_wait"] > 0
+    little = [{**r, "cpu_wait": 0.05 * r["step_time"]} for r in step_lines(configs)]
+    assert not any("waited for a CPU" in n for n in model_report(measure(little), max_nodes=2).notes)
+
+
 @pytest.mark.parametrize(
     "lines",
     [[], [{"time": 1.0, "attempt": 1, "event": "start", "step": 0, "world_size": 2, "global_batch": 64, "step_time": None}]],

@@ -65,6 +65,21 @@ def test_step_time_is_weighted_by_the_steps_each_line_timed() -> None:
     assert only.step_time == pytest.approx(0.175) and only.timed_steps == 4
 
 
+def test_cpu_wait_is_weighted_like_the_step_time_and_gives_the_share_of_wall_time_waited() -> None:
+    m = measure(
+        [
+            line(step=10, step_time=0.1, timed_steps=1, cpu_wait=0.4),
+            line(step=20, step_time=0.1, timed_steps=3, cpu_wait=0.0),
+            line(step=30, step_time=0.1, timed_steps=4),  # a line from before the runtime reported it
+            line(step=40, step_time=0.1, timed_steps=2, cpu_wait=-1.0),  # impossible: counts as none
+        ]
+    )
+    (only,) = m.step_times
+    assert only.step_time == pytest.approx(0.1) and only.cpu_wait == pytest.approx(0.04)
+    assert m.cpu_wait_share == pytest.approx(0.4 / 1.4)
+    assert measure([line(timed_steps=5)]).cpu_wait_share == 0.0
+
+
 def test_only_step_lines_time_steps_but_every_line_sets_the_current_configuration() -> None:
     m = measure(
         [
