@@ -1,13 +1,15 @@
-"""The monitor: one batched poll of Slurm per cycle for all open jobs, applied to the store.
+"""The monitor: one batched poll of Slurm for all open jobs, applied to the store.
 
-One ``squeue --json`` per cycle, plus one ``sacct --json`` for the jobs squeue no longer shows —
+One ``squeue --json`` per poll, plus one ``sacct --json`` for the jobs squeue no longer shows —
 a bounded number of Slurm calls whatever the number of jobs (H3).
 
-Cadence: a cycle every ``interval`` seconds (5 by default) while something changes. While nothing
-does (no open job changes state, none is being submitted, cancelled, grown or looked up), the
-wait doubles up to 12 intervals (60 s at the default); a request (``run``, ``cancel``) or a
-change brings it back to ``interval``. When Slurm does not answer, the states stay as they are
-and the wait doubles up to 60 s (B4).
+Cadence: a cycle every ``interval`` seconds (5 by default) settles submissions and reads what the
+jobs write (attempt records, progress: no Slurm call). Slurm is asked every interval while
+something changes; while nothing does (no open job changes state, gains an attempt or reports its
+end, none is being submitted, cancelled, grown or looked up) the wait before the next poll doubles
+up to 12 intervals (60 s at the default). A request (``run``, ``cancel``) or a change seen in the
+files brings it back at once. When Slurm does not answer, the states stay as they are and the wait
+doubles up to 60 s (B4).
 
 Isolation: an error in one job (an unreadable job directory, a batch script that cannot be
 written, a bad record) is logged and counted and touches that job only; an error anywhere else
@@ -51,10 +53,12 @@ def next_delay(interval: float, failures: int, quiet_cycles: int) -> float:
     return poll_delay(interval, max(interval, min(MAX_BACKOFF, interval * IDLE_INTERVALS)), quiet_cycles)
 
 
-def activity(jobs: Iterable[Job]) -> tuple[frozenset[tuple[int, str, int]], bool]:
-    """What a cycle compares with the last one to tell "nothing changed" (the open jobs, their states
-    and attempts), and whether a job is in a transition the monitor must follow closely (pure)."""
-    seen = frozenset((j.id, j.state.value, len(j.attempts)) for j in jobs)
+def activity(jobs: Iterable[Job]) -> tuple[frozenset[tuple[int, str, int, bool]], bool]:
+    """What a cycle compares with the last poll to tell "nothing changed" (the open jobs, their
+    states, attempts and reported ends), and whether a job is in a transition the monitor must
+    follow closely (pure)."""
+    seen = frozenset((j.id, j.state.value, len(j.attempts), j.current is not None and j.current.end_time is not None)
+                     for j in jobs)
     busy = any(j.cancel_requested or waiting_successor(j) is not None
                or (j.current is not None and j.current.state in (JobState.SUBMITTING, JobState.UNKNOWN))
                for j in jobs)
@@ -105,28 +109,22 @@ class Monitor:
         # Set by the service: the admission pass, run once for each newly waiting attempt.
         self.on_waiting: Callable[[], None] | None = None
         self.admission_seen: set[tuple[int, int]] = set()
-        self._seen: frozenset[tuple[int, str, int]] = frozenset()
+        self._seen: frozenset[tuple[int, str, int, bool]] = frozenset()
+        self.due = 0.0  # when Slurm is asked next
         self._sacct_error: SlurmCommandError | SlurmParseError | None = None
 
     def poll_once(self) -> int:
-        """One cycle; returns the number of attempts updated. Raises nothing: a failed cycle is
-        logged, counted and retried after a longer wait."""
+        """One cycle; returns the number of attempts Slurm's answer updated. Raises nothing: a
+        failed cycle is logged, counted and retried after a longer wait."""
         try:
-            updated = self._cycle()
+            return self._cycle()
         except (SlurmCommandError, SlurmParseError) as e:
             self._cycle_failed(f"Slurm did not answer: {e}")
             log.warning("Slurm poll failed (%d in a row), states kept: %s", self.health.failures, e)
-            return 0
         except Exception as e:  # the monitor must outlive any bug or file-system error
             self._cycle_failed(f"{type(e).__name__}: {e}")
             log.exception("monitor cycle failed (%d in a row)", self.health.failures)
-            return 0
-        self.health.failures = 0
-        self.health.last_success = self.clock()
-        seen, busy = activity(self.store.open_jobs())
-        self.quiet = 0 if busy or updated or seen != self._seen else self.quiet + 1
-        self._seen = seen
-        return updated
+        return 0
 
     def next_delay(self) -> float:
         return next_delay(self.interval, self.health.failures, self.quiet)
@@ -136,8 +134,8 @@ class Monitor:
         try:
             while not stop.is_set():
                 self.poll_once()
-                if self.wakeup.wait(self.next_delay()):
-                    self.quiet = 0  # a request: look again soon
+                if self.wakeup.wait(self.interval):
+                    self.quiet, self.due = 0, 0.0  # a request: ask Slurm now
                 self.wakeup.clear()
         finally:
             self.health.running = False
@@ -149,15 +147,27 @@ class Monitor:
         if not self.recovered:
             resend_pending_requests(self.store, self.client)
             self.recovered = True
+        self._ingest()
+        seen, _ = activity(self.store.open_jobs())
+        changed, self._seen = seen != self._seen, seen
+        if not changed and self.clock() < self.due:
+            return 0
         updated = self._poll()
         self._admit()
         if self._sacct_error is not None:  # what squeue showed is applied; the wait still backs off (B4)
             raise self._sacct_error
+        self.health.failures = 0
+        self.health.last_success = self.clock()
+        after, busy = activity(self.store.open_jobs())
+        self.quiet = 0 if busy or updated or changed or after != seen else self.quiet + 1
+        self._seen = after
+        self.due = self.clock() + self.next_delay()
         return updated
 
     def _cycle_failed(self, why: str) -> None:
         self.health.failures += 1
         self.health.last_error, self.health.last_error_time = why, self.clock()
+        self.due = self.clock() + self.next_delay()
 
     def _job_error(self, why: str) -> None:
         self.health.job_errors += 1
@@ -182,13 +192,14 @@ class Monitor:
         if new:
             self.on_waiting()
 
-    def _poll(self) -> int:
-        jobs = self.store.open_jobs()
+    def _ingest(self) -> None:
         now = self.clock()
-        for job in jobs:
+        for job in self.store.open_jobs():
             if job.job_dir and job.current is not None and job.current.slurm_job_id is not None:
                 with self._isolated(job.id):
                     self.files.ingest(job, now)
+
+    def _poll(self) -> int:
         jobs = self.store.open_jobs()
         attempts = reconcile.tracked_attempts(jobs)
         if not attempts:

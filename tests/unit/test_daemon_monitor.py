@@ -4,6 +4,8 @@ nothing changes or while it fails (B4)."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import tempfile
 import threading
@@ -31,6 +33,12 @@ def monitor(d: Daemon) -> Monitor:
     return m
 
 
+def cycle(d: Daemon, m: Monitor) -> int:
+    """One monitor cycle at the time its next Slurm poll is due (the clock never goes back)."""
+    d.now[0] = max(d.now[0], m.due)
+    return m.poll_once()
+
+
 def state(d: Daemon, job_id: int) -> JobState:
     job = d.store.get_job(job_id)
     assert job is not None
@@ -53,7 +61,7 @@ def test_a_batch_script_error_in_one_job_leaves_the_others_and_the_monitor_going
     bad, good = d.accept(), d.accept()  # committed, not yet submitted (as after a restart)
     path = block_job_dir(d, bad)
     m = monitor(d)
-    m.poll_once()
+    cycle(d, m)
     assert state(d, bad) is JobState.FAILED
     assert state(d, good) is JobState.PENDING
     health = m.health.report(d.clock(), m.interval)
@@ -64,13 +72,13 @@ def test_a_batch_script_error_in_one_job_leaves_the_others_and_the_monitor_going
 def test_an_unreadable_job_directory_is_reported_and_the_job_still_follows_slurm(d: Daemon) -> None:
     job_id, fake = running_job(d)
     m = monitor(d)
-    m.poll_once()
+    cycle(d, m)
     job = d.store.get_job(job_id)
     assert job is not None
     Path(job.job_dir).mkdir(parents=True, exist_ok=True)
     (Path(job.job_dir) / "attempts").write_text("not a directory")  # listing it raises NotADirectoryError
     fake.state = "COMPLETED"
-    m.poll_once()
+    cycle(d, m)
     assert state(d, job_id) is JobState.COMPLETED
     assert m.health.job_errors >= 1 and m.health.last_error.startswith(f"job {job_id}: NotADirectoryError")
 
@@ -81,25 +89,26 @@ def test_failed_cycles_are_counted_and_make_the_monitor_unhealthy_until_one_succ
     broken = d.client.queue
     d.client.queue = lambda: [][0]  # type: ignore[method-assign]  # a bug: IndexError
     for _ in range(3):
-        assert m.poll_once() == 0
+        assert cycle(d, m) == 0
     health = m.health.report(d.clock(), m.interval)
     assert not health["healthy"] and health["problems"] == ["3 cycles in a row failed"]
     assert health["last_error"] == "IndexError: list index out of range"
     d.client.queue = broken  # type: ignore[method-assign]
-    m.poll_once()
+    cycle(d, m)
     assert m.health.report(d.clock(), m.interval)["healthy"]
 
 
 def test_no_successful_cycle_for_three_long_waits_is_unhealthy(d: Daemon) -> None:
     m = monitor(d)
-    m.poll_once()
+    cycle(d, m)
     d.now[0] += 181
     assert m.health.report(d.clock(), m.interval)["problems"] == ["no successful cycle for 181 s"]
 
 
 def test_the_thread_goes_on_after_failed_cycles_and_reports_when_it_stopped(d: Daemon) -> None:
     running_job(d)
-    m = Monitor(d.store, d.client, d.submitter, 0.001, clock=d.clock)
+    ticks = itertools.count(1000.0, 0.5)  # each reading of the clock moves it on
+    m = Monitor(d.store, d.client, d.submitter, 0.001, clock=lambda: next(ticks))
     stop = threading.Event()
     cycles = []
 
@@ -128,26 +137,29 @@ def test_daemon_status_line_says_unhealthy_and_why() -> None:
 def test_B4_squeue_failing_keeps_states_and_backs_off(d: Daemon) -> None:
     job_id, _ = running_job(d)
     m = monitor(d)
-    m.poll_once()
+    cycle(d, m)
     d.slurm.down = {"squeue"}
     delays = []
     for _ in range(5):
-        m.poll_once()
+        cycle(d, m)
         delays.append(m.next_delay())
     assert state(d, job_id) is JobState.RUNNING
     assert delays == [10.0, 20.0, 40.0, 60.0, 60.0]
+    asked = d.slurm.calls["squeue"]
+    m.poll_once()  # a cycle before the wait is over
+    assert d.slurm.calls["squeue"] == asked, "a failing Slurm is not asked again before the wait is over"
 
 
 def test_B4_sacct_failing_keeps_a_job_gone_from_squeue_unfinished(d: Daemon) -> None:
     job_id, fake = running_job(d)
     m = monitor(d)
-    m.poll_once()
+    cycle(d, m)
     fake.state = "COMPLETED"  # gone from squeue
     d.slurm.down = {"sacct"}
-    m.poll_once()
+    cycle(d, m)
     assert state(d, job_id) is JobState.RUNNING and m.health.failures == 1
     d.slurm.down = set()
-    m.poll_once()
+    cycle(d, m)
     assert state(d, job_id) is JobState.COMPLETED and m.health.failures == 0
 
 
@@ -159,12 +171,35 @@ def test_polling_backs_off_while_nothing_changes_and_resets_on_a_change(d: Daemo
     m = monitor(d)
     delays = []
     for _ in range(7):
-        m.poll_once()
+        cycle(d, m)
         delays.append(m.next_delay())
     assert delays == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
     fake.state = "COMPLETED"
-    m.poll_once()
+    cycle(d, m)
     assert m.next_delay() == 5.0
+
+
+def test_files_are_read_every_cycle_and_a_reported_end_asks_slurm_at_once(d: Daemon) -> None:
+    job_id, fake = running_job(d)
+    m = monitor(d)
+    for _ in range(4):
+        cycle(d, m)  # nothing changes: Slurm is next asked 40 s later
+    job = d.store.get_job(job_id)
+    assert job is not None and m.due > d.clock()
+    Path(job.job_dir).mkdir(parents=True, exist_ok=True)
+    (Path(job.job_dir) / "progress.jsonl").write_text(
+        json.dumps({"event": "step", "attempt": 1, "step": 7, "time": 1.0}) + "\n")
+    asked = d.slurm.calls["squeue"]
+    m.poll_once()
+    progressed = d.store.get_job(job_id)
+    assert progressed is not None and progressed.progress is not None and progressed.progress["step"] == 7
+    assert d.slurm.calls["squeue"] == asked, "a progress line is read without asking Slurm"
+    end = Path(job.job_dir) / "attempts" / "1"
+    end.mkdir(parents=True)
+    (end / "end.json").write_text(json.dumps({"outcome": "completed", "exit_code": 0, "end_time": 1005.0}))
+    fake.state = "COMPLETED"
+    m.poll_once()
+    assert state(d, job_id) is JobState.COMPLETED, "the job's own end record makes the monitor ask Slurm now"
 
 
 def test_idle_backoff_is_at_most_twelve_intervals_and_never_below_one() -> None:
@@ -196,7 +231,7 @@ def test_H3_slurm_calls_per_cycle_do_not_grow_with_10000_jobs(big: Daemon) -> No
     m = monitor(d)
     for _ in range(2):
         d.slurm.calls.clear()
-        m.poll_once()
+        cycle(d, m)
         assert d.slurm.calls["squeue"] == 1 and d.slurm.calls["sacct"] <= 1
         assert sum(d.slurm.calls.values()) <= 3, d.slurm.calls
     assert len(d.store.open_jobs()) == 5_000
