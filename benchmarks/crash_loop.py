@@ -103,7 +103,7 @@ class Loop:
 
     def submit_elastic(self) -> None:
         self._run("elastic", "digits_cnn.py", "--nodes", "1-2", "--start-nodes", "1", "--name", "elastic",
-                  "--", "--epochs", "3", "--checkpoint-every", "20", "--step-delay", "0.01")
+                  "--", "--epochs", "6", "--checkpoint-every", "20", "--step-delay", "0.02")
 
     def _run(self, kind: str, *args: str) -> None:
         self.actions[f"submit {kind}"] += 1
@@ -122,13 +122,15 @@ class Loop:
                 self.refused[f"cancel: {_last_line(out.stderr)}"] += 1
 
     def resize_one(self, jobs: list[dict[str, Any]]) -> None:
-        running = [j for j in jobs if j["name"] == "elastic" and j["state"] == "RUNNING"]
+        running = [j for j in jobs if j["name"] == "elastic" and j["state"] == "RUNNING" and j.get("elastic")]
         if running:
             job = self.rng.choice(running)
             self.actions["resize"] += 1
             out = self.hs("resize", str(job["id"]), "--nodes", "2" if job["nodes"] == 1 else "1")
             if out.returncode != 0:
                 self.refused[f"resize: {_last_line(out.stderr)}"] += 1
+            else:
+                self.actions["resize accepted"] += 1
 
     def round(self) -> None:
         fault = self.rng.choice(FAULTS) if self.rng.random() < 0.2 else None

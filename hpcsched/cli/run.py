@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
 import click
 
 from hpcsched.cli.common import CliError, print_json, reports_errors, settings
 from hpcsched.cli.follow import follow_log
 from hpcsched.cli.job_options import JobOptions, check_files, job_options
+from hpcsched.config import Settings
 from hpcsched.daemon import client
+from hpcsched.errors import DaemonNotRunning
 from hpcsched.planning.plan import plan_submission
 from hpcsched.slurm.runner import ignored_variables
+
+# How long `run` waits for the daemon's sbatch before it answers "accepted, not yet in Slurm".
+SUBMIT_WAIT_S = 120.0
 
 EPILOG = """\b
 Examples:
@@ -43,7 +50,11 @@ def run(job: JobOptions, name: str | None, dry_run: bool, follow: bool, as_json:
         return
     warn_ignored_environment()
     client.ensure_daemon(cfg)
-    submitted = client.call(cfg, "run", {"request": request.to_options()})
+    accepted = client.call(cfg, "run", {"request": request.to_options(), "submit_now": False})
+    submitted = wait_for_slurm(cfg, accepted)
+    if submitted.get("slurm_job_id") is None:
+        click.echo(f"hpcsched job {submitted['id']} accepted; Slurm has not taken it yet "
+                   f"(`hpcsched status {submitted['id']}` shows when it has)", err=True)
     if as_json:
         print_json(submitted)
     else:
@@ -52,6 +63,24 @@ def run(job: JobOptions, name: str | None, dry_run: bool, follow: bool, as_json:
         state = follow_log(cfg, submitted["id"], None)
         if state != "COMPLETED":
             raise CliError(f"job {submitted['id']} ended {state}")
+
+
+def wait_for_slurm(cfg: Settings, job: dict[str, Any], timeout: float = SUBMIT_WAIT_S) -> dict[str, Any]:
+    """The daemon acknowledges a job once it is recorded and runs sbatch right after: wait for
+    the Slurm id (or sbatch's refusal) so that `run` reports what Slurm did, as before."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while job.get("slurm_job_id") is None and job.get("state") == "SUBMITTING" and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(1.0, delay * 2)
+        try:
+            job = dict(client.call(cfg, "status", {"job": job["id"]})[0])
+        except DaemonNotRunning:
+            raise CliError(f"hpcsched job {job['id']} was recorded, but the daemon stopped before submitting it; "
+                           "it is submitted when the daemon starts again (`hpcsched daemon start`)") from None
+    if job.get("slurm_job_id") is None and job.get("state") in ("FAILED", "CANCELLED"):
+        raise CliError(f"hpcsched job {job['id']} {job['state']}: {job.get('reason') or 'not submitted'}")
+    return job
 
 
 def warn_ignored_environment() -> None:

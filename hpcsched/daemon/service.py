@@ -73,9 +73,16 @@ class JobService:
             shape = JobShape(request.partition, request.start_nodes or request.nodes.min, request.cpus_per_node,
                              request.gpus_per_node)
             check_fits(shape, *known)
+        submit_now = args.get("submit_now", True)
+        if not isinstance(submit_now, bool):
+            raise ValidationError("submit_now", f"{submit_now!r} is not true or false")
         job_id = self.submitter.accept(request, caller.uid, caller.user)
-        job = self.submitter.submit(job_id)
+        # The job is durable now (intent committed). With submit_now false the caller is answered
+        # at once and the monitor runs sbatch (H1: a burst of requests is acknowledged without
+        # waiting for each other's sbatch); the CLI then waits for the Slurm id itself.
+        job = self.submitter.submit(job_id) if submit_now else self.store.get_job(job_id)
         self.monitor.wakeup.set()
+        assert job is not None
         return job.as_dict(self.clock())
 
     def op_status(self, args: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
