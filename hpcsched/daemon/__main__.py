@@ -6,6 +6,7 @@ import sys
 
 from hpcsched.config import Settings
 from hpcsched.daemon.lifecycle import AlreadyRunning, run_daemon
+from hpcsched.errors import HpcschedError
 
 
 def main() -> int:
@@ -13,6 +14,9 @@ def main() -> int:
         run_daemon(Settings.from_env())
     except AlreadyRunning as e:
         print(f"hpcsched daemon: {e}", file=sys.stderr)
+        return 1
+    except (HpcschedError, OSError) as e:  # the CLI that started it shows this line to the user
+        print(f"hpcsched daemon: cannot start: {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -30,6 +30,10 @@ def call(settings: Settings, op: str, args: dict[str, Any] | None = None, timeou
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
         raise DaemonNotRunning(f"no hpcsched daemon answers on {settings.socket_path}") from None
+    except OSError as e:
+        sock.close()
+        raise DaemonError(f"cannot reach the daemon's socket {settings.socket_path}: {e.strerror or e} "
+                          f"(check the state directory {settings.state_dir}, HPCSCHED_STATE_DIR)") from None
     try:
         sock.sendall(protocol.encode({"op": op, "args": args or {}}))
         data = b""
@@ -73,20 +77,47 @@ def ensure_daemon(settings: Settings) -> dict[str, Any]:
         return dict(call(settings, "ping", timeout=10))
     except DaemonNotRunning:
         pass
-    start_daemon(settings)
+    pid = start_daemon(settings)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         try:
             return dict(call(settings, "ping", timeout=10))
         except DaemonNotRunning:
+            # Ours ended: unless another command's daemon won the lock, none will answer; say why now.
+            why = _last_log_line(settings.log_path) if _exited(pid) else ""
+            if why and "already running" not in why:
+                raise DaemonError(f"the daemon could not start: {why} (log: {settings.log_path})") from None
             time.sleep(0.05)
     raise DaemonNotRunning(f"the daemon did not start within {START_TIMEOUT:.0f} s; see {settings.log_path}")
 
 
+def _exited(pid: int) -> bool:
+    """Whether our child ``pid`` has ended (a daemon that started answers before it would)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True
+
+
+def _last_log_line(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 4096))
+            lines = [x for x in f.read().decode("utf-8", "replace").splitlines() if x.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1].strip() if lines else "no message in its log"
+
+
 def start_daemon(settings: Settings) -> int:
     """Start ``python -m hpcsched.daemon`` detached from this terminal; returns its pid."""
-    os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
-    with open(settings.log_path, "ab") as logf:
+    try:
+        os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
+        logf = open(settings.log_path, "ab")  # noqa: SIM115 -- closed below, once the daemon has it
+    except OSError as e:
+        raise DaemonError(f"cannot start the daemon: state directory {settings.state_dir}: {e.strerror or e} "
+                          "(HPCSCHED_STATE_DIR must name a directory of yours on a local disk)") from None
+    with logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "hpcsched.daemon"],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,

@@ -1,0 +1,86 @@
+"""Cases of the fault catalogue (docs/reliability.md) that no other test file holds, each against
+the real local cluster: a job held by an administrator (B6), a training process killed by a
+signal (E6), a planted checkpoint that would run code if unpickled (G6), and a daemon that cannot
+start (A6, personal mode)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+from pathlib import Path
+
+from conftest import UserSession, _chown_tree
+
+SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(300)\n"
+
+
+def test_B6_a_job_held_by_an_administrator_shows_as_held_with_the_reason(session: UserSession) -> None:
+    session.write("sleeper.py", SLEEPER)
+    job = session.run_job("sleeper.py", "--nodes", "1", "--sbatch=--begin=now+1hour")
+    slurm_id = session.wait(job, {"PENDING"}, timeout=60)["slurm_job_id"]
+    subprocess.run(["scontrol", "hold", str(slurm_id)], check=True, timeout=30)
+    try:
+        session.hs("daemon", "status")  # any request wakes the monitor, which asks Slurm at once
+        info = session.wait(job, {"PENDING"}, timeout=60)
+        deadline_checks = 0
+        while "JobHeldAdmin" not in (info.get("reason") or "") and deadline_checks < 60:
+            deadline_checks += 1
+            subprocess.run(["sleep", "1"], check=True)
+            info = session.status(job)
+        assert info["state"] == "PENDING" and "JobHeldAdmin" in info["reason"], info
+        table = session.hs("status", str(job)).stdout
+        assert "held by an administrator" in table, table
+    finally:
+        subprocess.run(["scancel", str(slurm_id)], capture_output=True, timeout=30)
+
+
+def test_E6_a_training_process_killed_by_a_signal_is_reported_failed_never_success(session: UserSession) -> None:
+    session.write("killed.py", "import os, signal\nprint('dying', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    job = session.run_job("killed.py", "--nodes", "1")
+    info = session.wait(job, timeout=180)
+    assert info["state"] == "FAILED", info
+    assert info["exit_code"] not in (0, None), info
+    assert "dying" in session.logs(job)
+
+
+class Planted:
+    """Unpickling this creates the file named by ``marker``: proof that someone loaded it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, ...]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_G6_a_checkpoint_crafted_to_run_code_is_never_loaded_by_the_daemon_or_the_cli(session: UserSession) -> None:
+    session.write("sleeper.py", SLEEPER)
+    job = session.run_job("sleeper.py", "--nodes", "1")
+    info = session.wait(job, {"RUNNING"}, timeout=120)
+    marker = session.root / "unpickled"
+    checkpoints = Path(info["job_dir"]) / "checkpoints"
+    step = checkpoints / "step-0000000100"  # the runtime library's layout (hpcsched/runtime/checkpoint.py)
+    step.mkdir(parents=True, exist_ok=True)
+    for name in ("state.pt", "manifest.json"):
+        (step / name).write_bytes(pickle.dumps(Planted(str(marker))))
+    _chown_tree(checkpoints, session.user)
+    for args in (["rebalance", "--dry-run"], ["status", str(job)], ["model", str(job)], ["report", "--since", "1h"]):
+        session.hs(*args, check=False)
+    session.hs("cancel", str(job), "--wait")
+    assert not marker.exists(), "a command unpickled the planted checkpoint"
+
+
+def test_A6_a_daemon_that_cannot_start_fails_run_fast_with_the_reason_and_writes_nothing(session: UserSession) -> None:
+    session.write("ok.py", "print('ok')\n")
+    blocked = session.root / "not-a-dir"
+    blocked.write_text("a file where the state directory should be\n")
+    _chown_tree(blocked, session.user)
+    proc = session.hs("run", "ok.py", "--nodes", "1", check=False, timeout=60,
+                      env={"HPCSCHED_STATE_DIR": str(blocked / "state")})
+    assert proc.returncode != 0
+    assert str(blocked) in proc.stderr, proc.stderr
+    assert not any((session.root / "jobs").iterdir()), "nothing may be written for a job that was not accepted"
+    jobs = json.loads(session.hs("status", "--json").stdout)
+    assert jobs == []
