@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import UserSession, _chown_tree
+from test_reliability_submission import wrappers
 
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(300)\n"
 
@@ -84,3 +85,19 @@ def test_A6_a_daemon_that_cannot_start_fails_run_fast_with_the_reason_and_writes
     assert not any((session.root / "jobs").iterdir()), "nothing may be written for a job that was not accepted"
     jobs = json.loads(session.hs("status", "--json").stdout)
     assert jobs == []
+
+
+def test_H4_a_slow_slurm_keeps_the_daemon_answering_and_submissions_persisted(session: UserSession) -> None:
+    """Every Slurm command takes seconds (squeue and sacct 20 s, sbatch 3 s): status is answered
+    from the store meanwhile, and a job sent during it is recorded and reaches Slurm once."""
+    session.write("ok.py", "print('ok', flush=True)\n")
+    env = wrappers(session, sbatch='sleep 3; exec {real} "$@"', squeue='sleep 20; exec {real} "$@"',
+                   sacct='sleep 20; exec {real} "$@"')
+    session.hs("daemon", "start", env=env)
+    job = session.run_job("ok.py", "--nodes", "1")
+    for _ in range(3):  # the monitor is inside a 20 s squeue most of this time
+        listed = session.hs("status", "--json", timeout=15)
+        assert [j["id"] for j in json.loads(listed.stdout)] == [job]
+    info = session.wait(job, timeout=300)
+    assert info["state"] == "COMPLETED" and info["slurm_job_id"] is not None, info
+    assert len({a["slurm_job_id"] for a in info["attempts"]}) == 1
