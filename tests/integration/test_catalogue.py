@@ -1,7 +1,8 @@
 """Cases of the fault catalogue (docs/reliability.md) that no other test file holds, each against
-the real local cluster: a job held by an administrator (B6), a training process killed by a
-signal (E6), a planted checkpoint that would run code if unpickled (G6), and a daemon that cannot
-start (A6, personal mode)."""
+the real local cluster: a controller that stops answering and restarts (B1), a job held by an
+administrator (B6), a training process killed by a signal (E6), a planted checkpoint that would
+run code if unpickled (G6), a daemon that cannot start (A6, personal mode), and a slow Slurm (H4).
+B1 stops and restarts the cluster's slurmctld: run this file on its own cluster, as CI does."""
 
 from __future__ import annotations
 
@@ -101,3 +102,36 @@ def test_H4_a_slow_slurm_keeps_the_daemon_answering_and_submissions_persisted(se
     info = session.wait(job, timeout=300)
     assert info["state"] == "COMPLETED" and info["slurm_job_id"] is not None, info
     assert len({a["slurm_job_id"] for a in info["attempts"]}) == 1
+
+
+def restart_slurmctld() -> None:
+    """Stop the controller, wait until it is gone, start it again and wait until it answers."""
+    subprocess.run(["pkill", "-x", "slurmctld"], check=True, timeout=30)
+    for _ in range(100):
+        if subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode != 0:
+            break
+        subprocess.run(["sleep", "0.2"], check=True)
+    assert subprocess.run(["squeue"], capture_output=True, timeout=60).returncode != 0, "slurmctld still answers"
+    subprocess.run(["/usr/sbin/slurmctld"], check=True, timeout=60)
+    for _ in range(150):
+        if "UP" in subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30).stdout:
+            return
+        subprocess.run(["sleep", "0.2"], check=True)
+    raise AssertionError("slurmctld did not come back")
+
+
+def test_B1_a_running_job_stays_tracked_across_a_slurmctld_restart(session: UserSession) -> None:
+    session.write("steady.py", "import time\nprint('up', flush=True)\ntime.sleep(25)\nprint('done', flush=True)\n")
+    job = session.run_job("steady.py", "--nodes", "1")
+    slurm_id = session.wait(job, {"RUNNING"}, timeout=120)["slurm_job_id"]
+    subprocess.run(["pkill", "-STOP", "-x", "slurmctld"], check=True, timeout=30)  # an unresponsive controller
+    try:
+        session.hs("daemon", "status")  # wakes the monitor: it asks the silent controller now
+        during = [session.status(job)["state"] for _ in range(3)]
+    finally:
+        subprocess.run(["pkill", "-CONT", "-x", "slurmctld"], check=True, timeout=30)
+    assert all(state == "RUNNING" for state in during), during
+    restart_slurmctld()
+    info = session.wait(job, timeout=240)
+    assert info["state"] == "COMPLETED" and info["slurm_job_id"] == slurm_id, info
+    assert len(info["attempts"]) == 1 and "done" in session.logs(job)
