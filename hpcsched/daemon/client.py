@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from hpcsched.config import Settings
-from hpcsched.daemon import protocol
+from hpcsched.daemon import protocol, statedir
 from hpcsched.errors import AccessDenied, DaemonError, DaemonNotRunning, JobNotFound, ValidationError
 
 START_TIMEOUT = 20.0
@@ -112,8 +112,10 @@ def _last_log_line(path: str) -> str:
 def start_daemon(settings: Settings) -> int:
     """Start ``python -m hpcsched.daemon`` detached from this terminal; returns its pid."""
     try:
-        os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
-        logf = open(settings.log_path, "ab")  # noqa: SIM115 -- closed below, once the daemon has it
+        statedir.private_directory(settings.state_dir)
+        for path in (settings.lock_path, settings.store_path, settings.socket_path):
+            statedir.refuse_link(path)  # the daemon refuses them too; say so here, at once
+        logf = os.fdopen(statedir.open_private_file(settings.log_path, os.O_WRONLY | os.O_APPEND), "ab")
     except OSError as e:
         raise DaemonError(f"cannot start the daemon: state directory {settings.state_dir}: {e.strerror or e} "
                           "(HPCSCHED_STATE_DIR must name a directory of yours on a local disk)") from None

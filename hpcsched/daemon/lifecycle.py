@@ -11,6 +11,7 @@ import threading
 from typing import IO
 
 from hpcsched.config import Settings
+from hpcsched.daemon import statedir
 from hpcsched.daemon.monitor import Monitor
 from hpcsched.daemon.server import Server, bind_socket
 from hpcsched.daemon.service import JobService
@@ -30,16 +31,15 @@ class AlreadyRunning(HpcschedError):
 
 
 def acquire_lock(path: str) -> IO[str]:
-    """Hold an exclusive lock for the daemon's lifetime; the file names the holder's pid."""
-    f = open(path, "a+")  # noqa: SIM115 -- held open (and locked) for the daemon's lifetime
+    """Hold an exclusive lock for the daemon's lifetime; the file names the holder's pid. Opened
+    without following a link and truncated only once locked, so a planted link is refused (G5)."""
+    f = os.fdopen(statedir.open_private_file(path, os.O_RDWR), "r+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        f.seek(0)
         pid = f.read().strip() or "?"
         f.close()
         raise AlreadyRunning(pid) from None
-    f.seek(0)
     f.truncate()
     f.write(str(os.getpid()))
     f.flush()
@@ -47,7 +47,7 @@ def acquire_lock(path: str) -> IO[str]:
 
 
 def run_daemon(settings: Settings) -> None:
-    os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
+    statedir.private_directory(settings.state_dir)
     lock = acquire_lock(settings.lock_path)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",

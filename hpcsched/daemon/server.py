@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-import pwd
 import socket
 import struct
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from hpcsched.daemon import protocol
+from hpcsched.daemon import protocol, statedir
 from hpcsched.daemon.rebalance import RebalanceBusy
 from hpcsched.daemon.service import Caller, JobService
 from hpcsched.errors import AccessDenied, HpcschedError, JobNotFound, ValidationError
@@ -43,19 +42,11 @@ def peer_uid(conn: socket.socket) -> int:
     return int(uid)
 
 
-def user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
 def bind_socket(path: str) -> socket.socket:
-    """Bind the socket (the caller holds the daemon lock, so a leftover file is stale)."""
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    os.chmod(os.path.dirname(path), 0o700)
-    if os.path.exists(path):
-        os.unlink(path)
+    """Bind the socket in a private directory (the caller holds the daemon lock, so a leftover
+    socket of ours is stale; anything else found at the path is refused, G5)."""
+    statedir.private_directory(os.path.dirname(path))
+    statedir.check_socket_path(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
@@ -106,7 +97,7 @@ class Server:
                 log.warning("bad request from uid %s: %s", uid, e)
                 self._reply(conn, {"ok": False, "kind": "protocol", "error": str(e)})
                 return
-            caller = Caller(uid=uid, user=user_name(uid), operator=self.is_operator(uid))
+            caller = Caller(uid=uid, user=statedir.owner_name(uid), operator=self.is_operator(uid))
             self._reply(conn, self._dispatch(op, args, caller))
         except OSError as e:
             log.info("connection dropped: %s", e)

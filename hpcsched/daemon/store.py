@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from hpcsched.daemon import statedir
 from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
 
 SCHEMA_VERSION = 1
@@ -74,6 +75,7 @@ _ATTEMPT_FIELDS = frozenset(
 
 class Store:
     def __init__(self, path: str) -> None:
+        statedir.refuse_link(path)  # SQLite would follow it (G5)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
