@@ -10,6 +10,8 @@ import json
 import os
 import pickle
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from conftest import UserSession, _chown_tree
@@ -135,3 +137,29 @@ def test_B1_a_running_job_stays_tracked_across_a_slurmctld_restart(session: User
     info = session.wait(job, timeout=240)
     assert info["state"] == "COMPLETED" and info["slurm_job_id"] == slurm_id, info
     assert len(info["attempts"]) == 1 and "done" in session.logs(job)
+
+
+def eventually(check: Callable[[], bool], what: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} not within {timeout:.0f} s"
+        time.sleep(1)
+
+
+def test_B5_a_job_requeued_twice_has_one_record_and_one_log_per_attempt(session: UserSession) -> None:
+    session.write("steady.py", "import os, time\nprint('attempt', os.environ.get('HPCSCHED_ATTEMPT'), flush=True)\n"
+                  "time.sleep(600)\n")
+    job = session.run_job("steady.py", "--nodes", "1")
+    try:
+        for number in (1, 2):
+            eventually(lambda n=number: f"attempt {n}" in session.logs(job, n), f"attempt {number} running")
+            subprocess.run(["scontrol", "requeue", str(session.status(job)["slurm_job_id"])], check=True, timeout=30)
+            eventually(lambda n=number: len(session.status(job)["attempts"]) == n + 1, f"attempt {number + 1} recorded")
+        eventually(lambda: "attempt 3" in session.logs(job, 3), "attempt 3 running")
+        info = session.status(job)
+        assert [a["number"] for a in info["attempts"]] == [1, 2, 3], info
+        assert len({a["slurm_job_id"] for a in info["attempts"]}) == 1, "one Slurm job, run three times"
+        assert len({a["log_path"] for a in info["attempts"]}) == 3
+        assert all(f"attempt {n}" in session.logs(job, n) for n in (1, 2, 3)), "every attempt's log is kept"
+    finally:
+        session.hs("cancel", str(job), "--wait", check=False)
