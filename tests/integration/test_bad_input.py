@@ -34,7 +34,7 @@ def session_jobs(session: UserSession) -> list[str]:
         (["--sbatch", "--x=$(id)"], "--sbatch"),
     ],
 )
-def test_bad_option_is_refused_naming_the_field_and_nothing_is_submitted(
+def test_F1_F3_bad_option_is_refused_naming_the_field_and_nothing_is_submitted(
     session: UserSession, args: list[str], field: str
 ) -> None:
     session.write("ok.py", OK_SCRIPT)
@@ -46,18 +46,18 @@ def test_bad_option_is_refused_naming_the_field_and_nothing_is_submitted(
     assert not os.listdir(session.state_dir), "no daemon is started for a refused request"
 
 
-def test_missing_script_is_refused_with_its_path(session: UserSession) -> None:
+def test_F6_missing_script_is_refused_with_its_path(session: UserSession) -> None:
     proc = session.hs("run", "nothere.py", check=False)
     assert proc.returncode == 2 and "nothere.py: no such file" in proc.stderr
 
 
-def test_script_with_syntax_error_is_refused_with_line_number(session: UserSession) -> None:
+def test_F6_script_with_syntax_error_is_refused_with_line_number(session: UserSession) -> None:
     session.write("broken.py", "def f(:\n    pass\n")
     proc = session.hs("run", "broken.py", check=False)
     assert proc.returncode == 2 and "broken.py:1: syntax error" in proc.stderr
 
 
-def test_unreadable_script_is_refused_with_reason(session: UserSession) -> None:
+def test_F4_unreadable_script_is_refused_with_reason(session: UserSession) -> None:
     path = session.write("secret.py", OK_SCRIPT)
     os.chmod(path, 0o000)
     proc = session.hs("run", "secret.py", check=False)

@@ -37,7 +37,7 @@ def podman_containers(session: UserSession, job: int) -> list[str]:
     return [line for line in out.stdout.split() if line]
 
 
-def test_cancel_of_a_running_two_node_job_leaves_nothing(session: UserSession) -> None:
+def test_E1_cancel_of_a_running_two_node_job_leaves_nothing(session: UserSession) -> None:
     session.write("sleeper.py", SLEEPER)
     job = session.run_job("sleeper.py", "--nodes", "2")
     deadline = time.monotonic() + 120

@@ -20,7 +20,7 @@ def slurm_jobs_with_tag(tag: str) -> list[int]:
 
 
 @pytest.mark.parametrize("fault", ["before_sbatch", "after_sbatch"])
-def test_daemon_killed_around_sbatch_submits_exactly_once(session: UserSession, fault: str) -> None:
+def test_A1_A2_daemon_killed_around_sbatch_submits_exactly_once(session: UserSession, fault: str) -> None:
     copy_example(session, "allreduce.py")
     crashed = session.hs("run", "allreduce.py", "--nodes", "1", check=False, env={"HPCSCHED_FAULT": fault})
     assert crashed.returncode != 0, "the daemon was meant to die while handling the request"

@@ -12,7 +12,7 @@ import psutil
 from conftest import CLI, UserSession
 
 
-def test_second_daemon_exits_already_running_with_pid(session: UserSession) -> None:
+def test_A5_second_daemon_exits_already_running_with_pid(session: UserSession) -> None:
     pid = json.loads(session.hs("daemon", "status", "--json", check=False).stdout or "{}").get("pid")
     assert pid is None
     session.hs("daemon", "start")
@@ -40,7 +40,7 @@ def _send(path: str, payload: bytes) -> bytes:
     return data
 
 
-def test_malformed_and_oversized_requests_leave_the_daemon_working(session: UserSession) -> None:
+def test_F5_malformed_and_oversized_requests_leave_the_daemon_working(session: UserSession) -> None:
     session.hs("daemon", "start")
     path = str(session.state_dir / "daemon.sock")
     # Root may connect, but the daemon serves only its owner: connect as the user via a child.
@@ -59,7 +59,7 @@ def test_malformed_and_oversized_requests_leave_the_daemon_working(session: User
     assert json.loads(session.hs("daemon", "status", "--json").stdout)["running"] is True
 
 
-def test_socket_is_private_and_other_uids_are_refused(session: UserSession) -> None:
+def test_G1_G3_socket_is_private_and_other_uids_are_refused(session: UserSession) -> None:
     session.hs("daemon", "start")
     path = session.state_dir / "daemon.sock"
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700

@@ -64,7 +64,7 @@ def assert_steps_never_go_back_more_than_a_checkpoint(session: UserSession, job:
         last = max(last, record["step"])
 
 
-def test_resize_two_three_one_continues_and_reaches_the_unresized_accuracy(session: UserSession) -> None:
+def test_C5_resize_two_three_one_continues_and_reaches_the_unresized_accuracy(session: UserSession) -> None:
     copy_example(session, "digits_cnn.py")
     args = ["digits_cnn.py", "--nodes", "1-3", "--start-nodes", "2", "--", "--epochs", "40",
             "--checkpoint-every", str(CHECKPOINT_EVERY), "--step-delay", "0.1"]
@@ -90,7 +90,7 @@ def test_resize_two_three_one_continues_and_reaches_the_unresized_accuracy(sessi
     assert resized >= 0.9
 
 
-def test_stop_signal_reaches_every_rank_through_each_hop_and_a_time_limit_requeue_counts_as_timeout(
+def test_E2_B8_stop_signal_reaches_every_rank_through_each_hop_and_a_time_limit_requeue_counts_as_timeout(
     session: UserSession,
 ) -> None:
     """E2 and B8: --time 3 makes Slurm send the early warning 120 s before the limit (after 60 s)."""
@@ -123,7 +123,7 @@ def restore_nodes() -> Any:
         subprocess.run(["scontrol", "update", f"NodeName={n}", "State=RESUME"], capture_output=True)
 
 
-def test_killed_slurmd_under_a_two_node_job_requeues_and_resumes(session: UserSession, restore_nodes: Any) -> None:
+def test_C1_killed_slurmd_under_a_two_node_job_requeues_and_resumes(session: UserSession, restore_nodes: Any) -> None:
     """C1: one node's slurmd dies and the node goes DOWN; the job is requeued, resumes from its
     last checkpoint and completes."""
     copy_example(session, "digits_cnn.py")

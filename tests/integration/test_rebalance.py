@@ -33,7 +33,7 @@ def concurrent_passes(session: UserSession, *extra: list[str]) -> list[tuple[int
     return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
 
 
-def test_two_concurrent_passes_one_works_one_reports_busy(session: UserSession) -> None:
+def test_H2_two_concurrent_passes_one_works_one_reports_busy(session: UserSession) -> None:
     session.hs("daemon", "start", env={"HPCSCHED_REBALANCE_HOLD": "3"})
     results = concurrent_passes(session, [], [])
     codes = sorted(code for code, _, _ in results)

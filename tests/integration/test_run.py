@@ -43,7 +43,7 @@ def test_failing_script_is_reported_failed_with_its_exit_code(session: UserSessi
     assert "about to fail" in session.logs(job)
 
 
-def test_hostile_script_path_and_arguments_arrive_intact(session: UserSession) -> None:
+def test_F2_hostile_script_path_and_arguments_arrive_intact(session: UserSession) -> None:
     name = "we ird 'q' \"dq\"; $(touch pwned) ünï.py"
     session.write(name, "import sys, json\nprint('ARGV=' + json.dumps(sys.argv), flush=True)\n")
     args = ["--msg", "a b; echo $(id) `id` 'x' \"y\"", "ünïcode"]
@@ -63,7 +63,7 @@ def test_env_option_reaches_the_script(session: UserSession) -> None:
     assert "GREETING=hello world" in session.logs(job)
 
 
-def test_files_written_by_the_job_belong_to_the_user(session: UserSession) -> None:
+def test_E8_files_written_by_the_job_belong_to_the_user(session: UserSession) -> None:
     session.write("touch.py", "open('out.txt', 'w').write('x')\n")
     job = session.run_job("touch.py")
     assert session.wait(job)["state"] == "COMPLETED"

@@ -41,7 +41,7 @@ def job(job_id: int, *attempts: Attempt, state: JobState = JobState.RUNNING) -> 
 # --- unknown is not done ------------------------------------------------------------------------
 
 
-def test_attempt_in_neither_queue_nor_accounting_becomes_unknown_not_final() -> None:
+def test_B2_attempt_in_neither_queue_nor_accounting_becomes_unknown_not_final() -> None:
     (update,) = reconcile([attempt()], queue={}, accounting={})
     assert update == AttemptUpdate(1, 1, {"state": JobState.UNKNOWN, "state_reason": "not in squeue or sacct"})
     assert not update.changes["state"].is_final
@@ -55,7 +55,7 @@ def test_attempt_missing_from_queue_keeps_its_state_when_accounting_is_unavailab
     assert reconcile([attempt()], queue={}, accounting=None) == []
 
 
-def test_attempt_missing_from_queue_takes_the_final_state_from_accounting() -> None:
+def test_B2_attempt_missing_from_queue_takes_the_final_state_from_accounting() -> None:
     done = record(state=JobState.FAILED, end_time=30.0, exit_code=3, reason="NonZeroExitCode")
     (update,) = reconcile([attempt(submit_time=10.0, start_time=20.0, node_list="node[1-2]")], queue={}, accounting={100: done})
     assert update.changes == {"state": JobState.FAILED, "state_reason": "NonZeroExitCode", "end_time": 30.0, "exit_code": 3}
