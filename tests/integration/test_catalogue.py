@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import UserSession, _chown_tree
+from conftest import UserSession, _chown_tree, end_session, make_session
 from test_reliability_submission import wrappers
 
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(300)\n"
@@ -163,3 +163,28 @@ def test_B5_a_job_requeued_twice_has_one_record_and_one_log_per_attempt(session:
         assert all(f"attempt {n}" in session.logs(job, n) for n in (1, 2, 3)), "every attempt's log is kept"
     finally:
         session.hs("cancel", str(job), "--wait", check=False)
+
+
+NO_SUBUID_USER = "hpcnosub"
+
+
+def test_E4_a_user_without_subordinate_ids_is_told_to_ask_the_admin(cluster: None) -> None:
+    """Rootless Podman cannot start for a user without /etc/subuid and /etc/subgid ranges: the job
+    fails with the reason on the node, not with Podman's own error."""
+    if subprocess.run(["id", NO_SUBUID_USER], capture_output=True).returncode == 0:
+        subprocess.run(["userdel", "-r", NO_SUBUID_USER], capture_output=True, timeout=60)
+    subprocess.run(["useradd", "-m", "-s", "/bin/bash", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0",
+                    NO_SUBUID_USER], check=True, timeout=60)
+    for path in ("/etc/subuid", "/etc/subgid"):
+        with open(path) as f:
+            assert not any(line.startswith(f"{NO_SUBUID_USER}:") for line in f), f"{NO_SUBUID_USER} has a range in {path}"
+    session = make_session(NO_SUBUID_USER)
+    try:
+        session.write("ok.py", "print('ok')\n")
+        job = session.run_job("ok.py", "--nodes", "1")
+        info = session.wait(job, timeout=180)
+        assert info["state"] == "FAILED", info
+        assert f"no subordinate UIDs/GIDs for user {NO_SUBUID_USER}" in session.logs(job)
+        assert "ask your admin" in session.logs(job)
+    finally:
+        end_session(session)
