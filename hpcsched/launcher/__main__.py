@@ -16,9 +16,17 @@ import sys
 import threading
 from types import FrameType
 
-from hpcsched.launcher.container import LaunchSpec, NodeContext, container_name, podman_run_argv, ulimit_args
+from hpcsched.launcher.container import (
+    LaunchSpec,
+    NodeContext,
+    container_name,
+    group_only_access,
+    podman_run_argv,
+    ulimit_args,
+)
 
 STOP_GRACE = 5.0
+PODMAN_CANNOT_START = 126  # podman run: the OCI runtime could not start the container
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -79,6 +87,17 @@ def check_subordinate_ids(user: str) -> str | None:
     return None
 
 
+def explain_work_directory(workdir: str, node: str) -> None:
+    """After a container that could not start: say so if the work directory needs a supplementary
+    group (runc dropped it, and its "chdir to cwd ... permission denied" does not say why)."""
+    try:
+        why = group_only_access(workdir, os.stat(workdir), os.getuid(), os.getgroups(), os.getgid())
+    except OSError:
+        return
+    if why:
+        print(f"hpcsched launcher on {node}: {why}", file=sys.stderr)
+
+
 def main(argv: list[str]) -> int:
     spec = parse_args(argv)
     ctx = NodeContext.from_env(os.environ)
@@ -113,6 +132,8 @@ def main(argv: list[str]) -> int:
     finally:
         podman("rm", "--force", "--ignore", "--time", "0", name)
     print(f"hpcsched launcher on {ctx.node_name}: container exited with status {return_code}", file=sys.stderr)
+    if return_code == PODMAN_CANNOT_START:
+        explain_work_directory(spec.workdir, ctx.node_name)
     return return_code if return_code >= 0 else 128 - return_code
 
 

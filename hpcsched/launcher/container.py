@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import grp
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from hpcsched.launcher.rendezvous import PORT_ENV, first_guess
+
 MAX_NOFILE = 1 << 20
-PORT_BASE = 20000
-PORT_SPAN = 10000
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class NodeContext:
     attempt: int
     node_list: str
     gpus: tuple[str, ...]
+    master_port: int
     cpus_per_node: int = 1
 
     @classmethod
@@ -43,6 +47,8 @@ class NodeContext:
             attempt=int(env.get("HPCSCHED_ATTEMPT") or int(env.get("SLURM_RESTART_COUNT") or 0) + 1),
             node_list=env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST", ""),
             gpus=allocated_gpus(env),
+            # the batch driver chose it free on the first node; a launcher run by hand guesses
+            master_port=int(env.get(PORT_ENV) or first_guess(int(need("SLURM_JOB_ID")))),
             cpus_per_node=int(env.get("SLURM_CPUS_PER_TASK") or env.get("SLURM_CPUS_ON_NODE") or 1),
         )
 
@@ -67,9 +73,24 @@ def is_within(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
-def master_port(slurm_job_id: int) -> int:
-    """A port per Slurm job, so two jobs sharing a node never collide (below the ephemeral range)."""
-    return PORT_BASE + slurm_job_id % PORT_SPAN
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def group_only_access(path: str, st: os.stat_result, uid: int, groups: Sequence[int], primary: int) -> str | None:
+    """Why a runtime that drops supplementary groups (runc) cannot enter ``path``, or None: the
+    user reaches it only through a supplementary group."""
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid == uid or mode & 0o005 == 0o005 or st.st_gid == primary or st.st_gid not in groups:
+        return None
+    group = group_name(st.st_gid)
+    return (f"the work directory {path} (group {group}, mode {mode:04o}) is reachable only through your "
+            f"supplementary group {group}, which this node's container runtime drops: the site must run "
+            "Podman with crun (runtime = \"crun\" in containers.conf), or run the job from a directory of "
+            "your own (see the hpcsched docs, real-cluster.md)")
 
 
 def container_name(ctx: NodeContext) -> str:
@@ -123,7 +144,7 @@ def torchrun_argv(spec: LaunchSpec, ctx: NodeContext) -> list[str]:
         f"--nproc-per-node={spec.procs_per_node}",
         f"--node-rank={ctx.node_rank}",
         f"--master-addr={ctx.master_addr}",
-        f"--master-port={master_port(ctx.slurm_job_id)}",
+        f"--master-port={ctx.master_port}",
         "--max-restarts=0",
         spec.script,
         *spec.script_args,
@@ -155,7 +176,9 @@ def podman_run_argv(spec: LaunchSpec, ctx: NodeContext, limits: list[str]) -> li
         # --sig-proxy=false: Slurm signals every process of the step, podman run included; the
         # launcher alone passes signals into the container, so each arrives once.
         "podman", "run", "--rm", "--sig-proxy=false", "--name", container_name(ctx),
-        "--network", "host", "--userns", "keep-id",
+        # keep-groups: the user's supplementary groups stay with the container's processes, so a
+        # group-shared project directory works as the work directory (crun; runc drops them)
+        "--network", "host", "--userns", "keep-id", "--group-add", "keep-groups",
         "--label", f"org.hpcsched.job={spec.job_id}",
         "--label", f"org.hpcsched.slurm_job={ctx.slurm_job_id}",
         *limits,

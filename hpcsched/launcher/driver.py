@@ -28,6 +28,7 @@ from types import FrameType
 from typing import IO
 
 from hpcsched.jobs import layout
+from hpcsched.launcher import rendezvous
 from hpcsched.slurm import runner
 from hpcsched.slurm.client import poll_delay
 from hpcsched.slurm.runner import SlurmCommandError
@@ -58,6 +59,12 @@ def uses_runtime(job_dir: str, attempt: int) -> bool:
     except FileNotFoundError:
         return False
     return any(r.get("event") == "start" and r.get("attempt") == attempt and r.get("elastic") for r in lines)
+
+
+def read_from(path: str, offset: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode("utf-8", "replace")
 
 
 def parse_line(line: str) -> dict[str, object]:
@@ -124,20 +131,39 @@ class Driver:
                 f"--wait={STEP_WAIT_SECONDS}", *self.launcher]
         with open(layout.log_path(self.job_dir, self.attempt), "a", encoding="utf-8") as log:
             say(log, f"job {self.job_id} attempt {self.attempt} ({reason}), Slurm job {self.slurm_job_id} on {nodes}")
-            self.step = runner.start_step(argv, stdout=log.fileno(), env=env)
-            self.stop_file_due = None
-            while self.step.poll() is None:
-                if self.stop_signal.is_set():
-                    self._forward_stop(log)
-                if self.stop_file_due is not None and time.monotonic() > self.stop_file_due:
-                    say(log, "the ranks have not stopped yet: leaving the stop-request file as well")
-                    layout.stop_request(self.job_dir).touch()
-                    self.stop_file_due = None
-                time.sleep(0.2)
-            rc = self.step.returncode
-            rc = rc if rc >= 0 else 128 - rc
+            rc = self.run_step_on_free_port(argv, env, log)
             say(log, f"job {self.job_id} attempt {self.attempt} exited with status {rc}")
         return rc
+
+    def run_step_on_free_port(self, argv: list[str], env: dict[str, str], log: IO[str]) -> int:
+        """Run the step with a rendezvous port free on this (the first) node; run it again on
+        another port when torchrun found its port taken, so a busy port never fails a job (C4)."""
+        taken: list[int] = []
+        while True:
+            port = rendezvous.choose_port(int(self.slurm_job_id), taken, rendezvous.port_is_free,
+                                          rendezvous.any_free_port)
+            say(log, f"rendezvous port {port}")
+            start = os.fstat(log.fileno()).st_size
+            rc = self.wait_step(argv, {**env, rendezvous.PORT_ENV: str(port)}, log)
+            if rc in (0, layout.EXIT_CHECKPOINTED) or self.terminate.is_set() or len(taken) >= rendezvous.PORT_RETRIES \
+                    or not rendezvous.port_was_busy(read_from(log.name, start)):
+                return rc
+            taken.append(port)
+            say(log, f"rendezvous port {port} was taken before torchrun could listen on it: starting again")
+
+    def wait_step(self, argv: list[str], env: dict[str, str], log: IO[str]) -> int:
+        self.step = runner.start_step(argv, stdout=log.fileno(), env=env)
+        self.stop_file_due = None
+        while self.step.poll() is None:
+            if self.stop_signal.is_set():
+                self._forward_stop(log)
+            if self.stop_file_due is not None and time.monotonic() > self.stop_file_due:
+                say(log, "the ranks have not stopped yet: leaving the stop-request file as well")
+                layout.stop_request(self.job_dir).touch()
+                self.stop_file_due = None
+            time.sleep(0.2)
+        rc = self.step.returncode
+        return rc if rc >= 0 else 128 - rc
 
     def end_attempt(self, rc: int, outcome: str) -> None:
         layout.write_json(layout.attempt_dir(self.job_dir, self.attempt) / "end.json",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 
 import pytest
 from hypothesis import given
@@ -10,23 +12,24 @@ from hypothesis import strategies as st
 
 from hpcsched.launcher.container import (
     MAX_NOFILE,
-    PORT_BASE,
-    PORT_SPAN,
     LaunchSpec,
     NodeContext,
     allocated_gpus,
     container_name,
     device_args,
-    master_port,
+    group_name,
+    group_only_access,
     podman_run_argv,
     ulimit_args,
 )
+from hpcsched.launcher.rendezvous import first_guess
 
 SPEC = LaunchSpec(job_id=7, job_dir="/jobs/7", image="localhost/train:1", workdir="/home/a b/proj", procs_per_node=2,
                   gpus_per_node=2,
                   env=(("NCCL_DEBUG", "INFO"),), script="/home/a b/proj/train.py", script_args=("--epochs", "3", "a b"))
 CTX = NodeContext(slurm_job_id=1234, node_rank=1, num_nodes=3, master_addr="10.0.0.1", node_name="node2",
-                  restart_count=2, attempt=4, node_list="node[1-3]", gpus=("0", "1"), cpus_per_node=8)
+                  restart_count=2, attempt=4, node_list="node[1-3]", gpus=("0", "1"), master_port=23456,
+                  cpus_per_node=8)
 LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
 SLURM_ENV = {"SLURM_JOB_ID": "1234", "SLURM_NODEID": "1", "SLURM_JOB_NUM_NODES": "3",
              "SLURM_LAUNCH_NODE_IPADDR": "10.0.0.1"}
@@ -50,6 +53,29 @@ def test_container_shares_the_host_network_and_keeps_the_user_id(argv: list[str]
     assert option_values(argv, "--userns") == ["keep-id"]
 
 
+def test_supplementary_groups_stay_with_the_container(argv: list[str]) -> None:
+    assert option_values(argv, "--group-add") == ["keep-groups"]
+
+
+def group_dir(owner: int, group: int, mode: int) -> os.stat_result:
+    return os.stat_result((stat.S_IFDIR | mode, 0, 0, 2, owner, group, 4096, 0, 0, 0))
+
+
+@pytest.mark.parametrize(("owner", "group", "mode", "needs_group"), [
+    (0, 1002, 0o2770, True),  # root:projgroup 2770, the user in projgroup
+    (0, 1002, 0o2775, False),  # others may enter and read too
+    (1001, 1002, 0o2770, False),  # the user's own
+    (0, 1001, 0o2770, False),  # the user's primary group: kept by every runtime
+    (0, 1003, 0o2770, False),  # not the user's group at all: no group could help
+])
+def test_work_directory_reached_only_through_a_supplementary_group_is_explained(
+        owner: int, group: int, mode: int, needs_group: bool) -> None:
+    why = group_only_access("/proj/a", group_dir(owner, group, mode), uid=1001, groups=[1001, 1002], primary=1001)
+    assert (why is not None) is needs_group
+    if why:
+        assert f"/proj/a (group {group_name(1002)}, mode {mode:04o})" in why and "crun" in why
+
+
 def test_limits_are_passed_through(argv: list[str]) -> None:
     assert option_values(argv, "--ulimit") == ["nofile=1024:1024", "nproc=4096:4096"]
 
@@ -65,7 +91,7 @@ def test_image_is_followed_by_torchrun_with_the_rendezvous_of_this_node(argv: li
     assert command[:5] == ["python3", "-m", "hpcsched.runtime.forward", "/jobs/7/attempts/4/checkpointed", "--"]
     command = command[5:]
     assert command[0] == "torchrun"
-    assert {"--nnodes=3", "--node-rank=1", "--master-addr=10.0.0.1", f"--master-port={master_port(1234)}",
+    assert {"--nnodes=3", "--node-rank=1", "--master-addr=10.0.0.1", "--master-port=23456",
             "--nproc-per-node=2"} <= set(command)
 
 
@@ -99,11 +125,13 @@ def test_container_name_differs_per_attempt_and_node() -> None:
 # --- master port --------------------------------------------------------------------------------
 
 
-@given(st.integers(min_value=1, max_value=2**31 - 2))
-def test_master_port_is_in_range_and_differs_for_consecutive_jobs(job_id: int) -> None:
-    assert PORT_BASE <= master_port(job_id) < PORT_BASE + PORT_SPAN
-    assert 20000 <= master_port(job_id) < 30000
-    assert master_port(job_id) != master_port(job_id + 1)
+def test_C4_every_node_uses_the_port_the_driver_chose() -> None:
+    ctx = NodeContext.from_env({**SLURM_ENV, "HPCSCHED_MASTER_PORT": "24001"})
+    assert "--master-port=24001" in podman_run_argv(SPEC, ctx, [])
+
+
+def test_launcher_started_without_a_chosen_port_uses_the_first_guess() -> None:
+    assert NodeContext.from_env(SLURM_ENV).master_port == first_guess(1234) == 21234
 
 
 # --- limits -------------------------------------------------------------------------------------
@@ -169,7 +197,8 @@ def test_node_context_reads_slurm_variables() -> None:
     ctx = NodeContext.from_env({**SLURM_ENV, "SLURM_STEP_NUM_NODES": "2", "SLURMD_NODENAME": "node2",
                                 "SLURM_RESTART_COUNT": "1", "SLURM_STEP_GPUS": "0", "SLURM_CPUS_PER_TASK": "16"})
     assert ctx == NodeContext(slurm_job_id=1234, node_rank=1, num_nodes=2, master_addr="10.0.0.1", node_name="node2",
-                              restart_count=1, attempt=2, node_list="", gpus=("0",), cpus_per_node=16)
+                              restart_count=1, attempt=2, node_list="", gpus=("0",), master_port=21234,
+                              cpus_per_node=16)
 
 
 def test_node_context_outside_slurm_raises_a_clear_key_error() -> None:

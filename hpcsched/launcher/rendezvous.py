@@ -1,0 +1,62 @@
+"""The rendezvous port of an attempt: chosen free on the first node, retried when taken (C4).
+
+torchrun's rendezvous store listens on one port of the first node, and every node must be told
+the same one. The batch driver runs on that node, so it picks the port when an attempt starts and
+passes it to every launcher in ``HPCSCHED_MASTER_PORT``. Ports are looked for in 20000-29999,
+below the range the kernel hands out to outgoing connections, so a port found free stays free
+unless another program listens on it; if one does before torchrun starts, torchrun fails with
+EADDRINUSE and the driver runs the attempt's step again on another port (``PORT_RETRIES`` times).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Collection
+
+PORT_ENV = "HPCSCHED_MASTER_PORT"
+PORT_BASE = 20000
+PORT_SPAN = 10000
+PORT_CANDIDATES = 64  # ports tried in the span before asking the kernel for any free one
+PORT_RETRIES = 3  # steps run again after torchrun found its port taken
+# torch's messages when the rendezvous store cannot listen (2.x, then 1.x wording)
+BUSY_PORT_MARKERS = ("name: EADDRINUSE", "The server socket has failed to")
+
+
+def first_guess(slurm_job_id: int) -> int:
+    """Where the search starts: a port per Slurm job, so jobs sharing a node rarely meet."""
+    return PORT_BASE + slurm_job_id % PORT_SPAN
+
+
+def candidate_ports(slurm_job_id: int, count: int = PORT_CANDIDATES) -> list[int]:
+    start = first_guess(slurm_job_id) - PORT_BASE
+    return [PORT_BASE + (start + k) % PORT_SPAN for k in range(count)]
+
+
+def choose_port(slurm_job_id: int, avoid: Collection[int], is_free: Callable[[int], bool],
+                any_free: Callable[[], int]) -> int:
+    """The first candidate that is free now and not in ``avoid``; else any port the kernel gives."""
+    for port in candidate_ports(slurm_job_id):
+        if port not in avoid and is_free(port):
+            return port
+    return any_free()
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a listener could bind ``port`` on every address of this node now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def any_free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+def port_was_busy(step_output: str) -> bool:
+    """Whether torchrun's rendezvous failed because its port was taken."""
+    return any(marker in step_output for marker in BUSY_PORT_MARKERS)
