@@ -30,6 +30,8 @@ def decode_request(data: bytes) -> tuple[str, dict[str, Any]]:
         message = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ProtocolError(f"request is not JSON: {e}") from None
+    except RecursionError:  # json nests a Python call per level: "[[[[..." of 1 MiB
+        raise ProtocolError("request is nested too deeply") from None
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
         raise ProtocolError("request must be an object with a string 'op'")
     op = message["op"]

@@ -13,6 +13,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -59,11 +60,12 @@ def bind_socket(path: str) -> socket.socket:
 
 class Server:
     def __init__(self, sock: socket.socket, service: JobService, allowed: Callable[[int], bool],
-                 is_operator: Callable[[int], bool] = lambda uid: False) -> None:
+                 is_operator: Callable[[int], bool] = lambda uid: False, read_timeout: float = READ_TIMEOUT) -> None:
         self.sock = sock
         self.service = service
         self.allowed = allowed
         self.is_operator = is_operator
+        self.read_timeout = read_timeout
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
     def serve(self, stop: threading.Event) -> None:
@@ -115,16 +117,21 @@ class Server:
             log.exception("internal error in %s", op)
             return {"ok": False, "kind": "internal", "error": f"internal error: {type(e).__name__}: {e}"}
 
-    @staticmethod
-    def _read(conn: socket.socket) -> bytes:
-        conn.settimeout(READ_TIMEOUT)
+    def _read(self, conn: socket.socket) -> bytes:
+        """The request, which must be complete within ``read_timeout`` in all: a client that
+        trickles bytes (slow loris) holds a connection slot no longer than one that sends none."""
+        deadline = time.monotonic() + self.read_timeout
         chunks: list[bytes] = []
         size = 0
         while True:
+            remaining = deadline - time.monotonic()
             try:
+                if remaining <= 0:
+                    raise TimeoutError
+                conn.settimeout(remaining)
                 chunk = conn.recv(65536)
             except TimeoutError:
-                raise protocol.ProtocolError("request not completed in time") from None
+                raise protocol.ProtocolError(f"request not completed within {self.read_timeout:.0f} s") from None
             if not chunk:
                 break
             chunks.append(chunk)

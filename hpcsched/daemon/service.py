@@ -23,12 +23,13 @@ from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
 from hpcsched.errors import AccessDenied, JobNotFound, ValidationError
 from hpcsched.jobs.model import Job
-from hpcsched.planning import preflight
+from hpcsched.planning import fields, preflight
 from hpcsched.planning.request import JobRequest
 from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.partitions import JobShape, check_fits
 
 log = logging.getLogger(__name__)
+MAX_ID = 999_999_999  # a job id or a job count the socket accepts (SQLite's integers end at 2**63)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ class JobService:
         now = self.clock()
         if args.get("job") is not None:
             return [self._job_for(args, caller).as_dict(now)]
-        jobs = self.store.list_jobs(None if caller.operator else caller.uid, limit=int(args.get("limit", 1000)))
+        limit = fields.parse_count("--limit", str(args.get("limit", 1000)), 1, MAX_ID)
+        jobs = self.store.list_jobs(None if caller.operator else caller.uid, limit=limit)
         return [j.as_dict(now) for j in jobs]
 
     def op_cancel(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
@@ -157,11 +159,7 @@ class JobService:
         return {"stopping": True, "pid": os.getpid()}
 
     def _job_for(self, args: dict[str, Any], caller: Caller, acting: bool = False) -> Job:
-        raw = args.get("job")
-        try:
-            job_id = int(raw)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ValidationError("JOB", f"{raw!r} is not a job id") from None
+        job_id = fields.parse_count("JOB", str(args.get("job")), 1, MAX_ID)  # whatever JSON the socket carried
         job = self.store.get_job(job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id}")
