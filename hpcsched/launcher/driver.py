@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import IO
 
@@ -44,9 +45,9 @@ def say(log: IO[str], message: str) -> None:
     log.flush()
 
 
-def allocation_nodes(slurm_job_id: str) -> tuple[str, int]:
+def allocation_nodes(slurm_job_id: str, slurm: runner.Runner = runner.run_slurm) -> tuple[str, int]:
     """The allocation's current node list and count; SLURM_* variables go stale after a shrink."""
-    out = runner.run_slurm(["scontrol", "show", "job", "-o", slurm_job_id]).stdout
+    out = slurm(["scontrol", "show", "job", "-o", slurm_job_id]).stdout
     fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
     return fields.get("NodeList", ""), int(fields.get("NumNodes", "0").split("-")[0] or 0)
 
@@ -76,11 +77,22 @@ def parse_line(line: str) -> dict[str, object]:
 
 
 class Driver:
-    def __init__(self, job_id: int, job_dir: str, launcher: list[str], log_dir_fallback: IO[str]) -> None:
+    """``slurm`` (the command runner), ``start_step``, ``clock`` and ``sleep`` are Slurm and time
+    as the driver sees them (default: :mod:`hpcsched.slurm.runner` and the real clock); tests
+    pass fakes and a clock they move."""
+
+    def __init__(self, job_id: int, job_dir: str, launcher: list[str], log_dir_fallback: IO[str], *,
+                 slurm_job_id: str | None = None, slurm: runner.Runner | None = None,
+                 start_step: Callable[..., subprocess.Popen[bytes]] | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.job_id = job_id
         self.job_dir = job_dir
         self.launcher = launcher
-        self.slurm_job_id = os.environ["SLURM_JOB_ID"]
+        self.slurm_job_id = slurm_job_id or os.environ["SLURM_JOB_ID"]
+        self.slurm = slurm or runner.run_slurm
+        self.start_step = start_step or runner.start_step
+        self.clock = clock
+        self.sleep = sleep
         self.out = log_dir_fallback
         self.step: subprocess.Popen[bytes] | None = None
         self.stop_signal = threading.Event()
@@ -111,14 +123,14 @@ class Driver:
         say(log, f"stop request: asking every rank of attempt {self.attempt} to checkpoint")
         if self.step is not None and self.step.poll() is None:
             self.step.send_signal(signal.SIGUSR1)
-        self.stop_file_due = time.monotonic() + STOP_FILE_DELAY
+        self.stop_file_due = self.clock() + STOP_FILE_DELAY
 
     # --- attempts ---------------------------------------------------------------------------
 
     def run_attempt(self, reason: str) -> int:
         self.attempt = layout.allocate_attempt(self.job_dir)
         layout.stop_request(self.job_dir).unlink(missing_ok=True)
-        nodes, count = allocation_nodes(self.slurm_job_id)
+        nodes, count = allocation_nodes(self.slurm_job_id, self.slurm)
         env = dict(os.environ, SLURM_JOB_NODELIST=nodes, SLURM_NODELIST=nodes, SLURM_NNODES=str(count),
                    SLURM_JOB_NUM_NODES=str(count), HPCSCHED_ATTEMPT=str(self.attempt), HPCSCHED_JOB_DIR=self.job_dir)
         layout.write_json(layout.attempt_dir(self.job_dir, self.attempt) / "info.json", {
@@ -152,16 +164,16 @@ class Driver:
             say(log, f"rendezvous port {port} was taken before torchrun could listen on it: starting again")
 
     def wait_step(self, argv: list[str], env: dict[str, str], log: IO[str]) -> int:
-        self.step = runner.start_step(argv, stdout=log.fileno(), env=env)
+        self.step = self.start_step(argv, stdout=log.fileno(), env=env)
         self.stop_file_due = None
         while self.step.poll() is None:
             if self.stop_signal.is_set():
                 self._forward_stop(log)
-            if self.stop_file_due is not None and time.monotonic() > self.stop_file_due:
+            if self.stop_file_due is not None and self.clock() > self.stop_file_due:
                 say(log, "the ranks have not stopped yet: leaving the stop-request file as well")
                 layout.stop_request(self.job_dir).touch()
                 self.stop_file_due = None
-            time.sleep(0.2)
+            self.sleep(0.2)
         rc = self.step.returncode
         return rc if rc >= 0 else 128 - rc
 
@@ -184,8 +196,8 @@ class Driver:
         return "requeue", None
 
     def requeue_self(self) -> int:
-        runner.run_slurm(["scontrol", "requeue", self.slurm_job_id])
-        time.sleep(60)  # Slurm ends this batch step as part of the requeue
+        self.slurm(["scontrol", "requeue", self.slurm_job_id])
+        self.sleep(60)  # Slurm ends this batch step as part of the requeue
         return 0
 
     def run(self, first_reason: str) -> int:
@@ -203,7 +215,7 @@ class Driver:
             if outcome == "superseded":
                 return 0
             if outcome == "resize" and shrink_to is not None:
-                runner.run_slurm(["scontrol", "update", f"JobId={self.slurm_job_id}", f"NumNodes={shrink_to}"])
+                self.slurm(["scontrol", "update", f"JobId={self.slurm_job_id}", f"NumNodes={shrink_to}"])
                 reason = "resize"
                 continue
             return self.requeue_self()
@@ -216,19 +228,19 @@ class Driver:
         layout.superseded(self.job_dir).write_text(self.slurm_job_id)
         layout.stop_request(self.job_dir).touch()
         try:
-            runner.run_slurm(["scancel", "--signal=USR1", "--batch", predecessor])
+            self.slurm(["scancel", "--signal=USR1", "--batch", predecessor])
         except SlurmCommandError:
             pass  # already gone
-        deadline = time.monotonic() + TAKEOVER_TIMEOUT
+        deadline = self.clock() + TAKEOVER_TIMEOUT
         polls = 0
-        while time.monotonic() < deadline:
+        while self.clock() < deadline:
             try:
-                state = runner.run_slurm(["squeue", "-h", "-j", predecessor, "-o", "%T"], timeout=30).stdout.strip()
+                state = self.slurm(["squeue", "-h", "-j", predecessor, "-o", "%T"], timeout=30).stdout.strip()
             except SlurmCommandError:
                 state = ""  # no longer known to the controller
             if state in ("", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL"):
                 break
-            time.sleep(poll_delay(TAKEOVER_POLL_S, TAKEOVER_POLL_MAX_S, polls))  # 1, 2, 4, 8, 10, 10 ... s
+            self.sleep(poll_delay(TAKEOVER_POLL_S, TAKEOVER_POLL_MAX_S, polls))  # 1, 2, 4, 8, 10, 10 ... s
             polls += 1
         layout.superseded(self.job_dir).unlink(missing_ok=True)
         done = [layout.read_json(layout.attempt_dir(self.job_dir, n) / "end.json")

@@ -39,6 +39,11 @@ from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.runner import CommandResult, SlurmCommandError
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "slurm-22.05"
+# `scontrol show job -o` of a two-node job on the local cluster (22.05), up to the node count.
+SHOW_JOB = ("JobId=1358 JobName=wrap UserId=hpcuser(1001) GroupId=hpcuser(1001) MCS_label=N/A Priority=4294901422 "
+            "Nice=0 Account=research QOS=normal JobState=RUNNING Reason=None Dependency=(null) Requeue=1 Restarts=0 "
+            "BatchFlag=1 Reboot=0 ExitCode=0:0 RunTime=00:00:04 TimeLimit=365-00:00:00 TimeMin=N/A "
+            "Partition=debug NodeList=node[2-3] BatchHost=node2 NumNodes=2 NumCPUs=2 NumTasks=2 CPUs/Task=1\n")
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY"}
 
 
@@ -136,6 +141,9 @@ class FakeSlurm:
         return f"{self.next_id}\n"
 
     def _squeue(self, argv: list[str]) -> str:
+        if "-j" in argv:  # squeue -h -j ID -o %T: the state while Slurm still lists the job
+            job = self.jobs.get(int(argv[argv.index("-j") + 1]))
+            return f"{job.state}\n" if job and job.state not in FINAL else ""
         jobs = [self._queued(j) for j in self.jobs.values() if j.state not in FINAL]
         return json.dumps({**recorded("squeue-mixed.json"), "jobs": jobs})
 
@@ -156,6 +164,11 @@ class FakeSlurm:
     def _scontrol(self, argv: list[str]) -> str:
         if argv[1:] == ["-a", "-o", "show", "partition"]:
             return (RECORDED / "scontrol-partitions.txt").read_text()
+        if argv[1:4] == ["show", "job", "-o"]:
+            job = self.jobs[int(argv[4])]
+            nodes = f"node[1-{job.nodes}]" if job.nodes > 1 else "node1"
+            return (SHOW_JOB.replace("JobId=1358", f"JobId={job.job_id}").replace("node[2-3]", nodes)
+                    .replace("NumNodes=2", f"NumNodes={job.nodes}").replace("JobState=RUNNING", f"JobState={job.state}"))
         if argv[1] == "requeue":
             self.requeue(int(argv[2]))
         elif argv[1] == "update":

@@ -92,7 +92,7 @@ class Srun:
 def srun(monkeypatch: pytest.MonkeyPatch) -> Srun:
     fake = Srun()
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    monkeypatch.setattr(driver, "allocation_nodes", lambda _id: ("node1", 1))
+    monkeypatch.setattr(driver, "allocation_nodes", lambda _id, _slurm: ("node1", 1))
     monkeypatch.setattr(driver.runner, "start_step", fake.start_step)
     return fake
 
