@@ -17,6 +17,7 @@ import pytest
 from fakeslurm import Core, answer, ask, call, serving
 
 from hpcsched.daemon import protocol
+from hpcsched.daemon.rebalance import pass_lock
 from hpcsched.daemon.service import Caller
 
 ME = Caller(uid=os.getuid(), user=pwd.getpwuid(os.getuid()).pw_name)
@@ -218,3 +219,16 @@ def test_G7_a_socket_another_user_connected_cancels_nothing_whoever_writes_on_it
     assert reply is not None and reply["kind"] == "denied"
     assert not core.store.get_job(mine).cancel_requested  # type: ignore[union-attr]
     assert core.slurm.jobs[slurm_id].state == "PENDING"
+
+
+# --- H2: one rebalance pass at a time, through the socket --------------------------------------
+
+
+def test_H2_rebalance_while_another_pass_runs_answers_busy_and_changes_nothing(core: Core, personal: str) -> None:
+    job_id, _ = core.submit(ME, nodes="1-3", start_nodes=2)
+    calls, events = len(core.slurm.calls), core.store.events(job_id)
+    with pass_lock(core.service.rebalancer.state_dir):  # a pass started by cron holds the lock
+        reply = call(personal, "rebalance")
+        core.service.admission_pass()  # the monitor's own pass steps aside too, quietly
+    assert reply["kind"] == "busy" and "this one changed nothing" in reply["error"]
+    assert (len(core.slurm.calls), core.store.events(job_id)) == (calls, events)
