@@ -10,6 +10,7 @@ Until ``report`` is registered in the CLI group, the report runs as
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from dataclasses import replace
@@ -81,12 +82,15 @@ def report(session: UserSession, *args: str) -> subprocess.CompletedProcess[str]
 
 
 def fake_sacct(session: UserSession, body: str) -> UserSession:
-    """The session with a ``sacct`` first on PATH that runs ``body`` instead."""
+    """The session with a ``sacct`` first on PATH that runs ``body`` instead. hpcsched runs Slurm's
+    commands from the folder that holds ``sbatch`` (its explicit environment), so a pass-through
+    ``sbatch`` goes there too."""
     folder = session.root / "fake-bin"
     folder.mkdir(exist_ok=True)
-    path = folder / "sacct"
-    path.write_text(f"#!/bin/sh\n{body}\n")
-    path.chmod(0o755)
+    for name, text in (("sacct", body), ("sbatch", f'exec {shutil.which("sbatch")} "$@"')):
+        path = folder / name
+        path.write_text(f"#!/bin/sh\n{text}\n")
+        path.chmod(0o755)
     _chown_tree(folder, session.user)
     return replace(session, env={**session.env, "PATH": f"{folder}:{session.env['PATH']}"})
 
