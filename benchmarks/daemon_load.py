@@ -1,7 +1,8 @@
 """Load on the daemon (reliability H1, H3): a burst of concurrent ``run`` requests from several real
 users, and a store holding 10,000 jobs.
 
-Burst: every user's daemon gets ``--requests`` ``run`` requests split over the users, sent by
+Burst (and, side by side in the same run, the baseline: the same burst with each ``run`` answered
+only after its own sbatch, as before): every user's daemon gets ``--requests`` ``run`` requests split over the users, sent by
 ``--concurrency`` threads per user at once over the socket (as the CLI sends them), while another
 thread per user asks for ``status`` every 0.2 s. Jobs are submitted held (``--hold``), so the burst
 measures the daemon and ``sbatch``, not the three emulated nodes; they are cancelled afterwards.
@@ -37,7 +38,7 @@ HERE = Path(__file__).resolve()
 
 # --- worker: runs as one user, with the installed hpcsched --------------------------------------
 
-def worker(requests: int, concurrency: int, script: str) -> dict[str, Any]:
+def worker(requests: int, concurrency: int, script: str, submit_now: bool) -> dict[str, Any]:
     from hpcsched.config import Settings
     from hpcsched.daemon import client
     from hpcsched.errors import HpcschedError
@@ -56,8 +57,8 @@ def worker(requests: int, concurrency: int, script: str) -> dict[str, Any]:
     def send_runs() -> None:
         for _ in iter(lambda: next(todo, None), None):
             start = time.perf_counter()
-            try:  # as the CLI sends it: answered once recorded, sbatch follows in the daemon
-                job = client.call(settings, "run", {"request": request, "submit_now": False}, timeout=300)
+            try:  # submit_now false is what the CLI sends: answered once recorded, sbatch follows
+                job = client.call(settings, "run", {"request": request, "submit_now": submit_now}, timeout=300)
                 outcome = "accepted"
             except HpcschedError as e:
                 job, outcome = None, f"refused: {str(e)[:80]}"
@@ -154,7 +155,7 @@ def tagged_slurm_jobs(store_ids: list[str]) -> dict[str, list[int]]:
     return tags
 
 
-def burst(requests: int, concurrency: int) -> dict[str, Any]:
+def burst(requests: int, concurrency: int, submit_now: bool) -> dict[str, Any]:
     names = users()
     sessions = {u: workspace(u, "load") for u in names}
     for user, (_root, env) in sessions.items():
@@ -166,7 +167,8 @@ def burst(requests: int, concurrency: int) -> dict[str, Any]:
     def drive(user: str) -> None:
         root, env = sessions[user]
         argv = [str(SITE / "bin" / "python"), str(root / "work" / "daemon_load.py"), "--worker",
-                "--requests", str(share), "--concurrency", str(concurrency), "--script", str(root / "work" / "load.py")]
+                "--requests", str(share), "--concurrency", str(concurrency), "--script", str(root / "work" / "load.py"),
+                *(["--submit-now"] if submit_now else [])]
         out = as_user(user, env, argv)
         assert out.returncode == 0, out.stderr
         results[user] = json.loads(out.stdout)
@@ -260,10 +262,13 @@ def table(data: dict[str, Any]) -> str:
         f"# Daemon load ({data['date']}, {data['cores']} cores)", "",
         "`.venv/bin/python benchmarks/daemon_load.py` as root on the local cluster.", "",
         f"Burst: {b['requests']} `run` requests from {len(b['users'])} users ({', '.join(b['users'])}), "
-        f"{b['concurrency_per_user']} at once per user, over {b['wall_s']} s.", "",
+        f"{b['concurrency_per_user']} at once per user, over {b['wall_s']} s. The baseline is the same burst "
+        "answered only after each job's sbatch (the socket's submit_now, as `run` worked before).", "",
         "| what | p50 | p99 | max | n | target |", "|---|---|---|---|---|---|",
         _row("`run` acknowledged (s)", b["run_ack"]),
         _row("`status` during the burst (s)", b["status"]),
+        _row("baseline: `run` answered after its sbatch (s)", data["baseline"]["run_ack"]),
+        _row("baseline: `status` during that burst (s)", data["baseline"]["status"]),
         "",
         "Outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(b["outcomes"].items())) + "; every accepted job "
         f"had its Slurm id {b['all_in_slurm_after_last_ack_s']} s after the last acknowledgement.",
@@ -281,13 +286,15 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=50, help="threads per user sending run requests")
     parser.add_argument("--store-jobs", type=int, default=10_000)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--submit-now", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--script", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.requests, args.concurrency, args.script)))
+        print(json.dumps(worker(args.requests, args.concurrency, args.script, args.submit_now)))
         return 0
     data = {"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(),
-            "burst": burst(args.requests, args.concurrency), "store": big_store(args.store_jobs)}
+            "burst": burst(args.requests, args.concurrency, submit_now=False),
+            "baseline": burst(args.requests, args.concurrency, submit_now=True), "store": big_store(args.store_jobs)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "daemon_load.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     text = table(data)
