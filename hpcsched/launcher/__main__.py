@@ -24,6 +24,7 @@ from hpcsched.launcher.container import (
     podman_run_argv,
     ulimit_args,
 )
+from hpcsched.launcher.storage import check_node_storage
 
 STOP_GRACE = 5.0
 PODMAN_CANNOT_START = 126  # podman run: the OCI runtime could not start the container
@@ -102,7 +103,7 @@ def main(argv: list[str]) -> int:
     spec = parse_args(argv)
     ctx = NodeContext.from_env(os.environ)
     user = os.environ.get("USER") or str(os.getuid())
-    problem = check_subordinate_ids(user)
+    problem = check_subordinate_ids(user) or check_node_storage(ctx.node_name, os.environ)
     if problem:
         print(f"hpcsched launcher on {ctx.node_name}: {problem}", file=sys.stderr)
         return 2
