@@ -28,6 +28,23 @@ from hpcsched.slurm.runner import SlurmCommandError
 MODES = ("auto", "shrink", "grow", "requeue")
 
 
+def resize_in_flight(job: Job, request_pending: bool, started: bool) -> str | None:
+    """Why a resize of ``job`` is still under way, or None (pure). ``request_pending``: the
+    driver has not taken the last resize request yet; ``started``: the driver has started the
+    newest attempt. A second resize before the first is carried out would pile up attempts that
+    never run (found by the crash loop: four shrinks of one job, each recorded RUNNING)."""
+    cur = job.current
+    if cur is None:
+        return None
+    if request_pending:
+        return f"job {job.id} has a resize request its allocation has not taken yet"
+    if waiting_successor(job) is not None or (cur.reason is AttemptReason.RESIZE and cur.slurm_job_id is None):
+        return f"job {job.id} is growing: attempt {cur.number} waits for its allocation"
+    if cur.reason is AttemptReason.RESIZE and not started:
+        return f"job {job.id} is being resized: attempt {cur.number} has not started yet"
+    return None
+
+
 def check_resizable(job: Job, nodes: int, mode: str) -> None:
     """Refuse, with the reason, what cannot be resized (pure)."""
     if mode not in MODES:
@@ -62,6 +79,11 @@ class Resizer:
     def resize(self, job: Job, nodes: int, mode: str = "auto") -> Job:
         check_resizable(job, nodes, mode)
         cur = job.current
+        busy = resize_in_flight(job, layout.resize_request(job.job_dir).exists(),
+                                cur is not None and layout.attempt_dir(job.job_dir, cur.number).exists())
+        if busy:
+            raise HpcschedError(f"{busy}; try again once it runs at its new size")
+        cur = job.current
         assert cur is not None and cur.slurm_job_id is not None
         if mode == "auto":
             mode = "shrink" if nodes < cur.nodes else "grow"
@@ -87,9 +109,8 @@ class Resizer:
             self.client.signal_batch(cur.slurm_job_id, "USR1")
         except SlurmCommandError as e:
             layout.resize_request(job.job_dir).unlink(missing_ok=True)
-            if mode == "shrink":
-                self.store.update_attempt(job.id, cur.number + 1, self.clock(), state=JobState.CANCELLED,
-                                          state_reason=f"resize not carried out: {e}")
+            if mode == "shrink":  # withdrawn: the job goes on as it was (never CANCELLED by this)
+                self.store.remove_attempt(job.id, cur.number + 1, self.clock(), f"resize not carried out: {e}")
             else:
                 self.store.set_pending_nodes(job.id, None)
             raise
