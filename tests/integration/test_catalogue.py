@@ -1,7 +1,8 @@
 """Cases of the fault catalogue (docs/reliability.md) that no other test file holds, each against
 the real local cluster: a controller that stops answering and restarts (B1), a job held by an
 administrator (B6), a training process killed by a signal (E6), a planted checkpoint that would
-run code if unpickled (G6), a daemon that cannot start (A6, personal mode), and a slow Slurm (H4).
+run code if unpickled (G6), a daemon that cannot start (A6, personal mode), a slow Slurm (H4), a
+requeued job (B5), a user without subordinate ids (E4) and full container storage (C3).
 B1 stops and restarts the cluster's slurmctld: run this file on its own cluster, as CI does."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import pwd
 import subprocess
 import time
 from collections.abc import Callable
@@ -188,3 +190,26 @@ def test_E4_a_user_without_subordinate_ids_is_told_to_ask_the_admin(cluster: Non
         assert "ask your admin" in session.logs(job)
     finally:
         end_session(session)
+
+
+def test_C3_full_node_local_container_storage_fails_the_job_naming_the_node(session: UserSession) -> None:
+    """The user's Podman storage is pointed at a full 1 MiB file system for the length of one job:
+    the launcher refuses to start the container and says which node and how much is free. (It
+    changes hpcuser's storage.conf for a few seconds: CI runs the tests one at a time.)"""
+    full = session.root / "full-disk"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "hpcsched-full", str(full)], check=True, timeout=30)
+    conf = Path(pwd.getpwnam(session.user).pw_dir) / ".config" / "containers" / "storage.conf"
+    original = conf.read_text()
+    try:
+        _chown_tree(full, session.user)
+        conf.write_text(original.replace("graphroot = ", f'graphroot = "{full}/graph"\n# was: graphroot = '))
+        session.write("ok.py", "print('ok')\n")
+        job = session.run_job("ok.py", "--nodes", "1")
+        info = session.wait(job, timeout=180)
+    finally:
+        conf.write_text(original)
+        subprocess.run(["umount", str(full)], capture_output=True, timeout=30)
+    assert info["state"] == "FAILED", info
+    log = session.logs(job)
+    assert f"node-local storage full on {info['node_list']}" in log and f"{full}/graph" in log, log
