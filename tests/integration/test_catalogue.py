@@ -198,18 +198,22 @@ def test_C3_full_node_local_container_storage_fails_the_job_naming_the_node(sess
     changes hpcuser's storage.conf for a few seconds: CI runs the tests one at a time.)"""
     full = session.root / "full-disk"
     full.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "hpcsched-full", str(full)], check=True, timeout=30)
-    conf = Path(pwd.getpwnam(session.user).pw_dir) / ".config" / "containers" / "storage.conf"
+    account = pwd.getpwnam(session.user)
+    # Mounted where the compute nodes' slurmd live: their mount namespace may not be this one.
+    in_nodes = ["nsenter", "--target", subprocess.run(["pgrep", "-o", "-x", "slurmd"], capture_output=True, text=True,
+                                                       check=True).stdout.strip(), "--mount", "--"]
+    subprocess.run([*in_nodes, "mount", "-t", "tmpfs", "-o", f"size=1m,mode=0700,uid={account.pw_uid},gid={account.pw_gid}",
+                    "hpcsched-full", str(full)], check=True, timeout=30)
+    conf = Path(account.pw_dir) / ".config" / "containers" / "storage.conf"
     original = conf.read_text()
     try:
-        _chown_tree(full, session.user)
         conf.write_text(original.replace("graphroot = ", f'graphroot = "{full}/graph"\n# was: graphroot = '))
         session.write("ok.py", "print('ok')\n")
         job = session.run_job("ok.py", "--nodes", "1")
         info = session.wait(job, timeout=180)
     finally:
         conf.write_text(original)
-        subprocess.run(["umount", str(full)], capture_output=True, timeout=30)
+        subprocess.run([*in_nodes, "umount", str(full)], capture_output=True, timeout=30)
     assert info["state"] == "FAILED", info
     log = session.logs(job)
     assert f"node-local storage full on {info['node_list']}" in log and f"{full}/graph" in log, log
