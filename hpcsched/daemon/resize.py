@@ -59,7 +59,9 @@ def check_resizable(job: Job, nodes: int, mode: str) -> None:
     if not allowed.min <= nodes <= allowed.max:
         raise ValidationError("--nodes", f"{nodes} is outside the job's range {allowed}")
     cur = job.current
-    if cur is None or cur.state is not JobState.RUNNING or job.cancel_requested:
+    if job.cancel_requested:
+        raise HpcschedError(f"job {job.id} is being cancelled; it cannot be resized")
+    if cur is None or cur.state is not JobState.RUNNING:
         raise HpcschedError(f"job {job.id} is {job.state.value}; only a running job can be resized")
     if nodes == cur.nodes and mode != "requeue":
         raise ValidationError("--nodes", f"job {job.id} already runs on {nodes} nodes")
