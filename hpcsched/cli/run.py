@@ -14,6 +14,7 @@ from hpcsched.cli.job_options import JobOptions, check_files, job_options
 from hpcsched.config import Settings
 from hpcsched.daemon import client
 from hpcsched.errors import DaemonNotRunning
+from hpcsched.planning import preflight
 from hpcsched.planning.plan import plan_submission
 from hpcsched.slurm.runner import ignored_variables
 
@@ -44,6 +45,7 @@ def run(job: JobOptions, name: str | None, dry_run: bool, follow: bool, as_json:
     cfg = settings()
     request = job.request(cfg, name)
     check_files(request)
+    preflight.check_workdir_tree(request.workdir, request.script, skip=(cfg.jobs_dir,))
     if dry_run:
         plan = plan_submission(request, job_id=0, store_id="dry-run", job_dir=f"{cfg.jobs_dir}/<id>", python=cfg.launcher_python)
         click.echo(plan.describe(), nl=False)

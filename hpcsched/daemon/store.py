@@ -8,6 +8,7 @@ together before anything is submitted (intent before side effect).
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 import uuid
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from hpcsched.daemon import statedir
+from hpcsched.jobs import layout
 from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
 
 SCHEMA_VERSION = 1
@@ -32,7 +34,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     pending_nodes INTEGER,
     progress TEXT,
-    progress_offset INTEGER NOT NULL DEFAULT 0
+    progress_offset INTEGER NOT NULL DEFAULT 0,
+    nonce TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS attempts (
     job_id INTEGER NOT NULL REFERENCES jobs(id),
@@ -66,6 +69,7 @@ _ADDED_COLUMNS = (
     ("jobs", "progress", "TEXT"),
     ("jobs", "progress_offset", "INTEGER NOT NULL DEFAULT 0"),
     ("attempts", "restart_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("jobs", "nonce", "TEXT NOT NULL DEFAULT ''"),
 )
 _ATTEMPT_FIELDS = frozenset(
     {"state", "nodes", "slurm_job_id", "node_list", "state_reason", "exit_code", "submit_time",
@@ -121,14 +125,16 @@ class Store:
 
     def create_job(self, *, name: str, uid: int, user: str, request: dict[str, Any], nodes: int,
                    jobs_root: str, now: float) -> int:
-        """Commit a job and its first attempt (state SUBMITTING) in one transaction."""
+        """Commit a job and its first attempt (state SUBMITTING) in one transaction. The job's
+        directory is named after this store and the job (two stores never share one), and the job
+        gets a random submission nonce, which its checkpoints carry (D4)."""
         with self._tx():
             cur = self._db.execute(
-                "INSERT INTO jobs (name, uid, user, state, request, created) VALUES (?,?,?,?,?,?)",
-                (name, uid, user, JobState.SUBMITTING.value, json.dumps(request), now),
+                "INSERT INTO jobs (name, uid, user, state, request, created, nonce) VALUES (?,?,?,?,?,?,?)",
+                (name, uid, user, JobState.SUBMITTING.value, json.dumps(request), now, secrets.token_hex(8)),
             )
             job_id = int(cur.lastrowid or 0)
-            job_dir = f"{jobs_root}/{job_id}"
+            job_dir = layout.job_dir_path(jobs_root, self.store_id, job_id)
             self._db.execute("UPDATE jobs SET job_dir=? WHERE id=?", (job_dir, job_id))
             self._db.execute(
                 "INSERT INTO attempts (job_id, number, reason, state, nodes, log_path) VALUES (?,?,?,?,?,?)",
@@ -247,7 +253,7 @@ class Store:
             request=json.loads(row["request"]), created=row["created"], job_dir=row["job_dir"],
             cancel_requested=bool(row["cancel_requested"]),
             attempts=tuple(_attempt(a) for a in attempts),
-            progress=json.loads(row["progress"]) if row["progress"] else None,
+            progress=json.loads(row["progress"]) if row["progress"] else None, nonce=row["nonce"],
         )
 
 

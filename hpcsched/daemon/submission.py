@@ -21,6 +21,7 @@ from hpcsched.daemon.faults import fault_point
 from hpcsched.daemon.reconcile import TagVerdict, find_by_tag, settle_by_tag
 from hpcsched.daemon.store import Store
 from hpcsched.errors import HpcschedError
+from hpcsched.jobs import layout
 from hpcsched.jobs.model import Job, JobState
 from hpcsched.planning.plan import SubmissionPlan, job_tag, plan_submission
 from hpcsched.planning.request import JobRequest
@@ -72,12 +73,12 @@ class Submitter:
         assert cur is not None
         if cur.number == 1:
             return plan_submission(request, job_id=job.id, store_id=self.store.store_id, job_dir=job.job_dir,
-                                   python=self.settings.launcher_python)
+                                   python=self.settings.launcher_python, nonce=job.nonce)
         previous = job.attempts[-2]
         return plan_submission(
             request, job_id=job.id, store_id=self.store.store_id, job_dir=job.job_dir,
             python=self.settings.launcher_python, nodes=str(cur.nodes), predecessor=previous.slurm_job_id,
-            attempt=cur.number,
+            attempt=cur.number, nonce=job.nonce,
         )
 
     def submit(self, job_id: int) -> Job:
@@ -145,12 +146,22 @@ class Submitter:
         one) or is withdrawn (a grow) with the path and the reason. Not retried: a directory
         without room or permission needs the user, who sees the reason at once."""
         try:
-            os.makedirs(plan.job_dir, mode=0o700, exist_ok=True)
+            self._make_job_dir(job, plan.job_dir)
             write_atomically(plan.script_path, plan.script_text, 0o700)
         except OSError as e:
             why = f"cannot write the batch script {plan.script_path}: {e.strerror or e}"
             self._give_up(job, why)
             raise BatchScriptError(why) from e
+
+    def _make_job_dir(self, job: Job, job_dir: str) -> None:
+        """A first submission creates the job's directory for this job alone (D4, G5); a job
+        recorded by an earlier version (no nonce) and a later attempt use the one they have."""
+        cur = job.current
+        if job.nonce and cur is not None and cur.number == 1:
+            identity = {"store_id": self.store.store_id, "job_id": str(job.id), "nonce": job.nonce}
+            layout.create_job_dir(job_dir, identity)
+        else:
+            os.makedirs(job_dir, mode=0o700, exist_ok=True)
 
     def _after_sbatch_error(self, job: Job, error: SlurmCommandError | SlurmParseError) -> Job:
         why = _sbatch_error_text(error)

@@ -1,6 +1,7 @@
 """The job directory on the shared file system, which the daemon, the batch driver, the launcher
 and the runtime library inside the container all see at the same path:
 
+    <job_dir>/job.json                      whose directory this is: store id, job id, submission nonce
     <job_dir>/batch.sh                      the generated batch script
     <job_dir>/attempt-<n>.log               output of attempt n (all nodes, all ranks)
     <job_dir>/attempts/<n>/info.json        written by the driver when attempt n starts
@@ -14,16 +15,88 @@ and the runtime library inside the container all see at the same path:
 
 Attempt numbers are allocated by creating ``attempts/<n>`` (mkdir is atomic), so two drivers can
 never start the same attempt.
+
+A new job's directory is ``<jobs dir>/<store id>-<job id>`` (jobs recorded by earlier versions keep
+``<jobs dir>/<job id>``, which their store rows name). The daemon creates it itself, before the first
+submission; a directory found there already is refused, never adopted (D4).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import pwd
+import stat
 from pathlib import Path
 from typing import Any
 
 EXIT_CHECKPOINTED = 75
+
+
+class JobDirectoryRefused(OSError):
+    """The job's directory cannot be this job's alone; ``strerror`` says why and what to do."""
+
+    def __init__(self, code: int, message: str, path: str) -> None:
+        super().__init__(code, message, path)
+
+
+def job_dir_path(jobs_root: str, store_id: str, job_id: int) -> str:
+    """A new job's directory. The store's id is part of the name: two stores sharing one jobs
+    directory (two login nodes, a moved state directory) both have a job 1, never one directory."""
+    return f"{jobs_root}/{store_id}-{job_id}"
+
+
+def identity_file(job_dir: str) -> Path:
+    return Path(job_dir) / "job.json"
+
+
+def create_job_dir(job_dir: str, identity: dict[str, str]) -> None:
+    """Create the job's directory (mode 0700) and record whose it is.
+
+    A directory already there is used only when it is this job's (its ``job.json`` matches: a
+    submission cut short by a crash) or an empty real directory of ours (the crash came right after
+    mkdir); anything else existed before submission and is refused. No component of the path may
+    be a symbolic link another user owns (G5)."""
+    os.makedirs(os.path.dirname(job_dir), mode=0o700, exist_ok=True)
+    refuse_foreign_links(os.path.dirname(job_dir))
+    try:
+        os.mkdir(job_dir, 0o700)
+    except FileExistsError:
+        if not _own_job_dir(job_dir, identity):
+            raise JobDirectoryRefused(errno.EEXIST, (
+                f"the job directory {job_dir} exists before submission (left by another run, or by another "
+                "hpcsched store sharing this jobs directory?); hpcsched never adopts a directory it did not "
+                "create: remove or rename it, or set HPCSCHED_JOBS_DIR to a directory of your own"), job_dir) from None
+    write_json(identity_file(job_dir), identity)
+
+
+def _own_job_dir(job_dir: str, identity: dict[str, str]) -> bool:
+    st = os.lstat(job_dir)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        return False
+    return read_json(identity_file(job_dir)) == identity or not os.listdir(job_dir)
+
+
+def refuse_foreign_links(path: str) -> None:
+    """Raise if a component of ``path`` is a symbolic link owned by someone other than the user
+    or root: whoever owns a link decides where everything below it is written."""
+    parts = Path(os.path.abspath(path)).parts
+    for end in range(2, len(parts) + 1):
+        prefix = os.path.join(*parts[:end])
+        st = os.lstat(prefix)
+        if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.getuid()):
+            raise JobDirectoryRefused(errno.ELOOP, (
+                f"{prefix} is a symbolic link (to {os.readlink(prefix)}) owned by {_user_name(st.st_uid)}; "
+                "hpcsched never writes through another user's link: set HPCSCHED_JOBS_DIR to a directory of "
+                "your own"), prefix)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def attempts_dir(job_dir: str) -> Path:

@@ -93,6 +93,7 @@ class Job:
     cancel_requested: bool = False
     attempts: tuple[Attempt, ...] = field(default_factory=tuple)
     progress: dict[str, Any] | None = None
+    nonce: str = ""  # random per submission; "" for jobs recorded by versions without one
 
     @property
     def elastic(self) -> bool:

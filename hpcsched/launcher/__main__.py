@@ -35,6 +35,8 @@ def parse_args(argv: list[str]) -> LaunchSpec:
     p = argparse.ArgumentParser(prog="hpcsched-launcher")
     p.add_argument("--job-id", type=int, required=True)
     p.add_argument("--job-dir", required=True)
+    p.add_argument("--store-id", default="")
+    p.add_argument("--job-nonce", default="")
     p.add_argument("--image", required=True)
     p.add_argument("--workdir", required=True)
     p.add_argument("--procs-per-node", type=int, default=1)
@@ -44,7 +46,8 @@ def parse_args(argv: list[str]) -> LaunchSpec:
     p.add_argument("script_args", nargs=argparse.REMAINDER)
     a = p.parse_args(argv)
     return LaunchSpec(
-        job_id=a.job_id, job_dir=a.job_dir, image=a.image, workdir=a.workdir, procs_per_node=a.procs_per_node,
+        job_id=a.job_id, job_dir=a.job_dir, store_id=a.store_id, nonce=a.job_nonce, image=a.image, workdir=a.workdir,
+        procs_per_node=a.procs_per_node,
         gpus_per_node=a.gpus_per_node,
         env=tuple(tuple(e.split("=", 1)) for e in a.env),
         script=a.script, script_args=tuple(a.script_args),

@@ -67,6 +67,8 @@ class LaunchSpec:
     script: str
     script_args: tuple[str, ...]
     gpu_device_style: str = "cdi"
+    store_id: str = ""  # with nonce: the job's identity, which its checkpoints carry ("" for older jobs)
+    nonce: str = ""
 
 
 def is_within(path: str, directory: str) -> bool:
@@ -164,6 +166,7 @@ def podman_run_argv(spec: LaunchSpec, ctx: NodeContext, limits: list[str]) -> li
         ("HPCSCHED_JOB_ID", str(spec.job_id)),
         ("HPCSCHED_ATTEMPT", str(ctx.attempt)),
         ("HPCSCHED_JOB_DIR", spec.job_dir),
+        *([("HPCSCHED_STORE_ID", spec.store_id), ("HPCSCHED_JOB_NONCE", spec.nonce)] if spec.nonce else []),
         ("SLURM_JOB_ID", str(ctx.slurm_job_id)),
         ("SLURM_NODEID", str(ctx.node_rank)),
         ("SLURMD_NODENAME", ctx.node_name),

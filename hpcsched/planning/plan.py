@@ -37,12 +37,15 @@ def job_tag(store_id: str, job_id: int, attempt: int = 1) -> str:
     return base if attempt == 1 else f"{base}:a{attempt}"
 
 
-def launcher_argv(request: JobRequest, job_id: int, job_dir: str, python: str) -> list[str]:
-    """The per-node launcher command line (run by srun on every node)."""
+def launcher_argv(request: JobRequest, job_id: int, job_dir: str, python: str,
+                  identity: tuple[str, str] | None = None) -> list[str]:
+    """The per-node launcher command line (run by srun on every node). ``identity`` is the
+    store id and the submission nonce, which the job's checkpoints carry (D4)."""
     argv = [
         python, "-m", "hpcsched.launcher",
         "--job-id", str(job_id),
         "--job-dir", job_dir,
+        *(["--store-id", identity[0], "--job-nonce", identity[1]] if identity else []),
         "--image", request.image,
         "--workdir", request.workdir,
         "--procs-per-node", str(request.procs_per_node),
@@ -55,11 +58,13 @@ def launcher_argv(request: JobRequest, job_id: int, job_dir: str, python: str) -
 
 def plan_submission(
     request: JobRequest, *, job_id: int, store_id: str, job_dir: str, python: str,
-    nodes: str | None = None, predecessor: int | None = None, attempt: int = 1,
+    nodes: str | None = None, predecessor: int | None = None, attempt: int = 1, nonce: str = "",
 ) -> SubmissionPlan:
     """The batch script and sbatch argv. ``nodes`` overrides the request's node count (a resize);
-    ``predecessor`` makes the allocation take over from a running one (grow)."""
+    ``predecessor`` makes the allocation take over from a running one (grow); ``nonce`` is the
+    submission's (none for a job recorded by an earlier version)."""
     tag = job_tag(store_id, job_id, attempt)
+    identity = (store_id, nonce) if nonce else None
     script_path = f"{job_dir}/batch.sh" if attempt == 1 else f"{job_dir}/batch-{attempt}.sh"
     text = render(
         "batch.sh.j2",
@@ -80,7 +85,7 @@ def plan_submission(
         qos=request.qos,
         sbatch_extra=request.sbatch_extra,
         job_dir=job_dir,
-        launcher=[shlex.quote(a) for a in launcher_argv(request, job_id, job_dir, python)],
+        launcher=[shlex.quote(a) for a in launcher_argv(request, job_id, job_dir, python, identity)],
     )
     # --export=ALL: the job's environment is exactly sbatch's, which the runner builds from scratch
     # (runner.slurm_environment; docs/runtime.md). A list (--export=A,B) would instead make Slurm

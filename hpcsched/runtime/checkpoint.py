@@ -7,6 +7,14 @@ the directory fsynced, then renamed in one step and the parent fsynced — so a 
 any point (SIGKILL, ENOSPC, a node that dies) leaves either no new checkpoint or a complete one,
 and the previous one stays usable. Loading walks from the newest to the oldest and takes the first
 whose checksums match and which torch.load accepts with ``weights_only=True``.
+
+A store given the job's identity (store id, job id, submission nonce) writes it into every manifest
+and resumes only from checkpoints that carry the same identity (D4): another job's checkpoint — left
+in the directory by another run or another store — is ignored with a warning naming it, and is
+never deleted (rotation touches only this job's own checkpoints). A checkpoint without an identity
+(written by an earlier version) is likewise ignored by a job that has one; a job without an identity
+(run outside hpcsched, or submitted by an earlier version) resumes from any valid checkpoint, as
+before.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from typing import Any
 
 import torch
 
+from hpcsched.runtime.environment import JobIdentity
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PAYLOAD = "state.pt"
@@ -46,6 +56,10 @@ class CheckpointNotSaved(CheckpointError):
 
 class CheckpointInvalid(CheckpointError):
     """A committed checkpoint failed verification or loading; the reason is the message."""
+
+
+class CheckpointForeign(CheckpointError):
+    """A committed checkpoint this job did not write (D4); the message says whose it is."""
 
 
 @dataclass(frozen=True)
@@ -99,11 +113,12 @@ def _not_saved(error: OSError, final: Path) -> CheckpointNotSaved:
 class CheckpointStore:
     """The checkpoints of one job in one directory; only rank 0 writes, any rank may read."""
 
-    def __init__(self, directory: Path | str, keep_last: int = 3) -> None:
+    def __init__(self, directory: Path | str, keep_last: int = 3, identity: JobIdentity | None = None) -> None:
         if keep_last < 1:
             raise ValueError(f"keep_last must be 1 or more (the newest checkpoint is never deleted), got {keep_last}")
         self.directory = Path(directory)
         self.keep_last = keep_last
+        self.identity = identity
 
     def path_for(self, step: int) -> Path:
         return self.directory / f"step-{step:010d}"
@@ -142,6 +157,7 @@ class CheckpointStore:
                 "world_size": world_size,
                 "time": time.time(),
                 "files": [{"name": PAYLOAD, "size": size, "sha256": sha256}],
+                **({"job": self.identity.as_dict()} if self.identity else {}),
             }
             _write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
             _fsync_dir(tmp)
@@ -156,9 +172,14 @@ class CheckpointStore:
         return final
 
     def _commit(self, tmp: Path, final: Path) -> None:
-        """Rename into place; an older checkpoint of the same step (one that failed to load) is replaced."""
+        """Rename into place; an older checkpoint of the same step (one that failed to load) is
+        replaced, and another job's is moved aside (kept, under a name that is no checkpoint's)."""
         replaced = None
-        if final.exists():
+        if final.exists() and not self._owns(final):
+            aside = final.with_name(f"{final.name}.foreign-{secrets.token_hex(4)}")
+            os.rename(final, aside)
+            print(f"hpcsched: moved another job's checkpoint {final} aside to {aside}", file=sys.stderr, flush=True)
+        elif final.exists():
             replaced = final.with_name(f"{TEMP_PREFIX}replaced-{final.name}-{secrets.token_hex(4)}")
             os.rename(final, replaced)
         os.rename(tmp, final)
@@ -170,12 +191,20 @@ class CheckpointStore:
         """Keep the ``keep_last`` newest checkpoints up to ``newest``; never touch ``newest`` or later ones.
 
         Later ones can exist only when they failed to load at resume; they are replaced when
-        training reaches their step again.
+        training reaches their step again. Another job's checkpoints are never counted or removed.
         """
-        committed = self._committed()
+        committed = {step: path for step, path in self._committed().items() if self._owns(path)}
         older = sorted((s for s in committed if s <= newest), reverse=True)
         for step in older[self.keep_last :]:
             self._remove(committed[step])
+
+    def _owns(self, path: Path) -> bool:
+        """Whether this job wrote the checkpoint at ``path``; one whose manifest cannot be read
+        counts as its own only for a store without an identity (as before identities existed)."""
+        try:
+            return foreign_reason(_read_manifest(path), self.identity) is None
+        except CheckpointInvalid:
+            return self.identity is None
 
     def _remove(self, path: Path) -> None:
         # Renamed away first, so a deletion cut short never looks like a committed checkpoint.
@@ -201,9 +230,13 @@ class CheckpointStore:
         return leftovers
 
     def load(self, step: int, *, verify: bool = True, map_location: str | torch.device = "cpu") -> Checkpoint:
-        """Load one checkpoint; raises CheckpointInvalid naming the reason."""
+        """Load one checkpoint; raises CheckpointInvalid naming the reason, or CheckpointForeign
+        when another job wrote it."""
         path = self._committed().get(step, self.path_for(step))
         manifest = _read_manifest(path)
+        foreign = foreign_reason(manifest, self.identity)
+        if foreign:
+            raise CheckpointForeign(foreign)
         # The checksums are verified in a second thread while torch.load reads (hashlib releases
         # the GIL): loading takes about as long as the slower of the two, not their sum. Loading
         # before the verdict is safe because weights_only=True never runs code from the file.
@@ -238,7 +271,22 @@ class CheckpointStore:
                     file=sys.stderr,
                     flush=True,
                 )
+            except CheckpointForeign as foreign:
+                print(f"hpcsched: ignoring checkpoint {self.path_for(step)}: {foreign}; it is neither resumed "
+                      "nor deleted", file=sys.stderr, flush=True)
         return None
+
+
+def foreign_reason(manifest: dict[str, Any], identity: JobIdentity | None) -> str | None:
+    """Why a checkpoint with this manifest is not the job's own to resume, or None when it is.
+    A job without an identity takes any checkpoint (outside hpcsched, or an earlier version's job)."""
+    owner = manifest.get("job")
+    if identity is None or owner == identity.as_dict():
+        return None
+    if not isinstance(owner, dict):
+        return "it carries no job identity (written outside hpcsched or by an earlier version), so it cannot be this job's"
+    return (f"it belongs to another job (job {owner.get('job_id')} of store {owner.get('store_id')}, "
+            f"submission {owner.get('nonce')}), not to job {identity.job_id} of store {identity.store_id}")
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """What the launcher tells a training process through its environment.
 
-hpcsched's per-node launcher sets HPCSCHED_JOB_ID, HPCSCHED_ATTEMPT, HPCSCHED_JOB_DIR and
+hpcsched's per-node launcher sets HPCSCHED_JOB_ID, HPCSCHED_ATTEMPT, HPCSCHED_JOB_DIR, the job's
+identity (HPCSCHED_STORE_ID, HPCSCHED_JOB_NONCE: which daemon store and which submission) and
 optionally HPCSCHED_CHECKPOINT_DIR; torchrun sets RANK, LOCAL_RANK, WORLD_SIZE and
 LOCAL_WORLD_SIZE. Everything here also works without either of them (``python train.py``), so a
 script written for hpcsched still runs on a laptop: checkpoints then go to ./checkpoints and
@@ -34,13 +35,29 @@ class Topology:
 
 
 @dataclass(frozen=True)
+class JobIdentity:
+    """Which job this is, across stores and submissions: the daemon store's id, the job's id in it,
+    and the random nonce of this submission. Written into every checkpoint's manifest, so that a
+    job resumes only from checkpoints it wrote itself (D4)."""
+
+    store_id: str
+    job_id: str
+    nonce: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"store_id": self.store_id, "job_id": self.job_id, "nonce": self.nonce}
+
+
+@dataclass(frozen=True)
 class JobEnvironment:
-    """Where this attempt of the job keeps its files; ``job_dir`` is None outside hpcsched."""
+    """Where this attempt of the job keeps its files; ``job_dir`` is None outside hpcsched.
+    ``identity`` is None outside hpcsched and for jobs submitted by versions without one."""
 
     job_id: str | None
     attempt: int
     job_dir: Path | None
     checkpoint_dir: Path
+    identity: JobIdentity | None = None
 
     @property
     def stop_file(self) -> Path | None:
@@ -96,4 +113,10 @@ def job_from_env(env: Mapping[str, str] | None = None) -> JobEnvironment:
     attempt = _int(env, "HPCSCHED_ATTEMPT", 1)
     if attempt < 1:
         raise ValueError(f"HPCSCHED_ATTEMPT={attempt} must be 1 or more")
-    return JobEnvironment(env.get("HPCSCHED_JOB_ID") or None, attempt, job_dir, checkpoint_dir)
+    return JobEnvironment(env.get("HPCSCHED_JOB_ID") or None, attempt, job_dir, checkpoint_dir, identity_from_env(env))
+
+
+def identity_from_env(env: Mapping[str, str]) -> JobIdentity | None:
+    """The job's identity, or None unless the launcher set all three parts."""
+    parts = [env.get(name, "").strip() for name in ("HPCSCHED_STORE_ID", "HPCSCHED_JOB_ID", "HPCSCHED_JOB_NONCE")]
+    return JobIdentity(*parts) if all(parts) else None

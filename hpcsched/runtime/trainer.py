@@ -93,7 +93,7 @@ class ElasticTrainer:
             self.extra_state[STATE_KEY] = self.adaptive
         self.checkpoint_every, self.agree_every = checkpoint_every, agree_every
         self.shutdown_timeout_s = shutdown_timeout_s
-        self.store = CheckpointStore(self.job.checkpoint_dir, keep_last)
+        self.store = CheckpointStore(self.job.checkpoint_dir, keep_last, identity=self.job.identity)
         progress_file = self.job.progress_file if self.is_main else None
         self.progress = ProgressLog(progress_file, attempt=self.job.attempt, world_size=self.world_size)
         self.progress.total_steps = self._fixed_total_steps = total_steps

@@ -172,5 +172,6 @@ def test_batch_script_that_cannot_be_written_fails_the_job_naming_the_path(d: Da
         d.submitter.submit(job_id)
     job = d.store.get_job(job_id)
     assert job is not None and job.state is JobState.FAILED and job.current is not None
-    assert job.current.state_reason == f"cannot write the batch script {path}/batch.sh: File exists"
+    assert job.current.state_reason.startswith(
+        f"cannot write the batch script {path}/batch.sh: the job directory {path} exists before submission")
     assert d.slurm.calls["sbatch"] == 0

@@ -16,10 +16,19 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from test_runtime_trainer import make_trainer, train
 from torch import nn
 
 from hpcsched.runtime import checkpoint as checkpoint_module
-from hpcsched.runtime.checkpoint import MANIFEST, PAYLOAD, CheckpointInvalid, CheckpointNotSaved, CheckpointStore
+from hpcsched.runtime.checkpoint import (
+    MANIFEST,
+    PAYLOAD,
+    CheckpointForeign,
+    CheckpointInvalid,
+    CheckpointNotSaved,
+    CheckpointStore,
+)
+from hpcsched.runtime.environment import JobIdentity, job_from_env
 from hpcsched.runtime.sampler import epoch_permutation, plan_steps, shard
 from hpcsched.runtime.snapshot import DataPosition, capture, restore
 
@@ -278,3 +287,84 @@ def test_resume_at_world_size_2_of_a_checkpoint_saved_at_4(tmp_path: Path) -> No
     order = epoch_permutation(size, seed, got.epoch)
     rest = [p for b, e in plan_steps(size, got.position, batch * 2, 2) for r in range(2) for p in shard(b, e, r, 2)]
     assert sorted(order[p] for p in consumed + rest) == list(range(size))
+
+
+# --- D4: checkpoints carry the job's identity ------------------------------------------------------
+
+MINE = JobIdentity(store_id="store-a", job_id="1", nonce="n-mine")
+
+
+def test_the_manifest_records_the_jobs_identity(tmp_path: Path) -> None:
+    path = CheckpointStore(tmp_path, identity=MINE).save(3, state(3), epoch=0, world_size=1)
+    assert json.loads((path / MANIFEST).read_text())["job"] == {"store_id": "store-a", "job_id": "1", "nonce": "n-mine"}
+
+
+@pytest.mark.parametrize(("writer", "named"), [
+    (JobIdentity("store-b", "1", "n-other"), "job 1 of store store-b"),  # another store's job 1
+    (JobIdentity("store-a", "1", "n-earlier"), "submission n-earlier"),  # an earlier submission of the same ids
+    (None, "carries no job identity"),  # written by an earlier version
+])
+def test_D4_a_stale_higher_step_checkpoint_of_another_job_is_never_resumed_nor_deleted(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], writer: JobIdentity | None, named: str) -> None:
+    CheckpointStore(tmp_path, identity=writer).save(500, state(500), epoch=9, world_size=1)
+    mine = CheckpointStore(tmp_path, keep_last=1, identity=MINE)
+    assert mine.load_latest() is None  # a fresh job: trains from step 0
+    err = capsys.readouterr().err
+    assert f"ignoring checkpoint {mine.path_for(500)}" in err and named in err and "neither resumed nor deleted" in err
+    with pytest.raises(CheckpointForeign):
+        mine.load(500)
+    for step in (10, 20, 30):
+        mine.save(step, state(step), epoch=0, world_size=1)
+    loaded = mine.load_latest()
+    assert loaded is not None and loaded.step == 30 and loaded.state["step"] == 30
+    assert mine.steps() == [500, 30]  # rotation removed this job's older ones, never the other job's
+
+
+def test_D5_keep_last_counts_only_the_jobs_own_checkpoints(tmp_path: Path) -> None:
+    theirs = CheckpointStore(tmp_path, identity=JobIdentity("store-b", "7", "x"))
+    theirs.save(20, state(20), epoch=0, world_size=1)
+    mine = CheckpointStore(tmp_path, keep_last=3, identity=MINE)
+    for step in range(1, 11):
+        mine.save(step, state(step), epoch=0, world_size=1)
+    assert mine.steps() == [20, 10, 9, 8]
+    assert theirs.load(20).state["step"] == 20
+    for step in (10, 9, 8):
+        assert mine.load(step).state["step"] == step
+
+
+def test_another_jobs_checkpoint_at_the_same_step_is_moved_aside_not_deleted(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    CheckpointStore(tmp_path, identity=JobIdentity("store-b", "1", "x")).save(5, state(-5), epoch=0, world_size=1)
+    mine = CheckpointStore(tmp_path, identity=MINE)
+    mine.save(5, state(5), epoch=0, world_size=1)
+    loaded = mine.load_latest()
+    assert loaded is not None and loaded.state["step"] == 5
+    (aside,) = tmp_path.glob("step-0000000005.foreign-*")
+    assert torch.load(aside / PAYLOAD, weights_only=True)["step"] == -5
+    assert f"moved another job's checkpoint {mine.path_for(5)} aside to {aside}" in capsys.readouterr().err
+
+
+def test_a_job_without_an_identity_resumes_any_valid_checkpoint(tmp_path: Path) -> None:
+    """Outside hpcsched (``python train.py``), or a job an earlier version submitted: as before."""
+    CheckpointStore(tmp_path, identity=MINE).save(4, state(4), epoch=0, world_size=1)
+    loaded = CheckpointStore(tmp_path).load_latest()
+    assert loaded is not None and loaded.step == 4
+
+
+def test_the_identity_comes_from_the_launchers_variables_and_needs_all_three() -> None:
+    env = {"HPCSCHED_STORE_ID": "store-a", "HPCSCHED_JOB_ID": "1", "HPCSCHED_JOB_NONCE": "n-mine"}
+    assert job_from_env(env).identity == MINE
+    assert job_from_env({**env, "HPCSCHED_JOB_NONCE": ""}).identity is None
+
+
+@pytest.mark.usefixtures("restore_signals")
+def test_D4_a_fresh_job_trains_from_step_0_beside_an_earlier_submissions_checkpoint(job: Path) -> None:
+    """Same store, same job id, another submission (a store recreated under the same id)."""
+    earlier = CheckpointStore(job / "checkpoints", identity=JobIdentity("store-a", "1", "n-earlier"))
+    earlier.save(999, state(999), epoch=5, world_size=1)
+    env = {"HPCSCHED_JOB_DIR": str(job), "HPCSCHED_STORE_ID": "store-a", "HPCSCHED_JOB_ID": "1",
+           "HPCSCHED_JOB_NONCE": "n-mine"}
+    trainer = make_trainer(env, checkpoint_every=5)
+    assert trainer.resumed_from is None and trainer.global_step == 0
+    train(trainer, 1, [])
+    assert trainer.global_step == 7 and trainer.store.steps() == [999, 7, 5]

@@ -47,12 +47,12 @@ def test_created_job_and_its_first_attempt_are_committed_in_submitting(store: St
     assert (job.name, job.user, job.uid, job.state, job.request, job.created) == (
         "train", "alice", 1000, JobState.SUBMITTING, REQUEST, 100.0
     )
-    assert job.job_dir == f"/jobs/{job_id}"
+    assert job.job_dir == f"/jobs/{store.store_id}-{job_id}"
     (first,) = job.attempts
     assert (first.number, first.reason, first.state, first.nodes, first.slurm_job_id) == (
         1, AttemptReason.SUBMIT, JobState.SUBMITTING, 2, None
     )
-    assert first.log_path == f"/jobs/{job_id}/attempt-1.log"
+    assert first.log_path == f"/jobs/{store.store_id}-{job_id}/attempt-1.log"
 
 
 def test_job_ids_increase(store: Store) -> None:
@@ -131,6 +131,23 @@ def test_two_stores_have_different_ids(tmp_path: Path) -> None:
         assert a.store_id != b.store_id
 
 
+def test_two_stores_sharing_a_jobs_directory_give_their_job_1_different_directories(tmp_path: Path) -> None:
+    """Item 2: a second store (another login node, a moved state directory) also numbers from 1."""
+    with closing(Store(str(tmp_path / "a.sqlite"))) as a, closing(Store(str(tmp_path / "b.sqlite"))) as b:
+        job_a, job_b = a.get_job(create(a)), b.get_job(create(b))
+    assert job_a is not None and job_b is not None and job_a.id == job_b.id == 1
+    assert job_a.job_dir != job_b.job_dir
+    assert job_a.current is not None and job_b.current is not None
+    assert job_a.current.log_path != job_b.current.log_path
+
+
+def test_every_job_gets_its_own_random_submission_nonce(store: Store, db_path: str) -> None:
+    first, second = create(store), create(store)
+    with closing(Store(db_path)) as reopened:
+        nonces = [job.nonce for job in (reopened.get_job(first), reopened.get_job(second)) if job is not None]
+    assert len(nonces) == 2 and all(len(n) == 16 for n in nonces) and nonces[0] != nonces[1]
+
+
 def test_fresh_store_passes_the_integrity_check(store: Store) -> None:
     create(store)
     assert store.integrity_ok()
@@ -159,3 +176,6 @@ def test_a_store_from_before_the_elastic_columns_is_upgraded_in_place(tmp_path: 
     job = store.get_job(1)
     assert job is not None and job.name == "old" and job.current is not None
     assert job.current.restart_count == 0 and job.progress is None and store.integrity_ok()
+    assert job.job_dir == "/jobs/1" and job.nonce == ""  # an earlier version's job keeps its directory
+    new = store.get_job(create(store))
+    assert new is not None and new.job_dir == f"/jobs/{store.store_id}-2" and new.nonce
