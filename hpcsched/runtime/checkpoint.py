@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,12 +114,16 @@ def _not_saved(error: OSError, final: Path) -> CheckpointNotSaved:
 class CheckpointStore:
     """The checkpoints of one job in one directory; only rank 0 writes, any rank may read."""
 
-    def __init__(self, directory: Path | str, keep_last: int = 3, identity: JobIdentity | None = None) -> None:
+    def __init__(self, directory: Path | str, keep_last: int = 3, identity: JobIdentity | None = None, *,
+                 writer: Callable[[Path, object], None] | None = None) -> None:
+        """``writer`` writes the payload file (default :func:`write_payload`); a slow one shows
+        what a save cut off by the end of the job leaves behind (D6)."""
         if keep_last < 1:
             raise ValueError(f"keep_last must be 1 or more (the newest checkpoint is never deleted), got {keep_last}")
         self.directory = Path(directory)
         self.keep_last = keep_last
         self.identity = identity
+        self.writer = writer
 
     def path_for(self, step: int) -> Path:
         return self.directory / f"step-{step:010d}"
@@ -148,7 +153,7 @@ class CheckpointStore:
         except OSError as error:
             raise _not_saved(error, final) from error
         try:
-            write_payload(tmp / PAYLOAD, state)
+            (self.writer or write_payload)(tmp / PAYLOAD, state)
             size, sha256 = _digest(tmp / PAYLOAD)
             manifest = {
                 "format": FORMAT_VERSION,
