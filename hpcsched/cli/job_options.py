@@ -31,6 +31,7 @@ class JobOptions:
     nodes: str
     start_nodes: int | None
     max_failures: int
+    hang_timeout: int
     gpus_per_node: int
     procs_per_node: int | None
     cpus_per_node: int
@@ -77,6 +78,11 @@ _DECORATORS: tuple[Callable[[Any], Any], ...] = (
     ),
     click.option(
         "--max-failures", type=int, default=3, show_default=True, help="Node failures after which the job is not requeued again."
+    ),
+    click.option(
+        "--hang-timeout", type=int, default=600, show_default=True, metavar="SECONDS",
+        help="Elastic jobs: seconds without a progress line after which the attempt is ended as hung and the job "
+        "requeued, counted as a failure (0: never).",
     ),
     click.option("--gpus-per-node", default=0, show_default=True, help="GPUs per node (0 for CPU training)."),
     click.option(

@@ -1,7 +1,7 @@
 """What the daemon does when Slurm runs a job again (requeue): a new attempt with its reason.
 
 The reason comes from the driver's record of how the previous attempt ended (time limit near →
-timeout; hpcsched asked → resize) or, when the previous attempt ended without one (its node
+timeout; hpcsched asked → resize; ranks hung → node failure) or, when the previous attempt ended without one (its node
 died, or Slurm preempted it), from sacct's state of the previous run. Node failures are counted
 and limited; preemptions and timeouts are not.
 """
@@ -29,7 +29,8 @@ SLURM_END_REASONS = {
 
 
 def reason_from_outcome(outcome: str | None) -> AttemptReason | None:
-    return {"timeout": AttemptReason.TIMEOUT, "requeue": AttemptReason.RESIZE}.get(outcome or "")
+    return {"timeout": AttemptReason.TIMEOUT, "requeue": AttemptReason.RESIZE,
+            "hung": AttemptReason.NODE_FAILURE}.get(outcome or "")
 
 
 def reason_from_runs(runs: list[SlurmJobRecord], restart_count: int) -> AttemptReason:

@@ -30,6 +30,7 @@ from typing import IO
 
 from hpcsched.jobs import layout
 from hpcsched.launcher import rendezvous
+from hpcsched.launcher.hang import ProgressWatch
 from hpcsched.slurm import runner
 from hpcsched.slurm.client import poll_delay
 from hpcsched.slurm.runner import SlurmCommandError
@@ -38,6 +39,7 @@ TAKEOVER_TIMEOUT = 900.0
 TAKEOVER_POLL_S, TAKEOVER_POLL_MAX_S = 1.0, 10.0  # squeue for the predecessor: 1 s doubling to 10 s
 STEP_WAIT_SECONDS = 120  # after the first task of a step ends, how long the others may take
 STOP_FILE_DELAY = 10.0  # the signal normally arrives within a second; the file is the fallback
+HUNG_KILL_DELAY = 30.0  # a hung step that SIGTERM did not end by then gets SIGKILL
 
 
 def say(log: IO[str], message: str) -> None:
@@ -79,12 +81,14 @@ def parse_line(line: str) -> dict[str, object]:
 class Driver:
     """``slurm`` (the command runner), ``start_step``, ``clock`` and ``sleep`` are Slurm and time
     as the driver sees them (default: :mod:`hpcsched.slurm.runner` and the real clock); tests
-    pass fakes and a clock they move."""
+    pass fakes and a clock they move. ``hang_timeout``: seconds without a progress line after
+    which an attempt of a runtime-library job is ended as hung and the job requeued (0: never)."""
 
     def __init__(self, job_id: int, job_dir: str, launcher: list[str], log_dir_fallback: IO[str], *,
                  slurm_job_id: str | None = None, slurm: runner.Runner | None = None,
                  start_step: Callable[..., subprocess.Popen[bytes]] | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 hang_timeout: float = 0.0) -> None:
         self.job_id = job_id
         self.job_dir = job_dir
         self.launcher = launcher
@@ -99,6 +103,8 @@ class Driver:
         self.terminate = threading.Event()
         self.attempt = 0
         self.stop_file_due: float | None = None
+        self.hang_timeout = hang_timeout
+        self.hung_since: float | None = None  # when this attempt was ended as hung
 
     # --- signals ----------------------------------------------------------------------------
 
@@ -166,7 +172,11 @@ class Driver:
     def wait_step(self, argv: list[str], env: dict[str, str], log: IO[str]) -> int:
         self.step = self.start_step(argv, stdout=log.fileno(), env=env)
         self.stop_file_due = None
+        watch = ProgressWatch(layout.progress_file(self.job_dir), self.attempt, self.hang_timeout, self.clock()) \
+            if self.hang_timeout > 0 else None
         while self.step.poll() is None:
+            if watch is not None and (self.hung_since is not None or watch.stalled(self.clock())):
+                self._end_hung_step(log)
             if self.stop_signal.is_set():
                 self._forward_stop(log)
             if self.stop_file_due is not None and self.clock() > self.stop_file_due:
@@ -176,6 +186,18 @@ class Driver:
             self.sleep(0.2)
         rc = self.step.returncode
         return rc if rc >= 0 else 128 - rc
+
+    def _end_hung_step(self, log: IO[str]) -> None:
+        """SIGTERM the step once (srun passes it to every launcher, which removes its container);
+        SIGKILL it if it is still there HUNG_KILL_DELAY seconds later."""
+        assert self.step is not None
+        if self.hung_since is None:
+            self.hung_since = self.clock()
+            say(log, f"no progress from the ranks of attempt {self.attempt} for {self.hang_timeout:g} s: "
+                     "ending it as hung; the job will be requeued")
+            self.step.send_signal(signal.SIGTERM)
+        elif self.clock() - self.hung_since > HUNG_KILL_DELAY:
+            self.step.kill()
 
     def end_attempt(self, rc: int, outcome: str) -> None:
         layout.write_json(layout.attempt_dir(self.job_dir, self.attempt) / "end.json",
@@ -203,10 +225,14 @@ class Driver:
     def run(self, first_reason: str) -> int:
         reason = first_reason
         while True:
+            self.hung_since = None
             rc = self.run_attempt(reason)
             if self.terminate.is_set():
                 self.end_attempt(rc, "cancelled")
                 return rc
+            if self.hung_since is not None:
+                self.end_attempt(rc, "hung")  # counted as a failure, limited by --max-failures
+                return self.requeue_self()
             if rc != layout.EXIT_CHECKPOINTED:
                 self.end_attempt(rc, "completed" if rc == 0 else "failed")
                 return rc
@@ -256,7 +282,7 @@ def first_reason(job_dir: str) -> str:
     end = layout.read_json(layout.attempt_dir(job_dir, previous[-1]) / "end.json")
     if end is None:
         return "requeue"  # the previous run died with its node or was preempted; the daemon asks sacct
-    return {"timeout": "timeout", "requeue": "resize"}.get(str(end.get("outcome")), "requeue")
+    return {"timeout": "timeout", "requeue": "resize", "hung": "node_failure"}.get(str(end.get("outcome")), "requeue")
 
 
 def main(argv: list[str]) -> int:
@@ -264,10 +290,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--job-id", type=int, required=True)
     p.add_argument("--job-dir", required=True)
     p.add_argument("--predecessor", default=None, help="Slurm id of the allocation this one replaces (grow)")
+    p.add_argument("--hang-timeout", type=float, default=0.0, help="seconds without progress before a hung attempt ends")
     p.add_argument("launcher", nargs=argparse.REMAINDER)
     a = p.parse_args(argv)
     launcher = a.launcher[1:] if a.launcher[:1] == ["--"] else a.launcher
-    driver = Driver(a.job_id, a.job_dir, launcher, sys.stdout)
+    driver = Driver(a.job_id, a.job_dir, launcher, sys.stdout, hang_timeout=a.hang_timeout)
     driver.install_handlers()
     if a.predecessor:
         if not driver.take_over(a.predecessor):

@@ -75,6 +75,7 @@ def plan_submission(
         nodes=nodes or (str(request.start_nodes) if request.start_nodes else str(request.nodes)),
         python=python,
         predecessor=predecessor,
+        hang_timeout=request.hang_timeout if request.elastic else 0,
         signal_lead=SIGNAL_LEAD_SECONDS,
         cpus_per_node=request.cpus_per_node,
         mem_mb=request.mem_mb,

@@ -21,6 +21,10 @@ MAX_SCRIPT_ARGS = 1000
 # image's own system files (or expose the node's kernel interfaces), so none may be a work directory.
 SYSTEM_DIRS = frozenset({"/", "/bin", "/boot", "/etc", "/lib", "/lib64", "/run", "/sbin", "/usr", "/var"})
 KERNEL_TREES = ("/proc", "/sys", "/dev")
+# Seconds without a progress line before the driver ends an elastic job's attempt as hung (C2). It
+# counts from rank 0's last line, written before the step's all-reduce, so with the runtime
+# library's collective timeout (also 600 s) the driver acts first and the job is requeued.
+DEFAULT_HANG_TIMEOUT, MAX_HANG_TIMEOUT = 600, 7 * 86400
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class JobRequest:
     env: tuple[tuple[str, str], ...] = ()
     sbatch_extra: tuple[str, ...] = ()
     max_failures: int = 3
+    hang_timeout: int = DEFAULT_HANG_TIMEOUT
 
     @property
     def elastic(self) -> bool:
@@ -54,7 +59,7 @@ class JobRequest:
         known = {
             "script", "workdir", "name", "nodes", "script_args", "gpus_per_node", "cpus_per_node",
             "procs_per_node", "mem", "time", "partition", "account", "qos", "image", "env", "sbatch",
-            "start_nodes", "max_failures",
+            "start_nodes", "max_failures", "hang_timeout",
         }
         unknown = set(raw) - known
         if unknown:
@@ -79,6 +84,7 @@ class JobRequest:
         if start is not None:
             start = fields.parse_count("--start-nodes", start, nodes.min, nodes.max)
         max_failures = fields.parse_count("--max-failures", raw.get("max_failures", 3), 0, 100)
+        hang_timeout = fields.parse_count("--hang-timeout", raw.get("hang_timeout", DEFAULT_HANG_TIMEOUT), 0, MAX_HANG_TIMEOUT)
         return cls(
             script=script,
             workdir=workdir,
@@ -86,6 +92,7 @@ class JobRequest:
             nodes=nodes,
             start_nodes=start,
             max_failures=max_failures,
+            hang_timeout=hang_timeout,
             script_args=_script_args(raw.get("script_args", ())),
             gpus_per_node=gpus,
             cpus_per_node=fields.parse_cpus_per_node(raw.get("cpus_per_node", 1) or 1),
@@ -110,6 +117,7 @@ class JobRequest:
             "nodes": str(self.nodes),
             "start_nodes": self.start_nodes,
             "max_failures": self.max_failures,
+            "hang_timeout": self.hang_timeout,
             "script_args": list(self.script_args),
             "gpus_per_node": self.gpus_per_node,
             "cpus_per_node": self.cpus_per_node,

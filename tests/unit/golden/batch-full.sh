@@ -20,5 +20,5 @@
 
 # The driver runs the attempts of this job in this allocation (hpcsched.launcher.driver): one
 # srun of the per-node launcher each, which starts the rootless container that runs torchrun.
-exec /opt/venv/bin/python -m hpcsched.launcher.driver --job-id 7 --job-dir /jobs/7 -- \
+exec /opt/venv/bin/python -m hpcsched.launcher.driver --job-id 7 --job-dir /jobs/7 --hang-timeout 600 -- \
     /opt/venv/bin/python -m hpcsched.launcher --job-id 7 --job-dir /jobs/7 --image registry.example.org/train:2 --workdir /work/proj --procs-per-node 4 --gpus-per-node 4 --env NCCL_DEBUG=INFO --env DATA=/data/imagenet -- /work/proj/train.py --epochs 90 '--data dir'
