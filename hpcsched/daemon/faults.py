@@ -2,7 +2,8 @@
 
 ``HPCSCHED_FAULT=before_sbatch`` makes the daemon SIGKILL itself after the job's intent is
 committed and before sbatch runs; ``after_sbatch`` after sbatch returned and before the Slurm id
-is recorded. Unset in normal use.
+is recorded; ``rebalance_after_resize`` in a rebalance pass, right after one resize was applied and
+before it is recorded or the pass's other decisions are (A7). Unset in normal use.
 """
 
 from __future__ import annotations

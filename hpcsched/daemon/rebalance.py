@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from hpcsched.allocator import HPCSCHED, admission, allocate
+from hpcsched.daemon.faults import fault_point
 from hpcsched.daemon.ingest import JobFiles
 from hpcsched.daemon.rebalance_plan import cluster_view, elastic_job, queue_wait_estimate, waiting, waiting_job
 from hpcsched.daemon.resize import Resizer, waiting_successor
@@ -109,6 +110,7 @@ class Rebalancer:
                 try:
                     self.resizer.resize(job, d.target_gpus)
                     entry["applied"] = True
+                    fault_point("rebalance_after_resize")  # A7: one resize applied, its record and the rest not
                 except HpcschedError as e:
                     entry["error"] = str(e)
             if not dry_run:
