@@ -56,3 +56,9 @@ def write_results(name: str, data: dict[str, Any], table: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     (RESULTS / f"{name}.md").write_text(table)
     print(table)
+
+
+def job_dir(root: Path, job_id: int) -> Path:
+    """A job's directory under the workspace: ``<store id>-<id>`` (``<id>`` for older stores)."""
+    found = sorted((root / "jobs").glob(f"*-{job_id}"))
+    return found[0] if found else root / "jobs" / str(job_id)

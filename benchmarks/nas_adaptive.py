@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import SITE, USER, as_user, workspace, write_results
+from common import SITE, USER, as_user, job_dir, workspace, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 PLOT = REPO / "docs" / "images" / "nas_adaptive.png"
@@ -67,7 +67,7 @@ def run_sweep(mode: str, round_: int, args: argparse.Namespace) -> dict[str, dic
         key = f"c{t['params']['channels']}-d{t['params']['depth']}"
         if t["state"] != "COMPLETED":
             raise SystemExit(f"{mode} trial {key} (job {t['job_id']}) ended {t['state']}")
-        out[key] = trial_result(root / "jobs" / str(t["job_id"]) / "progress.jsonl", args.target)
+        out[key] = trial_result(job_dir(root, int(t["job_id"])) / "progress.jsonl", args.target)
     print(f"round {round_} {mode}: " + ", ".join(f"{k} {v['time_to_target']}" for k, v in out.items()), file=sys.stderr)
     return out
 

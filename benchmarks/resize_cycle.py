@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import SITE, USER, as_user, summary, workspace, write_results
+from common import SITE, USER, as_user, job_dir, summary, workspace, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS = ["--", "--epochs", "2000", "--checkpoint-every", "50", "--step-delay", "0.02"]
@@ -38,7 +38,7 @@ def jsonl(path: Path) -> list[dict[str, Any]]:
 class Job:
     def __init__(self, root: Path, job_id: int) -> None:
         self.root, self.id = root, job_id
-        self.dir = root / "jobs" / str(job_id)
+        self.dir = job_dir(root, job_id)
 
     def hs(self, *args: str) -> str:
         return as_user([str(SITE / "bin" / "hpcsched"), *args], self.root).stdout
