@@ -90,6 +90,7 @@ class ElasticJob:
     restart: RestartCost = RestartCost()
     account: str = ""
     whole_nodes: bool = False
+    user: str = ""  # the Slurm user (site mode); "" when unknown or one user's own jobs
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_gpus <= self.max_gpus:

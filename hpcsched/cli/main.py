@@ -27,6 +27,7 @@ COMMANDS = {
     "model": "hpcsched.cli.model:model",
     "sweep": "hpcsched.cli.sweep:sweep",
     "daemon": "hpcsched.cli.daemon:daemon",
+    "site": "hpcsched.cli.site:site",
 }
 
 

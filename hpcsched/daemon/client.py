@@ -22,18 +22,25 @@ _KINDS: dict[str, type[Exception]] = {
 
 
 def call(settings: Settings, op: str, args: dict[str, Any] | None = None, timeout: float = 120.0) -> Any:
-    """Send one request; return its result or raise the matching error."""
+    """Send one request to the personal daemon; return its result or raise the matching error."""
+    return send(settings.socket_path, op, args, timeout,
+                f"(check the state directory {settings.state_dir}, HPCSCHED_STATE_DIR)")
+
+
+def send(path: str, op: str, args: dict[str, Any] | None = None, timeout: float = 120.0, hint: str = "",
+         who: str = "daemon") -> Any:
+    """Send one request to the socket at ``path`` (the personal daemon's, or the site
+    coordinator's: ``who``); return its result or raise the matching error."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        sock.connect(settings.socket_path)
+        sock.connect(path)
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
-        raise DaemonNotRunning(f"no hpcsched daemon answers on {settings.socket_path}") from None
+        raise DaemonNotRunning(f"no hpcsched {who} answers on {path}") from None
     except OSError as e:
         sock.close()
-        raise DaemonError(f"cannot reach the daemon's socket {settings.socket_path}: {e.strerror or e} "
-                          f"(check the state directory {settings.state_dir}, HPCSCHED_STATE_DIR)") from None
+        raise DaemonError(f"cannot reach the {who}'s socket {path}: {e.strerror or e} {hint}".rstrip()) from None
     try:
         sock.sendall(protocol.encode({"op": op, "args": args or {}}))
         data = b""
@@ -43,17 +50,17 @@ def call(settings: Settings, op: str, args: dict[str, Any] | None = None, timeou
                 break
             data += chunk
     except TimeoutError:
-        raise DaemonError(f"the daemon did not answer within {timeout:.0f} s") from None
+        raise DaemonError(f"the {who} did not answer within {timeout:.0f} s") from None
     except OSError as e:
-        raise DaemonError(_cut_off(op, f"the connection to the daemon broke ({e.strerror or e})")) from None
+        raise DaemonError(_cut_off(op, f"the connection to the {who} broke ({e.strerror or e})")) from None
     finally:
         sock.close()
     if not data:
-        raise DaemonError(_cut_off(op, "the daemon closed the connection without answering"))
+        raise DaemonError(_cut_off(op, f"the {who} closed the connection without answering"))
     try:
         response = protocol.decode_response(data)
     except protocol.ProtocolError as e:
-        raise DaemonError(_cut_off(op, f"the daemon's answer was cut off or garbled ({e})")) from None
+        raise DaemonError(_cut_off(op, f"the {who}'s answer was cut off or garbled ({e})")) from None
     if response["ok"]:
         return response.get("result")
     kind = str(response.get("kind", "error"))

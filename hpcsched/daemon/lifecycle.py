@@ -18,6 +18,7 @@ from hpcsched.daemon.service import JobService
 from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
 from hpcsched.errors import HpcschedError
+from hpcsched.site.agent import SiteAgent
 from hpcsched.slurm.backend import choose_backend
 from hpcsched.slurm.client import SlurmClient
 
@@ -58,7 +59,13 @@ def run_daemon(settings: Settings) -> None:
     submitter = Submitter(store, client, settings)
     monitor = Monitor(store, client, submitter, settings.poll_interval)
     service = JobService(store, client, submitter, monitor, stop, backend=backend, state_dir=settings.state_dir)
-    if settings.admission:
+    coordinator = str(getattr(settings, "coordinator_socket", "") or os.environ.get("HPCSCHED_COORDINATOR_SOCKET", ""))
+    if coordinator:  # site mode: the coordinator decides sizes; this daemon is the user's agent
+        agent = SiteAgent(coordinator, store, monitor.files, service.resizer, client)
+        monitor.queue_source, monitor.after_cycle = agent.queue, agent.sync
+        submitter.site_decisions = agent.site_decisions
+        service.site = agent
+    elif settings.admission:
         monitor.on_waiting = service.admission_pass
     owner = os.getuid()
     server = Server(bind_socket(settings.socket_path), service, allowed=lambda uid: uid == owner)
@@ -78,11 +85,7 @@ def run_daemon(settings: Settings) -> None:
         stop.set()
         monitor.wakeup.set()
         poller.join(timeout=10)
-        server.sock.close()
-        try:
-            os.unlink(settings.socket_path)
-        except FileNotFoundError:
-            pass
+        server.close(settings.socket_path)
         store.close()
         log.info("daemon stopped")
         lock.close()

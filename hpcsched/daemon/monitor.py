@@ -36,7 +36,7 @@ from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
 from hpcsched.jobs.model import Job, JobState
 from hpcsched.slurm.client import SlurmClient, poll_delay
-from hpcsched.slurm.parse import SlurmParseError
+from hpcsched.slurm.parse import SlurmJobRecord, SlurmParseError
 from hpcsched.slurm.runner import SlurmCommandError
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,9 @@ class Monitor:
         # Set by the service: the admission pass, run once for each newly waiting attempt.
         self.on_waiting: Callable[[], None] | None = None
         self.admission_seen: set[tuple[int, int]] = set()
+        # Site mode: job states from the coordinator's poll, and the agent's report after each cycle.
+        self.queue_source: Callable[[], list[SlurmJobRecord]] | None = None
+        self.after_cycle: Callable[[], None] | None = None
         self._seen: frozenset[tuple[int, str, int, bool]] = frozenset()
         self.due = 0.0  # when Slurm is asked next
         self._sacct_error: SlurmCommandError | SlurmParseError | None = None
@@ -148,6 +151,9 @@ class Monitor:
             resend_pending_requests(self.store, self.client)
             self.recovered = True
         self._ingest()
+        if self.after_cycle is not None:
+            with self._isolated(0):
+                self.after_cycle()
         seen, _ = activity(self.store.open_jobs())
         changed, self._seen = seen != self._seen, seen
         if not changed and self.clock() < self.due:
@@ -204,7 +210,7 @@ class Monitor:
         attempts = reconcile.tracked_attempts(jobs)
         if not attempts:
             return 0
-        queue = {r.job_id: r for r in self.client.queue()}
+        queue = {r.job_id: r for r in (self.queue_source or self.client.queue)()}
         by_id = {j.id: j for j in jobs}
         for a in attempts:
             record = queue.get(a.slurm_job_id or -1)

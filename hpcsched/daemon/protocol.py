@@ -9,6 +9,7 @@ from the request: it comes from the kernel (SO_PEERCRED).
 from __future__ import annotations
 
 import json
+from collections.abc import Set
 from typing import Any
 
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -23,7 +24,7 @@ def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
-def decode_request(data: bytes) -> tuple[str, dict[str, Any]]:
+def decode_request(data: bytes, ops: Set[str] = OPS) -> tuple[str, dict[str, Any]]:
     if len(data) > MAX_REQUEST_BYTES:
         raise ProtocolError(f"request larger than {MAX_REQUEST_BYTES} bytes")
     try:
@@ -35,7 +36,7 @@ def decode_request(data: bytes) -> tuple[str, dict[str, Any]]:
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
         raise ProtocolError("request must be an object with a string 'op'")
     op = message["op"]
-    if op not in OPS:
+    if op not in ops:
         raise ProtocolError(f"unknown operation {op!r}")
     args = message.get("args", {})
     if not isinstance(args, dict):

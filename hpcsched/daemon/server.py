@@ -14,12 +14,12 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Set
+from typing import Any, Protocol
 
 from hpcsched.daemon import protocol, statedir
 from hpcsched.daemon.rebalance import RebalanceBusy
-from hpcsched.daemon.service import Caller, JobService
+from hpcsched.daemon.service import Caller
 from hpcsched.errors import AccessDenied, HpcschedError, JobNotFound, ValidationError
 from hpcsched.slurm.runner import SlurmCommandError
 
@@ -35,6 +35,10 @@ ERROR_KINDS: list[tuple[type[BaseException], str]] = [
     (SlurmCommandError, "slurm"),
     (HpcschedError, "error"),
 ]
+
+
+class Handler(Protocol):
+    def handle(self, op: str, args: dict[str, Any], caller: Caller) -> Any: ...
 
 
 def peer_uid(conn: socket.socket) -> int:
@@ -59,14 +63,24 @@ def bind_socket(path: str) -> socket.socket:
 
 
 class Server:
-    def __init__(self, sock: socket.socket, service: JobService, allowed: Callable[[int], bool],
-                 is_operator: Callable[[int], bool] = lambda uid: False, read_timeout: float = READ_TIMEOUT) -> None:
+    def __init__(self, sock: socket.socket, service: Handler, allowed: Callable[[int], bool],
+                 is_operator: Callable[[int], bool] = lambda uid: False, read_timeout: float = READ_TIMEOUT,
+                 ops: Set[str] = protocol.OPS) -> None:
         self.sock = sock
+        self.ops = ops
         self.service = service
         self.allowed = allowed
         self.is_operator = is_operator
         self.read_timeout = read_timeout
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def close(self, path: str) -> None:
+        """Stop listening and remove the socket file."""
+        self.sock.close()
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
     def serve(self, stop: threading.Event) -> None:
         self.sock.settimeout(0.5)
@@ -94,7 +108,7 @@ class Server:
                     log.warning("refused connection from uid %s", uid)
                     self._reply(conn, {"ok": False, "kind": "denied", "error": f"uid {uid} may not use this daemon"})
                     return
-                op, args = protocol.decode_request(data)
+                op, args = protocol.decode_request(data, self.ops)
             except protocol.ProtocolError as e:
                 log.warning("bad request from uid %s: %s", uid, e)
                 self._reply(conn, {"ok": False, "kind": "protocol", "error": str(e)})

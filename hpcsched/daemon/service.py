@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcsched import __version__
 from hpcsched.config import MAX_REBALANCE_WAIT_S
@@ -27,6 +27,9 @@ from hpcsched.planning import fields, preflight
 from hpcsched.planning.request import JobRequest
 from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.partitions import JobShape, check_fits
+
+if TYPE_CHECKING:
+    from hpcsched.site.agent import SiteAgent
 
 log = logging.getLogger(__name__)
 MAX_ID = 999_999_999  # a job id or a job count the socket accepts (SQLite's integers end at 2**63)
@@ -52,6 +55,7 @@ class JobService:
         self.backend = backend
         self.resizer = Resizer(store, client, submitter, clock)
         self.rebalancer = Rebalancer(store, client, self.resizer, monitor.files, state_dir, clock)
+        self.site: SiteAgent | None = None  # site mode: the link to the coordinator
 
     def handle(self, op: str, args: dict[str, Any], caller: Caller) -> Any:
         handler = getattr(self, f"op_{op}")
@@ -60,7 +64,8 @@ class JobService:
     def op_ping(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         return {"pid": os.getpid(), "version": __version__, "store_id": self.store.store_id,
                 "open_jobs": len(self.store.open_jobs()), "slurm_backend": self.backend,
-                "monitor": self.monitor.health.report(self.clock(), self.monitor.interval)}
+                "monitor": self.monitor.health.report(self.clock(), self.monitor.interval),
+                "site": self.site.health() if self.site is not None else None}
 
     def op_run(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         raw = args.get("request")
@@ -124,6 +129,8 @@ class JobService:
         wait = args.get("wait_s", 0.0)
         if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_REBALANCE_WAIT_S:
             raise ValidationError("--wait", f"{wait!r} is not a number of seconds from 0 to {MAX_REBALANCE_WAIT_S:.0f}")
+        if self.site is not None:
+            return self.site.plan(bool(args.get("dry_run")))
         return self.rebalancer.run(dry_run=bool(args.get("dry_run")), wait_s=float(wait))
 
     def admission_pass(self) -> None:

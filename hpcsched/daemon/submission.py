@@ -57,6 +57,8 @@ class Submitter:
         self._recovered = False
         # (job, attempt) whose sbatch may have reached Slurm: looked up by tag before anything else.
         self._unknown: set[tuple[int, int]] = set()
+        # Site mode: the coordinator's decisions directory, passed to every elastic job's driver.
+        self.site_decisions: Callable[[], str | None] = lambda: None
 
     def accept(self, request: JobRequest, uid: int, user: str) -> int:
         """Commit the job (intent) and return its id; nothing is submitted yet."""
@@ -73,12 +75,13 @@ class Submitter:
         assert cur is not None
         if cur.number == 1:
             return plan_submission(request, job_id=job.id, store_id=self.store.store_id, job_dir=job.job_dir,
-                                   python=self.settings.launcher_python, nonce=job.nonce)
+                                   python=self.settings.launcher_python, nonce=job.nonce,
+                                   site_decisions=self.site_decisions())
         previous = job.attempts[-2]
         return plan_submission(
             request, job_id=job.id, store_id=self.store.store_id, job_dir=job.job_dir,
             python=self.settings.launcher_python, nodes=str(cur.nodes), predecessor=previous.slurm_job_id,
-            attempt=cur.number, nonce=job.nonce,
+            attempt=cur.number, nonce=job.nonce, site_decisions=self.site_decisions(),
         )
 
     def submit(self, job_id: int) -> Job:

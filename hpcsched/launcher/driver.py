@@ -31,6 +31,7 @@ from typing import IO
 from hpcsched.jobs import layout
 from hpcsched.launcher import rendezvous
 from hpcsched.launcher.hang import ProgressWatch
+from hpcsched.launcher.site_decision import read_decision
 from hpcsched.slurm import runner
 from hpcsched.slurm.client import poll_delay
 from hpcsched.slurm.runner import SlurmCommandError
@@ -88,7 +89,7 @@ class Driver:
                  slurm_job_id: str | None = None, slurm: runner.Runner | None = None,
                  start_step: Callable[..., subprocess.Popen[bytes]] | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 hang_timeout: float = 0.0) -> None:
+                 hang_timeout: float = 0.0, site_decisions: str | None = None) -> None:
         self.job_id = job_id
         self.job_dir = job_dir
         self.launcher = launcher
@@ -105,6 +106,9 @@ class Driver:
         self.stop_file_due: float | None = None
         self.hang_timeout = hang_timeout
         self.hung_since: float | None = None  # when this attempt was ended as hung
+        self.site_decisions = site_decisions  # a site coordinator's decisions directory (site mode)
+        self.attempt_started = 0.0
+        self.nodes = 0  # the allocation's node count at the start of this attempt
 
     # --- signals ----------------------------------------------------------------------------
 
@@ -137,11 +141,12 @@ class Driver:
         self.attempt = layout.allocate_attempt(self.job_dir)
         layout.stop_request(self.job_dir).unlink(missing_ok=True)
         nodes, count = allocation_nodes(self.slurm_job_id, self.slurm)
+        self.attempt_started, self.nodes = time.time(), count
         env = dict(os.environ, SLURM_JOB_NODELIST=nodes, SLURM_NODELIST=nodes, SLURM_NNODES=str(count),
                    SLURM_JOB_NUM_NODES=str(count), HPCSCHED_ATTEMPT=str(self.attempt), HPCSCHED_JOB_DIR=self.job_dir)
         layout.write_json(layout.attempt_dir(self.job_dir, self.attempt) / "info.json", {
             "attempt": self.attempt, "reason": reason, "slurm_job_id": int(self.slurm_job_id),
-            "nodes": count, "node_list": nodes, "start_time": time.time(),
+            "nodes": count, "node_list": nodes, "start_time": self.attempt_started,
         })
         # Not --kill-on-bad-exit: a rank that stopped at a checkpoint exits 75 first, and the others
         # must finish their own clean exit; --wait still ends a step whose other nodes hang.
@@ -210,7 +215,8 @@ class Driver:
         request = layout.read_json(layout.resize_request(self.job_dir))
         layout.resize_request(self.job_dir).unlink(missing_ok=True)
         if request is None:
-            return "timeout", None
+            decided = read_decision(self.site_decisions, self.slurm_job_id, self.attempt_started)
+            return ("resize", decided) if decided is not None else ("timeout", None)
         if request.get("mode") == "handover":  # the grown successor waits for these very nodes
             return "superseded", None
         if request.get("mode") == "shrink":
@@ -241,7 +247,8 @@ class Driver:
             if outcome == "superseded":
                 return 0
             if outcome == "resize" and shrink_to is not None:
-                self.slurm(["scontrol", "update", f"JobId={self.slurm_job_id}", f"NumNodes={shrink_to}"])
+                if shrink_to < self.nodes:  # a decision no longer smaller than the allocation: go on as is
+                    self.slurm(["scontrol", "update", f"JobId={self.slurm_job_id}", f"NumNodes={shrink_to}"])
                 reason = "resize"
                 continue
             return self.requeue_self()
@@ -291,10 +298,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--job-dir", required=True)
     p.add_argument("--predecessor", default=None, help="Slurm id of the allocation this one replaces (grow)")
     p.add_argument("--hang-timeout", type=float, default=0.0, help="seconds without progress before a hung attempt ends")
+    p.add_argument("--site-decisions", default=None, help="a site coordinator's decisions directory (site mode)")
     p.add_argument("launcher", nargs=argparse.REMAINDER)
     a = p.parse_args(argv)
     launcher = a.launcher[1:] if a.launcher[:1] == ["--"] else a.launcher
-    driver = Driver(a.job_id, a.job_dir, launcher, sys.stdout, hang_timeout=a.hang_timeout)
+    driver = Driver(a.job_id, a.job_dir, launcher, sys.stdout, hang_timeout=a.hang_timeout,
+                    site_decisions=a.site_decisions)
     driver.install_handlers()
     if a.predecessor:
         if not driver.take_over(a.predecessor):

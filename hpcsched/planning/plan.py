@@ -59,10 +59,12 @@ def launcher_argv(request: JobRequest, job_id: int, job_dir: str, python: str,
 def plan_submission(
     request: JobRequest, *, job_id: int, store_id: str, job_dir: str, python: str,
     nodes: str | None = None, predecessor: int | None = None, attempt: int = 1, nonce: str = "",
+    site_decisions: str | None = None,
 ) -> SubmissionPlan:
     """The batch script and sbatch argv. ``nodes`` overrides the request's node count (a resize);
     ``predecessor`` makes the allocation take over from a running one (grow); ``nonce`` is the
-    submission's (none for a job recorded by an earlier version)."""
+    submission's (none for a job recorded by an earlier version); ``site_decisions`` is the site
+    coordinator's decisions directory, where the driver looks for a shrink (site mode, elastic jobs)."""
     tag = job_tag(store_id, job_id, attempt)
     identity = (store_id, nonce) if nonce else None
     script_path = f"{job_dir}/batch.sh" if attempt == 1 else f"{job_dir}/batch-{attempt}.sh"
@@ -76,6 +78,7 @@ def plan_submission(
         python=python,
         predecessor=predecessor,
         hang_timeout=request.hang_timeout if request.elastic else 0,
+        site_decisions=site_decisions if request.elastic else None,
         signal_lead=SIGNAL_LEAD_SECONDS,
         cpus_per_node=request.cpus_per_node,
         mem_mb=request.mem_mb,

@@ -78,6 +78,10 @@ class SlurmClient:
         """Every node's compact state (``sinfo -N``), a node in several partitions once."""
         return parse.parse_node_states(self.runner(["sinfo", "-h", "-N", "-o", "%N %t"]).stdout)
 
+    def node_partitions(self) -> list[tuple[str, str, str]]:
+        """(node, partition, compact state) for every node of every partition (one ``sinfo``)."""
+        return parse.parse_node_partitions(self.runner(["sinfo", "-h", "-N", "-o", "%N %P %t"]).stdout)
+
     def pending_jobs(self) -> int:
         """Jobs of all users waiting in the queue (for the expected queue wait of a grow)."""
         return len(self.runner(["squeue", "-h", "-t", "PD", "-o", "%i"]).stdout.split())

@@ -40,6 +40,9 @@ class SlurmJobRecord:
     exit_code: int | None
     restart_count: int
     user: str = ""
+    uid: int | None = None  # squeue only: the owner's uid (site mode checks who may report a job)
+    partition: str = ""
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,9 @@ def _squeue_job(schema: Schema, j: dict[str, Any]) -> SlurmJobRecord:
         exit_code=_squeue_exit(schema, j.get("exit_code")) if state.is_final else None,
         restart_count=int(schema.number(j.get("restart_cnt")) or 0),
         user=str(j.get("user_name") or ""),
+        uid=schema.number(j.get("user_id")),
+        partition=str(j.get("partition") or ""),
+        priority=int(schema.number(j.get("priority")) or 0),
     )
 
 
@@ -267,6 +273,17 @@ def parse_node_states(text: str) -> dict[str, str]:
         if len(parts) == 2:
             states[parts[0]] = parts[1]
     return states
+
+
+def parse_node_partitions(text: str) -> list[tuple[str, str, str]]:
+    """``sinfo -h -N -o "%N %P %t"``: (node, partition, compact state), a node once per partition
+    it is in; the default partition's ``*`` is dropped."""
+    rows = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            rows.append((parts[0], parts[1].rstrip("*"), parts[2]))
+    return rows
 
 
 def parse_idle_nodes(text: str) -> int:

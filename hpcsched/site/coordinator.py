@@ -1,0 +1,196 @@
+"""The coordinator's pass: poll Slurm once for everybody, decide, execute, audit.
+
+One ``squeue --json`` of all users and one ``sinfo`` per pass, whatever the number of users or
+jobs; agents get their users' job states from this poll (:mod:`.service`, ``queue``).
+
+Who executes a decision (docs/site.md):
+
+- **shrink**: the job's own batch driver, which runs as the user inside the allocation. The
+  coordinator writes the decision to ``<decisions dir>/<Slurm job id>.json`` (a directory on the
+  shared file system that only the service account may write) and signals the batch step with
+  its Operator right (``scancel --signal=USR1 --batch``). The ranks checkpoint, the driver reads
+  the decision, releases nodes with ``scontrol update NumNodes`` and goes on, in place. No user
+  daemon is needed: a decision takes effect while the user's login node is down.
+- **grow**: the user's agent (make-before-break needs a new allocation submitted as the user). The
+  coordinator offers it in its answer to the agent's next report; an agent that is down grows
+  nothing, which harms nobody.
+
+Every action is written to the audit log before (``decided``) and after (``done``, ``failed``,
+``expired``). A resize under way is kept in the state file, so a coordinator killed mid-pass
+neither forgets nor repeats it; a job with one under way is not resized again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpcsched.allocator import HPCSCHED, AllocatorPolicy
+from hpcsched.daemon import statedir
+from hpcsched.jobs.model import JobState
+from hpcsched.slurm.client import SlurmClient
+from hpcsched.slurm.parse import SlurmJobRecord
+from hpcsched.slurm.runner import SlurmCommandError
+
+from . import state as site_state
+from .audit import AuditLog
+from .citizen import Partition, partitions
+from .decide import Reported, SitePlan, SizeDecision, decide
+
+log = logging.getLogger(__name__)
+SHRINK_TIMEOUT_S = 600.0  # checkpoint + stop + restart in place; after this the decision is dropped
+GROW_TIMEOUT_S = 1800.0  # the successor may wait in the queue
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    time: float
+    queue: tuple[SlurmJobRecord, ...]
+    partitions: dict[str, Partition]
+
+    def record(self, slurm_job_id: int) -> SlurmJobRecord | None:
+        return next((r for r in self.queue if r.job_id == slurm_job_id), None)
+
+
+@dataclass
+class Health:
+    started: float
+    passes: int = 0
+    failures: int = 0
+    last_pass: float | None = None
+    last_error: str = ""
+
+
+@dataclass
+class Coordinator:
+    client: SlurmClient
+    audit: AuditLog
+    state_path: str
+    decisions_dir: str
+    clock: Callable[[], float] = time.time
+    policy: AllocatorPolicy = HPCSCHED
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    snapshot: Snapshot | None = None
+    last_plan: SitePlan | None = None
+    offers: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # uid -> grows for its agent
+    fresh_s: float = 5.0  # a dry run within this long of the last poll reuses it (users cannot drive Slurm's load)
+
+    def __post_init__(self) -> None:
+        self.state = site_state.load(self.state_path)
+        self.health = Health(started=self.clock())
+
+    # --- one pass ---------------------------------------------------------------------------
+
+    def poll(self) -> Snapshot:
+        snap = Snapshot(self.clock(), tuple(self.client.queue()), partitions(self.client.node_partitions()))
+        self.snapshot = snap
+        return snap
+
+    def run_pass(self, dry_run: bool = False) -> SitePlan:
+        """Poll, decide and (unless ``dry_run``) execute. Raises what Slurm raised; nothing is
+        executed from a failed poll."""
+        recent = self.snapshot is not None and self.clock() - self.snapshot.time < self.fresh_s
+        snap = self.snapshot if dry_run and recent and self.snapshot is not None else self.poll()
+        with self.lock:
+            if not dry_run:
+                self._follow_up(snap)
+            plan = decide(snap.partitions, snap.queue, self.live_reports(snap), frozenset(self.state.in_flight),
+                          self.policy)
+            if not dry_run:
+                self.last_plan = plan
+                for d in plan.decisions:
+                    if d.executes:
+                        self._execute(d, snap)
+                site_state.save(self.state_path, self.state)
+        return plan
+
+    def live_reports(self, snap: Snapshot) -> dict[int, Reported]:
+        ids = {r.job_id for r in snap.queue if not r.state.is_final}
+        return {sid: rep for sid, rep in self.state.reports.items() if sid in ids}
+
+    def _follow_up(self, snap: Snapshot) -> None:
+        """Close resizes carried out, ended or overdue, and forget reports of ended jobs."""
+        now = snap.time
+        for sid, f in list(self.state.in_flight.items()):
+            record = snap.record(sid)
+            outcome = None
+            if record is None or record.state.is_final:
+                outcome = "done" if f.action == "grow" else "ended"
+            elif f.action == "shrink" and record.state is JobState.RUNNING and record.node_count <= f.target:
+                outcome = "done"
+            elif now - f.since > (SHRINK_TIMEOUT_S if f.action == "shrink" else GROW_TIMEOUT_S):
+                outcome = "expired"
+            if outcome is not None:
+                del self.state.in_flight[sid]
+                self._remove_decision(sid)
+                self.audit.write({"time": now, "event": outcome, "decision": f.decision_id, "slurm_job_id": sid,
+                                  "action": f.action, "target": f.target,
+                                  "nodes_now": record.node_count if record is not None else None})
+        live = {r.job_id for r in snap.queue if not r.state.is_final}
+        for sid in [s for s in self.state.reports if s not in live and s not in self.state.in_flight]:
+            if snap.time - self.state.reports[sid].received > 300:  # not in the queue for a while: ended
+                del self.state.reports[sid]
+
+    def _execute(self, d: SizeDecision, snap: Snapshot) -> None:
+        decision_id = uuid.uuid4().hex[:12]
+        entry = {"time": snap.time, "event": "decided", "decision": decision_id, **d.as_dict()}
+        self.audit.write(entry)
+        self.state.in_flight[d.slurm_job_id] = site_state.InFlight(d.slurm_job_id, d.action, d.current, d.target,
+                                                                   snap.time, decision_id)
+        if d.action == "grow":
+            self.offers.setdefault(d.uid, []).append({"slurm_job_id": d.slurm_job_id, "nodes": d.target,
+                                                      "decision": decision_id, "reason": d.reason})
+            return
+        try:
+            self._write_decision(d, decision_id, snap.time)
+            self.client.signal_batch(d.slurm_job_id, "USR1")
+        except (OSError, SlurmCommandError) as e:
+            del self.state.in_flight[d.slurm_job_id]
+            self._remove_decision(d.slurm_job_id)
+            self.audit.write({"time": self.clock(), "event": "failed", "decision": decision_id,
+                              "slurm_job_id": d.slurm_job_id, "error": str(e)})
+            log.warning("shrink of Slurm job %s not carried out: %s", d.slurm_job_id, e)
+
+    # --- what the jobs' drivers read --------------------------------------------------------
+
+    def decision_path(self, slurm_job_id: int) -> str:
+        return os.path.join(self.decisions_dir, f"{int(slurm_job_id)}.json")
+
+    def _write_decision(self, d: SizeDecision, decision_id: str, now: float) -> None:
+        path = self.decision_path(d.slurm_job_id)
+        tmp = f"{path}.tmp"
+        statedir.refuse_link(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"slurm_job_id": d.slurm_job_id, "mode": d.action, "nodes": d.target, "time": now,
+                       "decision": decision_id}, f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+
+    def _remove_decision(self, slurm_job_id: int) -> None:
+        try:
+            os.unlink(self.decision_path(slurm_job_id))
+        except FileNotFoundError:
+            pass
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def loop(self, stop: threading.Event, interval: float) -> None:
+        while not stop.is_set():
+            try:
+                self.run_pass()
+                self.health.passes += 1
+                self.health.failures = 0
+                self.health.last_pass = self.clock()
+            except Exception as e:  # the loop outlives Slurm outages and bugs; each failure is logged
+                self.health.failures += 1
+                self.health.last_error = f"{type(e).__name__}: {e}"
+                log.exception("coordinator pass failed (%d in a row)", self.health.failures)
+            stop.wait(interval if not self.health.failures else min(60.0, interval * 2 ** self.health.failures))

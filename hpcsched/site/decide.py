@@ -1,0 +1,139 @@
+"""One decision pass of the coordinator (pure): Slurm's view of the cluster and the agents'
+reports in, a size decision for every reported elastic job out.
+
+Per partition, the good-citizen rules (:mod:`.citizen`) say how many nodes the elastic jobs may
+hold; the allocator (:func:`hpcsched.allocator.allocate`, with fairness between users: each
+job's ``user``) shares that capacity out among the partition's elastic jobs, running and
+waiting. A running job's current size is Slurm's (``squeue``), never the report's, since its
+agent may be down. Grows are dropped while someone waits for nodes in the partition; a job with a
+resize still under way (``busy``) keeps its size and its nodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hpcsched.allocator import HPCSCHED, AllocatorPolicy, Cluster, ElasticJob, allocate
+from hpcsched.jobs.model import JobState
+from hpcsched.slurm.parse import SlurmJobRecord
+
+from .citizen import Partition, Room, room
+
+
+@dataclass(frozen=True)
+class Reported:
+    """What an agent last said about one elastic job, checked (:mod:`.service`)."""
+
+    slurm_job_id: int
+    uid: int
+    user: str
+    job_id: int  # the agent's own job number, for the user's eyes
+    name: str
+    view: ElasticJob
+    related: tuple[int, ...] = ()  # other live Slurm jobs of the same job (a grown successor)
+    received: float = 0.0
+
+
+@dataclass(frozen=True)
+class SizeDecision:
+    slurm_job_id: int
+    uid: int
+    user: str
+    partition: str
+    action: str  # shrink | grow | keep | start | wait | busy
+    current: int
+    target: int
+    reason: str
+    gain_s: float = 0.0
+    cost_s: float = 0.0
+
+    @property
+    def executes(self) -> bool:
+        return self.action in ("shrink", "grow")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    decisions: tuple[SizeDecision, ...]
+    rooms: tuple[Room, ...]
+
+
+def decide(partitions: Mapping[str, Partition], queue: Sequence[SlurmJobRecord], reports: Mapping[int, Reported],
+           busy: frozenset[int] = frozenset(), policy: AllocatorPolicy = HPCSCHED) -> SitePlan:
+    """Every partition that holds a reported job, decided on its own (module docstring)."""
+    records = {r.job_id: r for r in queue}
+    live = {sid: rep for sid, rep in reports.items()
+            if sid in records and records[sid].state in (JobState.RUNNING, JobState.PENDING)}
+    decisions: list[SizeDecision] = []
+    rooms: list[Room] = []
+    for name in sorted({records[sid].partition for sid in live}):
+        partition = partitions.get(name)
+        mine = {sid: rep for sid, rep in live.items() if records[sid].partition == name}
+        if partition is None:
+            decisions += [_fixed(rep, records[sid], name, "keep", "Slurm lists no nodes for its partition")
+                          for sid, rep in mine.items()]
+            continue
+        plan, rm = _partition(partition, queue, records, mine, busy, policy)
+        decisions += plan
+        rooms.append(rm)
+    return SitePlan(tuple(decisions), tuple(rooms))
+
+
+def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: Mapping[int, SlurmJobRecord],
+               mine: Mapping[int, Reported], busy: frozenset[int], policy: AllocatorPolicy) -> tuple[list[SizeDecision], Room]:
+    def current(sid: int) -> int:
+        return records[sid].node_count if records[sid].state is JobState.RUNNING else 0
+
+    elastic = {sid: (rep.view.min_gpus, current(sid)) for sid, rep in mine.items()}
+    elastic.update({other: (0, 0) for rep in mine.values() for other in rep.related})  # successors are ours too
+    rm = room(partition, queue, elastic)
+    pinned = {sid for sid in mine if sid in busy}
+    views = [_view(rep, sid, current(sid)) for sid, rep in mine.items() if sid not in pinned]
+    capacity = max(0, rm.capacity - sum(current(sid) for sid in pinned))
+    out = [_fixed(mine[sid], records[sid], partition.name, "busy", "a resize of this job is still under way")
+           for sid in sorted(pinned)]
+    if not views:
+        return out, rm
+    allocation = allocate(Cluster(num_nodes=capacity, gpus_per_node=1), views, policy)
+    for d in allocation.decisions:
+        sid = int(d.key)
+        rep = mine[sid]
+        action, target, reason = _action(d.current_gpus, d.target_gpus, rep.view.min_gpus, rm, d.reason)
+        out.append(SizeDecision(sid, rep.uid, rep.user, partition.name, action, d.current_gpus, target, reason,
+                                d.gain_s if action != "keep" else 0.0, d.cost_s if action != "keep" else 0.0))
+    return out, rm
+
+
+def _action(current: int, target: int, minimum: int, rm: Room, why: str) -> tuple[str, int, str]:
+    if current == 0:
+        return ("start", target, why) if target else ("wait", 0, why)
+    if target == 0:  # the allocator would stop it; a running job is never stopped, only shrunk
+        target = minimum
+    if target < current:
+        if rm.reserved and rm.served:
+            others = ", ".join(str(j) for j in rm.served)
+            why = f"makes room for Slurm job(s) {others} of other users waiting for {rm.reserved} node(s); {why}"
+        return "shrink", target, why
+    if target > current and not rm.may_grow:
+        return "keep", current, f"no grow: Slurm job {rm.blocked} waits for nodes in partition {rm.partition}"
+    if target > current:
+        return "grow", target, why
+    return "keep", current, why
+
+
+def _view(rep: Reported, sid: int, current: int) -> ElasticJob:
+    """The report's view at Slurm's size; a range that does not hold that size is widened to it."""
+    low = min(rep.view.min_gpus, current) if current else rep.view.min_gpus
+    return dataclasses.replace(rep.view, key=str(sid), current_gpus=current, user=rep.user,
+                               min_gpus=low, max_gpus=max(rep.view.max_gpus, current))
+
+
+def _fixed(rep: Reported, record: SlurmJobRecord, partition: str, action: str, why: str) -> SizeDecision:
+    size = record.node_count if record.state is JobState.RUNNING else 0
+    return SizeDecision(rep.slurm_job_id, rep.uid, rep.user, partition, action, size, size, why)

@@ -1,0 +1,200 @@
+"""The coordinator's pass over a fake Slurm: execution, audit, restart, and the socket's checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from site_helpers import record, view
+
+from hpcsched.daemon.service import Caller
+from hpcsched.errors import AccessDenied, ValidationError
+from hpcsched.jobs.model import JobState
+from hpcsched.launcher.site_decision import read_decision
+from hpcsched.site.audit import AuditLog
+from hpcsched.site.coordinator import Coordinator
+from hpcsched.site.service import SiteService
+from hpcsched.site.views import view_to_json
+from hpcsched.slurm.client import SlurmClient
+from hpcsched.slurm.parse import SlurmJobRecord
+from hpcsched.slurm.runner import SlurmCommandError
+
+A, B, OP = Caller(1001, "alice"), Caller(1002, "bob"), Caller(990, "staff", operator=True)
+R, P = JobState.RUNNING, JobState.PENDING
+
+
+@dataclass
+class FakeSlurm(SlurmClient):
+    jobs: list[SlurmJobRecord] = field(default_factory=list)
+    nodes: list[tuple[str, str, str]] = field(default_factory=list)
+    signals: list[int] = field(default_factory=list)
+    refuse_signal: bool = False
+
+    def queue(self) -> list[SlurmJobRecord]:
+        return list(self.jobs)
+
+    def node_partitions(self) -> list[tuple[str, str, str]]:
+        return list(self.nodes)
+
+    def signal_batch(self, slurm_job_id: int, signal: str = "USR1") -> None:
+        if self.refuse_signal:
+            raise SlurmCommandError(["scancel"], 1, "", "Access/permission denied")
+        self.signals.append(slurm_job_id)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def full_cluster() -> FakeSlurm:
+    """alice's elastic job on all four nodes; bob's plain job waits for two."""
+    return FakeSlurm(jobs=[record(7, 1001, R, 4, "n[1-4]"), record(8, 1002, P, 2, reason="Resources")],
+                     nodes=[(f"n{i}", "p", "alloc") for i in range(1, 5)])
+
+
+def make(tmp_path: Path, slurm: FakeSlurm, clock: Clock) -> tuple[Coordinator, SiteService]:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700, exist_ok=True)
+    decisions = tmp_path / "decisions"
+    decisions.mkdir(mode=0o755, exist_ok=True)
+    c = Coordinator(slurm, AuditLog(str(state / "audit.jsonl")), str(state / "state.json"), str(decisions), clock=clock)
+    return c, SiteService(c, 5.0, clock)
+
+
+def report(service: SiteService, caller: Caller, slurm_job_id: int, **extra: object) -> dict[str, object]:
+    item = {"slurm_job_id": slurm_job_id, "job_id": 1, "name": "train", "view": view_to_json(view()), **extra}
+    result: dict[str, object] = service.handle("report", {"jobs": [item]}, caller)
+    return result
+
+
+def decided(tmp_path: Path, slurm: FakeSlurm, clock: Clock) -> tuple[Coordinator, SiteService]:
+    """A coordinator that has seen alice's report of job 7 and run one pass."""
+    c, s = make(tmp_path, slurm, clock)
+    c.poll()
+    report(s, A, 7)
+    c.run_pass()
+    return c, s
+
+
+def test_a_shrink_is_written_for_the_driver_signalled_and_audited_before_and_after(tmp_path: Path) -> None:
+    slurm, clock = full_cluster(), Clock()
+    c, s = make(tmp_path, slurm, clock)
+    c.poll()
+    assert report(s, A, 7)["accepted"] == [7]
+    c.run_pass()
+    assert slurm.signals == [7]
+    started = clock.now - 60  # the attempt the decision stops began a minute ago
+    assert read_decision(c.decisions_dir, "7", started) == 2
+    assert read_decision(c.decisions_dir, "7", clock.now + 1) is None  # never shrinks a later attempt
+    (decided,) = c.audit.read()
+    assert decided["event"] == "decided" and decided["user"] == "alice" and "Slurm job(s) 8" in decided["reason"]
+    # The driver carried it out: Slurm shows the job on two nodes, bob's job runs.
+    slurm.jobs = [record(7, 1001, R, 2, "n[1-2]"), record(8, 1002, R, 2, "n[3-4]")]
+    clock.now += 30
+    c.run_pass()
+    assert [e["event"] for e in c.audit.read()] == ["decided", "done"]
+    assert not os.path.exists(c.decision_path(7)) and c.state.in_flight == {}
+    assert slurm.signals == [7], "no second resize"
+
+
+def test_no_second_resize_while_one_is_under_way_even_after_a_restart(tmp_path: Path) -> None:
+    slurm, clock = full_cluster(), Clock()
+    decided(tmp_path, slurm, clock)
+    # The coordinator is killed and started again; the driver has not finished the shrink yet.
+    again, _ = make(tmp_path, slurm, clock)
+    clock.now += 10
+    again.run_pass()
+    assert slurm.signals == [7]
+    assert 7 in again.state.in_flight and again.state.reports[7].user == "alice"
+
+
+def test_a_refused_signal_withdraws_the_decision(tmp_path: Path) -> None:
+    slurm, clock = full_cluster(), Clock()
+    slurm.refuse_signal = True
+    c, _ = decided(tmp_path, slurm, clock)
+    assert [e["event"] for e in c.audit.read()] == ["decided", "failed"]
+    assert c.state.in_flight == {} and not os.path.exists(c.decision_path(7))
+
+
+def test_a_shrink_not_carried_out_expires_and_may_be_decided_again(tmp_path: Path) -> None:
+    slurm, clock = full_cluster(), Clock()
+    c, _ = decided(tmp_path, slurm, clock)
+    clock.now += 601
+    c.run_pass()
+    assert [e["event"] for e in c.audit.read()] == ["decided", "expired", "decided"]
+    assert slurm.signals == [7, 7]
+
+
+def test_grows_go_to_the_owners_agent(tmp_path: Path) -> None:
+    idle = [(f"n{i}", "p", "idle") for i in (2, 3, 4)]
+    slurm = FakeSlurm(jobs=[record(7, 1001, R, 1, "n1")], nodes=[("n1", "p", "alloc"), *idle])
+    clock = Clock()
+    c, s = make(tmp_path, slurm, clock)
+    c.poll()
+    report(s, A, 7)
+    c.run_pass()
+    assert slurm.signals == []
+    assert report(s, B, 7)["actions"] == []  # bob's report is refused and gets nothing of alice's
+    (offer,) = report(s, A, 7)["actions"]  # type: ignore[misc]
+    assert offer["slurm_job_id"] == 7 and offer["nodes"] > 1
+
+
+def test_a_report_about_another_users_job_is_refused(tmp_path: Path) -> None:
+    c, s = make(tmp_path, full_cluster(), Clock())
+    c.poll()
+    answer = report(s, B, 7)
+    assert answer["accepted"] == [] and "another user" in str(answer["refused"])
+    assert 7 not in c.state.reports
+    hidden = report(s, A, 7, related=[8])  # naming bob's job as a successor of one's own
+    assert hidden["accepted"] == [] and "another user" in str(hidden["refused"])
+
+
+@pytest.mark.parametrize("bad", [
+    {"jobs": "all"},
+    {"jobs": [{"slurm_job_id": "7", "view": {}}]},
+    {"jobs": [{"slurm_job_id": 7, "view": {"params": {}}}]},
+    {"jobs": [{"slurm_job_id": 7, "job_id": 1, "name": "x", "view": view_to_json(view()) | {"min_nodes": 0}}]},
+    {"jobs": [{"slurm_job_id": 7, "job_id": 1, "name": "x", "view": view_to_json(view()) | {"remaining_work": float("nan")}}]},
+    {"jobs": [{"slurm_job_id": 7, "job_id": 1, "name": "x" * 1000, "view": view_to_json(view())}]},
+])
+def test_bad_reports_get_an_error_naming_the_field(tmp_path: Path, bad: dict[str, object]) -> None:
+    c, s = make(tmp_path, full_cluster(), Clock())
+    c.poll()
+    with pytest.raises(ValidationError):
+        s.handle("report", bad, A)
+    assert c.state.reports == {}
+
+
+def test_users_see_other_users_jobs_anonymised_and_only_operators_the_audit_log(tmp_path: Path) -> None:
+    _, s = decided(tmp_path, full_cluster(), Clock())
+    (row,) = s.handle("status", {}, B)["decisions"]
+    assert set(row) == {"user", "partition", "action", "current", "target"} and row["user"] == "user-1"
+    assert s.handle("status", {}, A)["decisions"][0]["user"] == "alice"
+    assert s.handle("status", {"all_users": True}, OP)["decisions"][0]["user"] == "alice"
+    with pytest.raises(AccessDenied):
+        s.handle("status", {"all_users": True}, B)
+    with pytest.raises(AccessDenied):
+        s.handle("audit", {}, A)
+    assert s.handle("audit", {}, OP)["entries"][0]["event"] == "decided"
+    mine = s.handle("queue", {}, B)["jobs"]
+    assert [j["job_id"] for j in mine] == [8]
+
+
+def test_a_planted_decision_is_ignored_by_the_driver(tmp_path: Path) -> None:
+    decisions = tmp_path / "decisions"
+    decisions.mkdir(mode=0o755)
+    (tmp_path / "elsewhere.json").write_text(json.dumps({"slurm_job_id": 7, "mode": "shrink", "nodes": 1, "time": 2e9}))
+    os.symlink(tmp_path / "elsewhere.json", decisions / "7.json")
+    assert read_decision(str(decisions), "7", 0.0) is None
+    (decisions / "8.json").write_text(json.dumps({"slurm_job_id": 9, "mode": "shrink", "nodes": 1, "time": 2e9}))
+    assert read_decision(str(decisions), "8", 0.0) is None  # another job's decision under this job's name
+    os.chmod(decisions, 0o777)
+    (decisions / "9.json").write_text(json.dumps({"slurm_job_id": 9, "mode": "shrink", "nodes": 1, "time": 2e9}))
+    assert read_decision(str(decisions), "9", 0.0) is None  # anybody could have written it

@@ -1,0 +1,91 @@
+"""Site mode's pure decisions: the good-citizen rules and the pass that sizes every user's jobs."""
+
+from __future__ import annotations
+
+from site_helpers import partition, record, reported
+
+from hpcsched.jobs.model import JobState
+from hpcsched.site.citizen import room
+from hpcsched.site.decide import decide
+
+R, P = JobState.RUNNING, JobState.PENDING
+
+
+def test_a_plain_job_waiting_for_nodes_that_elastic_jobs_hold_makes_them_shrink() -> None:
+    # A's two elastic jobs hold all four nodes; B's plain job waits for two.
+    queue = [record(1, 1001, R, 2, "n[1-2]"), record(2, 1001, R, 2, "n[3-4]"), record(3, 1002, P, 2, reason="Resources")]
+    nodes = partition({f"n{i}": "alloc" for i in range(1, 5)}, 4)
+    plan = decide({"p": nodes}, queue, {1: reported(1, 1001), 2: reported(2, 1001)})
+    sizes = {d.slurm_job_id: (d.action, d.target) for d in plan.decisions}
+    assert sizes == {1: ("shrink", 1), 2: ("shrink", 1)}
+    assert plan.rooms[0].served == (3,) and plan.rooms[0].capacity == 2
+    assert all("Slurm job(s) 3" in d.reason for d in plan.decisions)
+
+
+def test_no_shrink_for_a_job_that_shrinking_would_not_start_and_no_grow_while_it_waits() -> None:
+    # Another user's rigid job holds two nodes; the elastic job holds one above its minimum of 1, and
+    # one node is idle. The waiting job needs four: even shrinking everything leaves it waiting.
+    queue = [record(1, 1001, R, 2, "n[1-2]"), record(5, 1003, R, 2, "n[3-4]"), record(3, 1002, P, 4, reason="Resources")]
+    nodes = partition({"n1": "alloc", "n2": "alloc", "n3": "alloc", "n4": "alloc"}, 5)
+    plan = decide({"p": nodes}, queue, {1: reported(1, 1001)})
+    (d,) = plan.decisions
+    assert d.action == "keep" and d.target == 2
+    assert plan.rooms[0].blocked == 3 and not plan.rooms[0].may_grow
+    assert "waits for nodes" in d.reason
+
+
+def test_elastic_jobs_grow_into_idle_nodes_nobody_waits_for() -> None:
+    queue = [record(1, 1001, R, 1, "n1")]
+    plan = decide({"p": partition({"n1": "alloc"}, 4)}, queue, {1: reported(1, 1001)})
+    (d,) = plan.decisions
+    assert d.action == "grow" and d.target > 1
+
+
+def test_jobs_waiting_for_a_dependency_or_a_limit_reserve_nothing() -> None:
+    queue = [record(1, 1001, R, 4, "n[1-4]"), record(3, 1002, P, 2, reason="Dependency"),
+             record(4, 1002, P, 2, reason="QOSMaxNodePerUserLimit")]
+    rm = room(partition({f"n{i}": "alloc" for i in range(1, 5)}, 4), queue, {1: (1, 4)})
+    assert rm.reserved == 0 and rm.blocked is None and rm.capacity == 4
+
+
+def test_waiting_jobs_are_served_in_slurms_priority_order() -> None:
+    queue = [record(1, 1001, R, 4, "n[1-4]"), record(3, 1002, P, 3, reason="Priority", priority=10),
+             record(4, 1003, P, 2, reason="Resources", priority=50)]
+    rm = room(partition({f"n{i}": "alloc" for i in range(1, 5)}, 4), queue, {1: (1, 4)})
+    assert rm.served == (4,) and rm.blocked == 3  # 2 nodes for job 4 first; then 3 more do not fit
+    assert rm.capacity == 2
+
+
+def test_a_user_with_four_jobs_gets_about_the_share_of_a_user_with_one() -> None:
+    queue = [record(i, 1001, P, 0, reason="Resources", submit=i) for i in (1, 2, 3, 4)]
+    queue.append(record(9, 1003, P, 0, reason="Resources", submit=9))
+    reports = {i: reported(i, 1001) for i in (1, 2, 3, 4)} | {9: reported(9, 1003)}
+    plan = decide({"p": partition({}, 8)}, queue, reports)
+    per_user: dict[str, int] = {}
+    for d in plan.decisions:
+        per_user[d.user] = per_user.get(d.user, 0) + d.target
+    assert sum(per_user.values()) <= 8
+    assert abs(per_user["u1001"] - per_user["u1003"]) <= 2, per_user
+
+
+def test_a_job_with_a_resize_under_way_keeps_its_size_and_its_nodes() -> None:
+    queue = [record(1, 1001, R, 3, "n[1-3]"), record(2, 1002, R, 1, "n4"), record(3, 1004, P, 1, reason="Resources")]
+    nodes = partition({f"n{i}": "alloc" for i in range(1, 5)}, 4)
+    plan = decide({"p": nodes}, queue, {1: reported(1, 1001), 2: reported(2, 1002)}, busy=frozenset({1}))
+    by_id = {d.slurm_job_id: d for d in plan.decisions}
+    assert by_id[1].action == "busy" and by_id[1].target == 3
+    assert by_id[2].target <= 1  # only what is left beside the busy job and the reservation
+
+
+def test_a_job_of_another_partition_is_not_moved_by_this_one() -> None:
+    queue = [record(1, 1001, R, 2, "n[1-2]", partition="a"), record(3, 1002, P, 2, reason="Resources", partition="b")]
+    parts = {"a": partition({"n1": "alloc", "n2": "alloc"}, 2, "a"), "b": partition({"n1": "alloc", "n2": "alloc"}, 2, "b")}
+    plan = decide(parts, queue, {1: reported(1, 1001)})
+    (d,) = plan.decisions
+    assert d.action == "keep" and d.target == 2
+
+
+def test_reports_of_jobs_slurm_no_longer_runs_are_ignored() -> None:
+    queue = [record(1, 1001, JobState.COMPLETED, 2)]
+    plan = decide({"p": partition({}, 4)}, queue, {1: reported(1, 1001)})
+    assert plan.decisions == ()
