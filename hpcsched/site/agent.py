@@ -114,8 +114,10 @@ class SiteAgent:
 
     def queue(self) -> list[SlurmJobRecord]:
         """The user's jobs from the coordinator's last poll; from Slurm when the coordinator cannot
-        be reached or its poll is older than this daemon's newest submission."""
-        newest = max((a.submit_time or 0.0 for j in self.store.open_jobs() for a in j.attempts), default=0.0)
+        be reached or its poll is older than the newest submission or attempt start this daemon
+        knows of (an older poll would undo what the job's own records just said, e.g. a shrink)."""
+        newest = max((max(a.submit_time or 0.0, a.start_time or 0.0) for j in self.store.open_jobs() for a in j.attempts),
+                     default=0.0)
         try:
             answer = self._call("queue")
             taken = answer.get("time")
