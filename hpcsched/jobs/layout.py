@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 EXIT_CHECKPOINTED = 75
+# Slurm warns the batch shell this many seconds before the time limit, so the job can checkpoint
+# and be requeued (reliability B8: the signal may arrive up to 60 s early).
+SIGNAL_LEAD_SECONDS = 120
 
 
 class JobDirectoryRefused(OSError):

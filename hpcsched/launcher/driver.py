@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -53,6 +54,21 @@ def allocation_nodes(slurm_job_id: str, slurm: runner.Runner = runner.run_slurm)
     out = slurm(["scontrol", "show", "job", "-o", slurm_job_id]).stdout
     fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
     return fields.get("NodeList", ""), int(fields.get("NumNodes", "0").split("-")[0] or 0)
+
+
+def seconds_left(slurm_job_id: str, slurm: runner.Runner = runner.run_slurm) -> float:
+    """Seconds until the allocation's time limit (inf without one, or when Slurm does not say)."""
+    try:
+        out = slurm(["scontrol", "show", "job", "-o", slurm_job_id]).stdout
+    except SlurmCommandError:
+        return math.inf
+    fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
+    if fields.get("TimeLimit") in (None, "UNLIMITED", "Partition_Limit"):
+        return math.inf
+    try:
+        return time.mktime(time.strptime(fields.get("EndTime", ""), "%Y-%m-%dT%H:%M:%S")) - time.time()
+    except ValueError:
+        return math.inf
 
 
 def uses_runtime(job_dir: str, attempt: int) -> bool:
@@ -216,7 +232,11 @@ class Driver:
         layout.resize_request(self.job_dir).unlink(missing_ok=True)
         if request is None:
             decided = read_decision(self.site_decisions, self.slurm_job_id, self.attempt_started)
-            return ("resize", decided) if decided is not None else ("timeout", None)
+            if decided is not None:
+                return "resize", decided
+            if seconds_left(self.slurm_job_id, self.slurm) > 2 * layout.SIGNAL_LEAD_SECONDS:
+                return "resize", self.nodes  # a stop nobody explains (a repeated signal): go on in place
+            return "timeout", None
         if request.get("mode") == "handover":  # the grown successor waits for these very nodes
             return "superseded", None
         if request.get("mode") == "shrink":

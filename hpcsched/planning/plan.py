@@ -7,13 +7,12 @@ import shlex
 from dataclasses import dataclass
 
 from hpcsched import __version__
+from hpcsched.jobs import layout
 from hpcsched.planning.fields import format_time
 from hpcsched.planning.render import render
 from hpcsched.planning.request import JobRequest
 
-# Slurm warns the batch shell this many seconds before the time limit, so the job can checkpoint
-# and be requeued (reliability B8: the signal may arrive up to 60 s early).
-SIGNAL_LEAD_SECONDS = 120
+SIGNAL_LEAD_SECONDS = layout.SIGNAL_LEAD_SECONDS
 
 
 @dataclass(frozen=True)

@@ -60,12 +60,17 @@ def report_item(job: Job, records: list[dict[str, Any]], now: float) -> dict[str
         running = pair[0] if pair is not None else cur
         if pair is not None and pair[1].slurm_job_id is not None:
             related = [pair[1].slurm_job_id]
-        sid, view = running.slurm_job_id, elastic_job(job, records, now, 0.0) or waiting_job(job, records, now, 0.0)
+        measured = elastic_job(job, records, now, 0.0)
+        sid, view = running.slurm_job_id, measured or waiting_job(job, records, now, 0.0)
+        if measured is None:
+            return {"slurm_job_id": sid, "job_id": job.id, "name": job.name, "view": view_to_json(view),
+                    "related": related, "measured": False}
     else:
         return None
     if sid is None:
         return None
-    return {"slurm_job_id": sid, "job_id": job.id, "name": job.name, "view": view_to_json(view), "related": related}
+    return {"slurm_job_id": sid, "job_id": job.id, "name": job.name, "view": view_to_json(view), "related": related,
+            "measured": True}
 
 
 class SiteAgent:

@@ -34,6 +34,7 @@ from typing import Any
 
 from hpcsched.allocator import HPCSCHED, AllocatorPolicy
 from hpcsched.daemon import statedir
+from hpcsched.daemon.faults import fault_point
 from hpcsched.jobs.model import JobState
 from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.parse import SlurmJobRecord
@@ -151,6 +152,7 @@ class Coordinator:
         try:
             self._write_decision(d, decision_id, snap.time)
             self.client.signal_batch(d.slurm_job_id, "USR1")
+            fault_point("site_after_signal")  # tests: killed mid-pass, the resize started and not yet saved
         except (OSError, SlurmCommandError) as e:
             del self.state.in_flight[d.slurm_job_id]
             self._remove_decision(d.slurm_job_id)

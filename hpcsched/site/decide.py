@@ -6,13 +6,15 @@ hold; the allocator (:func:`hpcsched.allocator.allocate`, with fairness between 
 job's ``user``) shares that capacity out among the partition's elastic jobs, running and
 waiting. A running job's current size is Slurm's (``squeue``), never the report's, since its
 agent may be down. Grows are dropped while someone waits for nodes in the partition; a job with a
-resize still under way (``busy``) keeps its size and its nodes.
+resize still under way (``busy``) keeps its size and its nodes. A running job not measured yet
+keeps its size too (the prior says nothing of how it scales), unless the rules need its nodes for
+someone waiting: then it shrinks as far as that needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,7 @@ class Reported:
     view: ElasticJob
     related: tuple[int, ...] = ()  # other live Slurm jobs of the same job (a grown successor)
     received: float = 0.0
+    measured: bool = True  # False: a running job with no step time yet, described by the prior
 
 
 @dataclass(frozen=True)
@@ -94,13 +97,16 @@ def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: M
     elastic.update({other: (0, 0) for rep in mine.values() for other in rep.related})  # successors are ours too
     rm = room(partition, queue, elastic)
     pinned = {sid for sid in mine if sid in busy}
-    views = [_view(rep, sid, current(sid)) for sid, rep in mine.items() if sid not in pinned]
-    capacity = max(0, rm.capacity - sum(current(sid) for sid in pinned))
+    unmeasured = {sid for sid, rep in mine.items() if not rep.measured and current(sid) and sid not in pinned}
+    views = [_view(rep, sid, current(sid)) for sid, rep in mine.items() if sid not in pinned | unmeasured]
+    capacity = rm.capacity - sum(current(sid) for sid in pinned)
     out = [_fixed(mine[sid], records[sid], partition.name, "busy", "a resize of this job is still under way")
            for sid in sorted(pinned)]
+    held, capacity = _hold_unmeasured({sid: mine[sid] for sid in unmeasured}, current, capacity, rm, partition.name)
+    out += held
     if not views:
         return out, rm
-    allocation = allocate(Cluster(num_nodes=capacity, gpus_per_node=1), views, policy)
+    allocation = allocate(Cluster(num_nodes=max(0, capacity), gpus_per_node=1), views, policy)
     for d in allocation.decisions:
         sid = int(d.key)
         rep = mine[sid]
@@ -110,16 +116,43 @@ def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: M
     return out, rm
 
 
+def _hold_unmeasured(jobs: Mapping[int, Reported], current: Callable[[int], int], capacity: int, rm: Room,
+                     partition: str) -> tuple[list[SizeDecision], int]:
+    """Running jobs with no measurement keep their size, except what the capacity cannot hold:
+    that comes off the largest first, down to their minimum. Returns their decisions and the
+    capacity left for the others."""
+    sizes = {sid: current(sid) for sid in jobs}
+    deficit = sum(sizes.values()) - capacity
+    for sid in sorted(jobs, key=lambda s: sizes[s] - jobs[s].view.min_gpus, reverse=True):
+        cut = min(max(0, deficit), sizes[sid] - min(jobs[sid].view.min_gpus, sizes[sid]))
+        sizes[sid] -= cut
+        deficit -= cut
+    out = []
+    for sid, rep in sorted(jobs.items()):
+        now = current(sid)
+        if sizes[sid] < now:
+            out.append(SizeDecision(sid, rep.uid, rep.user, partition, "shrink", now, sizes[sid],
+                                    _room_reason(rm, "not measured yet: shrinks only as far as others need")))
+        else:
+            out.append(SizeDecision(sid, rep.uid, rep.user, partition, "keep", now, now,
+                                    "not measured yet: keeps its size until it reports step times"))
+    return out, capacity - sum(sizes.values())
+
+
+def _room_reason(rm: Room, why: str) -> str:
+    if rm.reserved and rm.served:
+        others = ", ".join(str(j) for j in rm.served)
+        return f"makes room for Slurm job(s) {others} of other users waiting for {rm.reserved} node(s); {why}"
+    return why
+
+
 def _action(current: int, target: int, minimum: int, rm: Room, why: str) -> tuple[str, int, str]:
     if current == 0:
         return ("start", target, why) if target else ("wait", 0, why)
     if target == 0:  # the allocator would stop it; a running job is never stopped, only shrunk
         target = minimum
     if target < current:
-        if rm.reserved and rm.served:
-            others = ", ".join(str(j) for j in rm.served)
-            why = f"makes room for Slurm job(s) {others} of other users waiting for {rm.reserved} node(s); {why}"
-        return "shrink", target, why
+        return "shrink", target, _room_reason(rm, why)
     if target > current and not rm.may_grow:
         return "keep", current, f"no grow: Slurm job {rm.blocked} waits for nodes in partition {rm.partition}"
     if target > current:

@@ -80,8 +80,11 @@ class SiteService:
             job_id = item.get("job_id", 0)
             if not isinstance(name, str) or len(name) > NAME_LEN or isinstance(job_id, bool) or not isinstance(job_id, int):
                 raise ValidationError(f"jobs[{i}]", "name must be a short string and job_id a number")
+            measured = item.get("measured", True)
+            if not isinstance(measured, bool):
+                raise ValidationError(f"jobs[{i}].measured", f"{measured!r} is not true or false")
             view = view_from_json(str(sid), item.get("view"), caller.user)
-            reports.append(Reported(sid, caller.uid, caller.user, job_id, name, view, related_ids, self.clock()))
+            reports.append(Reported(sid, caller.uid, caller.user, job_id, name, view, related_ids, self.clock(), measured))
             accepted.append(sid)
         with self.coordinator.lock:
             for rep in reports:

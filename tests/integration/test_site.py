@@ -30,6 +30,15 @@ def alice(coordinator: str) -> Iterator[UserSession]:
     end_session(s)
 
 
+def coordinator_ctl(action: str, fault: str = "") -> None:
+    subprocess.run([str(REPO / "cluster" / "site-coordinator"), action], check=True, capture_output=True, timeout=120,
+                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HPCSCHED_SITE_FAULT": fault})
+
+
+def coordinator_running() -> bool:
+    return subprocess.run([str(REPO / "cluster" / "site-coordinator"), "status"], capture_output=True).returncode == 0
+
+
 def slurm_job(slurm_id: int) -> tuple[str, int]:
     """(state, node count) of a Slurm job; ("", 0) once it left the queue."""
     out = subprocess.run(["squeue", "-h", "-j", str(slurm_id), "-o", "%T %D"], capture_output=True, text=True).stdout.split()
@@ -113,3 +122,35 @@ def test_another_user_cannot_report_see_or_act_on_alices_jobs(alice: UserSession
     finally:
         end_session(bob)
         alice.hs("cancel", str(job), "--wait")
+
+
+def test_a_coordinator_killed_mid_pass_leaves_no_job_stranded(alice: UserSession) -> None:
+    coordinator_ctl("restart", fault="site_after_signal")  # dies right after it signalled a shrink
+    try:
+        copy_example(alice, "digits_cnn.py")
+        job = alice.run_job("digits_cnn.py", "--nodes", "1-3", "--start-nodes", "3", "--", "--epochs", "400", *DIGITS)
+        running_attempt(alice, job, 1, nodes=3, min_steps=5)
+        slurm_id = int(alice.status(job)["attempts"][0]["slurm_job_id"])
+        wait_for(lambda: any(d.get("slurm_job_id") == slurm_id for d in json.loads(
+            alice.hs("site", "status", "--json").stdout)["decisions"]), 60, "the coordinator to know the elastic job")
+        other = plain_sbatch(OTHER, nodes=2, seconds=600)
+        try:
+            wait_for(lambda: not coordinator_running(), 120, "the coordinator to die in its pass")
+            coordinator_ctl("start")
+            wait_for(lambda: slurm_job(other)[0] == "RUNNING", 120, "the plain job to start")
+            wait_for(lambda: len(alice.status(job)["attempts"]) >= 2, 60, "the daemon to record the shrink")
+            running_attempt(alice, job, 2, nodes=1, min_steps=3)
+            time.sleep(15)  # a few more passes of the restarted coordinator: nothing is done twice
+            attempts = alice.status(job)["attempts"]
+            assert [(a["reason"], a["nodes"]) for a in attempts] == [("submit", 3), ("resize", 1)], attempts
+            assert {a["slurm_job_id"] for a in attempts} == {slurm_id}, "shrunk in place, never requeued"
+            assert slurm_job(slurm_id) == ("RUNNING", 1)
+        finally:
+            subprocess.run(["scancel", str(other)], capture_output=True)
+        # Nobody waits any more: the coordinator offers a grow, alice's daemon carries it out
+        # (make-before-break: a new allocation of 3 nodes takes over).
+        wait_for(lambda: len(alice.status(job)["attempts"]) >= 3, 120, "the grow back")
+        running_attempt(alice, job, 3, nodes=3, min_steps=1)
+        alice.hs("cancel", str(job), "--wait")
+    finally:
+        coordinator_ctl("restart")

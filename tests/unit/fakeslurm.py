@@ -16,6 +16,7 @@ import contextlib
 import copy
 import functools
 import json
+import time
 import os
 import re
 import socket
@@ -47,6 +48,10 @@ SHOW_JOB = ("JobId=1358 JobName=wrap UserId=hpcuser(1001) GroupId=hpcuser(1001) 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY"}
 
 
+def end_time(seconds_from_now: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() + seconds_from_now))
+
+
 @functools.cache
 def recorded(name: str) -> dict[str, Any]:
     document: dict[str, Any] = json.loads((RECORDED / name).read_text())
@@ -75,6 +80,7 @@ class FakeJob:
     nodes: int = 1
     reason: str = "None"
     runs: list[Run] = field(default_factory=list)
+    ends_in: float = 60.0  # seconds to the time limit (scontrol's EndTime): a stop now is the limit's warning
 
     @property
     def run(self) -> Run:
@@ -168,7 +174,8 @@ class FakeSlurm:
             job = self.jobs[int(argv[4])]
             nodes = f"node[1-{job.nodes}]" if job.nodes > 1 else "node1"
             return (SHOW_JOB.replace("JobId=1358", f"JobId={job.job_id}").replace("node[2-3]", nodes)
-                    .replace("NumNodes=2", f"NumNodes={job.nodes}").replace("JobState=RUNNING", f"JobState={job.state}"))
+                    .replace("NumNodes=2", f"NumNodes={job.nodes}").replace("JobState=RUNNING", f"JobState={job.state}")
+                    .replace("TimeMin=", f"EndTime={end_time(job.ends_in)} TimeMin="))
         if argv[1] == "requeue":
             self.requeue(int(argv[2]))
         elif argv[1] == "update":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -248,3 +249,35 @@ def test_nothing_is_taken_over_when_the_job_already_finished_in_the_predecessor(
     folder = layout.attempt_dir(job_dir, layout.allocate_attempt(job_dir))
     layout.write_json(folder / "end.json", {"attempt": 1, "exit_code": 0, "outcome": "completed"})
     assert a.driver().take_over("700") is False
+
+
+def test_a_stop_nobody_explains_far_from_the_time_limit_goes_on_in_place(job_dir: str) -> None:
+    """A repeated or stray SIGUSR1 (no resize request, no site decision, hours before the limit)
+    costs one restart in the same allocation, never a trip through the queue."""
+    a = allocation(job_dir, Step(rc=CHECKPOINTED), Step(rc=0))
+    a.slurm.jobs[SLURM_ID].ends_in = 3600.0
+    assert a.run() == 0
+    assert not a.slurm.called("scontrol", "requeue")
+    assert not a.slurm.called("scontrol", "update")
+    second = a.record(2, "info.json")
+    assert second is not None and (second["reason"], second["nodes"]) == ("resize", 2)
+
+
+def test_a_site_decision_newer_than_the_attempt_shrinks_it_in_place(job_dir: str, tmp_path: Path) -> None:
+    decisions = tmp_path / "decisions"
+    decisions.mkdir(mode=0o755)
+    a = allocation(job_dir, Step(rc=CHECKPOINTED), Step(rc=0))
+    driver = a.driver()
+    driver.site_decisions = str(decisions)
+
+    def decide_after_start() -> None:  # the coordinator decides while attempt 1 runs
+        path = decisions / f"{SLURM_ID}.json"
+        if not path.exists():
+            path.write_text(json.dumps({"slurm_job_id": SLURM_ID, "mode": "shrink", "nodes": 1, "time": 4e9}))
+            os.chmod(path, 0o644)
+
+    a.on_sleep = decide_after_start
+    assert driver.run("submit") == 0
+    assert a.slurm.called("scontrol", "update", f"JobId={SLURM_ID}", "NumNodes=1")
+    second = a.record(2, "info.json")
+    assert second is not None and (second["reason"], second["nodes"]) == ("resize", 1)

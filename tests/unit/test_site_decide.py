@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from site_helpers import partition, record, reported
 
 from hpcsched.jobs.model import JobState
@@ -89,3 +91,13 @@ def test_reports_of_jobs_slurm_no_longer_runs_are_ignored() -> None:
     queue = [record(1, 1001, JobState.COMPLETED, 2)]
     plan = decide({"p": partition({}, 4)}, queue, {1: reported(1, 1001)})
     assert plan.decisions == ()
+
+
+def test_a_job_not_measured_yet_keeps_its_size_unless_someone_waits_for_its_nodes() -> None:
+    full = partition({f"n{i}": "alloc" for i in range(1, 4)}, 3)
+    fresh = dataclasses.replace(reported(1, 1001, max_nodes=3), measured=False)
+    alone = decide({"p": full}, [record(1, 1001, R, 3, "n[1-3]")], {1: fresh})
+    assert [(d.action, d.target) for d in alone.decisions] == [("keep", 3)]
+    waited = decide({"p": full}, [record(1, 1001, R, 3, "n[1-3]"), record(2, 1002, P, 2, reason="Resources")], {1: fresh})
+    (d,) = waited.decisions
+    assert (d.action, d.target) == ("shrink", 1) and "Slurm job(s) 2" in d.reason
