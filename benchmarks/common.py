@@ -14,6 +14,7 @@ from typing import Any
 USER = os.environ.get("HPCSCHED_USER", "hpcuser")
 SITE = Path(os.environ.get("HPCSCHED_SITE_VENV", "/opt/hpcsched/venv"))
 RESULTS = Path(__file__).resolve().parent / "results"
+EXTRA_ENV: dict[str, str] = {}  # added to the user's environment (e.g. site mode's coordinator socket)
 
 
 def user_env(root: Path) -> dict[str, str]:
@@ -21,7 +22,7 @@ def user_env(root: Path) -> dict[str, str]:
     return {
         "PATH": f"{SITE}/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": pw.pw_dir, "USER": USER,
         "LOGNAME": USER, "LANG": "C.UTF-8", "HPCSCHED_STATE_DIR": str(root / "state"),
-        "HPCSCHED_JOBS_DIR": str(root / "jobs"), "HPCSCHED_POLL_INTERVAL": "1",
+        "HPCSCHED_JOBS_DIR": str(root / "jobs"), "HPCSCHED_POLL_INTERVAL": "1", **EXTRA_ENV,
     }
 
 

@@ -225,11 +225,13 @@ class Driver:
                           {"attempt": self.attempt, "exit_code": rc, "outcome": outcome, "end_time": time.time()})
 
     def after_checkpoint(self) -> tuple[str, int | None]:
-        """What to do after an attempt stopped at a checkpoint: (outcome, nodes for a shrink)."""
-        if layout.superseded(self.job_dir).exists():
-            return "superseded", None
+        """What to do after an attempt stopped at a checkpoint: (outcome, nodes for a shrink). The
+        resize request is taken in every case: one left behind (a hand-over request written while
+        the successor was already taking over) would block every later resize of the job."""
         request = layout.read_json(layout.resize_request(self.job_dir))
         layout.resize_request(self.job_dir).unlink(missing_ok=True)
+        if layout.superseded(self.job_dir).exists():
+            return "superseded", None
         if request is None:
             decided = read_decision(self.site_decisions, self.slurm_job_id, self.attempt_started)
             if decided is not None:

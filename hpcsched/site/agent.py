@@ -83,6 +83,7 @@ class SiteAgent:
         self.next_sync = 0.0
         self.reachable = False
         self.last_error = ""
+        self.outcomes: list[dict[str, Any]] = []  # what became of the grows offered, for the next report
 
     def _call(self, op: str, args: dict[str, Any] | None = None) -> Any:
         try:
@@ -142,9 +143,10 @@ class SiteAgent:
         items = [item for job in self.store.open_jobs()
                  if (item := report_item(job, self.files.records(job.id), now)) is not None]
         try:
-            answer = self._call("report", {"jobs": items})
+            answer = self._call("report", {"jobs": items, "outcomes": self.outcomes})
         except HpcschedError:
             return
+        self.outcomes = []
         self.interval = float(answer.get("interval") or self.interval)
         self.decisions_dir = str(answer.get("decisions_dir") or "") or self.decisions_dir
         for refused in answer.get("refused", []):
@@ -155,11 +157,15 @@ class SiteAgent:
     def _grow(self, action: dict[str, Any]) -> None:
         sid, nodes = action.get("slurm_job_id"), action.get("nodes")
         job = next((j for j in self.store.open_jobs() if j.current is not None and j.current.slurm_job_id == sid), None)
+        decision = str(action.get("decision", ""))
         if job is None or not isinstance(nodes, int):
+            self.outcomes.append({"decision": decision, "ok": False, "error": f"no open job runs as Slurm job {sid}"})
             return
         try:
             self.resizer.resize(job, nodes, "grow")
             self.store.record_event(job.id, self.clock(), "site", f"grow to {nodes} nodes decided by the coordinator "
-                                    f"({action.get('decision')}): {action.get('reason', '')}")
+                                    f"({decision}): {action.get('reason', '')}")
+            self.outcomes.append({"decision": decision, "ok": True, "error": ""})
         except HpcschedError as e:
             log.warning("grow of job %s offered by the coordinator not carried out: %s", job.id, e)
+            self.outcomes.append({"decision": decision, "ok": False, "error": str(e)[:500]})

@@ -160,6 +160,21 @@ class Coordinator:
                               "slurm_job_id": d.slurm_job_id, "error": str(e)})
             log.warning("shrink of Slurm job %s not carried out: %s", d.slurm_job_id, e)
 
+    def settle_offer(self, uid: int, decision_id: str, ok: bool, error: str) -> None:
+        """An agent's word on a grow it was offered (call with ``lock`` held): a grow it could not
+        carry out is closed at once, so the job may be decided again next pass."""
+        f = next((f for f in self.state.in_flight.values() if f.decision_id == decision_id and f.action == "grow"), None)
+        rep = self.state.reports.get(f.slurm_job_id) if f is not None else None
+        if f is None or rep is None or rep.uid != uid:
+            return  # not an offer to this user, or already settled
+        if ok:
+            self.audit.write({"time": self.clock(), "event": "submitted", "decision": decision_id,
+                              "slurm_job_id": f.slurm_job_id})
+            return
+        del self.state.in_flight[f.slurm_job_id]
+        self.audit.write({"time": self.clock(), "event": "failed", "decision": decision_id,
+                          "slurm_job_id": f.slurm_job_id, "error": error})
+
     # --- what the jobs' drivers read --------------------------------------------------------
 
     def decision_path(self, slurm_job_id: int) -> str:

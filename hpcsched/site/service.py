@@ -86,9 +86,12 @@ class SiteService:
             view = view_from_json(str(sid), item.get("view"), caller.user)
             reports.append(Reported(sid, caller.uid, caller.user, job_id, name, view, related_ids, self.clock(), measured))
             accepted.append(sid)
+        outcomes = _outcomes(args.get("outcomes", []))
         with self.coordinator.lock:
             for rep in reports:
                 self.coordinator.state.reports[rep.slurm_job_id] = rep
+            for decision, ok, error in outcomes:
+                self.coordinator.settle_offer(caller.uid, decision, ok, error)
             actions = self.coordinator.offers.pop(caller.uid, [])
         return {"accepted": accepted, "refused": refused, "actions": actions,
                 "decisions_dir": self.coordinator.decisions_dir, "interval": self.interval}
@@ -151,6 +154,19 @@ class SiteService:
                 rows.append(anonymised(d, names.setdefault(d.uid, f"user-{len(names) + 1}")))
         rooms = [dataclasses.asdict(r) | {"foreign": len(r.foreign)} for r in plan.rooms] if plan else []
         return {"time": self.coordinator.health.last_pass, "decisions": rows, "partitions": rooms}
+
+
+def _outcomes(raw: Any) -> list[tuple[str, bool, str]]:
+    """What an agent says became of the grows it was offered: (decision id, carried out, error)."""
+    if not isinstance(raw, list) or len(raw) > 100:
+        raise ValidationError("outcomes", "expected a list of at most 100 outcomes")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("decision"), str) or len(item["decision"]) > 64 \
+                or not isinstance(item.get("ok"), bool) or not isinstance(item.get("error", ""), str):
+            raise ValidationError(f"outcomes[{i}]", "expected {decision: text, ok: true|false, error: text}")
+        out.append((item["decision"], item["ok"], item.get("error", "")[:500]))
+    return out
 
 
 def anonymised(d: SizeDecision, alias: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import CLI, REPO, SITE_VENV, UserSession, copy_example, end_session, make_session
@@ -154,3 +155,11 @@ def test_a_coordinator_killed_mid_pass_leaves_no_job_stranded(alice: UserSession
         alice.hs("cancel", str(job), "--wait")
     finally:
         coordinator_ctl("restart")
+
+
+def test_the_systemd_unit_shipped_for_the_coordinator_is_valid(tmp_path: Path) -> None:
+    unit = tmp_path / "hpcsched-coordinator.service"
+    unit.write_text((REPO / "contrib" / "systemd" / "hpcsched-coordinator.service").read_text())
+    out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and not out.stderr.strip(), out.stderr
+    assert f"ExecStart={SITE_VENV}/bin/hpcsched site coordinator" in unit.read_text()

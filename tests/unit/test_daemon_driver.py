@@ -168,16 +168,18 @@ def test_a_requeue_asked_by_hpcsched_requeues_the_allocation(job_dir: str) -> No
     assert a.slurm.called("scontrol", "requeue", str(SLURM_ID))
 
 
-@pytest.mark.parametrize("hand_over", ["superseded marker", "handover request"])
+@pytest.mark.parametrize("hand_over", ["superseded marker", "handover request", "both"])
 def test_an_allocation_handed_over_to_a_grown_one_ends_without_requeue(job_dir: str, hand_over: str) -> None:
     a = allocation(job_dir, Step(rc=CHECKPOINTED))
-    if hand_over == "superseded marker":
+    if hand_over != "handover request":
         layout.superseded(job_dir).write_text("702")
-    else:
+    if hand_over != "superseded marker":
         layout.write_json(layout.resize_request(job_dir), {"mode": "handover", "nodes": 3})
     assert a.run() == 0
     assert a.record(1, "end.json")["outcome"] == "superseded"  # type: ignore[index]
     assert not a.slurm.called("scontrol")[1:], "only the node lookup"
+    # A hand-over request the successor no longer needed is not left to block the next resize.
+    assert not layout.resize_request(job_dir).exists()
 
 
 def test_a_cancelled_allocation_records_the_attempt_cancelled(job_dir: str) -> None:

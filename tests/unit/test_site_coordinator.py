@@ -198,3 +198,19 @@ def test_a_planted_decision_is_ignored_by_the_driver(tmp_path: Path) -> None:
     os.chmod(decisions, 0o777)
     (decisions / "9.json").write_text(json.dumps({"slurm_job_id": 9, "mode": "shrink", "nodes": 1, "time": 2e9}))
     assert read_decision(str(decisions), "9", 0.0) is None  # anybody could have written it
+
+
+def test_a_grow_the_agent_could_not_carry_out_is_closed_only_by_its_owner(tmp_path: Path) -> None:
+    idle = [(f"n{i}", "p", "idle") for i in (2, 3, 4)]
+    slurm, clock = FakeSlurm(jobs=[record(7, 1001, R, 1, "n1")], nodes=[("n1", "p", "alloc"), *idle]), Clock()
+    c, s = decided(tmp_path, slurm, clock)
+    (offer,) = report(s, A, 7)["actions"]  # type: ignore[misc]
+    failed = [{"decision": offer["decision"], "ok": False, "error": "a resize request is pending"}]
+    s.handle("report", {"jobs": [], "outcomes": failed}, B)  # not bob's to settle
+    assert 7 in c.state.in_flight
+    s.handle("report", {"jobs": [], "outcomes": failed}, A)
+    assert 7 not in c.state.in_flight
+    assert c.audit.read()[-1] == {"time": clock.now, "event": "failed", "decision": offer["decision"],
+                                  "slurm_job_id": 7, "error": "a resize request is pending"}
+    with pytest.raises(ValidationError):
+        s.handle("report", {"jobs": [], "outcomes": [{"decision": 1, "ok": "yes"}]}, A)
