@@ -16,13 +16,13 @@ import contextlib
 import copy
 import functools
 import json
-import time
 import os
 import re
 import socket
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
