@@ -1,25 +1,19 @@
-"""Where hpcsched keeps its files, and its tunables, read once from the environment.
+"""Where hpcsched keeps its files, and its tunables: :class:`Settings`, read once per process from
+the layers of :mod:`hpcsched.settings` (built-in defaults < ``/etc/hpcsched/config.toml`` < the
+user's ``~/.config/hpcsched/config.toml`` < ``HPCSCHED_*`` environment variables).
 
-- ``HPCSCHED_STATE_DIR``: the daemon's store, lock, socket and log. Must be on local disk
-  (SQLite on a network file system is not safe). Default ``~/.local/state/hpcsched``.
-- ``HPCSCHED_JOBS_DIR``: batch scripts and per-attempt logs. Must be visible from the compute
-  nodes (a shared file system on a real cluster). Default ``~/.local/share/hpcsched/jobs``.
-- ``HPCSCHED_POLL_INTERVAL``: seconds between monitor cycles (default 5).
-- ``HPCSCHED_ADMISSION``: ``0`` turns off the admission pass, in which the daemon shrinks elastic
-  jobs to make room for one of its jobs that waits in the queue for nodes (default on).
-- ``HPCSCHED_IMAGE``: default training image.
-- ``HPCSCHED_LAUNCHER_PYTHON``: the Python that runs the per-node launcher on compute nodes
-  (default: the interpreter running hpcsched, which must be reachable there too).
+docs/configuration.md lists every setting; ``hpcsched config show`` prints the effective values.
+The paths the daemon derives from ``state_dir`` (socket, store, lock, log) are properties here.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+import pwd
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hpcsched.planning.request import DEFAULT_IMAGE
+from hpcsched import settings as layers
 
 # The longest `hpcsched rebalance --wait` for a running pass to finish (the cron entry waits 60 s).
 MAX_REBALANCE_WAIT_S = 600.0
@@ -33,6 +27,13 @@ class Settings:
     image: str
     launcher_python: str
     admission: bool = True
+    partition: str = ""
+    account: str = ""
+    qos: str = ""
+    time: str = ""
+    memory: str = ""
+    coordinator_socket: str = ""
+    operators: tuple[str, ...] = ()
 
     @property
     def socket_path(self) -> str:
@@ -52,13 +53,23 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        home = env.get("HOME") or os.path.expanduser("~")
-        return cls(
-            state_dir=env.get("HPCSCHED_STATE_DIR") or os.path.join(home, ".local", "state", "hpcsched"),
-            jobs_dir=env.get("HPCSCHED_JOBS_DIR") or os.path.join(home, ".local", "share", "hpcsched", "jobs"),
-            poll_interval=float(env.get("HPCSCHED_POLL_INTERVAL") or 5.0),
-            image=env.get("HPCSCHED_IMAGE") or DEFAULT_IMAGE,
-            launcher_python=env.get("HPCSCHED_LAUNCHER_PYTHON") or sys.executable,
-            admission=(env.get("HPCSCHED_ADMISSION") or "1").strip() != "0",
-        )
+        """The settings of a process with environment ``env`` (default: this one's), with the site
+        and user files it names. Raises :class:`~hpcsched.errors.ValidationError` naming the file
+        and key, or the variable, of a bad value."""
+        return cls.load(env)
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, options: Mapping[str, object] | None = None) -> Settings:
+        """:meth:`from_env` with the command line's ``options`` (by setting name) on top."""
+        values = layers.effective(caller_environment(env), options)
+        return cls(**{name: e.value for name, e in values.items()})  # type: ignore[arg-type]
+
+
+def caller_environment(env: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """``env`` (default: this process's) with HOME and USER filled in from the account when unset
+    (the path defaults and a site file's ``$USER`` need them)."""
+    env = os.environ if env is None else env
+    if env.get("HOME") and env.get("USER"):
+        return env
+    account = pwd.getpwuid(os.getuid())
+    return {**env, "HOME": env.get("HOME") or account.pw_dir, "USER": env.get("USER") or account.pw_name}

@@ -54,7 +54,12 @@ def reports_errors(func: F) -> F:
 
 
 def settings() -> Settings:
-    return Settings.from_env()
+    """The effective settings (docs/configuration.md); a bad configuration file or variable is an
+    error naming it, exit status 2, whichever command reads them."""
+    try:
+        return Settings.from_env()
+    except ValidationError as e:
+        raise InvalidInput(str(e)) from None
 
 
 def table_console() -> Console:

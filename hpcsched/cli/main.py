@@ -28,6 +28,7 @@ COMMANDS = {
     "sweep": "hpcsched.cli.sweep:sweep",
     "daemon": "hpcsched.cli.daemon:daemon",
     "site": "hpcsched.cli.site:site",
+    "config": "hpcsched.cli.config:config",
 }
 
 

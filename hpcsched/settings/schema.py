@@ -1,0 +1,83 @@
+"""Every setting hpcsched reads, in one table: its name, type, default, help, environment variable,
+the command-line option that overrides it, and whether a user's own file may set it.
+
+The layers (:mod:`hpcsched.settings.layers`) and ``hpcsched config show`` read this table; the
+documentation (docs/configuration.md) lists the same rows.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from hpcsched.planning import fields
+from hpcsched.planning.request import DEFAULT_IMAGE
+
+Kind = Literal["text", "path", "seconds", "switch", "names"]
+Value = str | float | bool | tuple[str, ...]
+# The caller's HOME and user name, from which the path defaults are built.
+Home = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: Kind
+    default: Callable[[Home], Value]
+    help: str
+    env: str
+    option: str = ""
+    user_file: bool = True  # False: the site pins it (only the site file and the environment set it)
+    check: Callable[[str], object] | None = None  # of a non-empty text: raises ValidationError if bad
+
+
+def _under_home(*parts: str) -> Callable[[Home], Value]:
+    return lambda home: "/".join((home["HOME"].rstrip("/"), *parts))
+
+
+def _constant(value: Value) -> Callable[[Home], Value]:
+    return lambda _home: value
+
+
+def _slurm_word(field: str) -> Callable[[str], object]:
+    return lambda text: fields.parse_slurm_word(field, text)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("state_dir", "path", _under_home(".local", "state", "hpcsched"),
+            "The daemon's store, lock, socket and log. Must be on a local disk (SQLite is not safe on a "
+            "network file system).", "HPCSCHED_STATE_DIR"),
+    Setting("jobs_dir", "path", _under_home(".local", "share", "hpcsched", "jobs"),
+            "Batch scripts, per-attempt logs and checkpoints. Must be visible from the compute nodes "
+            "(a shared file system).", "HPCSCHED_JOBS_DIR"),
+    Setting("poll_interval", "seconds", _constant(5.0), "Seconds between the daemon's monitor cycles.",
+            "HPCSCHED_POLL_INTERVAL"),
+    Setting("image", "text", _constant(DEFAULT_IMAGE), "The container image jobs run in.", "HPCSCHED_IMAGE",
+            option="--image", check=fields.parse_image),
+    Setting("launcher_python", "path", _constant(sys.executable),
+            "The Python that runs the per-node launcher on the compute nodes (default: the one running "
+            "hpcsched, which must be reachable there too).", "HPCSCHED_LAUNCHER_PYTHON"),
+    Setting("admission", "switch", _constant(True),
+            "Whether the daemon shrinks your elastic jobs to make room for one of your jobs that waits "
+            "for nodes.", "HPCSCHED_ADMISSION"),
+    Setting("partition", "text", _constant(""), "Slurm partition for jobs (empty: Slurm's default).",
+            "HPCSCHED_PARTITION", option="--partition", check=_slurm_word("partition")),
+    Setting("account", "text", _constant(""), "Slurm account to charge (empty: your default account).",
+            "HPCSCHED_ACCOUNT", option="--account", check=_slurm_word("account")),
+    Setting("qos", "text", _constant(""), "Slurm quality of service (empty: the default).", "HPCSCHED_QOS",
+            option="--qos", check=_slurm_word("qos")),
+    Setting("time", "text", _constant(""), "Time limit of a job: M, H:M:S or D-H:M:S (empty: the partition's).",
+            "HPCSCHED_TIME", option="--time", check=fields.parse_time),
+    Setting("memory", "text", _constant(""), "Memory per node, e.g. 16G (empty: the partition's default).",
+            "HPCSCHED_MEMORY", option="--mem", check=fields.parse_mem),
+    Setting("coordinator_socket", "path", _constant(""),
+            "The site coordinator's socket; empty: personal mode (your daemon sizes your jobs itself).",
+            "HPCSCHED_COORDINATOR_SOCKET", user_file=False),
+    Setting("operators", "names", _constant(()),
+            "User names the site declares operators of the site coordinator.", "HPCSCHED_OPERATORS",
+            user_file=False),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
