@@ -28,6 +28,9 @@ def user_env(root: Path) -> dict[str, str]:
 
 def workspace(name: str) -> Path:
     root = Path("/tmp/hpcsched-bench") / name
+    if (root / "state").exists():  # a daemon left by an interrupted run must not outlive its state directory
+        subprocess.run([str(SITE / "bin" / "hpcsched"), "daemon", "stop"], user=USER, group=USER, extra_groups=[],
+                       env=user_env(root), cwd="/", capture_output=True, timeout=60)
     subprocess.run(["rm", "-rf", str(root)], check=True)
     for sub in ("work", "state", "jobs"):
         (root / sub).mkdir(parents=True)

@@ -14,7 +14,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from hpcsched.cli.common import CliError, print_json, reports_errors, settings, table_console
+from hpcsched.cli.common import CliError, InvalidInput, print_json, reports_errors, settings, table_console
+from hpcsched.cli.site import ask_coordinator, show_plan
 from hpcsched.config import MAX_REBALANCE_WAIT_S
 from hpcsched.daemon import client
 
@@ -50,8 +51,10 @@ def decisions_table(result: dict[str, Any]) -> Table:
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing unless something changed (for cron).")
 @click.option("--wait", "wait_s", type=click.FloatRange(0, MAX_REBALANCE_WAIT_S), default=0.0, show_default=True,
               metavar="SECONDS", help="If another pass is running, wait this long for it to end before reporting busy.")
+@click.option("--all-users", is_flag=True, help="Site mode, with --dry-run: the coordinator's plan for every "
+              "user's jobs (operators only).")
 @reports_errors
-def rebalance(dry_run: bool, as_json: bool, quiet: bool, wait_s: float) -> None:
+def rebalance(dry_run: bool, as_json: bool, quiet: bool, wait_s: float, all_users: bool) -> None:
     """One cluster-level pass: size every running elastic job for the most useful work.
 
     Reads the cluster (sinfo, squeue) and each elastic job's measured throughput, asks the
@@ -64,10 +67,22 @@ def rebalance(dry_run: bool, as_json: bool, quiet: bool, wait_s: float) -> None:
     Safe from cron: a second pass while one runs reports busy (exit 1) and changes nothing, or
     with --wait first waits for the running one to end (the cron entry waits 60 s, so that a
     pass colliding with the daemon's own admission pass runs after it rather than failing).
+
+    In site mode (a coordinator is configured) the coordinator decides for everybody: --dry-run
+    shows its plan (your jobs in full, other users' anonymised; --all-users for operators) and a
+    pass of your own is refused.
     """
+    if all_users:
+        if not dry_run:
+            raise InvalidInput("--all-users needs --dry-run: only the site coordinator decides for every user")
+        show_plan(ask_coordinator(None, "plan", {"all_users": True}), as_json)
+        return
     cfg = settings()
     client.ensure_daemon(cfg)
     result = client.call(cfg, "rebalance", {"dry_run": dry_run, "wait_s": wait_s}, timeout=120.0 + wait_s)
+    if result.get("site"):
+        show_plan(result, as_json)
+        return
     if as_json:
         print_json(result)
         return

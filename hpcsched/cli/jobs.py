@@ -70,14 +70,22 @@ def progress_bars(jobs: list[dict[str, Any]]) -> Table:
 @click.argument("job", required=False, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print a list of job objects as JSON.")
 @click.option("--watch", "-w", is_flag=True, help="Live table with progress bars until the jobs end (Ctrl-C stops).")
+@click.option("--all-users", is_flag=True, help="Site mode: every user's elastic jobs as the site coordinator "
+              "sized them last (operators only).")
 @reports_errors
-def status(job: int | None, as_json: bool, watch: bool) -> None:
+def status(job: int | None, as_json: bool, watch: bool, all_users: bool) -> None:
     """Show your jobs (or one JOB): state, size, Slurm id, elapsed time, exit code or reason.
 
     The JSON form is a list of objects with the keys id, name, user, state, nodes, node_list,
     slurm_job_id, elapsed, exit_code, reason, attempts (one object per attempt), created,
-    job_dir and request.
+    job_dir and request. With --all-users (operators, site mode) the site coordinator's view of
+    every user's elastic jobs instead, as `hpcsched site status --all-users` shows it.
     """
+    if all_users:
+        from hpcsched.cli.site import ask_coordinator, show_plan
+
+        show_plan(ask_coordinator(None, "status", {"all_users": True}), as_json)
+        return
     cfg = settings()
     client.ensure_daemon(cfg)
     jobs = client.call(cfg, "status", {"job": job})

@@ -24,7 +24,7 @@ def _socket(explicit: str | None) -> str:
     return path
 
 
-def _ask(socket_path: str | None, op: str, args: dict[str, Any] | None = None) -> Any:
+def ask_coordinator(socket_path: str | None, op: str, args: dict[str, Any] | None = None) -> Any:
     return client.send(_socket(socket_path), op, args, timeout=60.0, who="site coordinator")
 
 
@@ -66,7 +66,7 @@ def coordinator(state_dir: str, socket_path: str, decisions_dir: str, interval: 
 def status(socket_path: str | None, all_users: bool, as_json: bool) -> None:
     """The coordinator's last pass: every elastic job's size and what it decided. Other users'
     jobs are anonymised unless you are an operator and give --all-users."""
-    _show(_ask(socket_path, "status", {"all_users": all_users}), as_json)
+    show_plan(ask_coordinator(socket_path, "status", {"all_users": all_users}), as_json)
 
 
 @site.command(context_settings=HELP)
@@ -76,7 +76,7 @@ def status(socket_path: str | None, all_users: bool, as_json: bool) -> None:
 @reports_errors
 def plan(socket_path: str | None, all_users: bool, as_json: bool) -> None:
     """What a pass would decide now (nothing is carried out)."""
-    _show(_ask(socket_path, "plan", {"all_users": all_users}), as_json)
+    show_plan(ask_coordinator(socket_path, "plan", {"all_users": all_users}), as_json)
 
 
 @site.command(context_settings=HELP)
@@ -87,7 +87,7 @@ def plan(socket_path: str | None, all_users: bool, as_json: bool) -> None:
 @reports_errors
 def audit(socket_path: str | None, since: float, limit: int, as_json: bool) -> None:
     """Every action the coordinator took on a job, with its reason (operators only)."""
-    entries = _ask(socket_path, "audit", {"since": since, "limit": limit})["entries"]
+    entries = ask_coordinator(socket_path, "audit", {"since": since, "limit": limit})["entries"]
     if as_json:
         print_json(entries)
         return
@@ -98,7 +98,7 @@ def audit(socket_path: str | None, since: float, limit: int, as_json: bool) -> N
                    f"{e.get('reason') or e.get('error') or ''}".rstrip())
 
 
-def _show(view: dict[str, Any], as_json: bool) -> None:
+def show_plan(view: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(view)
         return

@@ -143,7 +143,7 @@ class SiteAgent:
         items = [item for job in self.store.open_jobs()
                  if (item := report_item(job, self.files.records(job.id), now)) is not None]
         try:
-            answer = self._call("report", {"jobs": items, "outcomes": self.outcomes})
+            answer = self._call("report", {"jobs": items, "outcomes": self.outcomes, "store": self.store.store_id})
         except HpcschedError:
             return
         self.outcomes = []

@@ -80,7 +80,8 @@ class Coordinator:
     lock: threading.Lock = field(default_factory=threading.Lock)
     snapshot: Snapshot | None = None
     last_plan: SitePlan | None = None
-    offers: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # uid -> grows for its agent
+    # (uid, store) -> grows for the agent that reported the job (a user may run one per login node)
+    offers: dict[tuple[int, str], list[dict[str, Any]]] = field(default_factory=dict)
     fresh_s: float = 5.0  # a dry run within this long of the last poll reuses it (users cannot drive Slurm's load)
 
     def __post_init__(self) -> None:
@@ -146,7 +147,8 @@ class Coordinator:
         self.state.in_flight[d.slurm_job_id] = site_state.InFlight(d.slurm_job_id, d.action, d.current, d.target,
                                                                    snap.time, decision_id)
         if d.action == "grow":
-            self.offers.setdefault(d.uid, []).append({"slurm_job_id": d.slurm_job_id, "nodes": d.target,
+            store = rep.store if (rep := self.state.reports.get(d.slurm_job_id)) is not None else ""
+            self.offers.setdefault((d.uid, store), []).append({"slurm_job_id": d.slurm_job_id, "nodes": d.target,
                                                       "decision": decision_id, "reason": d.reason})
             return
         try:

@@ -38,6 +38,7 @@ class Reported:
     related: tuple[int, ...] = ()  # other live Slurm jobs of the same job (a grown successor)
     received: float = 0.0
     measured: bool = True  # False: a running job with no step time yet, described by the prior
+    store: str = ""  # the reporting daemon's store (a user may have one per login node)
 
 
 @dataclass(frozen=True)

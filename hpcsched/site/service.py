@@ -60,6 +60,9 @@ class SiteService:
         jobs = args.get("jobs")
         if not isinstance(jobs, list) or len(jobs) > MAX_REPORTED:
             raise ValidationError("jobs", f"expected a list of at most {MAX_REPORTED} jobs")
+        store = args.get("store", "")
+        if not isinstance(store, str) or len(store) > 64:
+            raise ValidationError("store", "expected the reporting daemon's store id (at most 64 characters)")
         snap = self.coordinator.snapshot
         owners = {r.job_id: r.uid for r in snap.queue} if snap is not None else {}
         accepted, refused = [], []
@@ -84,7 +87,8 @@ class SiteService:
             if not isinstance(measured, bool):
                 raise ValidationError(f"jobs[{i}].measured", f"{measured!r} is not true or false")
             view = view_from_json(str(sid), item.get("view"), caller.user)
-            reports.append(Reported(sid, caller.uid, caller.user, job_id, name, view, related_ids, self.clock(), measured))
+            reports.append(Reported(sid, caller.uid, caller.user, job_id, name, view, related_ids, self.clock(), measured,
+                                    store))
             accepted.append(sid)
         outcomes = _outcomes(args.get("outcomes", []))
         with self.coordinator.lock:
@@ -92,7 +96,7 @@ class SiteService:
                 self.coordinator.state.reports[rep.slurm_job_id] = rep
             for decision, ok, error in outcomes:
                 self.coordinator.settle_offer(caller.uid, decision, ok, error)
-            actions = self.coordinator.offers.pop(caller.uid, [])
+            actions = self.coordinator.offers.pop((caller.uid, store), [])
         return {"accepted": accepted, "refused": refused, "actions": actions,
                 "decisions_dir": self.coordinator.decisions_dir, "interval": self.interval}
 

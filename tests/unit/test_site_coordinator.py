@@ -214,3 +214,16 @@ def test_a_grow_the_agent_could_not_carry_out_is_closed_only_by_its_owner(tmp_pa
                                   "slurm_job_id": 7, "error": "a resize request is pending"}
     with pytest.raises(ValidationError):
         s.handle("report", {"jobs": [], "outcomes": [{"decision": 1, "ok": "yes"}]}, A)
+
+
+def test_a_grow_goes_to_the_daemon_that_reported_the_job_not_another_of_the_same_user(tmp_path: Path) -> None:
+    idle = [(f"n{i}", "p", "idle") for i in (2, 3, 4)]
+    slurm, clock = FakeSlurm(jobs=[record(7, 1001, R, 1, "n1")], nodes=[("n1", "p", "alloc"), *idle]), Clock()
+    c, s = make(tmp_path, slurm, clock)
+    c.poll()
+    item = {"slurm_job_id": 7, "job_id": 1, "name": "train", "view": view_to_json(view())}
+    s.handle("report", {"jobs": [item], "store": "login1"}, A)
+    c.run_pass()
+    assert s.handle("report", {"jobs": [], "store": "login2"}, A)["actions"] == []  # alice's other login node
+    (offer,) = s.handle("report", {"jobs": [item], "store": "login1"}, A)["actions"]
+    assert offer["slurm_job_id"] == 7
