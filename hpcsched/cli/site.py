@@ -3,7 +3,6 @@ and what users and operators ask it."""
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -16,8 +15,7 @@ HELP = {"help_option_names": ["-h", "--help"]}
 
 
 def _socket(explicit: str | None) -> str:
-    path = explicit or str(getattr(settings(), "coordinator_socket", "") or "") \
-        or os.environ.get("HPCSCHED_COORDINATOR_SOCKET", "")
+    path = explicit or settings().coordinator_socket
     if not path:
         raise CliError("no site coordinator is configured: give --socket, or set coordinator_socket "
                        "(HPCSCHED_COORDINATOR_SOCKET)")
@@ -48,14 +46,15 @@ def site() -> None:
 @click.option("--interval", default=10.0, show_default=True, type=click.FloatRange(1.0, 600.0),
               help="Seconds between passes (one squeue and one sinfo each).")
 @click.option("--operator", "operators", multiple=True, metavar="USER",
-              help="A user who may see all users' jobs and the audit log (besides Slurm Operators). Repeatable.")
+              help="A user who may see all users' jobs and the audit log (besides Slurm Operators and the site "
+              "file's operators). Repeatable.")
 @reports_errors
 def coordinator(state_dir: str, socket_path: str, decisions_dir: str, interval: float, operators: tuple[str, ...]) -> None:
     """Run the site coordinator in the foreground (systemd runs it so: contrib/systemd). Refuses
     to run as root; its account should be a Slurm Operator (it signals users' jobs to shrink)."""
     from hpcsched.site.run import SiteOptions, run_coordinator
 
-    run_coordinator(SiteOptions(state_dir, socket_path, decisions_dir, interval, operators))
+    run_coordinator(SiteOptions(state_dir, socket_path, decisions_dir, interval, (*operators, *settings().operators)))
 
 
 @site.command(context_settings=HELP)

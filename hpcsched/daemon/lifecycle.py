@@ -59,7 +59,7 @@ def run_daemon(settings: Settings) -> None:
     submitter = Submitter(store, client, settings)
     monitor = Monitor(store, client, submitter, settings.poll_interval)
     service = JobService(store, client, submitter, monitor, stop, backend=backend, state_dir=settings.state_dir)
-    coordinator = str(getattr(settings, "coordinator_socket", "") or os.environ.get("HPCSCHED_COORDINATOR_SOCKET", ""))
+    coordinator = settings.coordinator_socket
     if coordinator:  # site mode: the coordinator decides sizes; this daemon is the user's agent
         agent = SiteAgent(coordinator, store, monitor.files, service.resizer, client)
         monitor.queue_source, monitor.after_cycle = agent.queue, agent.sync
