@@ -30,7 +30,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from hpcsched.allocator import HPCSCHED, AllocatorPolicy
 from hpcsched.daemon import statedir
@@ -80,8 +79,6 @@ class Coordinator:
     lock: threading.Lock = field(default_factory=threading.Lock)
     snapshot: Snapshot | None = None
     last_plan: SitePlan | None = None
-    # (uid, store) -> grows for the agent that reported the job (a user may run one per login node)
-    offers: dict[tuple[int, str], list[dict[str, Any]]] = field(default_factory=dict)
     fresh_s: float = 5.0  # a dry run within this long of the last poll reuses it (users cannot drive Slurm's load)
 
     def __post_init__(self) -> None:
@@ -148,7 +145,7 @@ class Coordinator:
                                                                    snap.time, decision_id)
         if d.action == "grow":
             store = rep.store if (rep := self.state.reports.get(d.slurm_job_id)) is not None else ""
-            self.offers.setdefault((d.uid, store), []).append({"slurm_job_id": d.slurm_job_id, "nodes": d.target,
+            self.state.offers.setdefault((d.uid, store), []).append({"slurm_job_id": d.slurm_job_id, "nodes": d.target,
                                                       "decision": decision_id, "reason": d.reason})
             return
         try:

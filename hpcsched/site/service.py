@@ -96,7 +96,7 @@ class SiteService:
                 self.coordinator.state.reports[rep.slurm_job_id] = rep
             for decision, ok, error in outcomes:
                 self.coordinator.settle_offer(caller.uid, decision, ok, error)
-            actions = self.coordinator.offers.pop((caller.uid, store), [])
+            actions = self.coordinator.state.offers.pop((caller.uid, store), [])
         return {"accepted": accepted, "refused": refused, "actions": actions,
                 "decisions_dir": self.coordinator.decisions_dir, "interval": self.interval}
 

@@ -43,11 +43,14 @@ class InFlight:
 class CoordinatorState:
     reports: dict[int, Reported] = field(default_factory=dict)
     in_flight: dict[int, InFlight] = field(default_factory=dict)
+    # (uid, store) -> grows offered to the agent that reported the job, until its next report
+    offers: dict[tuple[int, str], list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "reports": [reported_to_json(r) for r in self.reports.values()],
             "in_flight": [f.as_dict() for f in self.in_flight.values()],
+            "offers": [{"uid": uid, "store": store, "actions": actions} for (uid, store), actions in self.offers.items()],
         }
 
     @classmethod
@@ -60,6 +63,8 @@ class CoordinatorState:
             f = InFlight(int(item["slurm_job_id"]), str(item["action"]), int(item["current"]), int(item["target"]),
                          float(item["since"]), str(item["decision_id"]))
             state.in_flight[f.slurm_job_id] = f
+        for item in data.get("offers", []):
+            state.offers[(int(item["uid"]), str(item["store"]))] = [dict(a) for a in item["actions"]]
         return state
 
 

@@ -216,7 +216,7 @@ def test_a_grow_the_agent_could_not_carry_out_is_closed_only_by_its_owner(tmp_pa
         s.handle("report", {"jobs": [], "outcomes": [{"decision": 1, "ok": "yes"}]}, A)
 
 
-def test_a_grow_goes_to_the_daemon_that_reported_the_job_not_another_of_the_same_user(tmp_path: Path) -> None:
+def test_a_grow_goes_to_the_daemon_that_reported_the_job_and_survives_a_restart(tmp_path: Path) -> None:
     idle = [(f"n{i}", "p", "idle") for i in (2, 3, 4)]
     slurm, clock = FakeSlurm(jobs=[record(7, 1001, R, 1, "n1")], nodes=[("n1", "p", "alloc"), *idle]), Clock()
     c, s = make(tmp_path, slurm, clock)
@@ -225,5 +225,6 @@ def test_a_grow_goes_to_the_daemon_that_reported_the_job_not_another_of_the_same
     s.handle("report", {"jobs": [item], "store": "login1"}, A)
     c.run_pass()
     assert s.handle("report", {"jobs": [], "store": "login2"}, A)["actions"] == []  # alice's other login node
+    _, s = make(tmp_path, slurm, clock)  # the coordinator restarts: the offer is kept
     (offer,) = s.handle("report", {"jobs": [item], "store": "login1"}, A)["actions"]
     assert offer["slurm_job_id"] == 7
