@@ -29,6 +29,7 @@ COMMANDS = {
     "daemon": "hpcsched.cli.daemon:daemon",
     "site": "hpcsched.cli.site:site",
     "config": "hpcsched.cli.config:config",
+    "doctor": "hpcsched.cli.doctor:doctor",
 }
 
 
