@@ -44,7 +44,8 @@ def show(as_json: bool) -> None:
     files = {"site": _file(site_path(env)), "user": _file(user_path(env))}
     if as_json:
         print_json({"files": files, "settings": {name: {"value": _plain(e.value), "source": e.source,
-                                                         "env": BY_NAME[name].env} for name, e in values.items()}})
+                                                         "env": BY_NAME[name].env, "help": BY_NAME[name].help}
+                                                  for name, e in values.items()}})
         return
     for kind, info in files.items():
         click.echo(f"{kind} file: {info['path']}{'' if info['found'] else ' (none)'}")
