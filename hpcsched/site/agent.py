@@ -16,7 +16,7 @@ from typing import Any
 
 from hpcsched.daemon.client import send
 from hpcsched.daemon.ingest import JobFiles
-from hpcsched.daemon.rebalance_plan import elastic_job, waiting, waiting_job
+from hpcsched.daemon.rebalance_plan import elastic_job, observations, waiting, waiting_job
 from hpcsched.daemon.resize import Resizer, waiting_successor
 from hpcsched.daemon.store import Store
 from hpcsched.errors import HpcschedError
@@ -64,13 +64,14 @@ def report_item(job: Job, records: list[dict[str, Any]], now: float) -> dict[str
         sid, view = running.slurm_job_id, measured or waiting_job(job, records, now, 0.0)
         if measured is None:
             return {"slurm_job_id": sid, "job_id": job.id, "name": job.name, "view": view_to_json(view),
-                    "related": related, "measured": False}
+                    "related": related, "measured": False, "sizes_seen": 0}
     else:
         return None
     if sid is None:
         return None
+    sizes = len({o.num_nodes for o in observations(job, records)})
     return {"slurm_job_id": sid, "job_id": job.id, "name": job.name, "view": view_to_json(view), "related": related,
-            "measured": True}
+            "measured": True, "sizes_seen": sizes}
 
 
 class SiteAgent:

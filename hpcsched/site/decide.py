@@ -8,7 +8,8 @@ waiting. A running job's current size is Slurm's (``squeue``), never the report'
 agent may be down. Grows are dropped while someone waits for nodes in the partition; a job with a
 resize still under way (``busy``) keeps its size and its nodes. A running job not measured yet
 keeps its size too (the prior says nothing of how it scales), unless the rules need its nodes for
-someone waiting: then it shrinks as far as that needs.
+someone waiting: then it shrinks as far as that needs; one measured at a single node count may
+grow, but gives up no more nodes than others need.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hpcsched.allocator import HPCSCHED, AllocatorPolicy, Cluster, ElasticJob, allocate
+from hpcsched.allocator import HPCSCHED, AllocatorPolicy, Cluster, Decision, ElasticJob, allocate
 from hpcsched.jobs.model import JobState
 from hpcsched.slurm.parse import SlurmJobRecord
 
@@ -39,6 +40,7 @@ class Reported:
     received: float = 0.0
     measured: bool = True  # False: a running job with no step time yet, described by the prior
     store: str = ""  # the reporting daemon's store (a user may have one per login node)
+    sizes_seen: int = 2  # node counts the job has step times at; with one, how it scales is a guess
 
 
 @dataclass(frozen=True)
@@ -108,13 +110,29 @@ def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: M
     if not views:
         return out, rm
     allocation = allocate(Cluster(num_nodes=max(0, capacity), gpus_per_node=1), views, policy)
+    targets = _keep_unproven(allocation.decisions, mine, capacity)
     for d in allocation.decisions:
         sid = int(d.key)
         rep = mine[sid]
-        action, target, reason = _action(d.current_gpus, d.target_gpus, rep.view.min_gpus, rm, d.reason)
+        action, target, reason = _action(d.current_gpus, targets[sid], rep.view.min_gpus, rm, d.reason)
         out.append(SizeDecision(sid, rep.uid, rep.user, partition.name, action, d.current_gpus, target, reason,
                                 d.gain_s if action != "keep" else 0.0, d.cost_s if action != "keep" else 0.0))
     return out, rm
+
+
+def _keep_unproven(decisions: Sequence[Decision], mine: Mapping[int, Reported], capacity: int) -> dict[int, int]:
+    """Targets, except that a job measured at one size only gives up no more nodes than others
+    need: a model fitted to one node count guesses how it scales, and a shrink nobody needs
+    would leave its nodes idle."""
+    targets = {int(d.key): d.target_gpus for d in decisions}
+    slack = capacity - sum(targets.values())
+    for d in decisions:
+        sid = int(d.key)
+        if mine[sid].sizes_seen < 2 and 0 < d.target_gpus < d.current_gpus and slack > 0:
+            back = min(slack, d.current_gpus - d.target_gpus)
+            targets[sid] += back
+            slack -= back
+    return targets
 
 
 def _hold_unmeasured(jobs: Mapping[int, Reported], current: Callable[[int], int], capacity: int, rm: Room,

@@ -83,12 +83,14 @@ class SiteService:
             job_id = item.get("job_id", 0)
             if not isinstance(name, str) or len(name) > NAME_LEN or isinstance(job_id, bool) or not isinstance(job_id, int):
                 raise ValidationError(f"jobs[{i}]", "name must be a short string and job_id a number")
-            measured = item.get("measured", True)
+            measured, sizes = item.get("measured", True), item.get("sizes_seen", 2)
             if not isinstance(measured, bool):
                 raise ValidationError(f"jobs[{i}].measured", f"{measured!r} is not true or false")
+            if isinstance(sizes, bool) or not isinstance(sizes, int) or not 0 <= sizes <= 100_000:
+                raise ValidationError(f"jobs[{i}].sizes_seen", f"{sizes!r} is not a count of node counts")
             view = view_from_json(str(sid), item.get("view"), caller.user)
             reports.append(Reported(sid, caller.uid, caller.user, job_id, name, view, related_ids, self.clock(), measured,
-                                    store))
+                                    store, sizes))
             accepted.append(sid)
         outcomes = _outcomes(args.get("outcomes", []))
         with self.coordinator.lock:

@@ -71,7 +71,7 @@ class CoordinatorState:
 def reported_to_json(r: Reported) -> dict[str, Any]:
     return {"slurm_job_id": r.slurm_job_id, "uid": r.uid, "user": r.user, "job_id": r.job_id, "name": r.name,
             "view": view_to_json(r.view), "related": list(r.related), "received": r.received, "measured": r.measured,
-            "store": r.store}
+            "store": r.store, "sizes_seen": r.sizes_seen}
 
 
 def reported_from_json(item: dict[str, Any]) -> Reported:
@@ -79,7 +79,7 @@ def reported_from_json(item: dict[str, Any]) -> Reported:
     return Reported(sid, int(item["uid"]), str(item["user"]), int(item["job_id"]), str(item["name"]),
                     view_from_json(str(sid), item["view"], str(item["user"])),
                     tuple(int(x) for x in item.get("related", [])), float(item.get("received") or 0),
-                    bool(item.get("measured", True)), str(item.get("store", "")))
+                    bool(item.get("measured", True)), str(item.get("store", "")), int(item.get("sizes_seen", 2)))
 
 
 def load(path: str) -> CoordinatorState:

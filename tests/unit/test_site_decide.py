@@ -101,3 +101,25 @@ def test_a_job_not_measured_yet_keeps_its_size_unless_someone_waits_for_its_node
     waited = decide({"p": full}, [record(1, 1001, R, 3, "n[1-3]"), record(2, 1002, P, 2, reason="Resources")], {1: fresh})
     (d,) = waited.decisions
     assert (d.action, d.target) == ("shrink", 1) and "Slurm job(s) 2" in d.reason
+
+
+def test_a_job_measured_at_one_size_gives_up_only_the_nodes_others_need() -> None:
+    # A model fitted to one node count may predict that fewer nodes are as fast: the allocator
+    # would shrink the job and leave its nodes idle for nobody.
+    from hpcsched.allocator import ElasticJob, GoodputModel, RestartCost
+    from hpcsched.daemon.rebalance_plan import FLAT_NOISE
+    from hpcsched.models.goodput import BatchLimits
+    from hpcsched.models.throughput import Observation
+    from hpcsched.models.throughput_fit import fit
+
+    guess = GoodputModel(fit([Observation(1, 1, 1, 0, step_time=1.0)]), FLAT_NOISE, BatchLimits(1, 3, 1))
+    view = ElasticJob(key="1", model=guess, min_gpus=1, max_gpus=3, current_gpus=3, remaining_work=1800.0, age_s=30,
+                      time_in_state_s=30, restart=RestartCost(0, 6, 0))
+    rep = dataclasses.replace(reported(1, 1001, max_nodes=3), view=view)
+    full = partition({f"n{i}": "alloc" for i in range(1, 4)}, 3)
+    running = [record(1, 1001, R, 3, "n[1-3]")]
+    assert [d.target for d in decide({"p": full}, running, {1: rep}).decisions] == [1], "measured at two sizes: it shrinks"
+    once = dataclasses.replace(rep, sizes_seen=1)
+    assert [(d.action, d.target) for d in decide({"p": full}, running, {1: once}).decisions] == [("keep", 3)]
+    waited = decide({"p": full}, [*running, record(2, 1002, P, 2, reason="Resources")], {1: once})
+    assert [(d.action, d.target) for d in waited.decisions] == [("shrink", 1)]
