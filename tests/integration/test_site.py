@@ -60,8 +60,17 @@ def audit() -> list[dict[str, object]]:
     return entries
 
 
-def test_a_plain_job_of_another_user_starts_once_the_elastic_job_shrinks_with_its_owners_daemon_down(
+def owners_of_processes(marker: str) -> set[str]:
+    """The users of every process whose command line mentions ``marker``."""
+    out = subprocess.run(["ps", "-eww", "-o", "user:32,args"], capture_output=True, text=True, check=True).stdout
+    return {line.split(None, 1)[0] for line in out.splitlines()[1:] if marker in line and "ps -eww" not in line}
+
+
+def test_G4_the_coordinator_shrinks_a_job_for_another_users_plain_job_while_its_owner_is_away(
         alice: UserSession) -> None:
+    """G4 and site mode's good citizen: the coordinator (service account) makes room for a plain
+    sbatch job of another user while the elastic job's owner has no daemon; the job's processes
+    and containers run as the owner throughout, the coordinator as its service account."""
     copy_example(alice, "digits_cnn.py")
     job = alice.run_job("digits_cnn.py", "--nodes", "1-3", "--start-nodes", "3", "--", "--epochs", "400", *DIGITS)
     running_attempt(alice, job, 1, nodes=3, min_steps=5)
@@ -77,6 +86,8 @@ def test_a_plain_job_of_another_user_starts_once_the_elastic_job_shrinks_with_it
         wait_for(lambda: slurm_job(other)[0] in ("RUNNING", "COMPLETING", ""), 120, "the plain job to start")
         started_after = time.monotonic() - submitted
         assert slurm_job(slurm_id) == ("RUNNING", 1), "the elastic job went on, in place, on one node"
+        assert owners_of_processes(str(alice.root / "jobs")) == {"hpcuser"}, "the job runs as its owner, nothing as root"
+        assert owners_of_processes("hpcsched site coordinator") == {"hpcsite"}
     finally:
         subprocess.run(["scancel", str(other)], capture_output=True)
     print(f"plain job started {started_after:.1f} s after submission")
