@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,28 +45,48 @@ WEIGHT_RANGE = 4.0
 
 def _problem(cluster: Cluster, jobs: Sequence[ElasticJob], policy: AllocatorPolicy, limits: Limits) -> Problem:
     tables = [job_table(job, cluster, limits) for job in jobs]
-    runnable = sum(1 for t in tables if len(t.sizes))
-    fair = max(1, cluster.capacity // max(1, runnable))
+    fair = fair_shares(jobs, tables, cluster.capacity)
     weights = _weights(jobs, tables, fair, policy)
     values = [
-        weight * job_values(job, table, policy, fair) if len(table.sizes) else table.goodput
-        for job, table, weight in zip(jobs, tables, weights, strict=True)
+        weight * job_values(job, table, policy, share) if len(table.sizes) else table.goodput
+        for job, table, weight, share in zip(jobs, tables, weights, fair, strict=True)
     ]
     departure = next_departure(jobs, tables)
     idle = [
-        weight * waiting_value(job, table, policy, fair, departure)
-        for job, table, weight in zip(jobs, tables, weights, strict=True)
+        weight * waiting_value(job, table, policy, share, departure)
+        for job, table, weight, share in zip(jobs, tables, weights, fair, strict=True)
     ]
     hungry = [starving(job, policy) for job in jobs]
     return Problem(jobs, tables, values, idle, hungry, cluster, limits, departure)
 
 
-def _weights(jobs: Sequence[ElasticJob], tables: Sequence[JobTable], fair: int, policy: AllocatorPolicy) -> list[float]:
-    """``(median T / T_j) ** srpt_weight``, ``T_j`` the remaining time at the fair share."""
+def _runnable_users(jobs: Sequence[ElasticJob], tables: Sequence[JobTable]) -> Counter[str]:
+    """Runnable jobs per user (every job's ``user`` "" when one user's daemon sizes its own)."""
+    return Counter(job.user for job, table in zip(jobs, tables, strict=True) if len(table.sizes))
+
+
+def fair_shares(jobs: Sequence[ElasticJob], tables: Sequence[JobTable], capacity: int) -> list[int]:
+    """Each job's fair share in GPUs: the capacity split equally between the users with runnable
+    jobs, and a user's part equally between that user's jobs. With one user (or none named) this
+    is the capacity over the runnable jobs, as before users were known.
+
+    Each speedup is measured against this share (:mod:`.objective`), so a user's extra jobs each
+    start from a smaller share and gain little from more GPUs: a user with four jobs ends with
+    about the GPUs of a user with one (8 and 8 of 16, `tests/unit/test_allocator_users.py`).
+    Weighting each job's term by 1/(its user's jobs) as well overshoots (5 and 11)."""
+    per_user = _runnable_users(jobs, tables)
+    if not per_user:
+        return [max(1, capacity)] * len(jobs)
+    part = capacity / len(per_user)
+    return [max(1, int(part // max(1, per_user.get(job.user, 1)))) for job in jobs]
+
+
+def _weights(jobs: Sequence[ElasticJob], tables: Sequence[JobTable], fair: Sequence[int], policy: AllocatorPolicy) -> list[float]:
+    """``(median T / T_j) ** srpt_weight``, ``T_j`` the remaining time at the job's fair share."""
     if policy.srpt_weight == 0.0:
         return [1.0] * len(jobs)
-    pairs = zip(jobs, tables, strict=True)
-    times = [job.remaining_work / fair_goodput(t, fair) if len(t.sizes) else math.inf for job, t in pairs]
+    rows = zip(jobs, tables, fair, strict=True)
+    times = [job.remaining_work / fair_goodput(t, share) if len(t.sizes) else math.inf for job, t, share in rows]
     finite = [t for t in times if math.isfinite(t) and t > 0]
     if not finite:
         return [1.0] * len(jobs)

@@ -1,0 +1,43 @@
+"""Fairness between users: a user's jobs share that user's part of the cluster (site mode)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from site_helpers import view
+
+from hpcsched.allocator import Cluster, allocate
+from hpcsched.allocator.allocate import fair_shares
+from hpcsched.allocator.candidates import job_table
+from hpcsched.allocator.cluster import Limits
+
+
+def jobs(a_jobs: int, c_jobs: int, users: bool = True) -> list:  # type: ignore[type-arg]
+    out = [dataclasses.replace(view(1, 16), key=f"a{i}", user="alice" if users else "") for i in range(a_jobs)]
+    return out + [dataclasses.replace(view(1, 16), key=f"c{i}", user="carol" if users else "") for i in range(c_jobs)]
+
+
+def totals(decisions: tuple) -> dict[str, int]:  # type: ignore[type-arg]
+    out: dict[str, int] = {}
+    for d in decisions:
+        out[d.key[0]] = out.get(d.key[0], 0) + d.target_gpus
+    return out
+
+
+def test_a_user_with_four_jobs_gets_the_share_of_a_user_with_one_not_four_times_it() -> None:
+    by_user = totals(allocate(Cluster(16, 1), jobs(4, 1)).decisions)
+    by_job = totals(allocate(Cluster(16, 1), jobs(4, 1, users=False)).decisions)
+    assert abs(by_user["a"] - by_user["c"]) <= 1, by_user
+    assert by_job["a"] >= 3 * by_job["c"], f"without users each job counts the same: {by_job}"
+
+
+def test_fair_shares_split_the_cluster_by_user_then_by_job() -> None:
+    js = jobs(4, 1)
+    tables = [job_table(j, Cluster(16, 1), Limits()) for j in js]
+    assert fair_shares(js, tables, 16) == [2, 2, 2, 2, 8]
+    single = jobs(5, 0)
+    assert fair_shares(single, tables, 16) == [3] * 5
+
+
+def test_a_users_jobs_never_go_below_their_minimum_to_even_the_shares() -> None:
+    assert totals(allocate(Cluster(6, 1), jobs(4, 1)).decisions) == {"a": 4, "c": 2}
