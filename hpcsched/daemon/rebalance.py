@@ -1,11 +1,12 @@
-"""One rebalance pass: read the cluster, the elastic jobs and hpcsched's jobs waiting in the queue,
-decide with the allocator, apply the resizes, record every decision. Run by ``hpcsched
-rebalance`` (from cron), and by the daemon when one of its jobs waits for nodes: then as an
-admission pass, which applies only the shrinks that make room for the waiting jobs the allocator
-admits (:func:`hpcsched.allocator.admission`; the allocator admits a newcomer by shrinking others
-only when that saves more completion time than it costs), and grows nothing: an arrival restarts no more jobs than
-it needs.
-A waiting job the allocator admits is left to Slurm, which starts it on the nodes set free.
+"""One rebalance pass of a personal daemon: the same decision as the site coordinator's
+(:func:`hpcsched.site.decide.decide`: per partition, the good-citizen rules, then the allocator
+over the user's elastic jobs, running and waiting), carried out here by the resizer (shrink in
+place, make-before-break grow), every decision recorded as an event of its job. Run by
+``hpcsched rebalance`` (from cron), and by the daemon when one of its jobs waits for nodes: then
+as an admission pass, which applies only shrinks, and only in a partition where they start a
+waiting job (anybody's, as Slurm orders them); it grows nothing. A waiting job made room for is
+left to Slurm, which starts it on the nodes set free. In site mode the coordinator decides and
+no personal pass runs.
 
 Never two passes at once: an exclusive lock on local disk (``rebalance.lock`` in the state
 directory); a second pass reports busy and changes nothing (H2), or first waits a while for the
@@ -16,6 +17,7 @@ the daemon re-sends the signal of any resize request still pending when it start
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -25,15 +27,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from hpcsched.allocator import HPCSCHED, admission, allocate
 from hpcsched.daemon.faults import fault_point
 from hpcsched.daemon.ingest import JobFiles
-from hpcsched.daemon.rebalance_plan import cluster_view, elastic_job, queue_wait_estimate, waiting, waiting_job
+from hpcsched.daemon.rebalance_plan import waiting
 from hpcsched.daemon.resize import Resizer, waiting_successor
 from hpcsched.daemon.store import Store
 from hpcsched.errors import HpcschedError
 from hpcsched.jobs.model import Job, JobState
-from hpcsched.slurm import hostlist
+from hpcsched.site.citizen import partitions
+from hpcsched.site.decide import decide
+from hpcsched.site.describe import describe
 from hpcsched.slurm.client import SlurmClient
 
 log = logging.getLogger(__name__)
@@ -85,38 +88,37 @@ class Rebalancer:
             return self._pass(dry_run, admit_only)
 
     def _pass(self, dry_run: bool, admit_only: bool) -> dict[str, Any]:
+        """Decide as the site coordinator does (:func:`hpcsched.site.decide.decide`: the
+        good-citizen rules and the allocator, per partition) for this user's jobs, then carry the
+        decisions out here with the resizer. An admission pass applies only shrinks, and only in a
+        partition where they start a waiting job."""
         now = self.clock()
-        open_jobs = self.store.open_jobs()
-        jobs = {str(j.id): j for j in open_jobs if resizable(j)}
-        queued = {str(j.id): j for j in open_jobs if waiting(j)}
-        states = self.client.node_states()
-        ours = [h for j in jobs.values() if j.current for h in hostlist.expand(j.current.node_list)]
-        cluster, _ = cluster_view(states, ours)
-        idle = sum(1 for s in states.values() if s.rstrip("*~#!%$@^-") == "idle")
-        wait = queue_wait_estimate(idle, self.client.pending_jobs())
-        views = [v for v in (elastic_job(j, list(self.files.records(j.id)), now, wait) for j in jobs.values()) if v]
-        if views:  # without a running elastic job there is nobody to shrink or grow
-            views += [waiting_job(j, list(self.files.records(j.id)), now, wait) for j in queued.values()]
-        allocation = allocate(cluster, views, HPCSCHED) if views else None
-        decisions = allocation.decisions if allocation else ()
-        shrinks = admission(allocation, idle) if allocation else {}
+        described = [(j, describe(j, self.files.records(j.id), now)) for j in self.store.open_jobs()]
+        jobs = {rep.slurm_job_id: j for j, rep in described if rep is not None}
+        reports = {rep.slurm_job_id: rep for _, rep in described if rep is not None}
+        busy = frozenset(sid for sid, j in jobs.items() if not resizable(j) and not waiting(j))
+        plan = decide(partitions(self.client.node_partitions()), self.client.queue_all(), reports, busy)
+        making_room = {r.partition for r in plan.rooms if r.served} | {
+            d.partition for d in plan.decisions if d.action == "start"}
         out = []
-        for d in decisions:
-            job = jobs.get(d.key) or queued[d.key]
-            entry = {"job": job.id, "name": job.name, **d.as_dict(), "applied": False, "waiting": d.key in queued}
-            entry["current_nodes"], entry["target_nodes"] = d.current_gpus, d.target_gpus
-            wanted = d.key in jobs and d.changed and (not admit_only or d.key in shrinks)
+        for d in plan.decisions:
+            job = jobs[d.slurm_job_id]
+            entry = {"job": job.id, "name": job.name, "current_nodes": d.current, "target_nodes": d.target,
+                     "action": d.action, "gain_s": d.gain_s, "cost_s": d.cost_s, "reason": d.reason,
+                     "partition": d.partition, "applied": False, "waiting": d.current == 0}
+            wanted = d.executes and (not admit_only or (d.action == "shrink" and d.partition in making_room))
             if wanted and not dry_run:
                 try:
-                    self.resizer.resize(job, d.target_gpus)
+                    self.resizer.resize(job, d.target, d.action)
                     entry["applied"] = True
                     fault_point("rebalance_after_resize")  # A7: one resize applied, its record and the rest not
                 except HpcschedError as e:
                     entry["error"] = str(e)
-            if not dry_run:
+            if not dry_run and (d.executes or d.current == 0):
                 self.store.record_event(job.id, now, "rebalance", json.dumps(entry, default=str))
             out.append(entry)
-        skipped = [{"job": j.id, "name": j.name, "reason": "not enough measurements yet"}
-                   for key, j in jobs.items() if key not in {v.key for v in views}]
+        skipped = [{"job": j.id, "name": j.name, "reason": "not resizable: its script does not use the runtime library"}
+                   for j, rep in described if rep is None and j.elastic is False and j.current is not None
+                   and j.current.state is JobState.RUNNING and "-" in str(j.request.get("nodes", ""))]
         return {"dry_run": dry_run, "admit_only": admit_only, "decisions": out, "skipped": skipped,
-                "idle_nodes": idle, "queue_wait_s": wait}
+                "partitions": [dataclasses.asdict(r) | {"foreign": len(r.foreign)} for r in plan.rooms]}

@@ -16,16 +16,15 @@ from typing import Any
 
 from hpcsched.daemon.client import send
 from hpcsched.daemon.ingest import JobFiles
-from hpcsched.daemon.rebalance_plan import elastic_job, observations, waiting, waiting_job
-from hpcsched.daemon.resize import Resizer, waiting_successor
+from hpcsched.daemon.resize import Resizer
 from hpcsched.daemon.store import Store
 from hpcsched.errors import HpcschedError
-from hpcsched.jobs.model import Job, JobState
-from hpcsched.planning.fields import parse_nodes
+from hpcsched.jobs.model import Job
 from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.parse import SlurmJobRecord
 from hpcsched.slurm.states import to_job_state
 
+from .describe import describe
 from .views import view_to_json
 
 log = logging.getLogger(__name__)
@@ -40,38 +39,13 @@ def record_from_json(data: dict[str, Any]) -> SlurmJobRecord:
 
 
 def report_item(job: Job, records: list[dict[str, Any]], now: float) -> dict[str, Any] | None:
-    """What the coordinator is told of one open job; None for a job it must treat as rigid (pure).
-
-    Only elastic jobs (a node range) count, and of running ones only those whose script uses the
-    runtime library (it announced itself): only they can stop at a checkpoint when asked. A running
-    job not measured yet is described by the model's prior, as a waiting one is.
-    """
-    cur = job.current
-    if cur is None or cur.slurm_job_id is None or not parse_nodes(str(job.request.get("nodes", "1"))).elastic:
+    """What the coordinator is told of one open job; None for a job it must treat as rigid (pure,
+    :func:`.describe.describe`)."""
+    rep = describe(job, records, now)
+    if rep is None:
         return None
-    pair = waiting_successor(job)
-    related: list[int] = []
-    sid: int | None
-    if waiting(job):
-        sid, view = cur.slurm_job_id, waiting_job(job, records, now, 0.0)
-    elif cur.state is JobState.RUNNING or pair is not None:
-        if not (job.progress and job.progress.get("elastic")):
-            return None
-        running = pair[0] if pair is not None else cur
-        if pair is not None and pair[1].slurm_job_id is not None:
-            related = [pair[1].slurm_job_id]
-        measured = elastic_job(job, records, now, 0.0)
-        sid, view = running.slurm_job_id, measured or waiting_job(job, records, now, 0.0)
-        if measured is None:
-            return {"slurm_job_id": sid, "job_id": job.id, "name": job.name, "view": view_to_json(view),
-                    "related": related, "measured": False, "sizes_seen": 0}
-    else:
-        return None
-    if sid is None:
-        return None
-    sizes = len({o.num_nodes for o in observations(job, records)})
-    return {"slurm_job_id": sid, "job_id": job.id, "name": job.name, "view": view_to_json(view), "related": related,
-            "measured": True, "sizes_seen": sizes}
+    return {"slurm_job_id": rep.slurm_job_id, "job_id": job.id, "name": job.name, "view": view_to_json(rep.view),
+            "related": list(rep.related), "measured": rep.measured, "sizes_seen": rep.sizes_seen}
 
 
 class SiteAgent:

@@ -73,6 +73,8 @@ class Room:
     served: tuple[int, ...]  # waiting jobs of others that the reservation starts
     blocked: int | None  # the first waiting job that shrinking would not start
     foreign: frozenset[str]  # nodes other jobs hold
+    idle: int = 0  # usable idle nodes
+    waiting: int = 0  # jobs of anybody waiting for nodes here (elastic ones included)
 
     @property
     def may_grow(self) -> bool:
@@ -107,4 +109,5 @@ def room(partition: Partition, queue: Sequence[SlurmJobRecord], elastic: Mapping
         reserved += need
         served.append(r.job_id)
     capacity = max(0, len(usable) - len(foreign) - reserved)
-    return Room(partition.name, capacity, reserved, tuple(served), blocked, foreign)
+    queued = sum(1 for r in in_partition if waits_for_nodes(r))
+    return Room(partition.name, capacity, reserved, tuple(served), blocked, foreign, idle, queued)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpcsched.allocator import HPCSCHED, AllocatorPolicy, Cluster, Decision, ElasticJob, allocate
+from hpcsched.daemon.rebalance_plan import queue_wait_estimate
 from hpcsched.jobs.model import JobState
 from hpcsched.slurm.parse import SlurmJobRecord
 
@@ -101,7 +102,8 @@ def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: M
     rm = room(partition, queue, elastic)
     pinned = {sid for sid in mine if sid in busy}
     unmeasured = {sid for sid, rep in mine.items() if not rep.measured and current(sid) and sid not in pinned}
-    views = [_view(rep, sid, current(sid)) for sid, rep in mine.items() if sid not in pinned | unmeasured]
+    wait = queue_wait_estimate(rm.idle, rm.waiting)
+    views = [_view(rep, sid, current(sid), wait) for sid, rep in mine.items() if sid not in pinned | unmeasured]
     capacity = rm.capacity - sum(current(sid) for sid in pinned)
     out = [_fixed(mine[sid], records[sid], partition.name, "busy", "a resize of this job is still under way")
            for sid in sorted(pinned)]
@@ -179,11 +181,13 @@ def _action(current: int, target: int, minimum: int, rm: Room, why: str) -> tupl
     return "keep", current, why
 
 
-def _view(rep: Reported, sid: int, current: int) -> ElasticJob:
-    """The report's view at Slurm's size; a range that does not hold that size is widened to it."""
+def _view(rep: Reported, sid: int, current: int, queue_wait_s: float) -> ElasticJob:
+    """The report's view at Slurm's size (a range that does not hold that size is widened to it),
+    a grow priced with the partition's expected queue wait."""
     low = min(rep.view.min_gpus, current) if current else rep.view.min_gpus
+    restart = dataclasses.replace(rep.view.restart, queue_wait_s=queue_wait_s)
     return dataclasses.replace(rep.view, key=str(sid), current_gpus=current, user=rep.user,
-                               min_gpus=low, max_gpus=max(rep.view.max_gpus, current))
+                               min_gpus=low, max_gpus=max(rep.view.max_gpus, current), restart=restart)
 
 
 def _fixed(rep: Reported, record: SlurmJobRecord, partition: str, action: str, why: str) -> SizeDecision:

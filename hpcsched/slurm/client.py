@@ -46,6 +46,10 @@ class SlurmClient:
             argv.append("--me")
         return parse.parse_squeue(self.runner(argv).stdout)
 
+    def queue_all(self) -> list[SlurmJobRecord]:
+        """Every user's jobs (one ``squeue --json``): what a sizing pass must not make wait longer."""
+        return parse.parse_squeue(self.runner(["squeue", "--json"]).stdout)
+
     def accounting(self, since: float, job_ids: Iterable[int] | None = None, until: float | None = None) -> list[SlurmJobRecord]:
         """Every run (``-D``: requeued runs too) of jobs since ``since``; one sacct call."""
         argv = ["sacct", "--json", "-D", f"--starttime={slurm_timestamp(since)}"]
