@@ -15,7 +15,7 @@ from hpcsched.config import Settings
 from hpcsched.daemon import client
 from hpcsched.errors import DaemonNotRunning
 from hpcsched.planning import preflight
-from hpcsched.planning.plan import plan_submission
+from hpcsched.planning.plan import dry_run_plan
 from hpcsched.slurm.runner import ignored_variables
 
 # How long `run` waits for the daemon's sbatch before it answers "accepted, not yet in Slurm".
@@ -45,9 +45,12 @@ def run(job: JobOptions, name: str | None, dry_run: bool, follow: bool, as_json:
     cfg = settings()
     request = job.request(cfg, name)
     check_files(request)
-    preflight.check_workdir_tree(request.workdir, request.script, skip=(cfg.jobs_dir,))
+    if not preflight.check_workdir_tree(request.workdir, request.script, skip=(cfg.jobs_dir,)):
+        click.echo(f"hpcsched: checked the first {preflight.MAX_TREE_ENTRIES:,} entries of {request.workdir} for "
+                   "symbolic links out of it; links further down were not checked", err=True)
     if dry_run:
-        plan = plan_submission(request, job_id=0, store_id="dry-run", job_dir=f"{cfg.jobs_dir}/<id>", python=cfg.launcher_python)
+        plan = dry_run_plan(request, jobs_root=cfg.jobs_dir, python=cfg.launcher_python,
+                            site_mode=bool(cfg.coordinator_socket))
         click.echo(plan.describe(), nl=False)
         return
     warn_ignored_environment()

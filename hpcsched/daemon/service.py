@@ -74,6 +74,7 @@ class JobService:
         request = JobRequest.from_options(raw)
         # The socket is the trust boundary: everything the CLI checked is checked again here.
         preflight.check_job_files(request.workdir, request.script)
+        preflight.check_workdir_tree(request.workdir, request.script, skip=(self.submitter.settings.jobs_dir,))
         known = self.client.partitions()
         if known is not None:
             shape = JobShape(request.partition, request.start_nodes or request.nodes.min, request.cpus_per_node,

@@ -44,7 +44,7 @@ class JobDirectoryRefused(OSError):
         super().__init__(code, message, path)
 
 
-def job_dir_path(jobs_root: str, store_id: str, job_id: int) -> str:
+def job_dir_path(jobs_root: str, store_id: str, job_id: int | str) -> str:
     """A new job's directory. The store's id is part of the name: two stores sharing one jobs
     directory (two login nodes, a moved state directory) both have a job 1, never one directory."""
     return f"{jobs_root}/{store_id}-{job_id}"

@@ -13,11 +13,13 @@ from hpcsched.planning.render import render
 from hpcsched.planning.request import JobRequest
 
 SIGNAL_LEAD_SECONDS = layout.SIGNAL_LEAD_SECONDS
+# What a dry run shows for the values that exist only once the daemon has recorded the job.
+DRY_RUN_STORE_ID, DRY_RUN_JOB_ID, DRY_RUN_NONCE = "<store id>", "<job id>", "<nonce>"
 
 
 @dataclass(frozen=True)
 class SubmissionPlan:
-    job_id: int
+    job_id: int | str  # a placeholder in a dry run
     tag: str
     job_dir: str
     script_path: str
@@ -29,14 +31,14 @@ class SubmissionPlan:
         return f"# sbatch command:\n{shlex.join(self.argv)}\n# batch script ({self.script_path}):\n{self.script_text}"
 
 
-def job_tag(store_id: str, job_id: int, attempt: int = 1) -> str:
+def job_tag(store_id: str, job_id: int | str, attempt: int = 1) -> str:
     """The id hpcsched puts into the Slurm job's comment, to find the job again after a crash.
     A later allocation of the same job (a grow) carries its attempt number too."""
     base = f"hpcsched:{store_id}:{job_id}"
     return base if attempt == 1 else f"{base}:a{attempt}"
 
 
-def launcher_argv(request: JobRequest, job_id: int, job_dir: str, python: str,
+def launcher_argv(request: JobRequest, job_id: int | str, job_dir: str, python: str,
                   identity: tuple[str, str] | None = None) -> list[str]:
     """The per-node launcher command line (run by srun on every node). ``identity`` is the
     store id and the submission nonce, which the job's checkpoints carry (D4)."""
@@ -56,7 +58,7 @@ def launcher_argv(request: JobRequest, job_id: int, job_dir: str, python: str,
 
 
 def plan_submission(
-    request: JobRequest, *, job_id: int, store_id: str, job_dir: str, python: str,
+    request: JobRequest, *, job_id: int | str, store_id: str, job_dir: str, python: str,
     nodes: str | None = None, predecessor: int | None = None, attempt: int = 1, nonce: str = "",
     site_decisions: str | None = None,
 ) -> SubmissionPlan:
@@ -100,3 +102,15 @@ def plan_submission(
         script_path,
     )
     return SubmissionPlan(job_id, tag, job_dir, script_path, text, argv)
+
+
+def dry_run_plan(request: JobRequest, *, jobs_root: str, python: str, site_mode: bool = False) -> SubmissionPlan:
+    """The plan the daemon makes for the request's first submission, as ``--dry-run`` shows it:
+    the store's id, the job's id and the submission nonce exist only once the daemon has recorded
+    the job, and the site coordinator's decisions directory once the daemon has asked it, so
+    placeholders stand for them."""
+    return plan_submission(
+        request, job_id=DRY_RUN_JOB_ID, store_id=DRY_RUN_STORE_ID, python=python, nonce=DRY_RUN_NONCE,
+        job_dir=layout.job_dir_path(jobs_root, DRY_RUN_STORE_ID, DRY_RUN_JOB_ID),
+        site_decisions="<site decisions dir>" if site_mode else None,
+    )

@@ -58,17 +58,20 @@ def check_workdir(path: str) -> None:
         raise ValidationError(field, f"{path}: permission denied")
 
 
-def check_workdir_tree(workdir: str, script: str, skip: Sequence[str] = ()) -> None:
+def check_workdir_tree(workdir: str, script: str, skip: Sequence[str] = ()) -> bool:
     """The container sees the work directory and nothing else: refuse a script, or a symbolic link
     in the work directory, that resolves outside it (it would fail inside the job). The walk never
     follows a link into a directory, leaves out ``skip`` (the jobs directory) and Python virtual
     environments (their links point at the host's interpreter by design; the job uses the image's),
-    and stops after MAX_TREE_ENTRIES entries."""
+    and stops after MAX_TREE_ENTRIES entries, so that a work directory holding a data set keeps
+    ``run`` fast (10,000 entries take about 6 ms, 50 ms from a cold cache). Returns whether the
+    walk saw the whole tree."""
     root = os.path.realpath(workdir)
     _refuse_outside("SCRIPT", script, root, workdir)
-    skipped = {os.path.realpath(p) for p in skip}
-    for link in _links_in(workdir, skipped):
+    walk = _TreeWalk(workdir, {os.path.realpath(p) for p in skip})
+    for link in walk.links():
         _refuse_outside("--workdir", link, root, workdir)
+    return walk.complete
 
 
 def _refuse_outside(field: str, path: str, root: str, workdir: str) -> None:
@@ -81,22 +84,33 @@ def _refuse_outside(field: str, path: str, root: str, workdir: str) -> None:
                                  f"{resolved}")
 
 
-def _links_in(workdir: str, skipped: set[str]) -> Iterator[str]:
-    """Symbolic links under ``workdir``, breadth first, within the entry budget."""
-    pending, seen = deque([workdir]), 0
-    while pending and seen < MAX_TREE_ENTRIES:
-        directory = pending.popleft()
-        try:
-            with os.scandir(directory) as entries:
-                listed = list(islice(entries, MAX_TREE_ENTRIES - seen))
-        except OSError:
-            continue  # unreadable here means unreadable in the container too; the job says so
-        seen += len(listed)
-        for entry in listed:
-            if entry.is_symlink():
-                yield entry.path
-            elif entry.is_dir(follow_symlinks=False) and not _left_out(entry.path, skipped):
-                pending.append(entry.path)
+class _TreeWalk:
+    """Symbolic links under a work directory, breadth first, within the entry budget."""
+
+    def __init__(self, workdir: str, skipped: set[str]) -> None:
+        self.workdir = workdir
+        self.skipped = skipped
+        self.complete = True
+
+    def links(self) -> Iterator[str]:
+        pending, budget = deque([self.workdir]), MAX_TREE_ENTRIES
+        while pending:
+            if budget == 0:
+                self.complete = False
+                return
+            try:
+                with os.scandir(pending.popleft()) as entries:
+                    listed = list(islice(entries, budget + 1))  # one more: are there entries left?
+            except OSError:
+                continue  # unreadable here means unreadable in the container too; the job says so
+            if len(listed) > budget:
+                self.complete, listed = False, listed[:budget]
+            budget -= len(listed)
+            for entry in listed:
+                if entry.is_symlink():
+                    yield entry.path
+                elif entry.is_dir(follow_symlinks=False) and not _left_out(entry.path, self.skipped):
+                    pending.append(entry.path)
 
 
 def _left_out(directory: str, skipped: set[str]) -> bool:

@@ -1,4 +1,4 @@
-"""Input the daemon must judge itself (reliability items 3, 6 and 9): requests sent straight to
+"""Input the daemon must judge itself (reliability items 3, 6, 7 and 9): requests sent straight to
 the socket get every check the CLI makes (F5), the job's environment is explicit whatever the
 daemon's environment holds (F7), and a job the partition can never start is refused at submit."""
 
@@ -69,6 +69,18 @@ def test_6_raw_socket_request_for_etc_passwd_is_refused_and_nothing_is_submitted
     assert "missing.py: no such file" in replies[2]["error"]
     assert "dangling.py: not a regular file" in replies[3]["error"]
     assert "nodir: not an existing directory" in replies[4]["error"]
+    assert_nothing_submitted(session)
+
+
+def test_7_raw_socket_request_with_a_link_out_of_the_work_directory_is_refused_and_nothing_is_submitted(
+        session: UserSession) -> None:
+    session.hs("daemon", "start")
+    session.write("ok.py", OK_SCRIPT)
+    os.symlink("/etc", session.workdir / "data")
+    work = str(session.workdir)
+    [reply] = send_as_user(session, run_request(script=f"{work}/ok.py", workdir=work))
+    assert reply["kind"] == "validation", reply
+    assert reply["error"].startswith(f"--workdir: {work}/data is a symbolic link to /etc, outside the work directory")
     assert_nothing_submitted(session)
 
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from fakeslurm import Core
 
 from hpcsched.cli.main import cli
 from hpcsched.daemon import client
+from hpcsched.planning import preflight
 
 OK_SCRIPT = "print('hello')\n"
 
@@ -64,10 +67,51 @@ def test_dry_run_prints_the_sbatch_command_and_the_batch_script(dirs: dict[str, 
     lines = result.stdout.splitlines()
     assert lines[0] == "# sbatch command:"
     assert shlex.split(lines[1])[:4] == ["sbatch", "--parsable", "--export=ALL", f"--chdir={dirs['work']}"]
-    assert lines[2] == f"# batch script ({dirs['jobs']}/<id>/batch.sh):"
+    assert lines[2] == f"# batch script ({dirs['jobs']}/<store id>-<job id>/batch.sh):"
     assert lines[3] == "#!/bin/bash -p"
     assert "#SBATCH --nodes=2" in lines
     assert f"-- {script} --epochs 3" in result.stdout
+
+
+def test_dry_run_shows_the_daemons_job_directory_tag_and_identity_arguments(dirs: dict[str, Path]) -> None:
+    script = write(dirs, "train.py")
+    out = run(dirs, str(script), "--dry-run").stdout
+    assert f"'--output={dirs['jobs']}/<store id>-<job id>/slurm-%j.out'" in out
+    assert "#SBATCH --comment=hpcsched:<store id>:<job id>\n" in out
+    assert "--job-id '<job id>' --job-dir" in out
+    assert "--store-id '<store id>' --job-nonce '<nonce>'" in out
+
+
+def test_dry_run_is_the_plan_the_daemon_submits_with_its_values_for_the_placeholders(
+        dirs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "daemon").mkdir()
+    core = Core(tmp_path / "daemon", jobs_dir=dirs["jobs"])
+    monkeypatch.setenv("HPCSCHED_LAUNCHER_PYTHON", sys.executable)
+    options = ("--image", "img", "--nodes", "1-3", "--start-nodes", "2", "--time", "1:00:00", "--env", "SEED=3")
+    shown = CliRunner().invoke(cli, ["run", "--workdir", str(core.work), *options, "--dry-run",
+                                     str(core.work / "train.py"), "--", "--epochs", "3"]).stdout
+    job_id, _ = core.submit(image="img", nodes="1-3", start_nodes=2, time="1:00:00", env=["SEED=3"],
+                            script_args=["--epochs", "3"])
+    job = core.store.get_job(job_id)
+    assert job is not None
+    values = {"<store id>": core.store.store_id, "<job id>": str(job_id), "<nonce>": job.nonce}
+    for placeholder, value in values.items():
+        shown = shown.replace(placeholder, value)
+    submitted = core.submitter.plan(job).describe()
+    assert shown.replace("'", "") == submitted.replace("'", "")  # quoting aside: a placeholder has spaces
+
+
+def test_a_work_directory_larger_than_the_walks_budget_is_accepted_with_a_note(
+        dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    script = write(dirs, "train.py")
+    for n in range(3):
+        write(dirs, f"data-{n}.txt", "")
+    monkeypatch.setattr(preflight, "MAX_TREE_ENTRIES", 2)
+    result = run(dirs, str(script), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert f"checked the first 2 entries of {dirs['work']} for symbolic links out of it" in result.stderr
+    monkeypatch.setattr(preflight, "MAX_TREE_ENTRIES", 4)
+    assert run(dirs, str(script), "--dry-run").stderr == ""
 
 
 def test_dry_run_writes_nothing(dirs: dict[str, Path]) -> None:

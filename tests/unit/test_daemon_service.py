@@ -105,6 +105,23 @@ def test_a_status_limit_that_is_not_a_count_is_a_validation_error_naming_it(core
         core.service.op_status({"limit": raw}, ALICE)
 
 
+def test_7_a_request_whose_work_directory_links_out_of_it_is_refused_naming_the_link(core: Core) -> None:
+    """The socket is the trust boundary: the daemon walks the work directory as the CLI does."""
+    (core.work / "data").symlink_to("/etc")
+    with pytest.raises(ValidationError, match=rf"^--workdir: {core.work}/data is a symbolic link to /etc, outside"):
+        core.service.op_run({"request": core.request()}, ALICE)
+    assert core.store.list_jobs(None) == []
+    assert not core.slurm.called("sbatch")
+
+
+def test_7_the_daemon_leaves_out_its_jobs_directory_when_it_lies_in_the_work_directory(tmp_path: Path) -> None:
+    core = Core(tmp_path, jobs_dir=tmp_path / "work" / "jobs")
+    (core.work / "jobs" / "s-1").mkdir(parents=True)
+    (core.work / "jobs" / "s-1" / "out").symlink_to("/etc")
+    job_id, _ = core.submit()
+    assert core.store.get_job(job_id) is not None
+
+
 # --- H5: reads while the store is written ------------------------------------------------------
 
 

@@ -21,8 +21,8 @@ def work(tmp_path: Path) -> Path:
     return tmp_path / "work"
 
 
-def check(work: Path, script: str = "train.py", skip: tuple[str, ...] = ()) -> None:
-    check_workdir_tree(str(work), str(work / script), skip)
+def check(work: Path, script: str = "train.py", skip: tuple[str, ...] = ()) -> bool:
+    return check_workdir_tree(str(work), str(work / script), skip)
 
 
 def test_a_work_directory_without_links_out_passes(work: Path) -> None:
@@ -81,4 +81,12 @@ def test_the_walk_stops_after_its_entry_budget(work: Path, monkeypatch: pytest.M
     with pytest.raises(ValidationError):
         check(work)
     monkeypatch.setattr(preflight, "MAX_TREE_ENTRIES", 4)
-    check(work)  # the link lies beyond the budget: submission is not held up by a huge tree
+    assert check(work) is False  # the link lies beyond the budget: submission is not held up by a huge tree
+
+
+@pytest.mark.parametrize("budget", [3, 4, 8])
+def test_the_walk_says_whether_it_saw_the_whole_tree(work: Path, monkeypatch: pytest.MonkeyPatch, budget: int) -> None:
+    (work / "data" / "a.txt").write_text("")
+    (work / "data" / "b.txt").write_text("")  # four entries in all: train.py, data, a.txt, b.txt
+    monkeypatch.setattr(preflight, "MAX_TREE_ENTRIES", budget)
+    assert check(work) is (budget >= 4)
