@@ -20,6 +20,8 @@ from hpcsched.cli.common import CliError, InvalidInput
 from hpcsched.simulator import POLICY_NAMES, RestartModel, SimulationResult, WorkloadError, read_workload
 from hpcsched.simulator import simulate as run_simulation
 from hpcsched.simulator.data import data_dir, default_applications, resolve_workload
+from hpcsched.simulator.owners import assign_owners
+from hpcsched.simulator.policies import FACTORIES
 from hpcsched.simulator.report import plot, table
 
 
@@ -31,7 +33,7 @@ def _restart_cost(text: str) -> RestartModel:
 
 
 def _run_all(workload_spec: str, policies: Sequence[str], cluster: Cluster, cost: RestartModel,
-             seed: int, data: Path) -> list[SimulationResult]:
+             seed: int, data: Path, owners: tuple[int, float] | None) -> list[SimulationResult]:
     try:
         applications = default_applications(data)
     except (FileNotFoundError, ValueError) as e:
@@ -40,6 +42,8 @@ def _run_all(workload_spec: str, policies: Sequence[str], cluster: Cluster, cost
         workload = read_workload(resolve_workload(workload_spec, data), list(applications))
     except WorkloadError as e:
         raise InvalidInput(str(e)) from None
+    if owners is not None:
+        workload = assign_owners(workload, owners[0], owners[1], seed)
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} jobs"))
     results = []
@@ -59,12 +63,18 @@ def _run_all(workload_spec: str, policies: Sequence[str], cluster: Cluster, cost
               help="A workload shipped with hpcsched by name (workload-1 ... workload-8 at 1.0x load, "
                    "workloads-0.5/workload-1 and the like for 0.5x/1.5x/2.0x, philly for the Philly trace), "
                    "or the path of a workload CSV or Philly trace file.")
-@click.option("--policy", "policies", multiple=True, type=click.Choice(POLICY_NAMES),
-              help="Policy to compare; repeat for several (default: all).")
+@click.option("--policy", "policies", multiple=True, type=click.Choice(tuple(FACTORIES)),
+              help="Policy to compare; repeat for several (default: all but site).")
 @click.option("--restart-cost", default="30", show_default=True, help="Seconds per re-allocation, or 'slurm'.")
 @click.option("--nodes", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--gpus-per-node", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random restart waits.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the random restart waits (and of --users/--rigid-share's assignment).")
+@click.option("--users", type=click.IntRange(min=1), default=None,
+              help="Assign each job to one of N users (seeded draw); the allocator is fair between users.")
+@click.option("--rigid-share", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Make this share of the jobs (seeded draw) plain Slurm jobs, never resized; "
+                   "the site policy runs them FIFO with backfill and sizes the rest.")
 @click.option("--plot", "plot_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Write simulation_jct_cdf.png and simulation_utilisation.png here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per policy.")
@@ -72,16 +82,19 @@ def _run_all(workload_spec: str, policies: Sequence[str], cluster: Cluster, cost
               help="Pollux data directory with traces/ and the workloads named by --workload "
                    "(default: $HPCSCHED_POLLUX_DATA, else the copy shipped with hpcsched).")
 def simulate(workload_spec: str, policies: tuple[str, ...], restart_cost: str, nodes: int, gpus_per_node: int,
-             seed: int, plot_dir: Path | None, as_json: bool, data: Path | None) -> None:
+             seed: int, users: int | None, rigid_share: float | None, plot_dir: Path | None, as_json: bool,
+             data: Path | None) -> None:
     """Replay a workload under scheduling policies on simulated time and compare them.
 
     Policies: static (submitted sizes, FIFO with backfill, tuned configurations), static-realistic
     (the same with user-style configurations), tiresias, pollux (elastic, restart-cost blind) and
-    hpcsched (elastic, restart-cost aware).
+    hpcsched (elastic, restart-cost aware); site (rigid jobs of --rigid-share through Slurm, the
+    rest elastic in what they leave, never delaying a rigid job; docs/fairness.md).
     """
     cost = _restart_cost(restart_cost)
     chosen = list(dict.fromkeys(policies)) or list(POLICY_NAMES)
-    results = _run_all(workload_spec, chosen, Cluster(nodes, gpus_per_node), cost, seed, data or data_dir())
+    owners = None if users is None and rigid_share is None else (users or 1, rigid_share or 0.0)
+    results = _run_all(workload_spec, chosen, Cluster(nodes, gpus_per_node), cost, seed, data or data_dir(), owners)
     if plot_dir is not None:
         for path in plot(results, plot_dir):
             click.echo(f"wrote {path}", err=True)

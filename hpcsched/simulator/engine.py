@@ -13,7 +13,8 @@ between rounds, as Slurm's scheduler does on every submission and every job end:
 * when a job finishes while others wait, the policy decides again and the waiting jobs it admits
   start on the GPUs that freed up (no shrink, no grow: a pending Slurm job simply starts).
 
-Plain Slurm never shrinks a job. Pollux and Tiresias decide in rounds only, as in their own
+A rigid job (site mode, :mod:`.policies.site`) starts at its whole size or waits. Plain Slurm
+never shrinks a job. Pollux and Tiresias decide in rounds only, as in their own
 simulators.
 """
 
@@ -105,8 +106,9 @@ def _start_waiting(
         idle += by_name[name].gpus - size
         _reallocate(by_name[name], size, now, policy, restart, rng, load)
     for job in jobs:
-        size = min(targets.get(job.name, 0), idle)
-        if job.gpus == 0 and size > 0:
+        want = targets.get(job.name, 0)
+        size = min(want, idle)
+        if job.gpus == 0 and size > 0 and (size == want or not job.spec.rigid):  # a rigid job starts whole
             _reallocate(job, size, now, policy, restart, rng, load)
             idle -= size
 

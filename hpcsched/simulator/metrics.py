@@ -43,6 +43,8 @@ class JobOutcome:
     ftf: float
     first_start: float
     alone_s: float
+    user: str = ""
+    rigid: bool = False
 
     @property
     def jct(self) -> float:
@@ -119,6 +121,8 @@ def summarise(
             ftf=jct / alone,
             first_start=job.history[0][0] if job.history else job.spec.submit_time,
             alone_s=alone,
+            user=job.spec.user,
+            rigid=job.spec.rigid,
         )
 
     return SimulationResult(policy, restart_cost, total, tuple(outcome(j) for j in jobs), tuple(usage))

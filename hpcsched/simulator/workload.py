@@ -41,7 +41,8 @@ class JobSpec:
     """One job to replay. ``realistic`` is the user-style (GPUs, batch) configuration, if the
     workload has one. ``duration_s`` (Philly jobs) fixes the job's work instead of the
     application's: as much as it does in that time on ``num_replicas`` GPUs at batch ``M0``.
-    A ``batch_size`` of 0 means the application's ``M0``."""
+    A ``batch_size`` of 0 means the application's ``M0``. ``user`` owns the job ("": one user);
+    a ``rigid`` job is a plain Slurm job, run at its submitted size (:mod:`.owners`)."""
 
     name: str
     submit_time: float
@@ -50,6 +51,8 @@ class JobSpec:
     batch_size: int
     realistic: tuple[int, int] | None = None
     duration_s: float | None = None
+    user: str = ""
+    rigid: bool = False
 
 
 def _field(path: str, row: int, record: Mapping[str, str], column: str, kind: type[float] | type[int]) -> float:

@@ -81,6 +81,7 @@ class ElasticPolicy:
             time_at_size_s=now - job.size_since,
             restarts=job.restarts,
             restart=restart.expected(load),
+            user=job.spec.user,
         )
 
     def _allocate(self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel) -> Allocation:

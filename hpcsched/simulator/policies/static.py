@@ -19,6 +19,12 @@ from ..restarts import RestartModel
 from ..work import remaining_time
 
 
+def predicted_end(job: SimJob, size: int, config: Config, now: float, restart: RestartModel) -> float:
+    """Predicted end of ``job`` at ``size``; a job not started yet pays its start first."""
+    start = 0.0 if job.gpus else restart.expected(0.0).seconds(0, size)
+    return now + start + remaining_time(job, size, config)
+
+
 class StaticPolicy:
     """``realistic``: use the workload's user-style configurations instead of the tuned ones."""
 
@@ -51,9 +57,7 @@ class StaticPolicy:
         return self.request(job)[0]
 
     def _ends(self, job: SimJob, size: int, now: float, restart: RestartModel) -> float:
-        """Predicted end of ``job`` at ``size``; a job not started yet pays its start first."""
-        start = 0.0 if job.gpus else restart.expected(0.0).seconds(0, size)
-        return now + start + remaining_time(job, size, job.config or self.config(job, size))
+        return predicted_end(job, size, job.config or self.config(job, size), now, restart)
 
     def _shadow(self, head: int, size: int, ends: dict[str, float], ledger: NodeLedger) -> tuple[float, NodeLedger]:
         """When the head job can start at the latest, and the nodes as they will be then."""

@@ -1,0 +1,126 @@
+"""Site mode on a shared cluster: plain (rigid) Slurm jobs and hpcsched's elastic jobs together.
+
+* Rigid jobs (``JobSpec.rigid``) go through the Slurm model: their submitted size, first come
+  first served with EASY backfill, exact run-time estimates (as :mod:`.static`), never resized.
+  They count GPUs, not node placements: the model is of the GPU count only.
+* Elastic jobs are sized by :func:`hpcsched.allocator.allocate` (fairness between users included)
+  in what the rigid jobs leave, with the good-citizen rules:
+
+  - the rigid queue sees every running elastic job at its minimum (1 GPU): when shrinking elastic
+    jobs lets a waiting rigid job start now, it starts and the elastic jobs shrink (paying the
+    restart model's shrink cost);
+  - while a rigid job still waits, no elastic job grows and no waiting elastic job starts: idle
+    GPUs are kept for the rigid queue.
+
+Elastic jobs plan with the simulator's current information (the fitted step-time models, the
+work their scripts declare), as :mod:`.elastic` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from hpcsched.allocator import HPCSCHED, Cluster, ElasticJob, allocate
+
+from ..jobs import Config, SimJob, fixed_config
+from ..restarts import RestartModel
+from .elastic import ElasticPolicy
+from .static import predicted_end
+
+ELASTIC_MIN_GPUS = 1
+
+
+def foreign_cluster(cluster: Cluster, held: int) -> Cluster:
+    """``cluster`` with ``held`` GPUs taken by rigid jobs, packed onto the first nodes."""
+    foreign: dict[int, int] = {}
+    for node, free in enumerate(cluster.free_gpus()):
+        if held <= 0:
+            break
+        foreign[node] = min(free, held)
+        held -= foreign[node]
+    return dataclasses.replace(cluster, foreign_gpus=foreign)
+
+
+class SitePolicy(ElasticPolicy):
+    def __init__(self) -> None:
+        super().__init__("site", HPCSCHED, on_arrival=True)
+
+    def rigid_size(self, job: SimJob) -> int:
+        return max(1, min(job.spec.num_replicas, self._capacity))
+
+    def config(self, job: SimJob, gpus: int) -> Config:
+        return fixed_config(job.app, gpus, job.spec.batch_size) if job.spec.rigid else super().config(job, gpus)
+
+    def max_gpus(self, job: SimJob) -> int:
+        return self.rigid_size(job) if job.spec.rigid else super().max_gpus(job)
+
+    def _queue_size(self, job: SimJob) -> int:
+        """What the job asks Slurm for: its submitted size (an elastic job's may change later)."""
+        return self.rigid_size(job)
+
+    def _slurm_starts(self, now: float, jobs: Sequence[SimJob], free: int, restart: RestartModel) -> tuple[dict[str, int], bool]:
+        """Slurm's FIFO with EASY backfill over ``free`` GPUs, each waiting job at
+        :meth:`_queue_size`: the jobs that start now, and whether a rigid job still waits."""
+        rigid = [j for j in jobs if j.spec.rigid and j.gpus]
+        ends = sorted((predicted_end(j, j.gpus, self.config(j, j.gpus), now, restart), j.gpus) for j in rigid)
+        queue = sorted((j for j in jobs if not j.gpus), key=lambda j: (j.spec.submit_time, j.name))
+        starts: dict[str, int] = {}
+        shadow: tuple[float, int] | None = None  # when the head can start, and the GPUs spare then
+        for job in queue:
+            size = self._queue_size(job)
+            end = predicted_end(job, size, self.config(job, size), now, restart)
+            if shadow is None and size > free:
+                shadow = _shadow(ends, free, size) if job.spec.rigid else None
+                continue
+            if size > free or (shadow is not None and end > shadow[0] and size > shadow[1]):
+                continue
+            starts[job.name], free = size, free - size
+            if shadow is not None and end > shadow[0]:
+                shadow = (shadow[0], shadow[1] - size)
+            if job.spec.rigid:
+                ends = sorted([*ends, (end, size)])
+        return starts, shadow is not None
+
+    def decide(self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
+        self._capacity = cluster.capacity
+        held = sum(job.gpus for job in jobs if job.spec.rigid)
+        floor = ELASTIC_MIN_GPUS * sum(1 for job in jobs if job.gpus and not job.spec.rigid)
+        starts, waiting = self._slurm_starts(now, jobs, cluster.capacity - held - floor, restart)
+        rigid_starts = {name: size for name, size in starts.items() if name in {j.name for j in jobs if j.spec.rigid}}
+        held += sum(rigid_starts.values())
+        targets = {job.name: job.gpus for job in jobs if job.spec.rigid and job.gpus} | rigid_starts
+        load = len(jobs) / max(cluster.capacity, 1)
+        admitted = [j for j in jobs if not j.spec.rigid and (j.gpus or j.name in starts or not waiting)]
+        requests = [self._request(job, now, restart, load, starts.get(job.name, job.gpus) if waiting else 0) for job in admitted]
+        if requests:
+            targets |= allocate(foreign_cluster(cluster, held), requests, self.allocator).targets()
+        return targets
+
+    def _request(self, job: SimJob, now: float, restart: RestartModel, load: float, cap: int) -> ElasticJob:
+        """The allocator's view of an elastic job; ``cap`` (when a rigid job waits: no grows) its
+        most GPUs."""
+        request = self._elastic(job, now, restart, load)
+        if cap:
+            most = max(ELASTIC_MIN_GPUS, min(request.max_gpus, cap))
+            request = dataclasses.replace(request, min_gpus=ELASTIC_MIN_GPUS, max_gpus=most)
+        return request
+
+    def admit(
+        self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel
+    ) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        """As in a round; the elastic jobs' shrinks apply only when the decision starts a waiting job."""
+        targets = self.decide(now, jobs, cluster, restart)
+        starts = any(not job.gpus and targets.get(job.name, 0) for job in jobs)
+        shrinks = {j.name: targets.get(j.name, 0) for j in jobs if not j.spec.rigid and targets.get(j.name, 0) < j.gpus}
+        return targets, shrinks if starts else {}
+
+
+def _shadow(ends: Sequence[tuple[float, int]], free: int, size: int) -> tuple[float, int]:
+    """When a rigid job of ``size`` GPUs can start as the running rigid jobs end (``(end,
+    GPUs)``, sorted), and how many GPUs are spare for it then."""
+    for end, gpus in ends:
+        free += gpus
+        if free >= size:
+            return end, free - size
+    return float("inf"), 0

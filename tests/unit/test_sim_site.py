@@ -1,0 +1,127 @@
+"""Site mode in the simulator: owners, the good-citizen rules, the all-rigid baseline, the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_simulator_cli import toy_data
+
+from hpcsched.allocator import Cluster
+from hpcsched.cli.simulate import simulate as simulate_cli
+from hpcsched.errors import ValidationError
+from hpcsched.models import BatchLimits, ThroughputParams
+from hpcsched.simulator import Application, JobSpec, RestartModel, simulate
+from hpcsched.simulator.fairness import compare_site
+from hpcsched.simulator.jobs import SimJob
+from hpcsched.simulator.owners import all_rigid, assign_owners
+from hpcsched.simulator.policies import SitePolicy
+
+RESTART = RestartModel.parse("30")
+
+
+def scalable(work: float = 600000.0) -> Application:
+    """0.1 s per step on any number of GPUs (no all-reduce cost) and noisy gradients, so a batch
+    of 10 per GPU is worth nearly all of it: a job runs about g times faster on g GPUs (up to 4)."""
+    return Application(
+        name="toy",
+        params=ThroughputParams(alpha_c=0.1, beta_c=0.0, alpha_n=0.0, beta_n=0.0, alpha_r=0.0, beta_r=0.0, gamma=1.0),
+        limits=BatchLimits(min_global_bsz=10, max_global_bsz=40, max_local_bsz=10),
+        epoch_ends=np.array([work]),
+        grad_batch_sizes=np.array([10.0, 40.0]),
+        grad_sqr=np.ones((2, 1)),
+        grad_var=np.full((2, 1), 1e4),
+    )
+
+
+APPS = {"toy": scalable()}
+
+
+def spec(name: str, at: float, gpus: int, rigid: bool, user: str = "u1") -> JobSpec:
+    return JobSpec(name, at, "toy", num_replicas=gpus, batch_size=10 * gpus, user=user, rigid=rigid)
+
+
+def running(policy: SitePolicy, job_spec: JobSpec, gpus: int) -> SimJob:
+    job = SimJob(spec=job_spec, app=APPS["toy"], total_work=600000.0, gpus_per_node=4, declared_work=600000.0)
+    if gpus:
+        job.gpus, job.largest, job.starts = gpus, gpus, 1
+        job.config = policy.config(job, gpus)
+    return job
+
+
+def test_owners_are_a_seeded_draw_with_the_asked_share_of_rigid_jobs() -> None:
+    workload = [spec(f"j{i}", float(i), 1, rigid=False, user="") for i in range(40)]
+    first, again = assign_owners(workload, 4, 0.5, seed=3), assign_owners(workload, 4, 0.5, seed=3)
+    assert first == again
+    assert sum(job.rigid for job in first) == 20
+    assert {job.user for job in first} == {"user1", "user2", "user3", "user4"}
+    assert assign_owners(workload, 4, 0.5, seed=4) != first
+    assert all(job.rigid for job in all_rigid(first)) and [j.user for j in all_rigid(first)] == [j.user for j in first]
+
+
+BAD_OWNERS = [(0, 0.5, "--users"), (2, 1.5, "--rigid-share"), (2, -0.1, "--rigid-share")]
+
+
+@pytest.mark.parametrize(("users", "share", "option"), BAD_OWNERS)
+def test_owners_refuse_bad_counts_naming_the_option(users: int, share: float, option: str) -> None:
+    with pytest.raises(ValidationError, match=option):
+        assign_owners([spec("a", 0.0, 1, rigid=False)], users, share, seed=0)
+
+
+def test_a_rigid_job_starts_on_arrival_when_shrinking_elastic_jobs_makes_room() -> None:
+    """The elastic job holds all 4 GPUs when a 2-GPU plain job arrives: it shrinks and the plain
+    job starts then. With the first job rigid as well, the plain job waits for it to end."""
+    workload = [spec("e", 0.0, 4, rigid=False), spec("r", 300.0, 2, rigid=True)]
+    mixed = {job.name: job for job in simulate(workload, "site", Cluster(1, 4), RESTART, applications=APPS).jobs}
+    assert mixed["e"].allocated_gpu_s > 2 * mixed["e"].jct  # it did grow beyond 2 GPUs
+    assert mixed["r"].first_start == pytest.approx(300.0)
+    plain = {job.name: job for job in simulate(all_rigid(workload), "site", Cluster(1, 4), RESTART, applications=APPS).jobs}
+    assert plain["r"].first_start == pytest.approx(plain["e"].completion_time, abs=1e-3)
+
+
+def test_elastic_jobs_do_not_grow_nor_start_while_a_rigid_job_waits() -> None:
+    """4 GPUs: a plain job on 2, an elastic job on 1, one idle. A plain 3-GPU job waiting for
+    the first keeps the idle GPU from the elastic job and from a waiting elastic job; without it
+    the elastic jobs take the idle GPU."""
+    policy = SitePolicy()
+    plain, grower = running(policy, spec("p", 0.0, 2, rigid=True), 2), running(policy, spec("e", 0.0, 1, rigid=False), 1)
+    late = running(policy, spec("late", 50.0, 1, rigid=False), 0)
+    wide = running(policy, spec("w", 10.0, 3, rigid=True), 0)
+    targets = policy.decide(600.0, [plain, grower, wide, late], Cluster(1, 4), RESTART)
+    assert targets.get("w", 0) == 0 and targets["e"] == 1 and targets.get("late", 0) == 0
+    free = policy.decide(600.0, [plain, grower, late], Cluster(1, 4), RESTART)
+    assert free["e"] + free.get("late", 0) == 2
+
+
+def test_site_with_every_job_rigid_is_its_own_baseline() -> None:
+    workload = all_rigid(assign_owners([spec(f"j{i}", 40.0 * i, 1 + i % 3, rigid=True) for i in range(6)], 2, 1.0, seed=0))
+    comparison = compare_site(workload, Cluster(1, 4), RESTART, seed=0, applications=APPS)
+    metrics = comparison.metrics()
+    assert metrics["rigid_jct_ratio"] == pytest.approx(1.0) and metrics["rigid_wait_ratio"] == pytest.approx(1.0)
+    assert comparison.mixed_user_ftf == comparison.baseline_user_ftf
+    assert set(comparison.mixed_user_ftf) == {job.user for job in workload}
+
+
+def test_plain_jobs_start_and_finish_no_later_beside_elastic_jobs_than_all_plain() -> None:
+    workload = assign_owners([spec(f"j{i}", 100.0 * i, 2, rigid=False) for i in range(8)], 2, 0.5, seed=1)
+    metrics = compare_site(workload, Cluster(1, 4), RESTART, seed=0, applications=APPS).metrics()
+    assert metrics["rigid_wait_ratio"] <= 1.0
+    assert metrics["rigid_jct_ratio"] <= 1.0
+
+
+def test_cli_site_policy_with_users_and_rigid_jobs(tmp_path: Path) -> None:
+    workload = tmp_path / "w.csv"
+    workload.write_text("name,time,application,num_replicas,batch_size\nt-0,0,toy,2,32\nt-1,30,toy,1,16\nt-2,200,toy,4,64\n")
+    args = ["--workload", str(workload), "--data", str(toy_data(tmp_path)), "--policy", "site", "--json"]
+    result = CliRunner().invoke(simulate_cli, [*args, "--users", "2", "--rigid-share", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert '"policy": "site"' in result.output
+
+
+@pytest.mark.parametrize(("option", "value"), [("--users", "0"), ("--rigid-share", "2"), ("--rigid-share", "half")])
+def test_cli_refuses_bad_site_options_with_status_2(tmp_path: Path, option: str, value: str) -> None:
+    result = CliRunner().invoke(simulate_cli, ["--workload", "workload-1", "--policy", "site", option, value])
+    assert result.exit_code == 2
+    assert option in result.output
