@@ -7,12 +7,14 @@ together before anything is submitted (intent before side effect).
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import secrets
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from hpcsched.daemon import statedir
@@ -221,40 +223,58 @@ class Store:
     # --- reads --------------------------------------------------------------------------------
 
     def get_job(self, job_id: int) -> Job | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
-            return self._job(row) if row else None
+        jobs = self._select_jobs("WHERE id=?", (job_id,))
+        return jobs[0] if jobs else None
 
     def list_jobs(self, uid: int | None = None, limit: int = 1000) -> list[Job]:
-        with self._lock:
-            if uid is None:
-                rows = self._db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-            else:
-                rows = self._db.execute("SELECT * FROM jobs WHERE uid=? ORDER BY id DESC LIMIT ?", (uid, limit)).fetchall()
-            return [self._job(r) for r in reversed(rows)]
+        """The newest ``limit`` jobs (of user ``uid``, or of everyone), oldest first."""
+        if uid is None:
+            return self._select_jobs("WHERE id IN (SELECT id FROM jobs ORDER BY id DESC LIMIT ?)", (limit,))
+        return self._select_jobs("WHERE id IN (SELECT id FROM jobs WHERE uid=? ORDER BY id DESC LIMIT ?)", (uid, limit))
 
     def open_jobs(self) -> list[Job]:
         """Jobs whose newest attempt is not final: what the monitor and the submitter look at."""
         finals = tuple(s.value for s in JobState if s.is_final)
-        marks = ",".join("?" for _ in finals)
-        with self._lock:
-            rows = self._db.execute(f"SELECT * FROM jobs WHERE state NOT IN ({marks}) ORDER BY id", finals).fetchall()
-            return [self._job(r) for r in rows]
+        return self._select_jobs(f"WHERE state NOT IN ({','.join('?' for _ in finals)})", finals)
 
     def events(self, job_id: int) -> list[tuple[float, str, str]]:
         with self._lock:
             rows = self._db.execute("SELECT time, kind, detail FROM events WHERE job_id=? ORDER BY id", (job_id,))
             return [(r[0], r[1], r[2]) for r in rows.fetchall()]
 
-    def _job(self, row: sqlite3.Row) -> Job:
-        attempts = self._db.execute("SELECT * FROM attempts WHERE job_id=? ORDER BY number", (row["id"],)).fetchall()
-        return Job(
-            id=row["id"], name=row["name"], user=row["user"], uid=row["uid"], state=JobState(row["state"]),
-            request=json.loads(row["request"]), created=row["created"], job_dir=row["job_dir"],
-            cancel_requested=bool(row["cancel_requested"]),
-            attempts=tuple(_attempt(a) for a in attempts),
-            progress=json.loads(row["progress"]) if row["progress"] else None, nonce=row["nonce"],
-        )
+    def _select_jobs(self, where: str, params: tuple[Any, ...]) -> list[Job]:
+        """The jobs ``where`` selects (a condition on the jobs table), in id order, each with its
+        attempts: two queries however many jobs (the monitor reads every open job several times
+        a cycle), read from one snapshot of the store."""
+        attempts: dict[int, list[Attempt]] = collections.defaultdict(list)
+        with self._snapshot():
+            rows = self._db.execute(f"SELECT * FROM jobs {where} ORDER BY id", params).fetchall()
+            for a in self._db.execute(f"SELECT * FROM attempts WHERE job_id IN (SELECT id FROM jobs {where}) "
+                                      "ORDER BY job_id, number", params):
+                attempts[a["job_id"]].append(_attempt(a))
+        return [_job(r, attempts[r["id"]]) for r in rows]
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """A read transaction (WAL: it never waits for a writer), unless one is open already."""
+        with self._lock:
+            if self._db.in_transaction:
+                yield
+                return
+            self._db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._db.execute("COMMIT")
+
+
+def _job(row: sqlite3.Row, attempts: Iterable[Attempt]) -> Job:
+    return Job(
+        id=row["id"], name=row["name"], user=row["user"], uid=row["uid"], state=JobState(row["state"]),
+        request=json.loads(row["request"]), created=row["created"], job_dir=row["job_dir"],
+        cancel_requested=bool(row["cancel_requested"]), attempts=tuple(attempts),
+        progress=json.loads(row["progress"]) if row["progress"] else None, nonce=row["nonce"],
+    )
 
 
 def _attempt(row: sqlite3.Row) -> Attempt:

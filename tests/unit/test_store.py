@@ -1,5 +1,6 @@
 """The SQLite store (a file in tmp_path): intent committed before submission, job state follows
-the newest attempt, final jobs leave the open set."""
+the newest attempt, final jobs leave the open set; lists of jobs load every job's attempts in one
+query and give what loading each job on its own gives."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from hpcsched.daemon.store import Store
-from hpcsched.jobs.model import AttemptReason, JobState
+from hpcsched.jobs.model import AttemptReason, Job, JobState
 
 REQUEST = {"script": "/w/train.py", "workdir": "/w", "nodes": "2"}
+REQUEST_1_3 = {"script": "/w/train.py", "workdir": "/w", "nodes": "1-3"}
 
 
 @pytest.fixture
@@ -179,3 +181,63 @@ def test_a_store_from_before_the_elastic_columns_is_upgraded_in_place(tmp_path: 
     assert job.job_dir == "/jobs/1" and job.nonce == ""  # an earlier version's job keeps its directory
     new = store.get_job(create(store))
     assert new is not None and new.job_dir == f"/jobs/{store.store_id}-2" and new.nonce
+
+
+# --- lists of jobs: all attempts in one query ------------------------------------------------
+
+
+@pytest.fixture
+def filled(store: Store) -> Store:
+    """Jobs of two users in every shape: one attempt or several (requeues, grows), open or final."""
+    for n in range(12):
+        uid = 1000 + n % 2
+        job_id = store.create_job(name=f"j{n}", uid=uid, user=f"u{uid}", request=REQUEST_1_3, nodes=1, jobs_root="/jobs",
+                              now=float(n))
+        for number in range(2, 2 + n % 3):
+            store.add_attempt(job_id, number, float(n), reason=AttemptReason.REQUEUE, state=JobState.PENDING,
+                          nodes=number, slurm_job_id=500 + 10 * n + number, log_path=f"/jobs/{job_id}/a{number}.log")
+        if n % 4 == 0:
+            last = 1 + n % 3
+            store.update_attempt(job_id, last, float(n), state=JobState.COMPLETED)
+    return store
+
+
+def one_by_one(store: Store, ids: list[int]) -> list[Job | None]:
+    return [store.get_job(i) for i in ids]
+
+
+def query(db_path: str, sql: str) -> list[tuple[int, ...]]:
+    """Read the store's file directly, as another process would."""
+    with closing(sqlite3.connect(db_path)) as db:
+        return db.execute(sql).fetchall()
+
+
+def test_open_jobs_are_the_jobs_loaded_one_by_one(filled: Store, db_path: str) -> None:
+    expected = [i for (i,) in query(db_path, "SELECT id FROM jobs WHERE state != 'COMPLETED' ORDER BY id")]
+    assert len(expected) == 9
+    assert filled.open_jobs() == one_by_one(filled, expected)
+
+
+@pytest.mark.parametrize(("uid", "limit"), [(None, 1000), (None, 5), (1000, 1000), (1001, 2), (1002, 10)])
+def test_job_lists_are_the_jobs_loaded_one_by_one(filled: Store, db_path: str, uid: int | None, limit: int) -> None:
+    mine = "" if uid is None else f"WHERE uid={uid}"
+    expected = sorted(i for (i,) in query(db_path, f"SELECT id FROM jobs {mine} ORDER BY id DESC LIMIT {limit}"))
+    assert filled.list_jobs(uid, limit=limit) == one_by_one(filled, expected)
+
+
+def test_every_job_of_a_list_has_exactly_its_own_attempts_in_order(filled: Store, db_path: str) -> None:
+    jobs = filled.list_jobs()
+    counts = dict(query(db_path, "SELECT job_id, COUNT(*) FROM attempts GROUP BY job_id"))
+    assert set(counts.values()) == {1, 2, 3}
+    for job in jobs:
+        assert [a.job_id for a in job.attempts] == [job.id] * counts[job.id]
+        assert [a.number for a in job.attempts] == list(range(1, counts[job.id] + 1))
+
+
+def test_open_jobs_are_read_while_another_process_holds_a_write_transaction(filled: Store, db_path: str) -> None:
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as writer:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE jobs SET state='CANCELLED'")
+        assert len(filled.open_jobs()) == 9  # the committed state, not the writer's
+        writer.execute("COMMIT")
+    assert filled.open_jobs() == []
