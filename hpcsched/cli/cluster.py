@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from typing import Any
@@ -17,7 +18,7 @@ from rich.table import Table
 from hpcsched.cli.common import CliError, InvalidInput, print_json, reports_errors, settings, table_console
 from hpcsched.cli.site import ask_coordinator, show_plan
 from hpcsched.config import MAX_REBALANCE_WAIT_S
-from hpcsched.daemon import client
+from hpcsched.daemon import client, statedir
 
 HELP = {"help_option_names": ["-h", "--help"]}
 MARKER = "# hpcsched rebalance"
@@ -53,8 +54,10 @@ def decisions_table(result: dict[str, Any]) -> Table:
               metavar="SECONDS", help="If another pass is running, wait this long for it to end before reporting busy.")
 @click.option("--all-users", is_flag=True, help="Site mode, with --dry-run: the coordinator's plan for every "
               "user's jobs (operators only).")
+@click.option("--log", "log_path", default=None, metavar="FILE", help="Append everything this pass prints to FILE "
+              "(created 0600; never written through a symbolic link). The cron entry logs this way.")
 @reports_errors
-def rebalance(dry_run: bool, as_json: bool, quiet: bool, wait_s: float, all_users: bool) -> None:
+def rebalance(dry_run: bool, as_json: bool, quiet: bool, wait_s: float, all_users: bool, log_path: str | None) -> None:
     """One cluster-level pass: size every running elastic job for the most useful work.
 
     Reads the cluster (sinfo, squeue) and each elastic job's measured throughput, asks the
@@ -72,6 +75,8 @@ def rebalance(dry_run: bool, as_json: bool, quiet: bool, wait_s: float, all_user
     shows its plan (your jobs in full, other users' anonymised; --all-users for operators) and a
     pass of your own is refused.
     """
+    if log_path is not None:
+        append_output_to(log_path)
     if all_users:
         if not dry_run:
             raise InvalidInput("--all-users needs --dry-run: only the site coordinator decides for every user")
@@ -94,6 +99,33 @@ def rebalance(dry_run: bool, as_json: bool, quiet: bool, wait_s: float, all_user
                                                        if result["skipped"] else ""))
         return
     table_console().print(decisions_table(result))
+
+
+def append_output_to(path: str) -> None:
+    """Send this process's output and errors to the end of ``path``, as ``>> path 2>&1`` would,
+    except that a symbolic link planted at ``path`` is refused (exit 2, on the old stderr: cron
+    mails it), never followed (G5)."""
+    fd = statedir.open_private_file(path, os.O_WRONLY | os.O_APPEND)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, sys.stdout.fileno())
+    os.dup2(fd, sys.stderr.fileno())
+    os.close(fd)
+
+
+def read_log_tail(path: str, lines: int = 10) -> list[str]:
+    """The last lines of the rebalance log; none when it does not exist. A link there is refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        statedir.refuse_link(path)
+        raise CliError(f"cannot read {path}: {e.strerror or e}") from None
+    with open(fd, encoding="utf-8", errors="replace") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CliError(f"{path} is not a regular file: hpcsched will not read it; remove it")
+        return f.read().splitlines()[-lines:]
 
 
 def parse_every(text: str) -> str:
@@ -125,7 +157,7 @@ def cron_entry(schedule: str) -> str:
     exe = shutil.which("hpcsched") or os.path.join(os.path.dirname(sys.executable), "hpcsched")
     env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in PASSED_ENV if os.environ.get(k))
     log = shlex.quote(os.path.join(cfg.state_dir, "rebalance.log"))
-    return f"{schedule} {env} {shlex.quote(exe)} rebalance --quiet --wait {CRON_WAIT_S} >> {log} 2>&1 {MARKER}"
+    return f"{schedule} {env} {shlex.quote(exe)} rebalance --quiet --wait {CRON_WAIT_S} --log {log} {MARKER}"
 
 
 @click.group(context_settings=HELP)
@@ -163,10 +195,10 @@ def cron_status(as_json: bool) -> None:
     """Show hpcsched's crontab entry and the end of the rebalance log. Exit 1 if none is installed."""
     entries = [line for line in crontab_lines() if MARKER in line]
     log = os.path.join(settings().state_dir, "rebalance.log")
-    tail: list[str] = []
-    if os.path.exists(log):
-        with open(log, encoding="utf-8", errors="replace") as f:
-            tail = f.read().splitlines()[-10:]
+    tail = read_log_tail(log)
+    if any(" >> " in line for line in entries):
+        click.echo("hpcsched: this entry logs through the shell, which would follow a link planted at the log's "
+                   "path: `hpcsched cron install` replaces it with one that logs safely", err=True)
     if as_json:
         print_json({"installed": bool(entries), "entries": entries, "log": log, "log_tail": tail})
     else:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from hpcsched.daemon import statedir
 from hpcsched.daemon.faults import fault_point
 from hpcsched.daemon.ingest import JobFiles
 from hpcsched.daemon.rebalance_plan import waiting
@@ -49,13 +50,15 @@ class RebalanceBusy(HpcschedError):
 
 @contextmanager
 def pass_lock(state_dir: str, wait_s: float = 0.0) -> Iterator[None]:
-    """The one-pass-at-a-time lock; a pass that finds it taken waits up to ``wait_s`` for it."""
-    path = os.path.join(state_dir, "rebalance.lock")
+    """The one-pass-at-a-time lock; a pass that finds it taken waits up to ``wait_s`` for it.
+    The lock file is opened as the state directory's other files are: a planted link is refused
+    (``UnsafePath``), never followed (G5)."""
+    fd = statedir.open_private_file(os.path.join(state_dir, "rebalance.lock"), os.O_RDWR)
     deadline = time.monotonic() + wait_s
-    with open(path, "a+") as f:
+    try:
         while True:
             try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
@@ -65,7 +68,9 @@ def pass_lock(state_dir: str, wait_s: float = 0.0) -> Iterator[None]:
         try:
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def resizable(job: Job) -> bool:
