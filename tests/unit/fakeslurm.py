@@ -5,7 +5,9 @@ or ``sacct --json`` job with the state, ids, comment and times edited in memory.
 :class:`FakeSlurm` is a runner with ``run_slurm``'s signature (``SlurmClient(runner=...)``). It
 keeps a dict of jobs and answers ``sbatch --parsable``, ``squeue --json``, ``sacct --json -D``,
 ``scancel``, ``scontrol requeue`` and ``scontrol update NumNodes=``; :meth:`FakeSlurm.fail`
-makes a command exit non-zero or time out the next N times, the way the real commands fail.
+makes a command exit non-zero or time out the next N times, ``down`` makes commands time out until
+they are taken out of it, and ``sbatch_fault`` makes ``sbatch`` fail the ways it can after or
+instead of queueing the job (A3), the way the real commands fail.
 :class:`Clock` is the injected clock that tests move by hand (submitit's fast-forward clock), and
 :class:`Core` wires store, client, submitter, monitor and service over both.
 """
@@ -13,7 +15,6 @@ makes a command exit non-zero or time out the next N times, the way the real com
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import json
 import os
@@ -35,6 +36,7 @@ from hpcsched.daemon.server import Server
 from hpcsched.daemon.service import Caller, JobService
 from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
+from hpcsched.planning.plan import job_tag
 from hpcsched.planning.request import JobRequest
 from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.runner import CommandResult, SlurmCommandError
@@ -60,7 +62,13 @@ def recorded(name: str) -> dict[str, Any]:
 
 def recorded_job(name: str, job_id: int) -> dict[str, Any]:
     """A fresh copy of one job of a recorded document (the first run of that id)."""
-    return copy.deepcopy(next(j for j in recorded(name)["jobs"] if j["job_id"] == job_id))
+    copied: dict[str, Any] = json.loads(_recorded_job_text(name, job_id))  # faster than a deep copy
+    return copied
+
+
+@functools.cache
+def _recorded_job_text(name: str, job_id: int) -> str:
+    return json.dumps(next(j for j in recorded(name)["jobs"] if j["job_id"] == job_id))
 
 
 @dataclass
@@ -101,12 +109,16 @@ class FakeSlurm:
     jobs: dict[int, FakeJob] = field(default_factory=dict)
     calls: list[tuple[str, ...]] = field(default_factory=list)
     failures: dict[str, list[bool]] = field(default_factory=dict)  # command -> next answers: True = time out
+    down: set[str] = field(default_factory=set)  # commands that time out, every call
+    sbatch_fault: str = ""  # "queue_then_fail", "queue_then_time_out" or "reject"
     next_id: int = 700
 
     def __call__(self, argv: Sequence[str], *, stdin: str | None = None, timeout: float = 30.0) -> CommandResult:
         argv = tuple(argv)
         self.calls.append(argv)
         pending = self.failures.get(argv[0])
+        if argv[0] in self.down:
+            raise SlurmCommandError(argv, None, "", "", why=f"no answer within {timeout:.0f} s")
         if pending:
             if pending.pop(0):
                 raise SlurmCommandError(argv, None, "", "", why=f"no answer within {timeout:.0f} s")
@@ -122,6 +134,16 @@ class FakeSlurm:
 
     def called(self, command: str, *words: str) -> list[tuple[str, ...]]:
         return [c for c in self.calls if c[0] == command and all(w in c for w in words)]
+
+    def queue(self, comment: str, state: str = "PENDING") -> int:
+        """A job Slurm has (as sbatch leaves it, or as another submitter left it); its Slurm id."""
+        self.next_id += 1
+        now = int(self.clock())
+        self.jobs[self.next_id] = FakeJob(self.next_id, comment, runs=[Run(state, now, now if state == "RUNNING" else 0)])
+        return self.next_id
+
+    def tagged(self, comment: str) -> list[FakeJob]:
+        return [j for j in self.jobs.values() if j.comment == comment]
 
     def start(self, job_id: int) -> None:
         self.jobs[job_id].run.state, self.jobs[job_id].run.start = "RUNNING", int(self.clock())
@@ -142,9 +164,14 @@ class FakeSlurm:
         script = Path(argv[-1]).read_text()
         comment = re.search(r"^#SBATCH --comment=(\S+)$", script, re.M)
         assert comment, "the batch script carries the job's tag"
-        self.next_id += 1
-        self.jobs[self.next_id] = FakeJob(self.next_id, comment.group(1), runs=[Run(submit=int(self.clock()))])
-        return f"{self.next_id}\n"
+        if self.sbatch_fault == "reject":
+            raise SlurmCommandError(argv, 1, "", "sbatch: error: Invalid partition name specified\n")
+        job_id = self.queue(comment.group(1))
+        if self.sbatch_fault == "queue_then_fail":
+            raise SlurmCommandError(argv, 1, f"{job_id}\n", "wrapper: post-submit hook failed\n")
+        if self.sbatch_fault == "queue_then_time_out":
+            raise SlurmCommandError(argv, None, "", "", why="no answer within 60 s")
+        return f"{job_id}\n"
 
     def _squeue(self, argv: list[str]) -> str:
         if "-j" in argv:  # squeue -h -j ID -o %T: the state while Slurm still lists the job
@@ -220,14 +247,14 @@ OPERATOR = Caller(uid=1002, user="olivia", operator=True)
 class Core:
     """The daemon's core as ``hpcsched daemon`` wires it, over a fake Slurm and a moved clock."""
 
-    def __init__(self, root: Path, jobs_dir: Path | None = None) -> None:
+    def __init__(self, root: Path, jobs_dir: Path | None = None, store_dir: Path | None = None) -> None:
         self.root = root
         self.clock = Clock()
         self.slurm = FakeSlurm(self.clock)
-        self.store = Store(str(root / "store.sqlite"))
+        self.store = Store(str((store_dir or root) / "store.sqlite"))
         self.client = SlurmClient(runner=self.slurm, clock=self.clock)
-        settings = Settings(state_dir=str(root / "state"), jobs_dir=str(jobs_dir or root / "jobs"),
-                            poll_interval=5.0, image="img", launcher_python=sys.executable)
+        self.settings = settings = Settings(state_dir=str(root / "state"), jobs_dir=str(jobs_dir or root / "jobs"),
+                                            poll_interval=5.0, image="img", launcher_python=sys.executable)
         self.submitter = Submitter(self.store, self.client, settings, clock=self.clock)
         self.monitor = Monitor(self.store, self.client, self.submitter, settings.poll_interval, clock=self.clock)
         self.service = JobService(self.store, self.client, self.submitter, self.monitor, threading.Event(),
@@ -240,6 +267,13 @@ class Core:
     def request(self, **options: Any) -> dict[str, Any]:
         return JobRequest.from_options({"script": str(self.work / "train.py"), "workdir": str(self.work),
                                         **options}).to_options()
+
+    def accept(self, **options: Any) -> int:
+        """A job of ALICE committed and not yet submitted (as the daemon finds it after a restart)."""
+        return self.submitter.accept(JobRequest.from_options(self.request(**options)), ALICE.uid, ALICE.user)
+
+    def tag(self, job_id: int, attempt: int = 1) -> str:
+        return job_tag(self.store.store_id, job_id, attempt)
 
     def submit(self, caller: Caller = ALICE, **options: Any) -> tuple[int, int]:
         """A job of ``caller`` submitted to Slurm: (hpcsched id, Slurm id)."""

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from fake_slurm import Daemon
+from fakeslurm import Core
 from test_reconcile import record
 
 from hpcsched.daemon.monitor import Monitor
@@ -20,11 +20,11 @@ from hpcsched.slurm.runner import SlurmCommandError
 
 
 @pytest.fixture
-def d(tmp_path: Path) -> Daemon:
-    return Daemon(tmp_path)
+def d(tmp_path: Path) -> Core:
+    return Core(tmp_path)
 
 
-def service(d: Daemon) -> JobService:
+def service(d: Core) -> JobService:
     monitor = Monitor(d.store, d.client, d.submitter, 5.0, clock=d.clock)
     return JobService(d.store, d.client, d.submitter, monitor, threading.Event(), clock=d.clock,
                       state_dir=str(d.root / "state"))
@@ -51,17 +51,17 @@ def test_A3_rule_adopts_what_slurm_has_and_never_fails_a_job_it_could_not_look_u
 
 
 @pytest.mark.parametrize("fault", ["queue_then_fail", "queue_then_time_out"])
-def test_A3_sbatch_error_after_queueing_is_adopted(d: Daemon, fault: str) -> None:
+def test_A3_sbatch_error_after_queueing_is_adopted(d: Core, fault: str) -> None:
     d.slurm.sbatch_fault = fault
     job = d.submitter.submit(d.accept())
     (queued,) = d.slurm.tagged(d.tag(job.id))
     assert (job.state, job.current.slurm_job_id if job.current else None) == (JobState.PENDING, queued.job_id)
     assert [kind for _, kind, _ in d.store.events(job.id)][-2:] == ["state", "adopted"]
     d.submitter.settle()
-    assert d.slurm.calls["sbatch"] == 1, "no second sbatch for an adopted job"
+    assert len(d.slurm.called("sbatch")) == 1, "no second sbatch for an adopted job"
 
 
-def test_A3_rejected_sbatch_fails_the_job_with_sbatchs_error(d: Daemon) -> None:
+def test_A3_rejected_sbatch_fails_the_job_with_sbatchs_error(d: Core) -> None:
     d.slurm.sbatch_fault = "reject"
     job_id = d.accept()
     with pytest.raises(SlurmCommandError):
@@ -71,7 +71,7 @@ def test_A3_rejected_sbatch_fails_the_job_with_sbatchs_error(d: Daemon) -> None:
     assert job.current is not None and "Invalid partition name" in job.current.state_reason
 
 
-def test_A3_sbatch_error_when_slurm_cannot_be_asked_waits_and_never_submits_twice(d: Daemon) -> None:
+def test_A3_sbatch_error_when_slurm_cannot_be_asked_waits_and_never_submits_twice(d: Core) -> None:
     d.slurm.sbatch_fault = "queue_then_fail"
     d.slurm.down = {"squeue"}
     job = d.submitter.submit(d.accept())
@@ -79,23 +79,23 @@ def test_A3_sbatch_error_when_slurm_cannot_be_asked_waits_and_never_submits_twic
     assert "looking the job up by its tag" in job.current.state_reason
     d.submitter.settle()  # Slurm still silent: nothing decided, nothing submitted
     d.submitter.submit(job.id)
-    assert d.slurm.calls["sbatch"] == 1
+    assert len(d.slurm.called("sbatch")) == 1
     d.slurm.down = set()
     d.submitter.settle()
     (queued,) = d.slurm.tagged(d.tag(job.id))
     adopted = d.store.get_job(job.id)
     assert adopted is not None and adopted.current is not None and adopted.current.slurm_job_id == queued.job_id
-    assert d.slurm.calls["sbatch"] == 1
+    assert len(d.slurm.called("sbatch")) == 1
 
 
-def test_A3_cancel_reaches_an_adopted_job(d: Daemon) -> None:
+def test_A3_cancel_reaches_an_adopted_job(d: Core) -> None:
     d.slurm.sbatch_fault = "queue_then_fail"
     job = d.submitter.submit(d.accept())
     service(d).op_cancel({"job": job.id}, Caller(uid=1000, user="alice"))
     assert [j.state for j in d.slurm.tagged(d.tag(job.id))] == ["CANCELLED"]
 
 
-def test_A3_cancel_while_the_job_is_unknown_reaches_it_once_slurm_answers(d: Daemon) -> None:
+def test_A3_cancel_while_the_job_is_unknown_reaches_it_once_slurm_answers(d: Core) -> None:
     d.slurm.sbatch_fault = "queue_then_fail"
     d.slurm.down = {"squeue"}
     svc = service(d)
@@ -110,7 +110,7 @@ def test_A3_cancel_while_the_job_is_unknown_reaches_it_once_slurm_answers(d: Dae
     assert cancelled is not None and cancelled.state is JobState.CANCELLED
 
 
-def grow(d: Daemon, fault: str) -> int:
+def grow(d: Core, fault: str) -> int:
     """A running elastic job asked to grow: attempt 2 committed, its sbatch failing with ``fault``."""
     job = d.submitter.submit(d.accept(nodes="1-2"))
     d.store.update_attempt(job.id, 1, d.clock(), state=JobState.RUNNING)
@@ -120,13 +120,13 @@ def grow(d: Daemon, fault: str) -> int:
     return job.id
 
 
-def test_A3_grow_whose_sbatch_failed_after_queueing_is_adopted(d: Daemon) -> None:
+def test_A3_grow_whose_sbatch_failed_after_queueing_is_adopted(d: Core) -> None:
     job = d.submitter.submit(grow(d, "queue_then_fail"))
     (queued,) = d.slurm.tagged(d.tag(job.id, 2))
     assert job.current is not None and (job.current.number, job.current.slurm_job_id) == (2, queued.job_id)
 
 
-def test_A3_rejected_grow_is_withdrawn_and_the_job_runs_on(d: Daemon) -> None:
+def test_A3_rejected_grow_is_withdrawn_and_the_job_runs_on(d: Core) -> None:
     job_id = grow(d, "reject")
     with pytest.raises(SlurmCommandError):
         d.submitter.submit(job_id)
@@ -137,25 +137,25 @@ def test_A3_rejected_grow_is_withdrawn_and_the_job_runs_on(d: Daemon) -> None:
 # --- A1, A2: a restart --------------------------------------------------------------------------
 
 
-def test_A1_restart_submits_a_job_slurm_never_got_exactly_once(d: Daemon) -> None:
+def test_A1_restart_submits_a_job_slurm_never_got_exactly_once(d: Core) -> None:
     job_id = d.accept()
     Submitter(d.store, d.client, d.settings, clock=d.clock).settle()
-    assert len(d.slurm.tagged(d.tag(job_id))) == 1 and d.slurm.calls["sbatch"] == 1
+    assert len(d.slurm.tagged(d.tag(job_id))) == 1 and len(d.slurm.called("sbatch")) == 1
 
 
-def test_A2_restart_adopts_a_job_slurm_has_without_sbatch(d: Daemon) -> None:
+def test_A2_restart_adopts_a_job_slurm_has_without_sbatch(d: Core) -> None:
     job_id = d.accept()
     slurm_id = d.slurm.queue(d.tag(job_id))
     Submitter(d.store, d.client, d.settings, clock=d.clock).settle()
     job = d.store.get_job(job_id)
     assert job is not None and job.current is not None and job.current.slurm_job_id == slurm_id
-    assert d.slurm.calls["sbatch"] == 0
+    assert len(d.slurm.called("sbatch")) == 0
 
 
 # --- a batch script that cannot be written ---------------------------------------------------------
 
 
-def block_job_dir(d: Daemon, job_id: int) -> Path:
+def block_job_dir(d: Core, job_id: int) -> Path:
     """Put a file where the job's directory goes, so writing its batch script fails (as root,
     permissions would not stop it)."""
     job = d.store.get_job(job_id)
@@ -165,7 +165,7 @@ def block_job_dir(d: Daemon, job_id: int) -> Path:
     return Path(job.job_dir)
 
 
-def test_batch_script_that_cannot_be_written_fails_the_job_naming_the_path(d: Daemon) -> None:
+def test_batch_script_that_cannot_be_written_fails_the_job_naming_the_path(d: Core) -> None:
     job_id = d.accept()
     path = block_job_dir(d, job_id)
     with pytest.raises(BatchScriptError):
@@ -174,4 +174,4 @@ def test_batch_script_that_cannot_be_written_fails_the_job_naming_the_path(d: Da
     assert job is not None and job.state is JobState.FAILED and job.current is not None
     assert job.current.state_reason.startswith(
         f"cannot write the batch script {path}/batch.sh: the job directory {path} exists before submission")
-    assert d.slurm.calls["sbatch"] == 0
+    assert len(d.slurm.called("sbatch")) == 0

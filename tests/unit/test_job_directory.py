@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from fake_slurm import Daemon
+from fakeslurm import Core
 
 from hpcsched.daemon.submission import BatchScriptError
 from hpcsched.jobs import layout
@@ -24,11 +24,11 @@ OTHER_UID = 54321
 
 
 @pytest.fixture
-def d(tmp_path: Path) -> Daemon:
-    return Daemon(tmp_path)
+def d(tmp_path: Path) -> Core:
+    return Core(tmp_path)
 
 
-def test_D4_a_job_directory_there_before_submission_is_refused_and_left_alone(d: Daemon) -> None:
+def test_D4_a_job_directory_there_before_submission_is_refused_and_left_alone(d: Core) -> None:
     job_id = d.accept()
     job = d.store.get_job(job_id)
     assert job is not None
@@ -40,11 +40,11 @@ def test_D4_a_job_directory_there_before_submission_is_refused_and_left_alone(d:
     failed = d.store.get_job(job_id)
     assert failed is not None and failed.state is JobState.FAILED and failed.current is not None
     assert f"the job directory {job.job_dir} exists before submission" in failed.current.state_reason
-    assert d.slurm.calls["sbatch"] == 0
+    assert len(d.slurm.called("sbatch")) == 0
     assert sorted(p.name for p in Path(job.job_dir).rglob("*")) == ["checkpoints", "manifest.json", "step-0000000500"]
 
 
-def test_a_submitted_job_directory_is_private_and_names_its_job(d: Daemon) -> None:
+def test_a_submitted_job_directory_is_private_and_names_its_job(d: Core) -> None:
     job = d.submitter.submit(d.accept())
     assert job.state is JobState.PENDING
     directory = Path(job.job_dir)
@@ -54,7 +54,7 @@ def test_a_submitted_job_directory_is_private_and_names_its_job(d: Daemon) -> No
         "store_id": d.store.store_id, "job_id": str(job.id), "nonce": job.nonce}
 
 
-def test_the_batch_script_passes_the_job_identity_to_the_launcher(d: Daemon) -> None:
+def test_the_batch_script_passes_the_job_identity_to_the_launcher(d: Core) -> None:
     job = d.submitter.submit(d.accept())
     script = (Path(job.job_dir) / "batch.sh").read_text()
     assert f"--store-id {d.store.store_id} --job-nonce {job.nonce}" in script
