@@ -17,14 +17,15 @@ EXIT_CHECKPOINTED (75).
 ``train_step(loss)`` does the backward pass, the optimizer step and ``step()`` in one call; it is
 what gradient accumulation and ``adaptive=AdaptiveBatch(...)`` (batch size, learning rate and
 accumulation chosen for goodput, see adaptive.py) need, since the trainer then decides which
-batches are micro-batches of one optimizer step.
+batches are micro-batches of one optimizer step. The data side (``epochs``, ``batches`` and the
+adaptive configuration they follow) is in feed.py.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator, Mapping, Sized
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -32,14 +33,14 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
 
 from hpcsched.runtime.adaptive import STATE_KEY, AdaptiveBatch, AdaptiveRun, NoiseProbe, step_at_scaled_lr
 from hpcsched.runtime.checkpoint import CheckpointNotSaved, CheckpointStore
 from hpcsched.runtime.distributed import Collectives, device_for, setup_process_group, teardown_process_group
 from hpcsched.runtime.environment import job_from_env, topology_from_env
+from hpcsched.runtime.feed import DataFeed
 from hpcsched.runtime.progress import ProgressLog
-from hpcsched.runtime.sampler import ElasticBatchSampler, MicroBatch, epoch_seed
+from hpcsched.runtime.sampler import MicroBatch
 from hpcsched.runtime.snapshot import DataPosition, Stateful, capture, restore, unwrap
 from hpcsched.runtime.step_clock import StepClock
 from hpcsched.runtime.stop import ShutdownWatchdog, StopReason, StopRequest, write_checkpointed_marker
@@ -49,7 +50,7 @@ EXIT_NOT_CHECKPOINTED = 74  # stopped on request but the stop-time checkpoint fa
 SIGTERM_GRACE_S = 25.0  # torchrun kills its workers 30 s after forwarding SIGTERM
 
 
-class ElasticTrainer:
+class ElasticTrainer(DataFeed):
     """Process group, DDP, checkpoints, elastic data, progress and stop handling for one training run.
 
     ``model`` and ``optimizer`` are the plain objects (the optimizer built on the model's
@@ -162,91 +163,6 @@ class ElasticTrainer:
         if self.is_main:
             p = self.position
             self.progress.event(event, step=p.step, epoch=p.epoch, samples=p.samples)
-
-    def epochs(self, num_epochs: int) -> Iterator[int]:
-        """The epochs still to run, starting with the resumed one (use this, not range(), for the epoch loop)."""
-        self._num_epochs = num_epochs
-        while self.position.epoch < num_epochs:
-            yield self.position.epoch
-            self.position.epoch += 1
-            self.position.position = 0
-
-    def batches(
-        self, dataset: Dataset[Any], batch_size: int, *, seed: int = 0, shuffle: bool = True, **loader_args: Any
-    ) -> Iterator[Any]:
-        """This rank's batches of the rest of the current epoch (``batch_size`` per rank).
-
-        With ``adaptive``, ``batch_size`` times the first attempt's world size is the global batch
-        the job starts at, and the trainer changes the batch (and splits it into micro-batches for
-        gradient accumulation) as it goes: use :meth:`train_step` then. ``loader_args`` go to
-        torch's DataLoader (collate_fn, num_workers, pin_memory, ...).
-        """
-        if not isinstance(dataset, Sized):
-            raise TypeError("batches() needs a map-style dataset with __len__")
-        if self.adaptive is not None:
-            self._begin_adaptive(batch_size)
-        generator = loader_args.pop("generator", None)
-        while True:
-            sampler = self._sampler(len(dataset), batch_size, seed, shuffle)
-            steps = sampler.steps()
-            self._start()
-            if not steps:
-                return
-            # Its own generator: a DataLoader otherwise draws its workers' base seed from the global
-            # RNG at every iterator, and a resumed epoch (one more iterator) would diverge from an
-            # uninterrupted run.
-            loader = DataLoader(
-                dataset, batch_sampler=sampler,
-                generator=generator or torch.Generator().manual_seed(epoch_seed(seed, self.position.epoch)), **loader_args,
-            )  # fmt: skip
-            self._fresh = True  # the first step of a loader includes its start (and the evaluation before it)
-            for micro, batch in zip(sampler.micro_batches(), loader, strict=True):
-                self._micro = micro
-                if micro.last:
-                    self._pending_samples += micro.end - micro.begin  # counted at step()
-                if not micro.last and isinstance(self.model, DistributedDataParallel):
-                    with self.model.no_sync():  # accumulate locally; the last micro-batch all-reduces
-                        yield batch
-                else:
-                    yield batch
-                if self._reload and micro.last:
-                    break
-            else:
-                return
-            self._reload = False
-
-    def _sampler(self, size: int, batch_size: int, seed: int, shuffle: bool) -> ElasticBatchSampler:
-        local, accum = self.adaptive.config or (batch_size, 0) if self.adaptive else (batch_size, 0)
-        measure = self.adaptive.options.measure_every if self.adaptive and self.world_size == 1 and accum == 0 else 0
-        sampler = ElasticBatchSampler(
-            size, local, rank=self.rank, world_size=self.world_size, seed=seed, shuffle=shuffle,
-            accum_steps=accum, measure_every=measure, first_step=self.position.step,
-        )  # fmt: skip
-        sampler.set_epoch(self.position.epoch, self.position.position)
-        self.progress.global_batch = sampler.global_batch
-        self.progress.fields.update(local_batch=local, accum_steps=accum)
-        if self._fixed_total_steps is None and self._num_epochs is not None:
-            later_epochs = max(0, self._num_epochs - self.position.epoch - 1)
-            left = len(sampler.steps()) + later_epochs * sampler.steps_per_epoch()
-            self.progress.total_steps = self.position.step + left
-        return sampler
-
-    def _begin_adaptive(self, batch_size: int) -> None:
-        """The base batch at the job's first start, and this attempt's first configuration."""
-        assert self.adaptive is not None
-        if self.adaptive.base_batch is None:
-            self.adaptive.base_batch = batch_size * self.world_size
-        if self.adaptive.config is None:
-            self._adapt()
-
-    def _adapt(self) -> None:
-        """Re-choose the adaptive configuration; on a change, log it and restart the loader."""
-        assert self.adaptive is not None
-        before = self.adaptive.config
-        if self.adaptive.decide(self._collectives):
-            self._reload = before is not None
-            if self.is_main:
-                self.adaptive.log_change(self.progress, self.position, first=before is None)
 
     def train_step(self, loss: torch.Tensor) -> bool:
         """Backward pass of one batch from :meth:`batches`; at the end of an optimizer step also
