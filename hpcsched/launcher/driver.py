@@ -197,7 +197,7 @@ class Driver:
             if self.hang_timeout > 0 else None
         while self.step.poll() is None:
             if watch is not None and (self.hung_since is not None or watch.stalled(self.clock())):
-                self._end_hung_step(log)
+                self._end_hung_step(log, watch.verdict())
             if self.stop_signal.is_set():
                 self._forward_stop(log)
             if self.stop_file_due is not None and self.clock() > self.stop_file_due:
@@ -208,14 +208,13 @@ class Driver:
         rc = self.step.returncode
         return rc if rc >= 0 else 128 - rc
 
-    def _end_hung_step(self, log: IO[str]) -> None:
+    def _end_hung_step(self, log: IO[str], verdict: str) -> None:
         """SIGTERM the step once (srun passes it to every launcher, which removes its container);
         SIGKILL it if it is still there HUNG_KILL_DELAY seconds later."""
         assert self.step is not None
         if self.hung_since is None:
             self.hung_since = self.clock()
-            say(log, f"no progress from the ranks of attempt {self.attempt} for {self.hang_timeout:g} s: "
-                     "ending it as hung; the job will be requeued")
+            say(log, f"{verdict}: ending it as hung; the job will be requeued")
             self.step.send_signal(signal.SIGTERM)
         elif self.clock() - self.hung_since > HUNG_KILL_DELAY:
             self.step.kill()

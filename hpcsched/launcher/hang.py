@@ -3,9 +3,12 @@
 
 A rank that hangs (stopped, deadlocked, stuck in a collective a dead peer never joins) stops
 rank 0's progress lines, because every step of the runtime library is one all-reduce among all
-ranks. The watch starts only when the runtime library has announced this attempt ("start"), so a
-plain script and an attempt still starting (container, rendezvous, data loading) are never
-judged; it ends at the attempt's "stop" or "done" line. It reads only what the progress file
+ranks. The hang timeout counts once the runtime library has announced this attempt ("start");
+the watch ends at the attempt's "stop" or "done" line. Before its "start" line an attempt is
+still starting (container, rendezvous, process group, resume from a checkpoint, data loading):
+it is judged only when an earlier attempt of the same job announced the runtime library (a plain
+script never writes a "start" line and must never be ended), and then with the longer
+:func:`start_allowance`, counted from the attempt's start. It reads only what the progress file
 gained since the last look.
 """
 
@@ -16,6 +19,13 @@ import os
 from pathlib import Path
 
 ENDED = ("stop", "done")
+START_ALLOWANCE_MIN_S = 1800.0
+
+
+def start_allowance(limit_s: float) -> float:
+    """How long an attempt may take to announce itself, for a job whose earlier attempt used the
+    runtime library: three hang timeouts, and never less than half an hour."""
+    return max(3 * limit_s, START_ALLOWANCE_MIN_S)
 
 
 class ProgressWatch:
@@ -26,14 +36,26 @@ class ProgressWatch:
 
     def __init__(self, progress_file: Path, attempt: int, limit_s: float, now: float) -> None:
         self.path, self.attempt, self.limit_s = progress_file, attempt, limit_s
-        self.offset, self.last_change = 0, now
+        self.offset, self.began, self.last_change = 0, now, now
         self.started = self.ended = False
+        self.runtime_known = False  # an earlier attempt of the job announced the runtime library
         self._partial = ""
 
     def stalled(self, now: float) -> bool:
         if self._read_new():
             self.last_change = now
-        return self.started and not self.ended and now - self.last_change > self.limit_s
+        if self.ended:
+            return False
+        if self.started:
+            return now - self.last_change > self.limit_s
+        return self.runtime_known and now - self.began > start_allowance(self.limit_s)
+
+    def verdict(self) -> str:
+        """Why the attempt counts as hung, for the log."""
+        if self.started:
+            return f"no progress from the ranks of attempt {self.attempt} for {self.limit_s:g} s"
+        return (f"attempt {self.attempt} has not started training within {start_allowance(self.limit_s):g} s "
+                "(an earlier attempt of this job did)")
 
     def _read_new(self) -> bool:
         """Take in the lines added since the last call; True when there were any."""
@@ -56,7 +78,12 @@ class ProgressWatch:
             record = json.loads(line)
         except json.JSONDecodeError:
             return
-        if not isinstance(record, dict) or record.get("attempt") != self.attempt:
+        if not isinstance(record, dict):
             return
-        self.started = self.started or (record.get("event") == "start" and bool(record.get("elastic")))
-        self.ended = self.ended or record.get("event") in ENDED
+        announces = record.get("event") == "start" and bool(record.get("elastic"))
+        attempt = record.get("attempt")
+        if isinstance(attempt, int) and attempt < self.attempt:
+            self.runtime_known = self.runtime_known or announces
+        elif attempt == self.attempt:
+            self.started = self.started or announces
+            self.ended = self.ended or record.get("event") in ENDED
