@@ -16,6 +16,7 @@ import sys
 import threading
 from types import FrameType
 
+from hpcsched.launcher.cdi import missing_gpus
 from hpcsched.launcher.container import (
     LaunchSpec,
     NodeContext,
@@ -102,14 +103,26 @@ def explain_work_directory(workdir: str, node: str) -> None:
         print(f"hpcsched launcher on {node}: {why}", file=sys.stderr)
 
 
+def check_gpu_devices(spec: LaunchSpec, ctx: NodeContext) -> str | None:
+    """The site's device style is one the launcher knows, and CDI names every allocated GPU."""
+    if spec.gpu_device_style not in ("cdi", "dev"):
+        return f"HPCSCHED_GPU_DEVICE_STYLE must be 'cdi' or 'dev', not {spec.gpu_device_style!r}"
+    if spec.gpu_device_style == "cdi" and ctx.gpus:
+        return missing_gpus(ctx.gpus, ctx.node_name, os.environ)
+    return None
+
+
 def main(argv: list[str]) -> int:
     spec = parse_args(argv)
     ctx = NodeContext.from_env(os.environ)
     user = os.environ.get("USER") or str(os.getuid())
-    problem = check_subordinate_ids(user) or check_node_storage(ctx.node_name, os.environ)
+    problem = check_subordinate_ids(user) or check_gpu_devices(spec, ctx) or check_node_storage(ctx.node_name, os.environ)
     if problem:
         print(f"hpcsched launcher on {ctx.node_name}: {problem}", file=sys.stderr)
         return 2
+    if ctx.gpus:
+        print(f"hpcsched launcher on {ctx.node_name}: Slurm allocated GPUs {','.join(ctx.gpus)} of this node; "
+              f"the container sees them as 0-{len(ctx.gpus) - 1}", file=sys.stderr, flush=True)
     name = container_name(ctx)
     podman("rm", "--force", "--ignore", "--time", "0", name)
     # Its own session: the launcher alone decides which signal reaches the container, and when.

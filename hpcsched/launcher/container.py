@@ -133,6 +133,16 @@ def device_args(gpus: Sequence[str], style: str) -> list[str]:
     return args
 
 
+def visible_device_env(gpus: Sequence[str], style: str) -> list[tuple[str, str]]:
+    """The container sees only its GPUs, numbered from 0 (CUDA_VISIBLE_DEVICES). With CDI the
+    devices are already mapped: NVIDIA_VISIBLE_DEVICES=void keeps a legacy NVIDIA hook from adding
+    the image's "all" (and so every GPU of the node, to a CPU-only job too); with /dev/nvidiaN
+    device nodes it names the allocated ones, so such a hook adds exactly those and the driver."""
+    cuda = [("CUDA_VISIBLE_DEVICES", ",".join(str(i) for i in range(len(gpus))))] if gpus else []
+    nvidia = ",".join(gpus) if gpus and style == "dev" else "void"
+    return [*cuda, ("NVIDIA_VISIBLE_DEVICES", nvidia)]
+
+
 def checkpointed_marker(spec: LaunchSpec, ctx: NodeContext) -> str:
     return f"{spec.job_dir}/attempts/{ctx.attempt}/checkpointed"
 
@@ -172,6 +182,7 @@ def podman_run_argv(spec: LaunchSpec, ctx: NodeContext, limits: list[str]) -> li
         ("SLURMD_NODENAME", ctx.node_name),
         ("SLURM_JOB_NODELIST", ctx.node_list),
         ("HOME", "/tmp"),
+        *visible_device_env(ctx.gpus, spec.gpu_device_style),
         *defaults,
         *spec.env,
     ]

@@ -21,6 +21,7 @@ from hpcsched.launcher.container import (
     group_only_access,
     podman_run_argv,
     ulimit_args,
+    visible_device_env,
 )
 from hpcsched.launcher.rendezvous import first_guess
 
@@ -188,6 +189,24 @@ def test_dev_style_passes_device_files_and_the_control_devices() -> None:
 @pytest.mark.parametrize("style", ["cdi", "dev"])
 def test_no_gpus_means_no_devices(style: str) -> None:
     assert device_args([], style) == []
+
+
+def test_the_container_sees_its_gpus_numbered_from_zero(argv: list[str]) -> None:
+    env = option_values(podman_run_argv(SPEC, dataclasses.replace(CTX, gpus=("2", "3")), []), "--env")
+    assert "CUDA_VISIBLE_DEVICES=0,1" in env
+    assert "NVIDIA_VISIBLE_DEVICES=void" in env  # CDI mapped them; no legacy hook may add the image's "all"
+
+
+def test_dev_style_names_the_allocated_gpus_for_a_legacy_hook() -> None:
+    assert visible_device_env(["2", "3"], "dev") == [("CUDA_VISIBLE_DEVICES", "0,1"), ("NVIDIA_VISIBLE_DEVICES", "2,3")]
+
+
+@pytest.mark.parametrize("style", ["cdi", "dev"])
+def test_a_job_without_gpus_is_shown_none(style: str) -> None:
+    env = option_values(podman_run_argv(SPEC, dataclasses.replace(CTX, gpus=()), []), "--env")
+    assert "NVIDIA_VISIBLE_DEVICES=void" in env
+    assert not [e for e in env if e.startswith("CUDA_VISIBLE_DEVICES=")]
+    assert visible_device_env([], style) == [("NVIDIA_VISIBLE_DEVICES", "void")]
 
 
 # --- node context -------------------------------------------------------------------------------
