@@ -8,6 +8,7 @@ is the identity, so the same script runs as ``python train.py``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import torch
@@ -16,11 +17,19 @@ import torch.distributed as dist
 from hpcsched.runtime.environment import Topology
 
 
-def device_for(topology: Topology) -> torch.device:
-    """cuda:LOCAL_RANK when there is a GPU, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", topology.local_rank % torch.cuda.device_count())
+def device_for(topology: Topology, cuda_available: Callable[[], bool] = torch.cuda.is_available,
+               device_count: Callable[[], int] = torch.cuda.device_count) -> torch.device:
+    """cuda:LOCAL_RANK when there is a GPU, else the CPU. The launcher shows each container only
+    its node's allocated GPUs, numbered from 0, and starts one process per GPU by default, so
+    LOCAL_RANK is the GPU's number; more processes than GPUs share them round-robin."""
+    if cuda_available():
+        return torch.device("cuda", topology.local_rank % device_count())
     return torch.device("cpu")
+
+
+def backend_for(device: torch.device) -> str:
+    """NCCL for a process on a GPU, gloo on the CPU."""
+    return "nccl" if device.type == "cuda" else "gloo"
 
 
 def setup_process_group(topology: Topology, device: torch.device, timeout: timedelta) -> bool:
@@ -29,9 +38,9 @@ def setup_process_group(topology: Topology, device: torch.device, timeout: timed
         return False
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", timeout=timeout, device_id=device)
+        dist.init_process_group(backend_for(device), timeout=timeout, device_id=device)
     else:
-        dist.init_process_group("gloo", timeout=timeout)
+        dist.init_process_group(backend_for(device), timeout=timeout)
     return True
 
 

@@ -83,15 +83,18 @@ def capture_rng(device: torch.device) -> dict[str, Any]:
 
 
 def restore_rng(rng: Mapping[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(rng["torch"])
+    """Restore the generators, whichever device the checkpoint was loaded to (the states are
+    CPU tensors for torch). A GPU generator's state is used only on a GPU; a job that resumes on
+    the CPU leaves it, and one saved on the CPU leaves the GPU's generator as seeded."""
+    torch.set_rng_state(rng["torch"].cpu())
     python = rng["python"]
     random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss"]))
     saved_np = rng.get("numpy")
     if np is not None and saved_np is not None:
-        keys = saved_np["keys"].numpy().astype(np.uint32)
+        keys = saved_np["keys"].cpu().numpy().astype(np.uint32)
         np.random.set_state((saved_np["kind"], keys, saved_np["pos"], saved_np["has_gauss"], saved_np["cached"]))
     if rng.get("cuda") is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(rng["cuda"], device)
+        torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
 
 
 def capture(

@@ -12,7 +12,9 @@ its own. Where the kernel does not report the wait (another OS, schedstats compi
 reads as zero and step times are plain wall time.
 
 Only the training thread's wait is subtracted: a step that waits for other threads or processes
-(intra-op threads, data-loader workers, the GPU) keeps that time, as it should.
+(intra-op threads, data-loader workers, the GPU) keeps that time, as it should. On a GPU each
+reading first waits for the kernels the process queued (CUDA runs them asynchronously), so a
+step's time is the device's, not the time it took to queue them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 SCHEDSTAT = Path("/proc/thread-self/schedstat")
 
@@ -95,6 +99,12 @@ class RunDelayReader:
             self._fd = None
 
 
+def wait_for_gpu() -> None:
+    """Wait until this process's queued GPU work has run; nothing to wait for where CUDA is unused."""
+    if torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        torch.cuda.synchronize()
+
+
 class StepClock:
     """Times the interval since :meth:`start`, with the training thread's CPU wait taken out."""
 
@@ -102,12 +112,15 @@ class StepClock:
         self,
         clock: Callable[[], float] = time.monotonic,
         run_delay: Callable[[], float | None] | None = None,
+        synchronize: Callable[[], None] = wait_for_gpu,
     ) -> None:
         self._clock = clock
         self._run_delay = run_delay or RunDelayReader()
+        self._synchronize = synchronize
         self._start = self.reading()
 
     def reading(self) -> ClockReading:
+        self._synchronize()
         return ClockReading(self._clock(), self._run_delay() or 0.0)
 
     def start(self) -> None:
