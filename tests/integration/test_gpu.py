@@ -166,3 +166,19 @@ def test_cdi_specification_without_the_allocated_gpu_is_named_with_the_remedy(se
     assert info["state"] == "FAILED", logs
     assert re.search(r"hpcsched launcher on node\d: no CDI specification on node\d names nvidia\.com/gpu=[01]", logs)
     assert "nvidia-ctk cdi generate" in logs and not seen(session, job)
+
+
+def test_dev_style_maps_the_allocated_device_nodes_without_cdi(session: UserSession) -> None:
+    session.write("sees.py", SEES)
+    env = {"HPCSCHED_GPU_DEVICE_STYLE": "dev", "HPCSCHED_CDI_SPEC_DIRS": str(session.root)}  # no CDI spec there
+    session.hs("daemon", "start", env=env)
+    job = int(json.loads(session.hs("run", "--json", "sees.py", "--name", "dev", "--gpus-per-node", "1",
+                                    "--sbatch=--nodelist=node2", *SMALL, "--", "dev", env=env).stdout)["id"])
+    info = session.wait(job, {"RUNNING", "COMPLETED", "FAILED", "CANCELLED"}, timeout=600)
+    assert info["state"] == "RUNNING", session.logs(job)
+    wait_ranks(session, "dev", 1)
+    gpus = allocated(int(info["slurm_job_id"]))
+    finish(session, job)
+    [rank] = seen(session, job)
+    [index] = gpus["node2"]
+    assert rank["devices"] == [f"/dev/nvidia{index}"] and (rank["cuda"], rank["nvidia"]) == ("0", str(index))

@@ -29,6 +29,17 @@ devices:
 - containerEdits:
     deviceNodes:
     - path: /dev/nvidia0
+    - path: /dev/dri/card1
+    hooks:
+    - args:
+      - nvidia-cdi-hook
+      - create-symlinks
+      - --link
+      - ../card1::/dev/dri/by-path/pci-0000:84:00.0-card
+      env:
+      - NVIDIA_CTK_DEBUG=false
+      hookName: createContainer
+      path: /usr/bin/nvidia-cdi-hook
   name: "0"
 - containerEdits:
     deviceNodes:
