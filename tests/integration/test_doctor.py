@@ -5,6 +5,7 @@ ids, a state directory on a network file system, an image the nodes do not have)
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -32,7 +33,9 @@ def test_doctor_is_all_green_on_the_local_cluster(session: UserSession) -> None:
     assert found["podman"]["found"].startswith("Podman ") and "rootless" in found["podman"]["found"]
     assert found["image"]["found"] == "localhost/hpcsched-train:latest is in Podman's storage on " + \
         found["image"]["found"].rsplit(" ", 1)[-1]
-    assert found["gpus"]["status"] == "skip" and "has no GPUs" in found["gpus"]["found"]
+    # the local cluster's emulated GPUs (cluster/gres.conf): Slurm allocates one, the node lists it
+    assert re.fullmatch(r"node\d: allocated GPU\(s\) [01] visible: GPU [01]: hpcsched emulated GPU .*",
+                        found["gpus"]["found"]), found["gpus"]
 
 
 def test_doctor_names_a_missing_image_and_how_to_get_it(session: UserSession) -> None:
