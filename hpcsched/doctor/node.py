@@ -27,6 +27,7 @@ GPU_SCRIPT = """\
 echo "@@node ${SLURMD_NODENAME:-$(hostname)}"
 echo "@@section visible"; echo "${CUDA_VISIBLE_DEVICES:-}"; echo "@@rc 0"
 echo "@@section gpus"; nvidia-smi -L 2>&1; echo "@@rc $?"
+echo "@@section cdi"; "$1" -m hpcsched.launcher.cdi 2>&1; echo "@@rc $?"
 """
 PODMAN_FIX = ("rootless Podman must work on every compute node: run `srun -N1 podman info` and fix what it says "
               "(it needs newuidmap/newgidmap from the uidmap package, subordinate id ranges and crun or runc); "
@@ -161,7 +162,13 @@ def gpus(out: NodeOutput) -> Finding:
     if not visible:
         return warn(name, f"{out.node}: {len(listed)} GPU(s) seen, but CUDA_VISIBLE_DEVICES is unset",
                     "Slurm should set CUDA_VISIBLE_DEVICES for allocated GPUs: ask the administrators (gres.conf)")
-    return ok(name, f"{out.node}: allocated GPU(s) {visible} visible: {listed[0]}")
+    cdi, cdi_rc = out.sections.get("cdi", ("", 0))  # the launcher's own CDI check, run on the node
+    if cdi_rc != 0:
+        said = [line.strip() for line in cdi.splitlines() if line.strip()]
+        found, _, fix = (said[-1] if said else "the CDI check printed nothing").partition("; ")
+        return fail(name, found, fix or "the launcher's Python (launcher_python, HPCSCHED_LAUNCHER_PYTHON) must run "
+                                        "hpcsched on the compute nodes: docs/real-cluster.md")
+    return ok(name, f"{out.node}: allocated GPU(s) {visible} visible: {listed[0]}" + (f"; {cdi}" if cdi else ""))
 
 
 def last_line(text: str) -> str:

@@ -152,7 +152,8 @@ def gpus(cfg: Settings, host: Host, wait_s: float) -> Finding:
     partition, gres = partition_gres(table, cfg.partition)
     if not any(g.startswith("gpu") for g in gres):
         return skip("gpus", f"partition {partition} has no GPUs (Gres {', '.join(sorted(set(gres))) or '(null)'})")
-    out, error = run_step(host, step_argv(cfg, wait_s, ["--gpus-per-node=1"], node.GPU_SCRIPT), wait_s)
+    out, error = run_step(host, step_argv(cfg, wait_s, ["--gpus-per-node=1"], node.GPU_SCRIPT, cfg.launcher_python),
+                          wait_s)
     return node.gpus(out) if out is not None else node.no_node(error, wait_s, ("gpus",))[0]
 
 

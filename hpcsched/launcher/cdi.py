@@ -5,6 +5,7 @@ Podman reads the specifications in /etc/cdi and /var/run/cdi (YAML or JSON, as
 ``nvidia-ctk cdi generate`` writes them). Only the device names of kind ``nvidia.com/gpu`` matter
 here, so a small reader of that shape does instead of a YAML library. ``HPCSCHED_CDI_SPEC_DIRS``
 (colon-separated) points the check at other directories (tests inject a missing specification so).
+``python -m hpcsched.launcher.cdi`` runs the check in a Slurm step with GPUs (``hpcsched doctor``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 
 GPU_KIND = "nvidia.com/gpu"
@@ -112,3 +114,24 @@ def missing_gpus(gpus: Sequence[str], node: str, env: Mapping[str, str],
     wanted = ", ".join(f"{GPU_KIND}={g}" for g in missing)
     return (f"no CDI specification on {node} names {wanted}, which Slurm allocated to this job (looked in {where}: "
             f"{found}); {REMEDY}")
+
+
+def check_step(env: Mapping[str, str]) -> tuple[bool, str]:
+    """(passed, what was found) for the GPUs Slurm allocated to the step this process runs in."""
+    from hpcsched.launcher.container import allocated_gpus  # the launcher reads them the same way
+
+    node, gpus = env.get("SLURMD_NODENAME", "this node"), allocated_gpus(env)
+    if env.get("HPCSCHED_GPU_DEVICE_STYLE") == "dev":
+        return True, f"not checked on {node}: HPCSCHED_GPU_DEVICE_STYLE=dev passes device nodes, not CDI names"
+    if not gpus:
+        return False, f"Slurm allocated no GPU to this step on {node}"
+    problem = missing_gpus(gpus, node, env)
+    if problem:
+        return False, problem
+    return True, f"the CDI specification on {node} names {', '.join(f'{GPU_KIND}={g}' for g in gpus)}"
+
+
+if __name__ == "__main__":
+    passed, found = check_step(os.environ)
+    print(found)
+    sys.exit(0 if passed else 1)

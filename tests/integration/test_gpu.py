@@ -182,3 +182,15 @@ def test_dev_style_maps_the_allocated_device_nodes_without_cdi(session: UserSess
     [rank] = seen(session, job)
     [index] = gpus["node2"]
     assert rank["devices"] == [f"/dev/nvidia{index}"] and (rank["cuda"], rank["nvidia"]) == ("0", str(index))
+
+
+def test_doctor_names_a_node_whose_cdi_specification_lacks_the_allocated_gpu(session: UserSession) -> None:
+    empty = session.root / "cdi"
+    empty.mkdir()
+    proc = session.hs("doctor", "--json", "--wait", "300", check=False, timeout=600,
+                      env={"HPCSCHED_CDI_SPEC_DIRS": str(empty)})
+    gpus = {f["name"]: f for f in json.loads(proc.stdout)}["gpus"]
+    assert proc.returncode == 1 and gpus["status"] == "fail", gpus
+    assert re.fullmatch(r"no CDI specification on node\d names nvidia\.com/gpu=[01], which Slurm allocated to this job "
+                        rf"\(looked in {empty}: none names any nvidia\.com/gpu device\)", gpus["found"]), gpus
+    assert gpus["fix"].startswith("the node's administrator must generate it with `nvidia-ctk cdi generate")
