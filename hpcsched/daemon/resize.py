@@ -147,7 +147,8 @@ class Handovers:
     """Make-before-break needs room for the new allocation beside the old one. When the successor
     waits only for nodes the job itself holds (idle nodes + the old allocation's >= the new
     size), the old allocation checkpoints and hands its nodes over; the successor, first in the
-    queue, starts on them. One ``sinfo`` per cycle, and only while a job is growing."""
+    queue, starts on them. Idle nodes count only in the successor's partition. One ``sinfo`` per
+    partition per cycle, and only while a job is growing."""
 
     def __init__(self, store: Store, client: SlurmClient, clock: Callable[[], float]) -> None:
         self.store = store
@@ -161,9 +162,12 @@ class Handovers:
                    and new.slurm_job_id in queue]
         if not growing:
             return
-        idle = self.client.idle_nodes()
+        idle_by_partition: dict[str, int] = {}
         for old, new in growing:
-            if idle + old.nodes < new.nodes or old.slurm_job_id is None:
+            partition = queue[new.slurm_job_id].partition if new.slurm_job_id is not None else ""
+            if partition not in idle_by_partition:
+                idle_by_partition[partition] = self.client.idle_nodes(partition)
+            if idle_by_partition[partition] + old.nodes < new.nodes or old.slurm_job_id is None:
                 continue
             job = self.store.get_job(old.job_id)
             assert job is not None

@@ -90,9 +90,11 @@ class SlurmClient:
         """Jobs of all users waiting in the queue (for the expected queue wait of a grow)."""
         return len(self.runner(["squeue", "-h", "-t", "PD", "-o", "%i"]).stdout.split())
 
-    def idle_nodes(self) -> int:
-        """Nodes that could start a job now (``sinfo``; one call)."""
-        return parse.parse_idle_nodes(self.runner(["sinfo", "-h", "-N", "-o", "%N %t"]).stdout)
+    def idle_nodes(self, partitions: str = "") -> int:
+        """Nodes that could start a job now (``sinfo``; one call): of the given partitions (Slurm's
+        comma list, as the job asked for them) or, with none, of every partition."""
+        argv = ["sinfo", "-h", "-N", "-o", "%N %t"] + (["-p", partitions] if partitions else [])
+        return parse.parse_idle_nodes(self.runner(argv).stdout)
 
     def signal_batch(self, slurm_job_id: int, signal: str = "USR1") -> None:
         """Signal the batch step only (the hpcsched driver), which passes it on."""

@@ -1,0 +1,71 @@
+"""Make-before-break hand-over: the old allocation gives its nodes to the grown successor only when
+the successor's own partition has room; idle nodes of another partition do not count."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpcsched.daemon.resize import Handovers
+from hpcsched.daemon.store import Store
+from hpcsched.jobs import layout
+from hpcsched.jobs.model import AttemptReason, JobState
+from hpcsched.slurm.parse import SlurmJobRecord
+
+OLD_ID, NEW_ID = 501, 502
+
+
+class Client:
+    """Idle nodes per partition as ``sinfo -p`` would count them; signals sent."""
+
+    def __init__(self, idle: dict[str, int]) -> None:
+        self.idle = idle
+        self.asked: list[str] = []
+        self.signalled: list[int] = []
+
+    def idle_nodes(self, partitions: str = "") -> int:
+        self.asked.append(partitions)
+        return self.idle.get(partitions, 0)
+
+    def signal_batch(self, slurm_job_id: int, signal: str = "USR1") -> None:
+        self.signalled.append(slurm_job_id)
+
+
+def growing_job(tmp_path: Path) -> tuple[Store, int]:
+    """A job running on 1 node (attempt 1) whose 3-node successor (attempt 2) waits in the queue."""
+    store = Store(str(tmp_path / "state.db"))
+    job_id = store.create_job(name="grow", uid=1000, user="alice", request={}, nodes=1,
+                              jobs_root=str(tmp_path / "jobs"), now=0.0)
+    store.update_attempt(job_id, 1, 1.0, state=JobState.RUNNING, slurm_job_id=OLD_ID)
+    store.add_attempt(job_id, 2, 2.0, reason=AttemptReason.RESIZE, state=JobState.PENDING, nodes=3,
+                      slurm_job_id=NEW_ID, log_path=str(tmp_path / "a2.log"))
+    job = store.get_job(job_id)
+    assert job is not None
+    Path(job.job_dir).mkdir(parents=True)
+    return store, job_id
+
+
+def pending(partition: str) -> SlurmJobRecord:
+    return SlurmJobRecord(job_id=NEW_ID, name="grow", comment="", slurm_state="PENDING", state=JobState.PENDING,
+                          reason="Resources", node_count=3, node_list="", submit_time=None, start_time=None,
+                          end_time=None, exit_code=None, restart_count=0, partition=partition)
+
+
+@pytest.mark.parametrize(("idle", "hands_over"), [
+    ({"wide": 2, "debug": 0}, True),   # 2 idle + its own 1 node = 3 in its partition
+    ({"wide": 1, "debug": 5}, False),  # idle nodes elsewhere cannot hold the successor
+])
+def test_hand_over_counts_idle_nodes_of_the_successors_partition_only(
+        tmp_path: Path, idle: dict[str, int], hands_over: bool) -> None:
+    store, job_id = growing_job(tmp_path)
+    client = Client(idle)
+    handovers = Handovers(store, client, lambda: 10.0)  # type: ignore[arg-type]
+    job = store.get_job(job_id)
+    assert job is not None
+
+    handovers.check([job], {NEW_ID: pending("wide")})
+
+    assert client.asked == ["wide"]
+    assert client.signalled == ([OLD_ID] if hands_over else [])
+    assert layout.resize_request(job.job_dir).exists() is hands_over
