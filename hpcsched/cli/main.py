@@ -30,6 +30,7 @@ COMMANDS = {
     "site": "hpcsched.cli.site:site",
     "config": "hpcsched.cli.config:config",
     "doctor": "hpcsched.cli.doctor:doctor",
+    "image": "hpcsched.cli.image:image",
 }
 
 

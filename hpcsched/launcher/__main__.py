@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from types import FrameType
 
+from hpcsched.images.node import ensure_image, node_images
 from hpcsched.launcher.cdi import missing_gpus
 from hpcsched.launcher.container import (
     LaunchSpec,
@@ -71,9 +73,9 @@ def current_limits() -> list[str]:
     return ulimit_args(nofile if nofile != inf else 1 << 20, nproc if nproc != inf else 1 << 22, read_pid_max())
 
 
-def podman(*args: str, timeout: float = 30.0) -> int:
+def podman(base: Sequence[str], *args: str, timeout: float = 30.0) -> int:
     try:
-        return subprocess.run(["podman", *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        return subprocess.run([*base, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, timeout=timeout, check=False).returncode
     except (subprocess.TimeoutExpired, OSError):
         return -1
@@ -112,27 +114,33 @@ def check_gpu_devices(spec: LaunchSpec, ctx: NodeContext) -> str | None:
     return None
 
 
+def say(node: str, text: str) -> None:
+    print(f"hpcsched launcher on {node}: {text}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str]) -> int:
     spec = parse_args(argv)
     ctx = NodeContext.from_env(os.environ)
     user = os.environ.get("USER") or str(os.getuid())
-    problem = check_subordinate_ids(user) or check_gpu_devices(spec, ctx) or check_node_storage(ctx.node_name, os.environ)
+    images = node_images(ctx.node_name, os.environ)
+    problem = (check_subordinate_ids(user) or check_gpu_devices(spec, ctx) or check_node_storage(ctx.node_name, os.environ)
+               or ensure_image(spec.image, images, lambda text: say(ctx.node_name, text)))
     if problem:
         print(f"hpcsched launcher on {ctx.node_name}: {problem}", file=sys.stderr)
         return 2
     if ctx.gpus:
         print(f"hpcsched launcher on {ctx.node_name}: Slurm allocated GPUs {','.join(ctx.gpus)} of this node; "
               f"the container sees them as 0-{len(ctx.gpus) - 1}", file=sys.stderr, flush=True)
-    name = container_name(ctx)
-    podman("rm", "--force", "--ignore", "--time", "0", name)
+    name, base = container_name(ctx), images.podman.argv()
+    podman(base, "rm", "--force", "--ignore", "--time", "0", name)
     # Its own session: the launcher alone decides which signal reaches the container, and when.
-    proc = subprocess.Popen(podman_run_argv(spec, ctx, current_limits()), stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(podman_run_argv(spec, ctx, current_limits(), base), stdin=subprocess.DEVNULL, start_new_session=True)
     stopping = threading.Event()
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         print(f"hpcsched launcher on {ctx.node_name}: passing {signal.Signals(signum).name} into container {name}",
               file=sys.stderr, flush=True)
-        podman("kill", "--signal", signal.Signals(signum).name, name, timeout=10)
+        podman(base, "kill", "--signal", signal.Signals(signum).name, name, timeout=10)
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping.set()
 
@@ -144,10 +152,10 @@ def main(argv: list[str]) -> int:
                 return_code = proc.wait(timeout=STOP_GRACE if stopping.is_set() else None)
                 break
             except subprocess.TimeoutExpired:
-                podman("rm", "--force", "--time", "0", name)
+                podman(base, "rm", "--force", "--time", "0", name)
                 stopping.clear()
     finally:
-        podman("rm", "--force", "--ignore", "--time", "0", name)
+        podman(base, "rm", "--force", "--ignore", "--time", "0", name)
     print(f"hpcsched launcher on {ctx.node_name}: container exited with status {return_code}", file=sys.stderr)
     if return_code == PODMAN_CANNOT_START:
         explain_work_directory(spec.workdir, ctx.node_name)

@@ -168,7 +168,9 @@ def threads_per_process(cpus_per_node: int, procs_per_node: int) -> int:
     return max(1, cpus_per_node // max(1, procs_per_node))
 
 
-def podman_run_argv(spec: LaunchSpec, ctx: NodeContext, limits: list[str]) -> list[str]:
+def podman_run_argv(spec: LaunchSpec, ctx: NodeContext, limits: list[str],
+                    podman: Sequence[str] = ("podman",)) -> list[str]:
+    """``podman`` is the command with the node's global storage options (images.node)."""
     user_keys = {key for key, _ in spec.env}
     defaults = [] if "OMP_NUM_THREADS" in user_keys else [
         ("OMP_NUM_THREADS", str(threads_per_process(ctx.cpus_per_node, spec.procs_per_node)))]
@@ -189,7 +191,7 @@ def podman_run_argv(spec: LaunchSpec, ctx: NodeContext, limits: list[str]) -> li
     argv = [
         # --sig-proxy=false: Slurm signals every process of the step, podman run included; the
         # launcher alone passes signals into the container, so each arrives once.
-        "podman", "run", "--rm", "--sig-proxy=false", "--name", container_name(ctx),
+        *podman, "run", "--rm", "--sig-proxy=false", "--name", container_name(ctx),
         # keep-groups: the user's supplementary groups stay with the container's processes, so a
         # group-shared project directory works as the work directory (crun; runc drops them)
         "--network", "host", "--userns", "keep-id", "--group-add", "keep-groups",

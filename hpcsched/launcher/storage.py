@@ -20,6 +20,9 @@ NETWORK_FS = frozenset({
     "fuse.ceph", "glusterfs", "fuse.glusterfs", "panfs", "fuse.sshfs", "afs", "9p", "ocfs2", "gfs2",
 })
 MIN_FREE_BYTES = 1 << 30  # a container's writable layer, logs and a pulled layer need this much
+# A directory template with ``{node}``: each node keeps its images and containers in its own root
+# there instead of the user's storage.conf (emulated nodes on one host; a site never needs it).
+NODE_STORAGE_ENV = "HPCSCHED_NODE_STORAGE"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,26 @@ def storage_paths(conf_text: str | None, env: Mapping[str, str], home: str, uid:
         graphroot=graph if isinstance(graph, str) and graph else os.path.join(data, "containers", "storage"),
         runroot=run if isinstance(run, str) and run else os.path.join(runtime, "containers"),
     )
+
+
+def node_storage_override(node: str, env: Mapping[str, str]) -> StoragePaths | None:
+    """The node's own storage root from :data:`NODE_STORAGE_ENV`, or None when it is unset."""
+    template = env.get(NODE_STORAGE_ENV, "")
+    if not template:
+        return None
+    root = template.replace("{node}", node)
+    return StoragePaths(graphroot=os.path.join(root, "graph"), runroot=os.path.join(root, "run"))
+
+
+def podman_storage_args(paths: StoragePaths | None, image_store: str | None) -> list[str]:
+    """Podman's global options for an overridden storage root (rootless Podman ignores
+    CONTAINERS_STORAGE_CONF when the user has a storage.conf, so the paths go on the command line),
+    with the shared read-only image store when there is one. Empty without an override: the
+    user's storage.conf applies, and a site lists its image store there."""
+    if paths is None:
+        return []
+    args = ["--root", paths.graphroot, "--runroot", paths.runroot]
+    return args + (["--storage-opt", f"overlay.imagestore={image_store}"] if image_store else [])
 
 
 def parse_mounts(text: str) -> list[tuple[str, str]]:
@@ -104,17 +127,26 @@ def free_space(path: str) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def check_node_storage(node: str, env: Mapping[str, str]) -> str | None:
-    """The launcher's check before ``podman run`` (the effectful shell around :func:`storage_problem`)."""
+def node_storage_paths(node: str, env: Mapping[str, str]) -> StoragePaths:
+    """Where Podman keeps this node's images and containers: the override, else the user's
+    storage.conf, else rootless Podman's defaults."""
+    override = node_storage_override(node, env)
+    if override is not None:
+        return override
     home = env.get("HOME") or os.path.expanduser("~")
     try:
         with open(storage_conf_path(env, home), encoding="utf-8") as f:
             conf: str | None = f.read()
     except OSError:
         conf = None
+    return storage_paths(conf, env, home, os.getuid())
+
+
+def check_node_storage(node: str, env: Mapping[str, str]) -> str | None:
+    """The launcher's check before ``podman run`` (the effectful shell around :func:`storage_problem`)."""
     try:
         with open("/proc/self/mounts", encoding="utf-8") as f:
             mounts = parse_mounts(f.read())
     except OSError:
         mounts = []
-    return storage_problem(node, storage_paths(conf, env, home, os.getuid()), mounts, free_space, nearest_existing)
+    return storage_problem(node, node_storage_paths(node, env), mounts, free_space, nearest_existing)

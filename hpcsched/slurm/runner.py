@@ -25,9 +25,10 @@ DEFAULT_TIMEOUT = 30.0
 SLURM_COMMANDS = frozenset({"sbatch", "squeue", "sacct", "scontrol", "sinfo", "scancel", "sacctmgr", "srun"})
 SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 # Taken over from the caller when set: the time zone, the cluster's configuration file, and the
-# site's GPU device style and CDI directories, which the launcher reads on the compute nodes
-# (docs/real-cluster.md).
-PASSED_VARIABLES = ("TZ", "SLURM_CONF", "HPCSCHED_GPU_DEVICE_STYLE", "HPCSCHED_CDI_SPEC_DIRS")
+# site's GPU device style, CDI directories, shared image directory and node storage root, which
+# the launcher reads on the compute nodes (docs/real-cluster.md).
+PASSED_VARIABLES = ("TZ", "SLURM_CONF", "HPCSCHED_GPU_DEVICE_STYLE", "HPCSCHED_CDI_SPEC_DIRS", "HPCSCHED_IMAGE_DIR",
+                    "HPCSCHED_NODE_STORAGE")
 # What the explicit environment leaves out although a user may have set it on purpose.
 _OVERRIDING_PREFIXES = ("SBATCH_", "SLURM_", "SRUN_", "SALLOC_", "SQUEUE_", "SACCT_", "SINFO_", "SCONTROL_")
 

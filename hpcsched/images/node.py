@@ -1,0 +1,117 @@
+"""The image on one compute node: the launcher's check before ``podman run`` (load the pushed
+archive on first use, under a node-local lock, and verify the image id), and the probe that
+``hpcsched image check`` runs on every node (``python -m hpcsched.images.node IMAGE``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+from hpcsched.errors import ValidationError
+from hpcsched.images.podman import Podman, Runner, run_podman
+from hpcsched.images.shared import IMAGE_DIR_ENV, Manifest, archives_dir, read_manifest, store_dir
+from hpcsched.launcher.storage import node_storage_override, node_storage_paths, podman_storage_args
+
+LOCK_NAME = "hpcsched-image-load.lock"
+Lock = Callable[[str], contextlib.AbstractContextManager[object]]
+
+
+@contextlib.contextmanager
+def node_lock(path: str) -> Iterator[object]:
+    """An exclusive lock on a node-local file: one launcher per node loads, the others wait."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class NodeImages:
+    """Where one node finds images: its Podman storage, the shared directory ("" when none is
+    set) and the node-local lock file that serialises loads."""
+
+    node: str
+    podman: Podman
+    image_dir: str
+    lock_path: str
+
+    def manifest(self, image: str) -> Manifest | None:
+        try:
+            return read_manifest(self.image_dir, image) if self.image_dir else None
+        except ValidationError:
+            return None
+
+
+def node_images(node: str, env: Mapping[str, str], runner: Runner = run_podman) -> NodeImages:
+    """This node's view, from the environment the job step runs in."""
+    directory = env.get(IMAGE_DIR_ENV, "")
+    store = store_dir(directory) if directory and os.path.isdir(store_dir(directory)) else None
+    podman = Podman(tuple(podman_storage_args(node_storage_override(node, env), store)), runner)
+    lock = os.path.join(node_storage_paths(node, env).runroot, LOCK_NAME)
+    return NodeImages(node, podman, directory, lock)
+
+
+def missing(image: str, node: str, image_dir: str) -> str:
+    where = (f"and {archives_dir(image_dir)} holds no archive of it" if image_dir else
+             f"and no shared image directory is set ({IMAGE_DIR_ENV})")
+    return (f"image {image} is not in Podman's storage on {node} {where}: push it from the login node with "
+            f"`hpcsched image push {image}` (docs/real-cluster.md), or run the job with an image every node has "
+            "(--image; `hpcsched image check` lists the nodes that have it)")
+
+
+def load(image: str, manifest: Manifest, where: NodeImages, say: Callable[[str], None]) -> str | None:
+    """Load the archive unless another launcher on this node just did; verify the id."""
+    archive = os.path.join(archives_dir(where.image_dir), manifest.archive)
+    if where.podman.image_id(image) == manifest.id:
+        return None
+    say(f"loading {image} ({manifest.id[:12]}) from {archive}")
+    result = where.podman.try_("load", "--quiet", "--input", archive)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+        return f"could not load {archive} on {where.node}: {last}; push it again (`hpcsched image push {image}`)"
+    found = where.podman.image_id(image)
+    if found != manifest.id:
+        return (f"{archive} loaded on {where.node} gives {image} id {(found or 'none')[:12]}, not {manifest.id[:12]} "
+                f"as its manifest says: the archive changed after the push; push it again "
+                f"(`hpcsched image push {image}`)")
+    say(f"loaded {image} ({manifest.id[:12]})")
+    return None
+
+
+def ensure_image(image: str, where: NodeImages, say: Callable[[str], None], lock: Lock = node_lock) -> str | None:
+    """Why no container of ``image`` can start on this node, or None once the image is there.
+    A pushed archive whose id differs from the node's copy (a newer push) is loaded again."""
+    manifest = where.manifest(image)
+    have = where.podman.image_id(image)
+    if have is not None and (manifest is None or manifest.id == have):
+        return None
+    if manifest is None:
+        return missing(image, where.node, where.image_dir)
+    with lock(where.lock_path):
+        return load(image, manifest, where, say)
+
+
+def probe(image: str, where: NodeImages) -> dict[str, object]:
+    """What ``hpcsched image check`` judges for this node (nothing is loaded)."""
+    manifest = where.manifest(image)
+    return {"node": where.node, "image": image, "id": where.podman.image_id(image),
+            "archive_id": manifest.id if manifest else None, "image_dir": where.image_dir}
+
+
+def main(argv: list[str]) -> int:
+    node = os.environ.get("SLURMD_NODENAME") or os.uname().nodename
+    print(json.dumps(probe(argv[0], node_images(node, os.environ))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

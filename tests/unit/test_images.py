@@ -1,0 +1,170 @@
+"""The image on every node: the launcher's first-use load, the push, and the per-node verdicts,
+with a fake ``podman`` whose "archives" are files holding the image id."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from hpcsched.errors import HpcschedError, ValidationError
+from hpcsched.images import check, distribute
+from hpcsched.images.node import NodeImages, ensure_image, node_images
+from hpcsched.images.podman import Podman, PodmanResult
+from hpcsched.images.shared import image_dir, manifest_path, read_manifest
+from hpcsched.launcher.storage import node_storage_paths
+
+IMAGE = "localhost/hpcsched-train:latest"
+NEW, OLD = "a" * 64, "b" * 64
+
+
+class FakePodman:
+    """Images by name -> id; ``save`` writes the id into the archive and ``load`` reads it back
+    (``tamper`` makes a load give another id, as an archive changed after its push would)."""
+
+    def __init__(self, images: dict[str, str] | None = None, tamper: str = "") -> None:
+        self.images = dict(images or {})
+        self.tamper = tamper
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str]) -> PodmanResult:
+        self.calls.append(list(argv))
+        args = [a for a in argv[1:] if not a.startswith("--root") and not a.startswith("/")]
+        verb = args[0] if args else ""
+        if verb == "image" and args[1] == "inspect":
+            found = self.images.get(argv[-1])
+            return PodmanResult(tuple(argv), 0 if found else 125, f"{found}\n" if found else "", "" if found else "no such image")
+        if verb == "save":
+            Path(argv[argv.index("--output") + 1]).write_text(self.images[argv[-1]])
+        if verb == "load":
+            path = argv[argv.index("--input") + 1]
+            with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
+                text = f.read()
+            self.images[IMAGE] = self.tamper or text
+        return PodmanResult(tuple(argv), 0, "", "")
+
+    def loads(self) -> int:
+        return sum(1 for c in self.calls if "load" in c)
+
+
+def where(fake: FakePodman, directory: str) -> NodeImages:
+    return NodeImages("node2", Podman((), fake), directory, "/unused")
+
+
+@contextlib.contextmanager
+def no_lock(_path: str) -> Iterator[object]:
+    yield None
+
+
+def pushed(tmp_path: Path, image_id: str = NEW, compress: bool = False) -> str:
+    distribute.push_archive(Podman((), FakePodman({IMAGE: image_id})), IMAGE, str(tmp_path), compress, lambda: 1.0)
+    return str(tmp_path)
+
+
+def test_a_node_without_the_image_and_nothing_pushed_is_named_with_the_push_command() -> None:
+    problem = ensure_image(IMAGE, where(FakePodman(), ""), print, no_lock)
+    assert problem is not None and problem.startswith(f"image {IMAGE} is not in Podman's storage on node2")
+    assert "HPCSCHED_IMAGE_DIR" in problem and f"hpcsched image push {IMAGE}" in problem
+
+
+def test_a_node_without_the_image_loads_the_pushed_archive_once_and_verifies_its_id(tmp_path: Path) -> None:
+    fake, said = FakePodman(), []
+    assert ensure_image(IMAGE, where(fake, pushed(tmp_path)), said.append, no_lock) is None
+    assert fake.images[IMAGE] == NEW and fake.loads() == 1
+    assert said == [f"loading {IMAGE} ({NEW[:12]}) from {tmp_path}/archives/localhost_hpcsched-train_latest.tar",
+                    f"loaded {IMAGE} ({NEW[:12]})"]
+    assert ensure_image(IMAGE, where(fake, str(tmp_path)), said.append, no_lock) is None and fake.loads() == 1
+
+
+def test_a_compressed_archive_loads_too(tmp_path: Path) -> None:
+    fake = FakePodman()
+    assert ensure_image(IMAGE, where(fake, pushed(tmp_path, compress=True)), print, no_lock) is None
+    assert fake.images[IMAGE] == NEW
+
+
+def test_an_older_copy_on_the_node_is_replaced_by_a_newer_push(tmp_path: Path) -> None:
+    fake = FakePodman({IMAGE: OLD})
+    assert ensure_image(IMAGE, where(fake, pushed(tmp_path)), print, no_lock) is None
+    assert fake.images[IMAGE] == NEW
+
+
+def test_an_archive_that_loads_as_another_image_is_refused_naming_both_ids(tmp_path: Path) -> None:
+    problem = ensure_image(IMAGE, where(FakePodman(tamper=OLD), pushed(tmp_path)), print, no_lock)
+    assert problem is not None and f"gives {IMAGE} id {OLD[:12]}, not {NEW[:12]}" in problem and "node2" in problem
+
+
+def test_a_launcher_that_waited_for_the_lock_does_not_load_again(tmp_path: Path) -> None:
+    fake = FakePodman()
+
+    @contextlib.contextmanager
+    def other_launcher_loads_first(_path: str) -> Iterator[object]:
+        fake.images[IMAGE] = NEW
+        yield None
+
+    assert ensure_image(IMAGE, where(fake, pushed(tmp_path)), print, other_launcher_loads_first) is None
+    assert fake.loads() == 0
+
+
+def test_push_writes_the_archive_and_a_manifest_and_replaces_the_other_format(tmp_path: Path) -> None:
+    pushed(tmp_path, OLD, compress=True)
+    pushed(tmp_path, NEW)
+    manifest = read_manifest(str(tmp_path), IMAGE)
+    assert manifest is not None and (manifest.id, manifest.compressed, manifest.bytes) == (NEW, False, 64)
+    assert sorted(p.name for p in (tmp_path / "archives").iterdir()) == [
+        "localhost_hpcsched-train_latest.json", "localhost_hpcsched-train_latest.tar"]
+
+
+def test_push_of_an_image_this_node_lacks_says_to_build_it(tmp_path: Path) -> None:
+    with pytest.raises(HpcschedError, match="is not in Podman's storage on this node: build it first"):
+        distribute.push_archive(Podman((), FakePodman()), IMAGE, str(tmp_path), False, lambda: 1.0)
+
+
+def test_a_manifest_that_is_not_one_is_named(tmp_path: Path) -> None:
+    path = Path(manifest_path(str(tmp_path), IMAGE))
+    path.parent.mkdir()
+    path.write_text(json.dumps({"image": IMAGE}))
+    with pytest.raises(ValidationError, match=f"{path}: not an image manifest"):
+        read_manifest(str(tmp_path), IMAGE)
+
+
+@pytest.mark.parametrize("given", ["", "relative/dir"])
+def test_the_shared_directory_must_be_given_and_absolute(given: str) -> None:
+    with pytest.raises(ValidationError, match="--dir"):
+        image_dir({}, given)
+
+
+def test_each_emulated_node_gets_its_own_storage_root_and_the_shared_store(tmp_path: Path) -> None:
+    (tmp_path / "store").mkdir()
+    env = {"HPCSCHED_NODE_STORAGE": "/tmp/hpcsched-node-{node}", "HPCSCHED_IMAGE_DIR": str(tmp_path)}
+    images = node_images("node3", env)
+    assert images.podman.argv("images") == [
+        "podman", "--root", "/tmp/hpcsched-node-node3/graph", "--runroot", "/tmp/hpcsched-node-node3/run",
+        "--storage-opt", f"overlay.imagestore={tmp_path}/store", "images"]
+    assert images.lock_path == "/tmp/hpcsched-node-node3/run/hpcsched-image-load.lock"
+    assert node_storage_paths("node3", env).graphroot == "/tmp/hpcsched-node-node3/graph"
+    assert node_images("node3", {"HOME": str(tmp_path)}).podman.argv("images") == ["podman", "images"]
+
+
+SINFO = "node1 idle debug*\nnode2 mix debug*\nnode3 drain debug*\nnode4 idle* debug*\nnode5 idle wide\n"
+
+
+def test_check_reaches_the_available_nodes_of_the_partition_and_skips_the_others() -> None:
+    up, skipped = check.partition_nodes(SINFO, "")
+    assert up == ["node1", "node2"] and [(v.node, v.status) for v in skipped] == [("node3", "skip"), ("node4", "skip")]
+    assert check.partition_nodes(SINFO, "wide")[0] == ["node5"]
+
+
+def test_check_names_the_node_that_lacks_the_image_with_the_fix() -> None:
+    probes = check.parse_probes("\n".join(json.dumps(p) for p in (
+        {"node": "node1", "id": NEW, "archive_id": None},
+        {"node": "node2", "id": None, "archive_id": NEW},
+        {"node": "node3", "id": None, "archive_id": None})) + "\nsrun: warning\n")
+    verdicts = [check.verdict(n, IMAGE, probes.get(n)) for n in ("node1", "node2", "node3", "node4")]
+    assert [v.status for v in verdicts] == ["ok", "loadable", "missing", "missing"]
+    assert verdicts[2].found == f"{IMAGE} is not in Podman's storage on node3 and no archive of it is pushed"
+    assert f"hpcsched image push {IMAGE}" in verdicts[2].fix and "no answer from node4" in verdicts[3].found
+    assert check.exit_status(verdicts) == 1 and check.exit_status(verdicts[:2]) == 0
