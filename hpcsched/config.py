@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import pwd
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hpcsched import settings as layers
+from hpcsched.settings.schema import short_hostname
 
 # The longest `hpcsched rebalance --wait` for a running pass to finish (the cron entry waits 60 s).
 MAX_REBALANCE_WAIT_S = 600.0
@@ -32,24 +33,28 @@ class Settings:
     qos: str = ""
     time: str = ""
     memory: str = ""
+    mem_per_cpu: str = ""
     coordinator_socket: str = ""
     operators: tuple[str, ...] = ()
+    # Several login nodes may share one home, and so one state directory: each login node's
+    # daemon has its own socket, lock, store and log, named after the host.
+    host: str = field(default_factory=short_hostname)
 
     @property
     def socket_path(self) -> str:
-        return os.path.join(self.state_dir, "daemon.sock")
+        return os.path.join(self.state_dir, f"daemon-{self.host}.sock")
 
     @property
     def store_path(self) -> str:
-        return os.path.join(self.state_dir, "store.sqlite")
+        return os.path.join(self.state_dir, f"store-{self.host}.sqlite")
 
     @property
     def lock_path(self) -> str:
-        return os.path.join(self.state_dir, "daemon.lock")
+        return os.path.join(self.state_dir, f"daemon-{self.host}.lock")
 
     @property
     def log_path(self) -> str:
-        return os.path.join(self.state_dir, "daemon.log")
+        return os.path.join(self.state_dir, f"daemon-{self.host}.log")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

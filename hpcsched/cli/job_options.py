@@ -32,7 +32,7 @@ class JobOptions:
     start_nodes: int | None
     max_failures: int
     hang_timeout: int
-    gpus_per_node: int
+    gpus_per_node: str
     procs_per_node: int | None
     cpus_per_node: int
     mem: str | None
@@ -40,6 +40,9 @@ class JobOptions:
     partition: str | None
     account: str | None
     qos: str | None
+    constraint: str | None
+    reservation: str | None
+    exclusive: bool
     image: str | None
     env: tuple[str, ...]
     workdir: str | None
@@ -59,6 +62,9 @@ class JobOptions:
             qos=self.qos or cfg.qos or None,
             time=self.time or cfg.time or None,
             mem=self.mem or cfg.memory or None,
+            # Without a memory request Slurm gives a job all of each node's memory, so no other
+            # job can share its nodes: the mem_per_cpu setting asks for an amount per CPU instead.
+            mem_per_cpu=None if self.mem or cfg.memory else cfg.mem_per_cpu or None,
             env=list(self.env),
             sbatch=list(self.sbatch),
             name=name,
@@ -89,7 +95,8 @@ _DECORATORS: tuple[Callable[[Any], Any], ...] = (
         help="Elastic jobs: seconds without a progress line after which the attempt is ended as hung and the job "
         "requeued, counted as a failure (0: never).",
     ),
-    click.option("--gpus-per-node", default=0, show_default=True, help="GPUs per node (0 for CPU training)."),
+    click.option("--gpus-per-node", default="0", show_default=True, metavar="[TYPE:]COUNT",
+                 help="GPUs per node (0 for CPU training), optionally of one type, e.g. a100:4."),
     click.option(
         "--procs-per-node",
         default=None,
@@ -98,12 +105,18 @@ _DECORATORS: tuple[Callable[[Any], Any], ...] = (
     ),
     click.option("--cpus-per-node", default=1, show_default=True, help="CPU cores per node."),
     click.option("--mem", default=None,
-                 help="Memory per node, e.g. 4000M or 16G [default: the memory setting, else the partition's]."),
+                 help="Memory per node, e.g. 4000M or 16G; 0: all of each node's memory [default: the memory "
+                 "setting, else mem_per_cpu per CPU]."),
     click.option("--time", "time", default=None,
                  help="Time limit: M, H:M:S, D-H:M:S [default: the time setting, else the partition's]."),
-    click.option("--partition", "-p", default=None, help="Slurm partition [default: the partition setting, else Slurm's]."),
+    click.option("--partition", "-p", default=None,
+                 help="Slurm partition, or several: gpu,gpu-long [default: the partition setting, else Slurm's]."),
     click.option("--account", "-A", default=None, help="Slurm account to charge [default: the account setting, else yours]."),
     click.option("--qos", default=None, help="Slurm quality of service [default: the qos setting]."),
+    click.option("--constraint", "-C", default=None, metavar="FEATURES",
+                 help="Node features joined by & (all) or | (any), e.g. 'a100|h100' or '(a100|h100)&ib'."),
+    click.option("--reservation", default=None, help="Run in this Slurm reservation."),
+    click.option("--exclusive", is_flag=True, default=False, help="Take whole nodes: share them with no other job."),
     click.option("--image", default=None, help="Container image [default: the image setting, else the hpcsched training image]."),
     click.option("--env", "-e", multiple=True, metavar="KEY=VALUE", help="Environment variable for the script (repeatable)."),
     click.option(
@@ -118,7 +131,7 @@ _DECORATORS: tuple[Callable[[Any], Any], ...] = (
         "sbatch",
         multiple=True,
         metavar="--OPTION[=VALUE]",
-        help="Extra sbatch directive, e.g. --sbatch=--constraint=a100 (repeatable).",
+        help="Extra sbatch directive, e.g. --sbatch=--mail-type=END (repeatable).",
     ),
 )
 _NAMES = tuple(f.name for f in dataclasses.fields(JobOptions))

@@ -126,6 +126,9 @@ def start_daemon(settings: Settings) -> int:
     except OSError as e:
         raise DaemonError(f"cannot start the daemon: state directory {settings.state_dir}: {e.strerror or e} "
                           "(HPCSCHED_STATE_DIR must name a directory of yours on a local disk)") from None
+    warning = statedir.local_disk_warning(settings.state_dir)
+    if warning:
+        print(f"hpcsched: warning: {warning}", file=sys.stderr)
     with logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "hpcsched.daemon"],

@@ -47,14 +47,43 @@ def acquire_lock(path: str) -> IO[str]:
     return f
 
 
+def adopt_legacy_store(state_dir: str, store_path: str) -> bool:
+    """Before one daemon per login node, a state directory held ``store.sqlite`` (and
+    ``daemon.lock``, ``daemon.sock``). The first daemon to start after the upgrade takes that
+    store over as its own, renamed to ``store_path``, once no earlier daemon holds its lock.
+    Returns whether it did."""
+    legacy = os.path.join(state_dir, "store.sqlite")
+    if os.path.lexists(store_path) or not os.path.lexists(legacy):
+        return False
+    try:
+        old_lock = acquire_lock(os.path.join(state_dir, "daemon.lock"))
+    except AlreadyRunning as e:
+        raise HpcschedError(f"a daemon of an earlier hpcsched version still runs from {state_dir} (pid {e.pid}): "
+                            f"stop it (kill {e.pid}), then start again; this daemon takes its jobs over") from None
+    with old_lock:
+        if os.path.lexists(store_path) or not os.path.lexists(legacy):
+            return False  # another login node's daemon took it first
+        for suffix in ("", "-wal", "-shm"):
+            statedir.refuse_link(legacy + suffix)
+            if os.path.lexists(legacy + suffix):
+                os.rename(legacy + suffix, store_path + suffix)
+        statedir.check_socket_path(os.path.join(state_dir, "daemon.sock"))
+    return True
+
+
 def run_daemon(settings: Settings) -> None:
     statedir.private_directory(settings.state_dir)
     lock = acquire_lock(settings.lock_path)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    warning = statedir.local_disk_warning(settings.state_dir)
+    if warning:
+        log.warning("%s", warning)
+    if adopt_legacy_store(settings.state_dir, settings.store_path):
+        log.info("took over the store of an earlier version as %s", settings.store_path)
     stop = threading.Event()
-    store = Store(settings.store_path)
+    store = Store(settings.store_path, settings.host)
     client, backend = choose_backend(SlurmClient(), os.environ.get("HPCSCHED_SLURM_BACKEND", "cli"))
     submitter = Submitter(store, client, settings)
     monitor = Monitor(store, client, submitter, settings.poll_interval)
@@ -75,8 +104,8 @@ def run_daemon(settings: Settings) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, request_stop)
-    log.info("daemon started, pid %d, user %s, store %s, backend: %s",
-             os.getpid(), pwd.getpwuid(owner).pw_name, settings.store_path, backend)
+    log.info("daemon started on %s, pid %d, user %s, store %s (id %s), backend: %s", settings.host,
+             os.getpid(), pwd.getpwuid(owner).pw_name, settings.store_path, store.store_id, backend)
     poller = threading.Thread(target=monitor.run, args=(stop,), name="monitor", daemon=True)
     poller.start()
     try:

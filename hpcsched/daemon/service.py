@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpcsched import __version__
 from hpcsched.config import MAX_REBALANCE_WAIT_S
+from hpcsched.daemon import owners
 from hpcsched.daemon.monitor import Monitor
 from hpcsched.daemon.rebalance import RebalanceBusy, Rebalancer
 from hpcsched.daemon.resize import Resizer
@@ -170,7 +171,8 @@ class JobService:
         job_id = fields.parse_count("JOB", str(args.get("job")), 1, MAX_ID)  # whatever JSON the socket carried
         job = self.store.get_job(job_id)
         if job is None:
-            raise JobNotFound(f"no job {job_id}")
+            jobs_dir = self.submitter.settings.jobs_dir
+            raise JobNotFound(owners.elsewhere_message(job_id, owners.owner_of(jobs_dir, job_id), self.submitter.owner))
         if job.uid != caller.uid:
             if not caller.operator:
                 log.warning("uid %s denied access to job %s of uid %s", caller.uid, job.id, job.uid)

@@ -13,6 +13,7 @@ import pwd
 import stat
 
 from hpcsched.errors import HpcschedError
+from hpcsched.launcher import storage
 
 
 class UnsafePath(HpcschedError):
@@ -93,3 +94,24 @@ def check_socket_path(path: str) -> None:
     if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.getuid():
         raise UnsafePath(f"{describe(path, st)} is not a socket of yours: hpcsched will not replace it; remove it")
     os.unlink(path)
+
+
+def network_fs_warning(path: str, mounts: list[tuple[str, str]]) -> str | None:
+    """Why the state directory at ``path`` should move (it is on a network file system), or None.
+    ``mounts``: (mount point, type) as :func:`hpcsched.launcher.storage.parse_mounts` reads them."""
+    point, fstype = storage.file_system_of(os.path.realpath(path), mounts)
+    if fstype not in storage.NETWORK_FS:
+        return None
+    return (f"the state directory {path} is on a {fstype} file system (mounted at {point}), not a local disk: "
+            "SQLite's locking is not safe there; set state_dir (HPCSCHED_STATE_DIR) to a directory of yours "
+            "on a local disk of this login node, e.g. /var/tmp/$USER/hpcsched")
+
+
+def local_disk_warning(path: str) -> str | None:
+    """:func:`network_fs_warning` for this machine's mount table (None where it cannot be read)."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+            mounts = storage.parse_mounts(f.read())
+    except OSError:
+        return None
+    return network_fs_warning(path, mounts)

@@ -80,7 +80,10 @@ _ATTEMPT_FIELDS = frozenset(
 
 
 class Store:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, host: str = "") -> None:
+        """Open (or create) the store at ``path``. A new store's id starts with ``host``, the login
+        node whose daemon owns it, so two daemons of one user on two login nodes never share an id
+        (the id names their job directories in the shared jobs directory)."""
         statedir.refuse_link(path)  # SQLite would follow it (G5)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -95,7 +98,8 @@ class Store:
         with self._tx():
             row = self._db.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()
             if row is None:
-                self._db.execute("INSERT INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex[:12],))
+                new_id = f"{host}-{uuid.uuid4().hex[:8]}" if host else uuid.uuid4().hex[:12]
+                self._db.execute("INSERT INTO meta VALUES ('store_id', ?)", (new_id,))
                 self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def _add_missing_columns(self) -> None:
@@ -125,15 +129,22 @@ class Store:
 
     # --- writes -------------------------------------------------------------------------------
 
+    def next_job_id(self) -> int:
+        """The id the next job gets unless told otherwise (ids are never reused)."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='jobs'").fetchone()
+            return int(row[0]) + 1 if row else 1
+
     def create_job(self, *, name: str, uid: int, user: str, request: dict[str, Any], nodes: int,
-                   jobs_root: str, now: float) -> int:
+                   jobs_root: str, now: float, job_id: int | None = None) -> int:
         """Commit a job and its first attempt (state SUBMITTING) in one transaction. The job's
         directory is named after this store and the job (two stores never share one), and the job
-        gets a random submission nonce, which its checkpoints carry (D4)."""
+        gets a random submission nonce, which its checkpoints carry (D4). ``job_id``: an id the
+        caller reserved (above every id this store gave); default: the next one."""
         with self._tx():
             cur = self._db.execute(
-                "INSERT INTO jobs (name, uid, user, state, request, created, nonce) VALUES (?,?,?,?,?,?,?)",
-                (name, uid, user, JobState.SUBMITTING.value, json.dumps(request), now, secrets.token_hex(8)),
+                "INSERT INTO jobs (id, name, uid, user, state, request, created, nonce) VALUES (?,?,?,?,?,?,?,?)",
+                (job_id, name, uid, user, JobState.SUBMITTING.value, json.dumps(request), now, secrets.token_hex(8)),
             )
             job_id = int(cur.lastrowid or 0)
             job_dir = layout.job_dir_path(jobs_root, self.store_id, job_id)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import psutil
 
 from hpcsched.config import Settings
+from hpcsched.daemon import owners
 from hpcsched.daemon.faults import fault_point
 from hpcsched.daemon.reconcile import TagVerdict, find_by_tag, settle_by_tag
 from hpcsched.daemon.store import Store
@@ -61,11 +62,17 @@ class Submitter:
         self.site_decisions: Callable[[], str | None] = lambda: None
 
     def accept(self, request: JobRequest, uid: int, user: str) -> int:
-        """Commit the job (intent) and return its id; nothing is submitted yet."""
+        """Commit the job (intent) and return its id; nothing is submitted yet. The id is claimed
+        in the shared jobs directory first, so no daemon of this user on another login node has it."""
+        job_id = owners.claim_job_id(self.settings.jobs_dir, self.store.next_job_id(), self.owner)
         return self.store.create_job(
             name=request.name, uid=uid, user=user, request=request.to_options(),
-            nodes=request.nodes.max, jobs_root=self.settings.jobs_dir, now=self.clock(),
+            nodes=request.nodes.max, jobs_root=self.settings.jobs_dir, now=self.clock(), job_id=job_id,
         )
+
+    @property
+    def owner(self) -> owners.Owner:
+        return owners.Owner(self.settings.host, self.store.store_id)
 
     def plan(self, job: Job) -> SubmissionPlan:
         """The plan for the job's current attempt: the first submission, or a grown successor

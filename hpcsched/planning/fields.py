@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from hpcsched.errors import ValidationError
 
 MAX_NODES = 4096
-MAX_GPUS_PER_NODE = 16
+MAX_GPUS_PER_NODE = 64
 MAX_CPUS_PER_NODE = 1024
 MAX_PROCS_PER_NODE = 256
 MAX_TIME_SECONDS = 365 * 24 * 3600
 MAX_MEM_MB = 64 * 1024 * 1024  # 64 TiB
+MAX_PARTITIONS = 16
+MAX_CONSTRAINT_CHARS = 1024
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SLURM_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
@@ -21,6 +23,12 @@ _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _MEM = re.compile(r"(\d{1,12})([KMGT]?)B?", re.IGNORECASE)
 _INT = re.compile(r"\d{1,9}")
+_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
+_GPU_TYPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# A feature name in --constraint; a count in brackets ([rack1*2|rack2*4]) is Slurm's too, but
+# hpcsched accepts the plain grammar: features joined by & (and) or | (or), optionally parenthesised.
+_FEATURE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+_CONSTRAINT_TOKEN = re.compile(r"\s*(?:([()&|])|([^\s()&|]+))")
 _SBATCH_DIRECTIVE = re.compile(r"--[a-z][a-z0-9-]{1,40}(=[A-Za-z0-9_.,:/@+%=*\[\]-]{1,200})?")
 
 # Options hpcsched sets itself; an extra directive may not override them.
@@ -30,7 +38,7 @@ RESERVED_SBATCH = frozenset(
         "--error", "--chdir", "--wrap", "--requeue", "--no-requeue", "--open-mode", "--signal",
         "--uid", "--gid", "--export", "--export-file", "--get-user-env", "--parsable",
         "--partition", "--account", "--qos", "--time", "--mem", "--gpus-per-node",
-        "--cpus-per-task", "--input", "--array", "--container",
+        "--cpus-per-task", "--input", "--array", "--container", "--mem-per-cpu", "--mem-per-gpu",
     }
 )
 # Names --env refuses, each with the reason the user is told (docs/runtime.md explains the table).
@@ -63,6 +71,9 @@ REFUSED_ENV: dict[str, str] = {
     "PATH": "is set by the image (hpcsched's processes find python3 and torchrun through it)",
     "HOME": "is set by hpcsched for the container",
     "CUDA_VISIBLE_DEVICES": "is set from the GPUs Slurm allocated",
+    "NVIDIA_VISIBLE_DEVICES": "is set from the GPUs Slurm allocated (it chooses the devices the container gets)",
+    "GPU_DEVICE_ORDINAL": "is set by Slurm from the GPUs it allocated",
+    "ROCR_VISIBLE_DEVICES": "is set by Slurm from the GPUs it allocated",
     **{name: _TORCHRUN for name in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE",
                                     "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "NODE_RANK",
                                     "ROLE_RANK", "ROLE_NAME", "ROLE_WORLD_SIZE")},
@@ -124,6 +135,22 @@ def parse_gpus_per_node(value: int | str) -> int:
     return parse_count("--gpus-per-node", value, 0, MAX_GPUS_PER_NODE)
 
 
+def parse_typed_gpus(value: int | str) -> tuple[int, str | None]:
+    """``--gpus-per-node``: a count (``4``) or a GPU type and count as Slurm writes it (``a100:4``)."""
+    field = "--gpus-per-node"
+    gpu_type, sep, count = str(value).strip().rpartition(":")
+    if not sep:
+        return parse_gpus_per_node(count), None
+    if not _GPU_TYPE.fullmatch(gpu_type):
+        raise ValidationError(field, f"GPU type {gpu_type!r} is not allowed: use letters, digits, '_' or '-', "
+                              "as in a100:4")
+    return parse_count(field, count, 1, MAX_GPUS_PER_NODE), gpu_type
+
+
+def format_gpus(count: int, gpu_type: str | None) -> str:
+    return f"{gpu_type}:{count}" if gpu_type else str(count)
+
+
 def parse_cpus_per_node(value: int | str) -> int:
     return parse_count("--cpus-per-node", value, 1, MAX_CPUS_PER_NODE)
 
@@ -173,14 +200,16 @@ def format_time(seconds: int) -> str:
     return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
-def parse_mem(text: str) -> int:
-    """Memory per node (``500M``, ``16G``, plain number = MiB) to MiB."""
-    field = "--mem"
+def parse_mem(text: str, field: str = "--mem") -> int:
+    """Memory per node (``500M``, ``16G``, plain number = MiB) to MiB; ``0`` is Slurm's "all the
+    memory of each node"."""
     m = _MEM.fullmatch(str(text).strip())
     if not m:
         raise ValidationError(field, f"expected a size such as 4000M or 16G, got {text!r}")
     factor = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}[m.group(2).upper()]
     mb = int(int(m.group(1)) * factor)
+    if mb == 0 and int(m.group(1)) == 0:
+        return 0
     if mb <= 0:
         raise ValidationError(field, f"must be at least 1M, got {text!r}")
     if mb > MAX_MEM_MB:
@@ -200,6 +229,70 @@ def parse_name(text: str, field: str = "--name") -> str:
 def parse_slurm_word(field: str, text: str) -> str:
     if not _SLURM_WORD.fullmatch(text):
         raise ValidationError(field, f"{text!r} is not a valid Slurm name (letters, digits, '_', '.', '-')")
+    return text
+
+
+def parse_partitions(field: str, text: str) -> str:
+    """One partition or several, comma-separated (``gpu,gpu-long``): Slurm starts the job in
+    whichever can start it first."""
+    names = text.split(",")
+    if len(names) > MAX_PARTITIONS:
+        raise ValidationError(field, f"at most {MAX_PARTITIONS} partitions, got {len(names)}")
+    for name in names:
+        if not _SLURM_WORD.fullmatch(name):
+            where = f" in {text!r}" if len(names) > 1 else ""
+            raise ValidationError(field, f"{name!r}{where} is not a valid Slurm name (letters, digits, '_', '.', "
+                                  "'-'; several partitions are separated by ',')")
+    if len(set(names)) < len(names):
+        raise ValidationError(field, f"{text!r} names a partition twice")
+    return text
+
+
+def parse_constraint(text: str) -> str:
+    """``--constraint``: node features joined by ``&`` (all of) and ``|`` (any of), with
+    parentheses, e.g. ``a100|h100`` or ``(a100|h100)&ib``. Returned without spaces."""
+    field = "--constraint"
+    if len(text) > MAX_CONSTRAINT_CHARS:
+        raise ValidationError(field, f"longer than {MAX_CONSTRAINT_CHARS} characters")
+    tokens = _constraint_tokens(text)
+    depth, expect_feature = 0, True
+    for token in tokens:
+        if token == "(" and expect_feature:
+            depth += 1
+        elif token == ")" and not expect_feature and depth:
+            depth -= 1
+        elif token in "&|" and not expect_feature:
+            expect_feature = True
+        elif token not in "()&|" and expect_feature:
+            expect_feature = False
+        else:
+            raise ValidationError(field, f"{text!r}: unexpected {token!r}; write features joined by & or |, "
+                                  "e.g. a100|h100 or (a100|h100)&ib")
+    if expect_feature or depth:
+        raise ValidationError(field, f"{text!r} is incomplete: a feature or ')' is missing at the end")
+    return "".join(tokens)
+
+
+def _constraint_tokens(text: str) -> list[str]:
+    tokens, pos = [], 0
+    while pos < len(text.rstrip()):
+        m = _CONSTRAINT_TOKEN.match(text, pos)
+        assert m is not None  # the pattern matches any non-space character
+        token = m.group(1) or m.group(2)
+        if m.group(2) and not _FEATURE.fullmatch(token):
+            raise ValidationError("--constraint", f"{token!r} is not a node feature name "
+                                  "(letters, digits, '_', '.', '-')")
+        tokens.append(token)
+        pos = m.end()
+    if not tokens:
+        raise ValidationError("--constraint", "empty: name at least one node feature")
+    return tokens
+
+
+def parse_host(text: str) -> str:
+    """A login node's short host name, as it names the daemon's socket, lock and store."""
+    if not _HOST.fullmatch(text):
+        raise ValidationError("host", f"{text!r} is not a host name (1-63 letters, digits or '-')")
     return text
 
 

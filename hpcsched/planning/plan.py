@@ -8,9 +8,8 @@ from dataclasses import dataclass
 
 from hpcsched import __version__
 from hpcsched.jobs import layout
-from hpcsched.planning.fields import format_time
 from hpcsched.planning.render import render
-from hpcsched.planning.request import JobRequest
+from hpcsched.planning.request import JobRequest, sbatch_resources
 
 SIGNAL_LEAD_SECONDS = layout.SIGNAL_LEAD_SECONDS
 # What a dry run shows for the values that exist only once the daemon has recorded the job.
@@ -82,12 +81,7 @@ def plan_submission(
         site_decisions=site_decisions if request.elastic else None,
         signal_lead=SIGNAL_LEAD_SECONDS,
         cpus_per_node=request.cpus_per_node,
-        mem_mb=request.mem_mb,
-        time=format_time(request.time_seconds) if request.time_seconds else None,
-        gpus_per_node=request.gpus_per_node,
-        partition=request.partition,
-        account=request.account,
-        qos=request.qos,
+        resources=sbatch_resources(request),
         sbatch_extra=request.sbatch_extra,
         job_dir=job_dir,
         launcher=[shlex.quote(a) for a in launcher_argv(request, job_id, job_dir, python, identity)],

@@ -7,11 +7,13 @@ documentation (docs/configuration.md) lists the same rows.
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from hpcsched.errors import ValidationError
 from hpcsched.planning import fields
 from hpcsched.planning.request import DEFAULT_IMAGE
 
@@ -19,6 +21,9 @@ Kind = Literal["text", "path", "seconds", "switch", "names"]
 Value = str | float | bool | tuple[str, ...]
 # The caller's HOME and user name, from which the path defaults are built.
 Home = Mapping[str, str]
+# A job that asks for no memory gets this much per CPU core: 1000M x 4 cores fits the local
+# cluster's 4000M nodes; a site sets its own (docs/configuration.md).
+DEFAULT_MEM_PER_CPU = "1000M"
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,16 @@ def _under_home(*parts: str) -> Callable[[Home], Value]:
 
 def _constant(value: Value) -> Callable[[Home], Value]:
     return lambda _home: value
+
+
+def short_hostname() -> str:
+    return socket.gethostname().split(".")[0] or "localhost"
+
+
+def _mem_per_cpu(text: str) -> object:
+    if fields.parse_mem(text, "mem_per_cpu") == 0:
+        raise ValidationError("mem_per_cpu", "must be at least 1M (for all of a node's memory, set memory to 0)")
+    return text
 
 
 def _slurm_word(field: str) -> Callable[[str], object]:
@@ -63,15 +78,23 @@ SETTINGS: tuple[Setting, ...] = (
             "Whether the daemon shrinks your elastic jobs to make room for one of your jobs that waits "
             "for nodes.", "HPCSCHED_ADMISSION"),
     Setting("partition", "text", _constant(""), "Slurm partition for jobs (empty: Slurm's default).",
-            "HPCSCHED_PARTITION", option="--partition", check=_slurm_word("partition")),
+            "HPCSCHED_PARTITION", option="--partition", check=lambda text: fields.parse_partitions("partition", text)),
     Setting("account", "text", _constant(""), "Slurm account to charge (empty: your default account).",
             "HPCSCHED_ACCOUNT", option="--account", check=_slurm_word("account")),
     Setting("qos", "text", _constant(""), "Slurm quality of service (empty: the default).", "HPCSCHED_QOS",
             option="--qos", check=_slurm_word("qos")),
     Setting("time", "text", _constant(""), "Time limit of a job: M, H:M:S or D-H:M:S (empty: the partition's).",
             "HPCSCHED_TIME", option="--time", check=fields.parse_time),
-    Setting("memory", "text", _constant(""), "Memory per node, e.g. 16G (empty: the partition's default).",
-            "HPCSCHED_MEMORY", option="--mem", check=fields.parse_mem),
+    Setting("memory", "text", _constant(""), "Memory per node, e.g. 16G; 0: all of each node's memory (empty: "
+            "mem_per_cpu per CPU).", "HPCSCHED_MEMORY", option="--mem", check=fields.parse_mem),
+    Setting("mem_per_cpu", "text", _constant(DEFAULT_MEM_PER_CPU),
+            "Memory per CPU core of a job that asks for no memory (--mem or memory), so that small jobs "
+            "can share a node (empty: the partition's default, often all of each node's memory).",
+            "HPCSCHED_MEM_PER_CPU", check=_mem_per_cpu),
+    Setting("host", "text", lambda _home: short_hostname(),
+            "This login node's name in the daemon's socket, lock, store and log names (default: the short "
+            "host name); one daemon per user and login node.", "HPCSCHED_HOST", user_file=False,
+            check=fields.parse_host),
     Setting("coordinator_socket", "path", _constant(""),
             "The site coordinator's socket; empty: personal mode (your daemon sizes your jobs itself).",
             "HPCSCHED_COORDINATOR_SOCKET", user_file=False),

@@ -24,6 +24,8 @@ USER = os.environ.get("HPCSCHED_USER", "hpcuser")
 SITE_VENV = os.environ.get("HPCSCHED_SITE_VENV", "/opt/hpcsched/venv")
 CLI = os.environ.get("HPCSCHED_CLI", f"{SITE_VENV}/bin/hpcsched")
 BASE = Path(os.environ.get("HPCSCHED_TEST_BASE", "/tmp/hpcsched-it"))
+# The login node the sessions' daemons run on (test_login_nodes.py starts a second one beside it).
+LOGIN_HOST = "login1"
 REPO = Path(__file__).resolve().parents[2]
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY"}
 
@@ -60,6 +62,10 @@ class UserSession:
     @property
     def state_dir(self) -> Path:
         return self.root / "state"
+
+    def daemon_file(self, suffix: str, host: str = LOGIN_HOST) -> Path:
+        """The daemon's socket, lock or log of login node ``host``: ``daemon_file("sock")``."""
+        return self.state_dir / f"daemon-{host}.{suffix}"
 
     def hs(self, *args: str, check: bool = True, timeout: float = 120, env: dict[str, str] | None = None,
            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -124,7 +130,7 @@ def make_session(user: str) -> UserSession:
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": pw.pw_dir, "USER": user, "LOGNAME": user, "LANG": "C.UTF-8",
         "HPCSCHED_STATE_DIR": str(root / "state"), "HPCSCHED_JOBS_DIR": str(root / "jobs"),
-        "HPCSCHED_POLL_INTERVAL": "1",
+        "HPCSCHED_POLL_INTERVAL": "1", "HPCSCHED_HOST": LOGIN_HOST,
     }
     return UserSession(user=user, root=root, env=env)
 

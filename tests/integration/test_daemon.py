@@ -42,7 +42,7 @@ def _send(path: str, payload: bytes) -> bytes:
 
 def test_F5_malformed_and_oversized_requests_leave_the_daemon_working(session: UserSession) -> None:
     session.hs("daemon", "start")
-    path = str(session.state_dir / "daemon.sock")
+    path = str(session.daemon_file("sock"))
     # Root may connect, but the daemon serves only its owner: connect as the user via a child.
     script = (
         "import socket,sys\n"
@@ -61,7 +61,7 @@ def test_F5_malformed_and_oversized_requests_leave_the_daemon_working(session: U
 
 def test_G1_G3_socket_is_private_and_other_uids_are_refused(session: UserSession) -> None:
     session.hs("daemon", "start")
-    path = session.state_dir / "daemon.sock"
+    path = session.daemon_file("sock")
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     reply = json.loads(_send(str(path), b'{"op":"status","args":{}}\n'))  # root is another uid
     assert reply["ok"] is False and reply["kind"] == "denied"

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CLI, FINAL, UserSession, copy_example
+from conftest import CLI, FINAL, LOGIN_HOST, UserSession, copy_example
 
 OTHER_USER = os.environ.get("HPCSCHED_USER2", "hpcuser2")
 PROJECT_GROUP = "hpcproj"  # cluster/localcluster puts the cluster user in it
@@ -48,7 +48,7 @@ def test_G5_state_directory_another_user_prepared_is_refused_and_nothing_is_writ
     trap.mkdir(mode=0o777)
     trap.chmod(0o777)
     os.chown(trap, other.pw_uid, other.pw_gid)
-    plant(trap / "daemon.lock", victim, other)
+    plant(trap / f"daemon-{LOGIN_HOST}.lock", victim, other)
     proc = session.hs("status", check=False, env={"HPCSCHED_STATE_DIR": str(trap)})
     assert proc.returncode != 0
     assert f"state directory {trap} (owner {OTHER_USER}, mode 0777) belongs to another user" in proc.stderr
@@ -64,10 +64,10 @@ def test_G5_state_directory_another_user_prepared_is_refused_and_nothing_is_writ
 def test_G5_lock_link_planted_in_the_state_directory_leaves_the_victim_untouched(session: UserSession) -> None:
     victim = session.write("victim.txt", "precious data\n")
     session.state_dir.chmod(0o700)
-    plant(session.state_dir / "daemon.lock", victim, pwd.getpwnam("root"))
+    plant(session.daemon_file("lock"), victim, pwd.getpwnam("root"))
     proc = session.hs("status", check=False)
     assert proc.returncode != 0
-    assert f"{session.state_dir / 'daemon.lock'} is a symbolic link (to {victim}" in proc.stderr
+    assert f"{session.daemon_file('lock')} is a symbolic link (to {victim}" in proc.stderr
     assert victim.read_text() == "precious data\n"
 
 

@@ -28,7 +28,7 @@ def send_as_user(session: UserSession, *messages: dict[str, Any]) -> list[dict[s
     """Send each message on its own connection to the session's daemon, as the user (the daemon
     serves its owner only); return the answers."""
     stdin = "".join(json.dumps(m) + "\n" for m in messages)
-    out = subprocess.run(["python3", "-c", SEND, str(session.state_dir / "daemon.sock")], input=stdin,
+    out = subprocess.run(["python3", "-c", SEND, str(session.daemon_file("sock"))], input=stdin,
                          user=session.user, group=session.user, extra_groups=[], env=session.env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -46,7 +46,7 @@ def test_A3_sbatch_error_after_queueing_is_adopted_and_cancel_reaches_it(session
     answer = json.loads(session.hs("run", "--json", "sleeper.py", "--nodes", "1", env=env).stdout)
     job, slurm_id = answer["id"], answer["slurm_job_id"]
     assert answer["state"] != "FAILED" and slurm_id is not None, answer
-    log = (session.state_dir / "daemon.log").read_text()
+    log = (session.daemon_file("log")).read_text()
     assert f"sbatch for job {job} failed" in log and f"adopting Slurm job {slurm_id}" in log, "the wrapper failed"
     session.wait(job, {"RUNNING"})
     store_id = json.loads(session.hs("daemon", "status", "--json", env=env).stdout)["store_id"]

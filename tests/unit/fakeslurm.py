@@ -247,14 +247,15 @@ OPERATOR = Caller(uid=1002, user="olivia", operator=True)
 class Core:
     """The daemon's core as ``hpcsched daemon`` wires it, over a fake Slurm and a moved clock."""
 
-    def __init__(self, root: Path, jobs_dir: Path | None = None, store_dir: Path | None = None) -> None:
+    def __init__(self, root: Path, jobs_dir: Path | None = None, store_dir: Path | None = None,
+                 host: str = "login1") -> None:
         self.root = root
         self.clock = Clock()
         self.slurm = FakeSlurm(self.clock)
-        self.store = Store(str((store_dir or root) / "store.sqlite"))
+        self.store = Store(str((store_dir or root) / "store.sqlite"), host)
         self.client = SlurmClient(runner=self.slurm, clock=self.clock)
         self.settings = settings = Settings(state_dir=str(root / "state"), jobs_dir=str(jobs_dir or root / "jobs"),
-                                            poll_interval=5.0, image="img", launcher_python=sys.executable)
+                                            poll_interval=5.0, image="img", launcher_python=sys.executable, host=host)
         self.submitter = Submitter(self.store, self.client, settings, clock=self.clock)
         self.monitor = Monitor(self.store, self.client, self.submitter, settings.poll_interval, clock=self.clock)
         self.service = JobService(self.store, self.client, self.submitter, self.monitor, threading.Event(),

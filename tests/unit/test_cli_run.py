@@ -17,6 +17,7 @@ from fakeslurm import Core
 from hpcsched.cli.main import cli
 from hpcsched.daemon import client
 from hpcsched.planning import preflight
+from hpcsched.settings.schema import DEFAULT_MEM_PER_CPU
 
 OK_SCRIPT = "print('hello')\n"
 
@@ -91,7 +92,7 @@ def test_dry_run_is_the_plan_the_daemon_submits_with_its_values_for_the_placehol
     shown = CliRunner().invoke(cli, ["run", "--workdir", str(core.work), *options, "--dry-run",
                                      str(core.work / "train.py"), "--", "--epochs", "3"]).stdout
     job_id, _ = core.submit(image="img", nodes="1-3", start_nodes=2, time="1:00:00", env=["SEED=3"],
-                            script_args=["--epochs", "3"])
+                            script_args=["--epochs", "3"], mem_per_cpu=DEFAULT_MEM_PER_CPU)  # the CLI's default
     job = core.store.get_job(job_id)
     assert job is not None
     values = {"<store id>": core.store.store_id, "<job id>": str(job_id), "<nonce>": job.nonce}

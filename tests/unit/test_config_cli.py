@@ -68,7 +68,7 @@ def test_a_bad_file_fails_every_command_with_exit_2(layers: dict[str, Path]) -> 
         assert result.exit_code == 2, result.output
         assert result.stderr == f"hpcsched: error: {layers['user']}: memroy: unknown setting (known: state_dir, " \
             "jobs_dir, poll_interval, image, launcher_python, admission, partition, account, qos, time, memory, " \
-            "coordinator_socket, operators)\n"
+            "mem_per_cpu, host, coordinator_socket, operators)\n"
 
 
 def test_run_takes_the_job_defaults_from_the_files_and_its_options_win(layers: dict[str, Path]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,8 @@ def test_without_files_the_defaults_are_as_before(files: dict[str, str]) -> None
     assert s.jobs_dir == f"{files['HOME']}/.local/share/hpcsched/jobs"
     assert (s.poll_interval, s.image, s.admission) == (5.0, DEFAULT_IMAGE, True)
     assert (s.partition, s.memory, s.coordinator_socket, s.operators) == ("", "", "", ())
-    assert s.socket_path == f"{files['HOME']}/.local/state/hpcsched/daemon.sock"
+    assert s.host == socket.gethostname().split(".")[0]
+    assert s.socket_path == f"{files['HOME']}/.local/state/hpcsched/daemon-{s.host}.sock"
 
 
 def test_each_layer_overrides_the_one_below(files: dict[str, str]) -> None:

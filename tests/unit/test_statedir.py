@@ -43,11 +43,11 @@ def test_G5_planted_lock_link_leaves_the_victim_untouched_and_is_refused(state: 
     assert victim.read_text() == "precious data\n"
 
 
-@pytest.mark.parametrize("name", ["daemon.lock", "daemon.log", "store.sqlite", "daemon.sock"])
+@pytest.mark.parametrize("name", ["daemon-login1.lock", "daemon-login1.log", "store-login1.sqlite", "daemon-login1.sock"])
 def test_G5_starting_the_daemon_refuses_a_planted_link_before_anything_runs(state: Path, victim: Path,
                                                                           name: str) -> None:
     (state / name).symlink_to(victim)
-    settings = Settings.from_env({"HPCSCHED_STATE_DIR": str(state), "HOME": str(state)})
+    settings = Settings.from_env({"HPCSCHED_STATE_DIR": str(state), "HOME": str(state), "HPCSCHED_HOST": "login1"})
     with pytest.raises(UnsafePath, match=re.escape(f"{state / name} is a symbolic link")):
         client.start_daemon(settings)
     assert victim.read_text() == "precious data\n"

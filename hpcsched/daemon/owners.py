@@ -1,0 +1,70 @@
+"""Job ids that stay unique across one user's daemons on several login nodes.
+
+Each login node runs its own daemon with its own store; the jobs directory is shared (the compute
+nodes see it too). Before a daemon records a job it claims the id with a file
+``<jobs dir>/.owners/<id>`` created with ``O_EXCL`` (atomic on a local disk and on NFS v3 and
+later), holding the claiming host and store. A daemon that meets a claimed id takes the next
+one, so ``hpcsched status 12`` means one job, whichever login node it is typed on, and a daemon
+asked about a job it does not have can say which login node's daemon has it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from hpcsched.daemon import statedir
+
+OWNERS_DIR = ".owners"
+MAX_CLAIM_TRIES = 100_000
+
+
+@dataclass(frozen=True)
+class Owner:
+    host: str
+    store_id: str
+
+
+def owners_dir(jobs_root: str) -> str:
+    return os.path.join(jobs_root, OWNERS_DIR)
+
+
+def claim_job_id(jobs_root: str, first: int, owner: Owner) -> int:
+    """The lowest id from ``first`` on that no daemon has claimed, now claimed for ``owner``."""
+    directory = statedir.private_directory(owners_dir(jobs_root))
+    record = json.dumps({"host": owner.host, "store_id": owner.store_id}).encode()
+    for job_id in range(first, first + MAX_CLAIM_TRIES):
+        try:
+            fd = os.open(os.path.join(directory, str(job_id)),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "wb") as f:
+            f.write(record)
+        return job_id
+    raise statedir.UnsafePath(f"{directory} holds {MAX_CLAIM_TRIES} claimed job ids after {first}; remove "
+                              "the files of jobs that no daemon keeps any more")
+
+
+def owner_of(jobs_root: str, job_id: int) -> Owner | None:
+    """Who claimed ``job_id`` (None: nobody, or a record that cannot be read)."""
+    path = os.path.join(owners_dir(jobs_root), str(job_id))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            data = json.loads(f.read(4096) or b"{}")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return Owner(str(data.get("host", "?")), str(data.get("store_id", "?")))
+
+
+def elsewhere_message(job_id: int, owner: Owner | None, here: Owner) -> str:
+    """What a daemon says about a job it does not have."""
+    if owner is None or owner.store_id == here.store_id:
+        return f"no job {job_id}"
+    if owner.host == here.host:
+        return f"job {job_id} belongs to another store of yours on {owner.host} ({owner.store_id}), not to this daemon's"
+    return f"job {job_id} belongs to your daemon on login node {owner.host}; run this command there (ssh {owner.host})"
