@@ -158,12 +158,12 @@ def gpus(cfg: Settings, host: Host, wait_s: float) -> Finding:
 
 
 def partition_gres(table: str, wanted: str) -> tuple[str, list[str]]:
-    """The partition ``wanted`` (empty: Slurm's default, marked ``*``) and the Gres of its node
-    groups, from ``sinfo -h -o "%P %G"``."""
+    """The partition ``wanted`` (empty: Slurm's default, marked ``*``; several: ``a,b``) and the
+    Gres of its node groups, from ``sinfo -h -o "%P %G"``."""
     name, gres = wanted or "?", []
     for line in table.splitlines():
         parts = line.split()
-        if len(parts) == 2 and (parts[0].rstrip("*") == wanted or (not wanted and parts[0].endswith("*"))):
+        if len(parts) == 2 and (parts[0].rstrip("*") in wanted.split(",") or (not wanted and parts[0].endswith("*"))):
             name = parts[0].rstrip("*")
             gres.append(parts[1])
     return name, gres

@@ -29,8 +29,22 @@ class JobShape:
 
 def check_fits(shape: JobShape, partitions: Sequence[PartitionRecord], nodes: Sequence[NodeRecord]) -> None:
     """Raise :class:`ValidationError` when the partition (given, else the default) can never start
-    the job; say nothing when it can, or when there is no default partition (sbatch decides)."""
-    partition = _chosen(shape.partition, partitions)
+    the job; say nothing when it can, or when there is no default partition (sbatch decides).
+    Of several partitions (``gpu,gpu-long``) each must exist and one must fit: Slurm starts the
+    job in whichever can start it first."""
+    names = shape.partition.split(",") if shape.partition else [None]
+    chosen = [_chosen(name, partitions) for name in names]
+    refusals = []
+    for partition in chosen:
+        try:
+            _check_partition(shape, partition, nodes)
+            return
+        except ValidationError as e:
+            refusals.append(e)
+    raise refusals[0]
+
+
+def _check_partition(shape: JobShape, partition: PartitionRecord | None, nodes: Sequence[NodeRecord]) -> None:
     if partition is None:
         return
     members = [n for n in nodes if partition.name in n.partitions]
