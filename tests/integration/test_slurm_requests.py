@@ -48,3 +48,12 @@ def test_two_small_jobs_share_one_node_with_the_memory_default(session: UserSess
     assert {sacct_nodes(session.status(job)["slurm_job_id"]) for job in jobs} == {node}
     batch = next((session.root / "jobs").glob(f"*-{jobs[0]}/batch.sh")).read_text()
     assert "#SBATCH --mem-per-cpu=1000M\n" in batch and "#SBATCH --partition=debug\n" in batch
+
+
+def test_a_typed_gpu_request_runs_on_a_node_with_that_type(session: UserSession) -> None:
+    """node3 is the local cluster's only node with v100 GPUs (node1-2 have a100)."""
+    script = session.write("quick.py", "print('done')\n")
+    job = session.run_job("-p", "debug", "--gpus-per-node", "v100:1", "--time", "5", str(script))
+    info = session.wait(job, timeout=300)
+    assert info["state"] == "COMPLETED", session.logs(job)
+    assert sacct_nodes(info["slurm_job_id"]) == "node3"
