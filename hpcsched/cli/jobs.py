@@ -13,7 +13,7 @@ from rich.table import Table
 
 from hpcsched.cli.common import format_duration, print_json, reports_errors, settings, table_console
 from hpcsched.cli.follow import follow_log, print_log
-from hpcsched.daemon import client
+from hpcsched.daemon import client, owners
 from hpcsched.slurm.states import explain_reason
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -94,10 +94,15 @@ def status(job: int | None, as_json: bool, watch: bool, all_users: bool) -> None
         return
     if as_json:
         print_json(jobs)
-    elif not jobs:
+        return
+    if not jobs:
         click.echo("no jobs")
     else:
         table_console().print(job_table(jobs))
+    if job is None:
+        for host, ids in owners.recent_elsewhere(cfg.jobs_dir, cfg.host).items():
+            which = f"job {ids[0]} belongs" if len(ids) == 1 else f"jobs {', '.join(map(str, ids))} belong"
+            click.echo(f"{which} to your daemon on login node {host}: run `hpcsched status` there")
 
 
 def watch_jobs(cfg: Any, job: int | None, jobs: list[dict[str, Any]]) -> None:

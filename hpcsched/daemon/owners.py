@@ -18,6 +18,7 @@ from hpcsched.daemon import statedir
 
 OWNERS_DIR = ".owners"
 MAX_CLAIM_TRIES = 100_000
+RECENT_CLAIMS = 200  # how many of the latest ids `hpcsched status` looks at for other login nodes' jobs
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,21 @@ def owner_of(jobs_root: str, job_id: int) -> Owner | None:
     if not isinstance(data, dict):
         return None
     return Owner(str(data.get("host", "?")), str(data.get("store_id", "?")))
+
+
+def recent_elsewhere(jobs_root: str, host: str, recent: int = RECENT_CLAIMS) -> dict[str, list[int]]:
+    """Of the ``recent`` highest claimed ids, those claimed by daemons on other login nodes than
+    ``host``, by host (what ``hpcsched status`` mentions below your jobs)."""
+    try:
+        names = os.listdir(owners_dir(jobs_root))
+    except OSError:
+        return {}
+    elsewhere: dict[str, list[int]] = {}
+    for job_id in sorted((int(n) for n in names if n.isdigit()), reverse=True)[:recent]:
+        owner = owner_of(jobs_root, job_id)
+        if owner is not None and owner.host != host:
+            elsewhere.setdefault(owner.host, []).append(job_id)
+    return {h: sorted(ids) for h, ids in sorted(elsewhere.items())}
 
 
 def elsewhere_message(job_id: int, owner: Owner | None, here: Owner) -> str:

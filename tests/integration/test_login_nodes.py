@@ -45,3 +45,7 @@ def test_two_login_nodes_keep_their_jobs_apart_and_name_each_others(
     refused = session.hs("cancel", str(first), check=False, env=second_login_node)
     assert f"job {first} belongs to your daemon on login node {LOGIN_HOST}" in refused.stderr
     assert session.status(first)["state"] == "COMPLETED"  # untouched by the refused cancel
+
+    listed = session.hs("status", env=second_login_node).stdout
+    assert f"jobs {first}, {third} belong to your daemon on login node {LOGIN_HOST}: run `hpcsched status` there" \
+        in listed

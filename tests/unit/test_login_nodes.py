@@ -5,6 +5,7 @@ asked about another login node's job says where it is (issue 14, item 5)."""
 from __future__ import annotations
 
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,14 @@ def test_two_daemons_sharing_a_jobs_directory_never_give_one_job_id_twice(tmp_pa
     assert one.accept() == 7  # a restarted count never goes back to an id the other daemon holds
 
 
+def test_claims_made_at_the_same_time_by_two_login_nodes_never_share_an_id(tmp_path: Path) -> None:
+    hosts = [owners.Owner("login1", "login1-aaaa"), owners.Owner("login2", "login2-bbbb")]
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda n: owners.claim_job_id(str(tmp_path), 1, hosts[n % 2]), range(40)))
+    assert sorted(ids) == list(range(1, 41))
+    assert {owners.owner_of(str(tmp_path), i) for i in ids} == set(hosts)
+
+
 def test_a_job_of_another_login_node_is_refused_naming_that_node(tmp_path: Path) -> None:
     one, two = two_login_nodes(tmp_path)
     job_id = one.accept()
@@ -73,6 +82,14 @@ def test_a_job_of_another_login_node_is_refused_naming_that_node(tmp_path: Path)
     with pytest.raises(JobNotFound, match=r"^no job 99$"):
         two.service.op_status({"job": 99}, ALICE)
     assert one.service.op_status({"job": job_id}, ALICE)[0]["id"] == job_id
+
+
+def test_the_latest_jobs_of_other_login_nodes_are_listed_by_host(tmp_path: Path) -> None:
+    for n in range(1, 8):
+        owners.claim_job_id(str(tmp_path), n, owners.Owner(["login1", "login2", "login3"][n % 3], "s"))
+    assert owners.recent_elsewhere(str(tmp_path), "login1") == {"login2": [1, 4, 7], "login3": [2, 5]}
+    assert owners.recent_elsewhere(str(tmp_path), "login1", recent=3) == {"login2": [7], "login3": [5]}
+    assert owners.recent_elsewhere(str(tmp_path / "none"), "login1") == {}
 
 
 def test_an_unreadable_claim_record_still_says_no_job(tmp_path: Path) -> None:
