@@ -16,11 +16,15 @@ between rounds, as Slurm's scheduler does on every submission and every job end:
 A rigid job (site mode, :mod:`.policies.site`) starts at its whole size or waits. Plain Slurm
 never shrinks a job. Pollux and Tiresias decide in rounds only, as in their own
 simulators.
+
+Policies never see the truth: each decision and each batch choice is handed the jobs' views
+(:func:`.knowledge.observe`; the truth only for a policy with ``oracle = True``). A job reports
+its step time and gradient noise whenever it trains at a configuration, and an adaptive job
+re-tunes its batch with what it then knows (:func:`_retune`).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 
@@ -29,7 +33,8 @@ import numpy as np
 from hpcsched.allocator import Cluster
 
 from .applications import Application
-from .jobs import SimJob
+from .jobs import JobView, ReplayJob
+from .knowledge import EXACT, Information, observe
 from .metrics import SimulationResult, summarise
 from .policies import Policy, make_policy
 from .restarts import RestartModel
@@ -41,7 +46,7 @@ MAX_SIMULATED_S = 60 * 86400.0
 END_SLACK_S = 1e-6
 
 
-def _jobs(workload: Sequence[JobSpec], applications: Mapping[str, Application], gpus_per_node: int) -> list[SimJob]:
+def _jobs(workload: Sequence[JobSpec], applications: Mapping[str, Application], gpus_per_node: int) -> list[ReplayJob]:
     jobs = []
     for spec in workload:
         if spec.application not in applications:
@@ -51,7 +56,7 @@ def _jobs(workload: Sequence[JobSpec], applications: Mapping[str, Application], 
         total = fixed_duration_work(app, spec, gpus_per_node) if traced else app.total_work
         declared = None if traced else app.declared_work
         jobs.append(
-            SimJob(
+            ReplayJob(
                 spec=spec,
                 app=app,
                 total_work=total,
@@ -63,8 +68,17 @@ def _jobs(workload: Sequence[JobSpec], applications: Mapping[str, Application], 
     return jobs
 
 
+def _view(job: ReplayJob, policy: Policy) -> JobView:
+    """What ``policy`` may know of ``job``: the truth only for a policy that asks for the oracle."""
+    return observe(job, oracle=bool(getattr(policy, "oracle", False)))
+
+
+def _views(jobs: Sequence[ReplayJob], policy: Policy) -> list[JobView]:
+    return [_view(job, policy) for job in jobs]
+
+
 def _reallocate(
-    job: SimJob, target: int, now: float, policy: Policy, restart: RestartModel, rng: np.random.Generator, load: float
+    job: ReplayJob, target: int, now: float, policy: Policy, restart: RestartModel, rng: np.random.Generator, load: float
 ) -> None:
     """Give ``job`` its new size: draw its pause, count a restart if it had run before, and pick
     its batch configuration for the new size."""
@@ -81,12 +95,12 @@ def _reallocate(
     job.size_since = now
     job.gpus = target
     job.largest = max(job.largest, target)
-    job.config = policy.config(job, target) if target else None
+    job.config = policy.config(_view(job, policy), target) if target else None
     job.history.append((now, target))
 
 
 def _start_waiting(
-    jobs: Sequence[SimJob],
+    jobs: Sequence[ReplayJob],
     now: float,
     policy: Policy,
     cluster: Cluster,
@@ -98,7 +112,8 @@ def _start_waiting(
     arrived), the shrinks the policy makes room with apply first (:meth:`Policy.admit`: for
     hpcsched :func:`hpcsched.allocator.admission`, only if they pay; never a grow); then each
     waiting job the decision admits starts on what is idle, up to the size it was given."""
-    targets, room = policy.admit(now, jobs, cluster, restart) if shrink else (policy.decide(now, jobs, cluster, restart), {})
+    views = _views(jobs, policy)
+    targets, room = policy.admit(now, views, cluster, restart) if shrink else (policy.decide(now, views, cluster, restart), {})
     load = len(jobs) / max(cluster.capacity, 1)
     idle = cluster.capacity - sum(job.gpus for job in jobs)
     by_name = {job.name: job for job in jobs}
@@ -114,8 +129,8 @@ def _start_waiting(
 
 
 def _between_rounds(
-    jobs: Sequence[SimJob],
-    active: Sequence[SimJob],
+    jobs: Sequence[ReplayJob],
+    active: Sequence[ReplayJob],
     now: float,
     end: float,
     policy: Policy,
@@ -145,21 +160,21 @@ def _between_rounds(
             return
 
 
-def _first_end(jobs: Sequence[SimJob], now: float, seconds: float, policy: Policy) -> float | None:
+def _first_end(jobs: Sequence[ReplayJob], now: float, seconds: float, policy: Policy) -> float | None:
     """When the first of ``jobs`` finishes, if it is more than :data:`END_SLACK_S` before
     ``now + seconds`` (None: none does); the jobs themselves are not advanced (each is probed on a
     copy). Running to the end plus the slack is sure to finish the job despite rounding."""
     ends = []
     for job in jobs:
         if job.gpus:
-            probe = copy.copy(job)
+            probe = job.probe()
             _advance(probe, now, seconds, policy)
             if probe.completion is not None and probe.completion + END_SLACK_S < now + seconds:
                 ends.append(probe.completion)
     return min(ends, default=None)
 
 
-def _run(jobs: Sequence[SimJob], now: float, seconds: float, policy: Policy) -> None:
+def _run(jobs: Sequence[ReplayJob], now: float, seconds: float, policy: Policy) -> None:
     """Advance every job by ``seconds`` and count who shared the cluster meanwhile (fairness)."""
     for job in jobs:
         job.contention += len(jobs) * seconds
@@ -167,7 +182,18 @@ def _run(jobs: Sequence[SimJob], now: float, seconds: float, policy: Policy) -> 
         _advance(job, now, seconds, policy)
 
 
-def _advance(job: SimJob, now: float, seconds: float, policy: Policy) -> None:
+def _retune(job: ReplayJob, policy: Policy) -> None:
+    """The job trains: it reports at its configuration, and takes the batch configuration the
+    policy's rule picks from what it now knows (an adaptive job re-tunes; a fixed one keeps its
+    own), reporting there too if that is another."""
+    job.report()
+    chosen = policy.config(_view(job, policy), job.gpus)
+    if chosen != job.config:
+        job.config = chosen
+        job.report()
+
+
+def _advance(job: ReplayJob, now: float, seconds: float, policy: Policy) -> None:
     """Run ``job`` for ``seconds`` from ``now``: first its pause, then training epoch by epoch."""
     if job.gpus == 0 or job.done:
         return
@@ -175,8 +201,9 @@ def _advance(job: SimJob, now: float, seconds: float, policy: Policy) -> None:
     job.pause_left -= used
     if job.restarts:
         job.restart_gpu_s += used * job.gpus
-    last = len(job.app.epoch_ends) - 1
+    last = job.last_epoch
     while used < seconds and not job.done:
+        _retune(job, policy)
         rate = job.rate()
         end = job.epoch_end(job.epoch)
         need = (end - job.work_done) / rate
@@ -189,7 +216,6 @@ def _advance(job: SimJob, now: float, seconds: float, policy: Policy) -> None:
             job.completion = now + used
         else:
             job.epoch += 1
-            job.config = policy.config(job, job.gpus)
     job.allocated_gpu_s += used * job.gpus
     job.executed_s += used
 
@@ -203,14 +229,17 @@ def simulate(
     applications: Mapping[str, Application] | None = None,
     interval: float = 60.0,
     progress: Progress | None = None,
+    information: Information = EXACT,
 ) -> SimulationResult:
-    """Replay ``workload`` under ``policy`` on ``cluster``; deterministic for a ``seed``."""
+    """Replay ``workload`` under ``policy`` on ``cluster``; deterministic for a ``seed``.
+    ``information``: how the jobs' declarations differ from what they do."""
     if applications is None:
         from .data import default_applications
 
         applications = default_applications()
     chosen = make_policy(policy) if isinstance(policy, str) else policy
     jobs = _jobs(workload, applications, cluster.gpus_per_node)
+    information.apply(jobs, seed)
     rng = np.random.default_rng(seed)
     capacity = max(cluster.capacity, 1)
     on_arrival = chosen.decides_on_arrival
@@ -227,7 +256,7 @@ def simulate(
                 continue
         else:
             load = len(active) / capacity
-            targets = chosen.decide(now, active, cluster, restart_cost)
+            targets = chosen.decide(now, _views(active, chosen), cluster, restart_cost)
             for job in active:
                 _reallocate(job, targets.get(job.name, 0), now, chosen, restart_cost, rng, load)
             usage.append((now, sum(job.gpus for job in active)))
@@ -238,4 +267,4 @@ def simulate(
         now += interval
         if progress is not None:
             progress(now, sum(job.done for job in jobs), len(jobs))
-    return summarise(chosen.name, restart_cost.label, jobs, usage, cluster, chosen.max_gpus)
+    return summarise(chosen.name, restart_cost.label, jobs, usage, cluster, lambda job: chosen.max_gpus(_view(job, chosen)))

@@ -24,7 +24,7 @@ import numpy as np
 
 from hpcsched.allocator import Cluster
 
-from .jobs import SimJob
+from .jobs import ReplayJob
 from .work import time_alone
 
 
@@ -97,14 +97,14 @@ class SimulationResult:
 def summarise(
     policy: str,
     restart_cost: str,
-    jobs: Sequence[SimJob],
+    jobs: Sequence[ReplayJob],
     usage: Sequence[tuple[float, int]],
     cluster: Cluster,
-    max_gpus: Callable[[SimJob], int],
+    max_gpus: Callable[[ReplayJob], int],
 ) -> SimulationResult:
     total = max(cluster.capacity, 1)
 
-    def outcome(job: SimJob) -> JobOutcome:
+    def outcome(job: ReplayJob) -> JobOutcome:
         assert job.completion is not None
         present = job.contention / job.present_s if job.present_s else 1.0
         share = total / max(present, 1.0)

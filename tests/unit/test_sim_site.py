@@ -15,7 +15,8 @@ from hpcsched.errors import ValidationError
 from hpcsched.models import BatchLimits, ThroughputParams
 from hpcsched.simulator import Application, JobSpec, RestartModel, simulate
 from hpcsched.simulator.fairness import compare_site
-from hpcsched.simulator.jobs import SimJob
+from hpcsched.simulator.jobs import JobView, ReplayJob
+from hpcsched.simulator.knowledge import observe
 from hpcsched.simulator.owners import all_rigid, assign_owners
 from hpcsched.simulator.policies import SitePolicy
 
@@ -43,12 +44,14 @@ def spec(name: str, at: float, gpus: int, rigid: bool, user: str = "u1") -> JobS
     return JobSpec(name, at, "toy", num_replicas=gpus, batch_size=10 * gpus, user=user, rigid=rigid)
 
 
-def running(policy: SitePolicy, job_spec: JobSpec, gpus: int) -> SimJob:
-    job = SimJob(spec=job_spec, app=APPS["toy"], total_work=600000.0, gpus_per_node=4, declared_work=600000.0)
+def running(policy: SitePolicy, job_spec: JobSpec, gpus: int) -> JobView:
+    """What the policy sees of a job that has run on ``gpus`` GPUs (0: one that waits)."""
+    job = ReplayJob(spec=job_spec, app=APPS["toy"], total_work=600000.0, gpus_per_node=4, declared_work=600000.0)
     if gpus:
         job.gpus, job.largest, job.starts = gpus, gpus, 1
-        job.config = policy.config(job, gpus)
-    return job
+        job.config = policy.config(observe(job), gpus)
+        job.report()
+    return observe(job)
 
 
 def test_owners_are_a_seeded_draw_with_the_asked_share_of_rigid_jobs() -> None:

@@ -10,8 +10,9 @@ import pytest
 
 from hpcsched.allocator import HPCSCHED, UNDECLARED_PRIOR_S, Cluster, ElasticJob, GoodputModel
 from hpcsched.allocator.candidates import goodput_at
-from hpcsched.models import BatchLimits, ThroughputParams
+from hpcsched.models import NO_NOISE_DATA, BatchLimits, ThroughputParams
 from hpcsched.simulator import Application, JobSpec, RestartModel, simulate
+from hpcsched.simulator.knowledge import prior_params
 from hpcsched.simulator.policies import ElasticPolicy, elastic
 
 
@@ -53,16 +54,19 @@ def test_the_policy_is_told_the_declared_total_less_progress(told: list[ElasticJ
         applications={"toy": toy(declared=12000.0, work=9000.0)},
     )
     assert result.jobs[0].jct == pytest.approx(90.0)  # the truth: 9,000 samples at 100/s, stops at its target
-    assert [j.remaining_work for j in told] == pytest.approx([12000.0, 6000.0])  # at 0 s and 60 s: declared - done
+    # At 0 s the job has reported nothing, so nothing declared either: the undeclared prior of
+    # the prior model; at 60 s its declared total less its progress.
+    before = GoodputModel(prior_params(10), NO_NOISE_DATA, told[0].model.limits)
+    assert [j.remaining_work for j in told] == pytest.approx([UNDECLARED_PRIOR_S * goodput_at(before, 1, 1), 6000.0])
 
 
 def test_without_a_declaration_the_policy_assumes_least_attained_service(told: list[ElasticJob]) -> None:
-    apps = {"toy": toy(declared=None)}
+    apps = {"toy": toy(declared=None, work=12000.0)}
     simulate([JobSpec("a", 0.0, "toy", 1, 10)], "hpcsched", Cluster(1, 1), RestartModel.parse("0"), applications=apps)
-    model = GoodputModel(apps["toy"].params, told[0].model.noise, apps["toy"].limits)
-    prior = UNDECLARED_PRIOR_S * goodput_at(model, 1, 1)
-    assert told[0].remaining_work == pytest.approx(prior)
-    assert told[0].remaining_work != pytest.approx(6000.0)
+    model = told[1].model  # at 60 s, fitted to the one configuration the job ran at
+    assert model.params != told[0].model.params
+    assert told[1].remaining_work == pytest.approx(max(6000.0, UNDECLARED_PRIOR_S * goodput_at(model, 1, 1)))
+    assert told[1].remaining_work != pytest.approx(6000.0)
 
 
 def test_declared_totals_can_be_ignored(told: list[ElasticJob]) -> None:

@@ -1,4 +1,9 @@
-"""What a simulated scheduling policy is: each round, sizes for the jobs that have arrived."""
+"""What a simulated scheduling policy is: each round, sizes for the jobs that have arrived.
+
+A policy sees each job only as a :class:`~hpcsched.simulator.jobs.JobView`, what a real scheduler
+knows of it (:mod:`hpcsched.simulator.knowledge`); one that sets ``oracle = True`` gets the truth
+in the same form and is a labelled upper bound (name ending in ``-oracle``), never a baseline.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Protocol
 
 from hpcsched.allocator import Cluster
 
-from ..jobs import Config, SimJob
+from ..jobs import Config, JobView
 from ..restarts import RestartModel
 
 
@@ -17,22 +22,23 @@ class Policy(Protocol):
     name: str
     #: Whether jobs also start when they arrive, between rounds (Slurm schedules on submission).
     decides_on_arrival: bool
+    # Optional ``oracle: bool`` (read with getattr, default False): whether it is handed the truth.
 
-    def decide(self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
+    def decide(self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
         """GPUs per job name for the next interval (missing: 0)."""
         ...
 
     def admit(
-        self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel
+        self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel
     ) -> tuple[Mapping[str, int], Mapping[str, int]]:
         """Between rounds, for a policy that ``decides_on_arrival``: the sizes :meth:`decide`
         gives, and the shrinks (new sizes) to apply first to make room for waiting jobs."""
         ...
 
-    def config(self, job: SimJob, gpus: int) -> Config:
+    def config(self, job: JobView, gpus: int) -> Config:
         """The batch configuration the job runs with on ``gpus`` GPUs."""
         ...
 
-    def max_gpus(self, job: SimJob) -> int:
+    def max_gpus(self, job: JobView) -> int:
         """The most GPUs the policy would give the job (fairness reference)."""
         ...

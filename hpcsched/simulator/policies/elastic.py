@@ -10,8 +10,11 @@ hpcsched's jobs are Slurm jobs, and its daemon runs an admission pass for a job 
 nodes, so a job that arrives between rounds starts then if the allocator makes room for it;
 Pollux decides in rounds only (``decides_on_arrival``, :mod:`hpcsched.simulator.engine`).
 
-Like Pollux, a job may grow to at most twice the largest size it has run at (``explore``): its
-throughput model has only seen that much. Both are told the fitted models (docs/simulator.md).
+Both see each job as :mod:`hpcsched.simulator.knowledge` builds it: the step-time model fitted
+to the configurations it has run, its measured gradient noise, and the work it declared. Like
+Pollux, a job may grow to at most twice the largest size it has run at (``explore``, Pollux's
+growth cap): its fitted model has only seen that much. ``oracle=True`` hands the policy the
+truth instead (the true models and remaining work): an upper bound, named ``...-oracle``.
 
 Remaining work is what the daemon could know: :func:`hpcsched.allocator.estimate_remaining_work`
 from the progress the job has made and the total its script declares (``declared=False``: as if
@@ -36,39 +39,47 @@ from hpcsched.allocator import (
     undeclared_prior,
 )
 
-from ..jobs import Config, SimJob, adaptive_config
+from ..jobs import Config, JobView
+from ..knowledge import adaptive_choice
 from ..restarts import RestartModel
 
 
 class ElasticPolicy:
     def __init__(
-        self, name: str, allocator: AllocatorPolicy, explore: bool = False, declared: bool = True, on_arrival: bool = False
+        self,
+        name: str,
+        allocator: AllocatorPolicy,
+        explore: bool = False,
+        declared: bool = True,
+        on_arrival: bool = False,
+        oracle: bool = False,
     ) -> None:
         self.name = name
+        self.oracle = oracle
         self.decides_on_arrival = on_arrival
         self.allocator = allocator
         self.explore = explore
         self.declared = declared
         self._capacity = 1 << 30
 
-    def config(self, job: SimJob, gpus: int) -> Config:
-        return adaptive_config(job.app, job.measured_noise(), -(-gpus // job.gpus_per_node), gpus)
+    def config(self, job: JobView, gpus: int) -> Config:
+        return adaptive_choice(job, gpus)
 
-    def max_gpus(self, job: SimJob) -> int:
+    def max_gpus(self, job: JobView) -> int:
         return max(1, min(job.app.max_gpus, self._capacity))
 
-    def _limit(self, job: SimJob) -> int:
+    def _limit(self, job: JobView) -> int:
         cap = self.max_gpus(job)
-        return min(cap, max(1, 2 * job.largest)) if self.explore else cap
+        return min(cap, max(1, 2 * job.largest, job.gpus)) if self.explore else cap
 
-    def _remaining_work(self, job: SimJob, model: GoodputModel) -> float:
+    def _remaining_work(self, job: JobView, model: GoodputModel) -> float:
         """The estimate from the progress the job reports and the total it declared, if any."""
         planned = job.declared_work if self.declared else None
         prior = undeclared_prior(model, 1, job.gpus_per_node) if planned is None else 0.0
         return estimate_remaining_work(job.work_done, planned, prior=prior)
 
-    def _elastic(self, job: SimJob, now: float, restart: RestartModel, load: float) -> ElasticJob:
-        model = GoodputModel(job.app.params, job.measured_noise(), job.app.limits)
+    def _elastic(self, job: JobView, now: float, restart: RestartModel, load: float) -> ElasticJob:
+        model = GoodputModel(job.params, job.noise, job.app.limits)
         return ElasticJob(
             key=job.name,
             model=model,
@@ -84,17 +95,17 @@ class ElasticPolicy:
             user=job.spec.user,
         )
 
-    def _allocate(self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel) -> Allocation:
+    def _allocate(self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel) -> Allocation:
         self._capacity = cluster.capacity
         load = len(jobs) / max(cluster.capacity, 1)
         requests = [self._elastic(job, now, restart, load) for job in jobs]
         return allocate(cluster, requests, self.allocator)
 
-    def decide(self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
+    def decide(self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
         return self._allocate(now, jobs, cluster, restart).targets()
 
     def admit(
-        self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel
+        self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel
     ) -> tuple[Mapping[str, int], Mapping[str, int]]:
         """The daemon's admission pass: :func:`hpcsched.allocator.admission` of a decision."""
         allocation = self._allocate(now, jobs, cluster, restart)

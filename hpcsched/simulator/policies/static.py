@@ -1,9 +1,9 @@
 """Plain Slurm: every job runs on the GPUs it asked for, first come first served, with EASY
 backfill (a later job may start early if it does not delay the first job in the queue).
 
-The run-time estimates backfill needs are exact here (Slurm uses the users' time limits, which
-are usually generous), so this baseline is, if anything, better than the real thing. Jobs are
-never preempted or resized; each start pays the restart model's start cost.
+Backfill plans with the jobs' time limits, taken exact here (:meth:`JobView.time_limit`; real
+users' limits are usually generous), so this baseline is, if anything, better than the real
+thing. Jobs are never preempted or resized; each start pays the restart model's start cost.
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ from collections.abc import Mapping, Sequence
 from hpcsched.allocator import Cluster
 from hpcsched.allocator.placement import NodeLedger
 
-from ..jobs import Config, SimJob, fixed_config
+from ..jobs import Config, JobView, fixed_config
 from ..restarts import RestartModel
-from ..work import remaining_time
 
 
-def predicted_end(job: SimJob, size: int, config: Config, now: float, restart: RestartModel) -> float:
-    """Predicted end of ``job`` at ``size``; a job not started yet pays its start first."""
-    start = 0.0 if job.gpus else restart.expected(0.0).seconds(0, size)
-    return now + start + remaining_time(job, size, config)
+def predicted_end(job: JobView, size: int, config: Config, now: float, restart: RestartModel) -> float:
+    """When ``job`` ends by its time limit at ``size``: a job not started yet pays its start
+    first; a running one has used ``executed_s`` of its limit (its start included)."""
+    start = restart.expected(0.0).seconds(0, size)
+    used = job.executed_s if job.gpus else 0.0
+    return now + max(start + job.time_limit(size, config) - used, 0.0)
 
 
 class StaticPolicy:
@@ -36,27 +37,27 @@ class StaticPolicy:
         self._ids: dict[str, int] = {}
         self._running: dict[str, int] = {}
 
-    def request(self, job: SimJob) -> tuple[int, int]:
+    def request(self, job: JobView) -> tuple[int, int]:
         """(GPUs, global batch) the job was submitted with."""
         if self.realistic:
             return job.spec.realistic or (1, job.app.base_bsz)
         return job.spec.num_replicas, job.spec.batch_size
 
-    def _size(self, job: SimJob, cluster: Cluster) -> int:
+    def _size(self, job: JobView, cluster: Cluster) -> int:
         return max(1, min(self.request(job)[0], cluster.capacity))
 
     def admit(
-        self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel
+        self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel
     ) -> tuple[Mapping[str, int], Mapping[str, int]]:
         return self.decide(now, jobs, cluster, restart), {}  # never shrinks a job
 
-    def config(self, job: SimJob, gpus: int) -> Config:
+    def config(self, job: JobView, gpus: int) -> Config:
         return fixed_config(job.app, gpus, self.request(job)[1])
 
-    def max_gpus(self, job: SimJob) -> int:
+    def max_gpus(self, job: JobView) -> int:
         return self.request(job)[0]
 
-    def _ends(self, job: SimJob, size: int, now: float, restart: RestartModel) -> float:
+    def _ends(self, job: JobView, size: int, now: float, restart: RestartModel) -> float:
         return predicted_end(job, size, job.config or self.config(job, size), now, restart)
 
     def _shadow(self, head: int, size: int, ends: dict[str, float], ledger: NodeLedger) -> tuple[float, NodeLedger]:
@@ -68,7 +69,7 @@ class StaticPolicy:
                 return end, future
         return float("inf"), future
 
-    def decide(self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
+    def decide(self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
         if self._ledger is None:
             self._ledger = NodeLedger(cluster.free_gpus(), cluster.gpus_per_node)
         ledger, by_name = self._ledger, {job.name: job for job in jobs}

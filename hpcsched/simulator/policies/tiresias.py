@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from hpcsched.allocator import Cluster
 from hpcsched.allocator.placement import NodeLedger
 
-from ..jobs import Config, SimJob, fixed_config
+from ..jobs import Config, JobView, fixed_config
 from ..restarts import RestartModel
 
 DEMOTE_GPU_S = 16 * 3600.0
@@ -28,17 +28,17 @@ class TiresiasPolicy:
         self._demoted: dict[str, float] = {}
 
     def admit(
-        self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel
+        self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel
     ) -> tuple[Mapping[str, int], Mapping[str, int]]:
         return self.decide(now, jobs, cluster, restart), {}  # never shrinks a job
 
-    def config(self, job: SimJob, gpus: int) -> Config:
+    def config(self, job: JobView, gpus: int) -> Config:
         return fixed_config(job.app, gpus, job.spec.batch_size)
 
-    def max_gpus(self, job: SimJob) -> int:
+    def max_gpus(self, job: JobView) -> int:
         return job.spec.num_replicas
 
-    def _queue(self, job: SimJob, now: float) -> tuple[int, float, str]:
+    def _queue(self, job: JobView, now: float) -> tuple[int, float, str]:
         attained = job.executed_s * job.spec.num_replicas
         if job.name not in self._demoted and attained >= DEMOTE_GPU_S:
             self._demoted[job.name] = now
@@ -46,7 +46,7 @@ class TiresiasPolicy:
             return (1, self._demoted[job.name], job.name)
         return (0, job.spec.submit_time, job.name)
 
-    def decide(self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
+    def decide(self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
         ledger = NodeLedger(cluster.free_gpus(), cluster.gpus_per_node)
         sizes: dict[str, int] = {}
         for index, job in enumerate(sorted(jobs, key=lambda j: self._queue(j, now))):
