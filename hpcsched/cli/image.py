@@ -11,7 +11,6 @@ import click
 from hpcsched.cli.common import print_json, reports_errors, settings
 from hpcsched.images import check as node_check
 from hpcsched.images import distribute
-from hpcsched.images.node import node_images
 from hpcsched.images.podman import Podman
 from hpcsched.images.shared import HOWS, IMAGE_DIR_ENV, Manifest, image_dir, store_dir
 from hpcsched.slurm.runner import run_slurm
@@ -23,8 +22,9 @@ JSON_HELP = "Print the result as JSON."
 
 
 def this_node() -> Podman:
-    """Podman here, with the storage this host's launcher would use."""
-    return node_images(os.uname().nodename, os.environ).podman
+    """Podman on the login node, with the user's own storage (HPCSCHED_NODE_STORAGE is for
+    compute nodes): where `image build` puts the image and `image push` takes it from."""
+    return Podman()
 
 
 def image_argument(given: str | None) -> str:

@@ -16,10 +16,10 @@ import gzip
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -123,14 +123,22 @@ def push_archive(podman: Podman, image: str, directory: str, compress: bool, clo
     return manifest
 
 
-@contextmanager
-def store_podman(podman: Podman, directory: str) -> Iterator[Podman]:
-    """Podman on the shared store, with a private run root on this host's local disk."""
-    run = tempfile.mkdtemp(prefix="hpcsched-store-run-")
+def private_run_root() -> str:
+    """The user's own run root for the shared store on this host's local disk. One path per user,
+    not a fresh one: Podman records the run root in the store's database and refuses another."""
+    path = os.path.join(tempfile.gettempdir(), f"hpcsched-store-run-{os.getuid()}")
     try:
-        yield replace(podman, global_args=("--root", store_dir(directory), "--runroot", run))
-    finally:
-        shutil.rmtree(run, ignore_errors=True)
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
+            raise HpcschedError(f"{path} is not a private directory of yours: remove it and push again") from None
+    return path
+
+
+def store_podman(podman: Podman, directory: str) -> Podman:
+    """Podman on the shared store, with the user's private run root on this host's local disk."""
+    return replace(podman, global_args=("--root", store_dir(directory), "--runroot", private_run_root()))
 
 
 def push_store(podman: Podman, image: str, directory: str, clock: Clock) -> Manifest:
@@ -144,10 +152,10 @@ def push_store(podman: Podman, image: str, directory: str, clock: Clock) -> Mani
     archive = os.path.join(archives_dir(directory), manifest.archive)
     os.makedirs(store_dir(directory), mode=0o755, exist_ok=True)
     try:
-        with store_podman(podman, directory) as store:
-            store("load", "--quiet", "--input", archive)
-            if store.image_id(image) != image_id:
-                raise HpcschedError(f"{image} in {store_dir(directory)} does not have id {image_id[:12]} after the load")
+        store = store_podman(podman, directory)
+        store("load", "--quiet", "--input", archive)
+        if store.image_id(image) != image_id:
+            raise HpcschedError(f"{image} in {store_dir(directory)} does not have id {image_id[:12]} after the load")
     finally:
         if temporary:
             os.unlink(archive)
@@ -188,6 +196,5 @@ def listing(podman: Podman, directory: str) -> list[Listed]:
     if directory:
         rows += [Listed("archive", m.image, m.id, m.bytes) for m in all_manifests(directory)]
         if os.path.isdir(store_dir(directory)):
-            with store_podman(podman, directory) as store:
-                rows += parse_images(store("images", "--format", "json"), "store")
+            rows += parse_images(store_podman(podman, directory)("images", "--format", "json"), "store")
     return rows + parse_images(podman("images", "--format", "json"), "node")
