@@ -3,8 +3,9 @@ sizes for the jobs that have arrived, changes are applied with their restart pau
 is advanced to the next decision. Simulated time only; the seeded random stream (restart waits)
 is the only randomness, so a seed fixes the result.
 
-A policy whose jobs go through Slurm (``decides_on_arrival``: plain Slurm and hpcsched) also acts
-between rounds, as Slurm's scheduler does on every submission and every job end:
+Every policy gets the same decision timing: rounds only by default (as in Pollux's simulator),
+or, with ``on_arrival``, also between rounds, as Slurm's scheduler acts on every submission and
+every job end (and hpcsched's daemon with it):
 
 * when a job arrives, a job that fits in the idle GPUs starts then, and hpcsched's daemon runs
   its admission pass for a job that waits for nodes (:mod:`hpcsched.daemon.rebalance`): the
@@ -14,8 +15,8 @@ between rounds, as Slurm's scheduler does on every submission and every job end:
   start on the GPUs that freed up (no shrink, no grow: a pending Slurm job simply starts).
 
 A rigid job (site mode, :mod:`.policies.site`) starts at its whole size or waits. Plain Slurm
-never shrinks a job. Pollux and Tiresias decide in rounds only, as in their own
-simulators.
+never shrinks a job. A policy's ``decides_on_arrival`` says what its real counterpart does; the
+simulation does not follow it, so that no policy wins by its timing.
 
 Policies never see the truth: each decision and each batch choice is handed the jobs' views
 (:func:`.knowledge.observe`; the truth only for a policy with ``oracle = True``). A job reports
@@ -230,9 +231,11 @@ def simulate(
     interval: float = 60.0,
     progress: Progress | None = None,
     information: Information = EXACT,
+    on_arrival: bool = False,
 ) -> SimulationResult:
     """Replay ``workload`` under ``policy`` on ``cluster``; deterministic for a ``seed``.
-    ``information``: how the jobs' declarations differ from what they do."""
+    ``information``: how the jobs' declarations differ from what they do; ``on_arrival``: every
+    policy also decides between rounds (module docstring), else in rounds only."""
     if applications is None:
         from .data import default_applications
 
@@ -242,7 +245,6 @@ def simulate(
     information.apply(jobs, seed)
     rng = np.random.default_rng(seed)
     capacity = max(cluster.capacity, 1)
-    on_arrival = chosen.decides_on_arrival
     now, usage = 0.0, []
     while not all(job.done for job in jobs):
         if now > MAX_SIMULATED_S:

@@ -77,10 +77,11 @@ def test_a_rigid_job_starts_on_arrival_when_shrinking_elastic_jobs_makes_room() 
     """The elastic job holds all 4 GPUs when a 2-GPU plain job arrives: it shrinks and the plain
     job starts then. With the first job rigid as well, the plain job waits for it to end."""
     workload = [spec("e", 0.0, 4, rigid=False), spec("r", 300.0, 2, rigid=True)]
-    mixed = {job.name: job for job in simulate(workload, "site", Cluster(1, 4), RESTART, applications=APPS).jobs}
+    mixed = {job.name: job for job in simulate(workload, "site", Cluster(1, 4), RESTART, applications=APPS, on_arrival=True).jobs}
     assert mixed["e"].allocated_gpu_s > 2 * mixed["e"].jct  # it did grow beyond 2 GPUs
     assert mixed["r"].first_start == pytest.approx(300.0)
-    plain = {job.name: job for job in simulate(all_rigid(workload), "site", Cluster(1, 4), RESTART, applications=APPS).jobs}
+    alone = simulate(all_rigid(workload), "site", Cluster(1, 4), RESTART, applications=APPS, on_arrival=True)
+    plain = {job.name: job for job in alone.jobs}
     assert plain["r"].first_start == pytest.approx(plain["e"].completion_time, abs=1e-3)
 
 

@@ -42,9 +42,10 @@ def test_static_fifo_on_one_node_matches_the_hand_computed_schedule() -> None:
     * t=90: a ends and Slurm starts b at once (not at the next round): trains 120..240: JCT 230.
     * t=240: b ends, c starts: trains 270..330: JCT 310.
 
-    Event times are exact to the engine's microsecond of slack per job end.
+    Event times are exact to the engine's microsecond of slack per job end. (Slurm's timing:
+    ``on_arrival``.)
     """
-    result = simulate(WORKLOAD, "static", Cluster(1, 2), RestartModel.parse("30"), applications={"toy": toy()})
+    result = simulate(WORKLOAD, "static", Cluster(1, 2), RestartModel.parse("30"), applications={"toy": toy()}, on_arrival=True)
     jcts = {job.name: job.jct for job in result.jobs}
     assert jcts == pytest.approx({"a": 90.0, "b": 230.0, "c": 310.0}, abs=1e-5)
     assert {job.name: job.first_start for job in result.jobs} == pytest.approx({"a": 0.0, "b": 90.0, "c": 240.0}, abs=1e-5)
@@ -69,22 +70,23 @@ def test_tiresias_preempts_the_later_job_when_the_earlier_one_fits() -> None:
     assert result.metrics()["restart_time_fraction"] == pytest.approx(30.0 / 510.0)
 
 
-@pytest.mark.parametrize(("policy", "jct"), [("static", 60.0), ("hpcsched", 60.0), ("pollux", 90.0), ("tiresias", 90.0)])
-def test_slurm_policies_start_a_job_when_it_arrives(policy: str, jct: float) -> None:
-    """A lone job arrives at t=30 on an idle node (no start pause, 60 s of work on one GPU).
-    Slurm schedules on submission, so under static and hpcsched it starts at once and ends at 90;
-    Pollux and Tiresias decide in 60 s rounds, so it starts at 60 and ends at 120."""
+@pytest.mark.parametrize("on_arrival", [False, True])
+@pytest.mark.parametrize("policy", ["static", "hpcsched", "pollux", "tiresias"])
+def test_every_policy_gets_the_same_decision_timing(policy: str, on_arrival: bool) -> None:
+    """A lone job arrives at t=30 on an idle node (no start pause, 60 s of work on one GPU). In
+    rounds only, every policy starts it at the 60 s round (it ends at 120); with starts on
+    arrival, as Slurm schedules on submission, every policy starts it at once (it ends at 90)."""
     late = [JobSpec("late", 30.0, "toy", num_replicas=1, batch_size=10)]
-    result = simulate(late, policy, Cluster(1, 2), RestartModel.parse("0"), applications={"toy": toy()})
-    assert result.jobs[0].jct == pytest.approx(jct, abs=1e-9)
-    assert result.jobs[0].first_start == pytest.approx(30.0 if jct == 60.0 else 60.0)
+    result = simulate(late, policy, Cluster(1, 2), RestartModel.parse("0"), applications={"toy": toy()}, on_arrival=on_arrival)
+    assert result.jobs[0].jct == pytest.approx(60.0 if on_arrival else 90.0, abs=1e-9)
+    assert result.jobs[0].first_start == pytest.approx(30.0 if on_arrival else 60.0)
 
 
 def test_a_job_arriving_between_rounds_gets_only_idle_gpus() -> None:
     """hpcsched: a holds one of two GPUs; b arrives at 10 and takes the idle one at once, and a
     is not resized until the next round (a start between rounds restarts nobody)."""
     jobs = [JobSpec("a", 0.0, "toy", num_replicas=1, batch_size=10), JobSpec("b", 10.0, "toy", num_replicas=1, batch_size=10)]
-    result = simulate(jobs, "hpcsched", Cluster(1, 2), RestartModel.parse("0"), applications={"toy": toy()})
+    result = simulate(jobs, "hpcsched", Cluster(1, 2), RestartModel.parse("0"), applications={"toy": toy()}, on_arrival=True)
     by_name = {job.name: job for job in result.jobs}
     assert by_name["b"].first_start == pytest.approx(10.0)
     assert by_name["a"].jct == pytest.approx(60.0)

@@ -16,11 +16,14 @@ FACTORIES: dict[str, Callable[[], Policy]] = {
     "tiresias": TiresiasPolicy,
     "pollux": pollux_policy,
     "hpcsched": hpcsched_policy,
+    "pollux-oracle": lambda: pollux_policy(oracle=True),
+    "hpcsched-oracle": lambda: hpcsched_policy(oracle=True),
     "site": SitePolicy,
 }
-#: The policies ``hpcsched simulate`` compares by default; ``site`` needs rigid jobs and users
+#: The policies ``hpcsched simulate`` compares by default: the same information for all (the
+#: ``-oracle`` ones are upper bounds, told the truth); ``site`` needs rigid jobs and users
 #: (:func:`hpcsched.simulator.owners.assign_owners`) to differ from ``hpcsched``.
-POLICY_NAMES = tuple(name for name in FACTORIES if name != "site")
+POLICY_NAMES = tuple(name for name in FACTORIES if name != "site" and not name.endswith("-oracle"))
 
 
 def make_policy(name: str) -> Policy:

@@ -20,7 +20,8 @@ class Policy(Protocol):
     """A policy may keep state between rounds (queues, node placements); make one per run."""
 
     name: str
-    #: Whether jobs also start when they arrive, between rounds (Slurm schedules on submission).
+    #: Whether its real counterpart also acts between rounds (Slurm schedules on submission).
+    #: Informational: :func:`hpcsched.simulator.simulate` gives every policy the same timing.
     decides_on_arrival: bool
     # Optional ``oracle: bool`` (read with getattr, default False): whether it is handed the truth.
 
@@ -31,7 +32,7 @@ class Policy(Protocol):
     def admit(
         self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel
     ) -> tuple[Mapping[str, int], Mapping[str, int]]:
-        """Between rounds, for a policy that ``decides_on_arrival``: the sizes :meth:`decide`
+        """Between rounds (``simulate(on_arrival=True)``): the sizes :meth:`decide`
         gives, and the shrinks (new sizes) to apply first to make room for waiting jobs."""
         ...
 

@@ -7,8 +7,9 @@ daemon runs) and both re-tuning each job's batch with :func:`hpcsched.models.bes
   costs), no hysteresis.
 
 hpcsched's jobs are Slurm jobs, and its daemon runs an admission pass for a job that waits for
-nodes, so a job that arrives between rounds starts then if the allocator makes room for it;
-Pollux decides in rounds only (``decides_on_arrival``, :mod:`hpcsched.simulator.engine`).
+nodes, so a job that arrives between rounds starts then if the allocator makes room for it
+(:meth:`admit`); Pollux decides in rounds only. The simulation gives both the same timing
+(:mod:`hpcsched.simulator.engine`).
 
 Both see each job as :mod:`hpcsched.simulator.knowledge` builds it: the step-time model fitted
 to the configurations it has run, its measured gradient noise, and the work it declared. Like
@@ -113,9 +114,13 @@ class ElasticPolicy:
         return allocation.targets(), admission(allocation, idle)
 
 
-def hpcsched_policy(explore: bool = False) -> ElasticPolicy:
-    return ElasticPolicy("hpcsched", HPCSCHED, explore, on_arrival=True)
+def hpcsched_policy(explore: bool = True, oracle: bool = False) -> ElasticPolicy:
+    """hpcsched's allocator; ``oracle``: told the truth (``hpcsched-oracle``, no growth cap)."""
+    name = "hpcsched-oracle" if oracle else "hpcsched"
+    return ElasticPolicy(name, HPCSCHED, explore and not oracle, on_arrival=True, oracle=oracle)
 
 
-def pollux_policy(explore: bool = False) -> ElasticPolicy:
-    return ElasticPolicy("pollux", POLLUX, explore)
+def pollux_policy(explore: bool = True, oracle: bool = False) -> ElasticPolicy:
+    """The Pollux-like preset of the allocator; ``oracle`` as for :func:`hpcsched_policy`."""
+    name = "pollux-oracle" if oracle else "pollux"
+    return ElasticPolicy(name, POLLUX, explore and not oracle, oracle=oracle)
