@@ -15,7 +15,7 @@ from hpcsched.config import Settings
 from hpcsched.daemon import client
 from hpcsched.errors import DaemonNotRunning
 from hpcsched.planning import preflight
-from hpcsched.planning.plan import dry_run_plan
+from hpcsched.planning.dry_run import describe
 from hpcsched.slurm.runner import ignored_variables
 
 # How long `run` waits for the daemon's sbatch before it answers "accepted, not yet in Slurm".
@@ -25,16 +25,18 @@ EPILOG = """\b
 Examples:
   hpcsched run train.py --nodes 2 -- --epochs 3
   hpcsched run train.py --nodes 1-4 --gpus-per-node 4 --time 24:00:00 -- --epochs 90
-  hpcsched run train.py --nodes 2 --dry-run      # print the batch script and sbatch argv
+  hpcsched run train.py --nodes 2 --dry-run      # print what would be submitted and run on each node
 """
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @job_options
 @click.option("--name", "-J", default=None, help="Job name [default: the script's file name].")
-@click.option("--dry-run", is_flag=True, help="Print the batch script and sbatch command; submit nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the sbatch command, batch script, job directory and each node's podman run and "
+              "torchrun command lines, as the daemon would submit them; submit nothing.")
 @click.option("--follow", "-f", is_flag=True, help="Stream the job's log until it ends; exit with its status.")
-@click.option("--json", "as_json", is_flag=True, help="Print the submitted job as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the submitted job (with --dry-run: the plan) as JSON.")
 @reports_errors
 def run(job: JobOptions, name: str | None, dry_run: bool, follow: bool, as_json: bool) -> None:
     """Run SCRIPT on the cluster under torchrun, in rootless Podman containers.
@@ -48,13 +50,15 @@ def run(job: JobOptions, name: str | None, dry_run: bool, follow: bool, as_json:
     if not preflight.check_workdir_tree(request.workdir, request.script, skip=(cfg.jobs_dir,)):
         click.echo(f"hpcsched: checked the first {preflight.MAX_TREE_ENTRIES:,} entries of {request.workdir} for "
                    "symbolic links out of it; links further down were not checked", err=True)
-    if dry_run:
-        plan = dry_run_plan(request, jobs_root=cfg.jobs_dir, python=cfg.launcher_python,
-                            site_mode=bool(cfg.coordinator_socket))
-        click.echo(plan.describe(), nl=False)
-        return
     warn_ignored_environment()
     client.ensure_daemon(cfg)
+    if dry_run:  # the daemon plans it, with the settings and environment it submits with
+        view = client.call(cfg, "plan", {"request": request.to_options()})
+        if as_json:
+            print_json(view)
+        else:
+            click.echo(describe(view), nl=False)
+        return
     accepted = client.call(cfg, "run", {"request": request.to_options(), "submit_now": False})
     submitted = wait_for_slurm(cfg, accepted)
     if submitted.get("slurm_job_id") is None:

@@ -68,7 +68,7 @@ class JobService:
                 "monitor": self.monitor.health.report(self.clock(), self.monitor.interval),
                 "site": self.site.health() if self.site is not None else None}
 
-    def op_run(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    def _checked_request(self, args: dict[str, Any]) -> JobRequest:
         raw = args.get("request")
         if not isinstance(raw, dict):
             raise ValidationError("request", "missing")
@@ -81,6 +81,15 @@ class JobService:
             shape = JobShape(request.partition, request.start_nodes or request.nodes.min, request.cpus_per_node,
                              request.gpus_per_node)
             check_fits(shape, *known)
+        return request
+
+    def op_plan(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """``run --dry-run``: the plan this daemon would apply to the request, checked as ``run``
+        checks it; nothing is recorded or submitted."""
+        return self.submitter.preview(self._checked_request(args)).as_dict()
+
+    def op_run(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        request = self._checked_request(args)
         submit_now = args.get("submit_now", True)
         if not isinstance(submit_now, bool):
             raise ValidationError("submit_now", f"{submit_now!r} is not true or false")

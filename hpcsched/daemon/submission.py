@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import psutil
 
@@ -24,7 +24,8 @@ from hpcsched.daemon.store import Store
 from hpcsched.errors import HpcschedError
 from hpcsched.jobs import layout
 from hpcsched.jobs.model import Job, JobState
-from hpcsched.planning.plan import SubmissionPlan, job_tag, plan_submission
+from hpcsched.planning.dry_run import DryRun, preview
+from hpcsched.planning.plan import SubmissionPlan, dry_run_plan, job_tag, plan_submission
 from hpcsched.planning.request import JobRequest
 from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.parse import SlurmJobRecord, SlurmParseError
@@ -90,6 +91,13 @@ class Submitter:
             python=self.settings.launcher_python, nodes=str(cur.nodes), predecessor=previous.slurm_job_id,
             attempt=cur.number, nonce=job.nonce, site_decisions=self.site_decisions(),
         )
+
+    def preview(self, request: JobRequest, env: Mapping[str, str] = os.environ) -> DryRun:
+        """What :meth:`plan` and the launcher would make of ``request`` as a new job, with this
+        daemon's settings, store id and environment (``--dry-run``); nothing is recorded."""
+        plan = dry_run_plan(request, jobs_root=self.settings.jobs_dir, store_id=self.store.store_id,
+                            python=self.settings.launcher_python, site_decisions=self.site_decisions())
+        return preview(plan, request, env)
 
     def submit(self, job_id: int) -> Job:
         """Submit a committed job unless it already has a Slurm id or was cancelled.

@@ -7,7 +7,6 @@ leaves no container, conmon or torchrun process behind (E1).
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import signal
@@ -24,6 +23,7 @@ from hpcsched.launcher.container import (
     NodeContext,
     container_name,
     group_only_access,
+    parse_launch_args,
     podman_run_argv,
     ulimit_args,
 )
@@ -35,27 +35,7 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def parse_args(argv: list[str]) -> LaunchSpec:
-    p = argparse.ArgumentParser(prog="hpcsched-launcher")
-    p.add_argument("--job-id", type=int, required=True)
-    p.add_argument("--job-dir", required=True)
-    p.add_argument("--store-id", default="")
-    p.add_argument("--job-nonce", default="")
-    p.add_argument("--image", required=True)
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--procs-per-node", type=int, default=1)
-    p.add_argument("--gpus-per-node", type=int, default=0)
-    p.add_argument("--env", action="append", default=[])
-    p.add_argument("script")
-    p.add_argument("script_args", nargs=argparse.REMAINDER)
-    a = p.parse_args(argv)
-    return LaunchSpec(
-        job_id=a.job_id, job_dir=a.job_dir, store_id=a.store_id, nonce=a.job_nonce, image=a.image, workdir=a.workdir,
-        procs_per_node=a.procs_per_node,
-        gpus_per_node=a.gpus_per_node,
-        env=tuple(tuple(e.split("=", 1)) for e in a.env),
-        script=a.script, script_args=tuple(a.script_args),
-        gpu_device_style=os.environ.get("HPCSCHED_GPU_DEVICE_STYLE", "cdi"),
-    )
+    return parse_launch_args(argv, os.environ)
 
 
 def read_pid_max() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import grp
 import os
 import stat
@@ -15,9 +16,10 @@ MAX_NOFILE = 1 << 20
 
 @dataclass(frozen=True)
 class NodeContext:
-    """What Slurm tells the launcher about this node of the allocation."""
+    """What Slurm tells the launcher about this node of the allocation. A dry run fills the values
+    that exist only once Slurm has started the job with placeholders (``<slurm job id>``)."""
 
-    slurm_job_id: int
+    slurm_job_id: int | str
     node_rank: int
     num_nodes: int
     master_addr: str
@@ -26,7 +28,7 @@ class NodeContext:
     attempt: int
     node_list: str
     gpus: tuple[str, ...]
-    master_port: int
+    master_port: int | str
     cpus_per_node: int = 1
 
     @classmethod
@@ -57,7 +59,7 @@ class NodeContext:
 class LaunchSpec:
     """What the batch script passes to the launcher (the same for every node)."""
 
-    job_id: int
+    job_id: int | str  # a placeholder in a dry run
     job_dir: str
     image: str
     workdir: str
@@ -69,6 +71,33 @@ class LaunchSpec:
     gpu_device_style: str = "cdi"
     store_id: str = ""  # with nonce: the job's identity, which its checkpoints carry ("" for older jobs)
     nonce: str = ""
+
+
+def parse_launch_args(argv: Sequence[str], env: Mapping[str, str]) -> LaunchSpec:
+    """The launcher's command line (``plan.launcher_argv`` writes it into the batch script) and
+    the site's GPU device style from the job's environment. A dry run parses the planned line
+    with this same function, so what it shows is what the launcher will run."""
+    p = argparse.ArgumentParser(prog="hpcsched-launcher")
+    p.add_argument("--job-id", required=True)
+    p.add_argument("--job-dir", required=True)
+    p.add_argument("--store-id", default="")
+    p.add_argument("--job-nonce", default="")
+    p.add_argument("--image", required=True)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--procs-per-node", type=int, default=1)
+    p.add_argument("--gpus-per-node", type=int, default=0)
+    p.add_argument("--env", action="append", default=[])
+    p.add_argument("script")
+    p.add_argument("script_args", nargs=argparse.REMAINDER)
+    a = p.parse_args(list(argv))
+    return LaunchSpec(
+        job_id=a.job_id, job_dir=a.job_dir, store_id=a.store_id, nonce=a.job_nonce, image=a.image, workdir=a.workdir,
+        procs_per_node=a.procs_per_node,
+        gpus_per_node=a.gpus_per_node,
+        env=tuple(tuple(e.split("=", 1)) for e in a.env),
+        script=a.script, script_args=tuple(a.script_args),
+        gpu_device_style=env.get("HPCSCHED_GPU_DEVICE_STYLE", "cdi"),
+    )
 
 
 def is_within(path: str, directory: str) -> bool:
@@ -111,8 +140,10 @@ def allocated_gpus(env: Mapping[str, str]) -> tuple[str, ...]:
 def ulimit_args(nofile_hard: int, nproc_hard: int, pid_max: int) -> list[str]:
     """Rootless runc cannot raise limits: set them explicitly, at or below what we hold.
     Inside Podman's user namespace the process limit is capped at kernel.pid_max."""
-    nofile = min(nofile_hard, MAX_NOFILE)
-    nproc = min(nproc_hard, pid_max)
+    return ulimit_flags(min(nofile_hard, MAX_NOFILE), min(nproc_hard, pid_max))
+
+
+def ulimit_flags(nofile: int | str, nproc: int | str) -> list[str]:
     return ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
 
 

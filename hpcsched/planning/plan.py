@@ -13,7 +13,7 @@ from hpcsched.planning.request import JobRequest, sbatch_resources
 
 SIGNAL_LEAD_SECONDS = layout.SIGNAL_LEAD_SECONDS
 # What a dry run shows for the values that exist only once the daemon has recorded the job.
-DRY_RUN_STORE_ID, DRY_RUN_JOB_ID, DRY_RUN_NONCE = "<store id>", "<job id>", "<nonce>"
+DRY_RUN_JOB_ID, DRY_RUN_NONCE = "<job id>", "<nonce>"
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class SubmissionPlan:
     script_path: str
     script_text: str
     argv: tuple[str, ...]
+    launcher: tuple[str, ...] = ()  # what srun runs on every node (written into the script)
 
     def describe(self) -> str:
         """What ``--dry-run`` prints: the sbatch command line, then the batch script."""
@@ -68,6 +69,7 @@ def plan_submission(
     tag = job_tag(store_id, job_id, attempt)
     identity = (store_id, nonce) if nonce else None
     script_path = f"{job_dir}/batch.sh" if attempt == 1 else f"{job_dir}/batch-{attempt}.sh"
+    launcher = launcher_argv(request, job_id, job_dir, python, identity)
     text = render(
         "batch.sh.j2",
         version=__version__,
@@ -84,7 +86,7 @@ def plan_submission(
         resources=sbatch_resources(request),
         sbatch_extra=request.sbatch_extra,
         job_dir=job_dir,
-        launcher=[shlex.quote(a) for a in launcher_argv(request, job_id, job_dir, python, identity)],
+        launcher=[shlex.quote(a) for a in launcher],
     )
     # --export=ALL: the job's environment is exactly sbatch's, which the runner builds from scratch
     # (runner.slurm_environment; docs/runtime.md). A list (--export=A,B) would instead make Slurm
@@ -95,16 +97,15 @@ def plan_submission(
         f"--output={job_dir}/slurm-%j.out",
         script_path,
     )
-    return SubmissionPlan(job_id, tag, job_dir, script_path, text, argv)
+    return SubmissionPlan(job_id, tag, job_dir, script_path, text, argv, tuple(launcher))
 
 
-def dry_run_plan(request: JobRequest, *, jobs_root: str, python: str, site_mode: bool = False) -> SubmissionPlan:
-    """The plan the daemon makes for the request's first submission, as ``--dry-run`` shows it:
-    the store's id, the job's id and the submission nonce exist only once the daemon has recorded
-    the job, and the site coordinator's decisions directory once the daemon has asked it, so
-    placeholders stand for them."""
+def dry_run_plan(request: JobRequest, *, jobs_root: str, store_id: str, python: str,
+                 site_decisions: str | None = None) -> SubmissionPlan:
+    """The plan the daemon makes for the request's first submission, as ``--dry-run`` shows it
+    (the daemon calls it with its own settings): the job's id and the submission nonce exist only
+    once the daemon has recorded the job, so placeholders stand for them."""
     return plan_submission(
-        request, job_id=DRY_RUN_JOB_ID, store_id=DRY_RUN_STORE_ID, python=python, nonce=DRY_RUN_NONCE,
-        job_dir=layout.job_dir_path(jobs_root, DRY_RUN_STORE_ID, DRY_RUN_JOB_ID),
-        site_decisions="<site decisions dir>" if site_mode else None,
+        request, job_id=DRY_RUN_JOB_ID, store_id=store_id, python=python, nonce=DRY_RUN_NONCE,
+        job_dir=layout.job_dir_path(jobs_root, store_id, DRY_RUN_JOB_ID), site_decisions=site_decisions,
     )

@@ -4,40 +4,62 @@ and no file written under the jobs or state directory."""
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import re
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from fakeslurm import Core
+from fakeslurm import ALICE, Core
 
 from hpcsched.cli.main import cli
 from hpcsched.daemon import client
 from hpcsched.planning import preflight
-from hpcsched.settings.schema import DEFAULT_MEM_PER_CPU
 
 OK_SCRIPT = "print('hello')\n"
 
 
 @pytest.fixture
 def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    """Jobs and state directories inside tmp_path (not created), and a daemon that must not be asked."""
+    """Jobs and state directories inside tmp_path (not created), and a daemon (its core over a
+    fake Slurm, in tmp_path/daemon) that answers a dry run's "plan" and must not be asked anything else."""
     paths = {"jobs": tmp_path / "jobs", "state": tmp_path / "state", "work": tmp_path / "work"}
     paths["work"].mkdir()
     monkeypatch.setenv("HPCSCHED_JOBS_DIR", str(paths["jobs"]))
     monkeypatch.setenv("HPCSCHED_STATE_DIR", str(paths["state"]))
     monkeypatch.setenv("HPCSCHED_LAUNCHER_PYTHON", "/opt/venv/bin/python")
     monkeypatch.delenv("HPCSCHED_IMAGE", raising=False)
-
-    def no_daemon(*_: Any, **__: Any) -> None:
-        raise AssertionError("this command must not contact the daemon")
-
-    monkeypatch.setattr(client, "ensure_daemon", no_daemon)
-    monkeypatch.setattr(client, "call", no_daemon)
+    serve_plans(monkeypatch, functools.cache(lambda: plan_only_core(tmp_path / "daemon", paths["jobs"])))
     return paths
+
+
+def plan_only_core(root: Path, jobs: Path) -> Core:
+    """A daemon's core whose Slurm does not list its partitions (any partition passes its check)."""
+    core = Core(make_dir(root), jobs_dir=jobs)
+    core.client.partitions = lambda: None  # type: ignore[method-assign]
+    return core
+
+
+def make_dir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def serve_plans(monkeypatch: pytest.MonkeyPatch, core: Callable[[], Core]) -> None:
+    """The daemon is ``core``'s service; it answers a dry run's "plan" and must not be asked anything else."""
+    def daemon(_settings: Any, op: str, args: dict[str, Any] | None = None, **__: Any) -> Any:
+        if op != "plan":
+            raise AssertionError(f"this command must not ask the daemon to {op}")
+        return json.loads(json.dumps(core().service.op_plan(dict(args or {}), ALICE)))  # as the socket carries it
+
+    monkeypatch.setattr(client, "ensure_daemon", lambda _settings: {})
+    monkeypatch.setattr(client, "call", daemon)
 
 
 def write(dirs: dict[str, Path], name: str, text: str = OK_SCRIPT) -> Path:
@@ -61,45 +83,62 @@ def assert_refused(result: Result, dirs: dict[str, Path], *expected: str) -> Non
 # --- dry run ------------------------------------------------------------------------------------
 
 
-def test_dry_run_prints_the_sbatch_command_and_the_batch_script(dirs: dict[str, Path]) -> None:
+def test_dry_run_prints_the_job_directory_sbatch_command_and_batch_script(dirs: dict[str, Path]) -> None:
     script = write(dirs, "train.py")
     result = run(dirs, str(script), "--nodes", "2", "--dry-run", "--", "--epochs", "3")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "# sbatch command:"
-    assert shlex.split(lines[1])[:4] == ["sbatch", "--parsable", "--export=ALL", f"--chdir={dirs['work']}"]
-    assert lines[2] == f"# batch script ({dirs['jobs']}/<store id>-<job id>/batch.sh):"
-    assert lines[3] == "#!/bin/bash -p"
+    assert re.fullmatch(rf"# job directory: {re.escape(str(dirs['jobs']))}/login1-[0-9a-f]+-<job id>", lines[0])
+    job_dir = lines[0].removeprefix("# job directory: ")
+    assert lines[1] == "# sbatch command:"
+    assert shlex.split(lines[2])[:4] == ["sbatch", "--parsable", "--export=ALL", f"--chdir={dirs['work']}"]
+    assert lines[3] == f"# batch script ({job_dir}/batch.sh):"
+    assert lines[4] == "#!/bin/bash -p"
     assert "#SBATCH --nodes=2" in lines
     assert f"-- {script} --epochs 3" in result.stdout
 
 
-def test_dry_run_shows_the_daemons_job_directory_tag_and_identity_arguments(dirs: dict[str, Path]) -> None:
+def test_dry_run_shows_the_daemons_store_id_and_placeholders_for_the_job(dirs: dict[str, Path]) -> None:
     script = write(dirs, "train.py")
     out = run(dirs, str(script), "--dry-run").stdout
-    assert f"'--output={dirs['jobs']}/<store id>-<job id>/slurm-%j.out'" in out
-    assert "#SBATCH --comment=hpcsched:<store id>:<job id>\n" in out
+    store_id = re.search(r"/(login1-[0-9a-f]+)-<job id>", out)
+    assert store_id is not None
+    assert f"'--output={dirs['jobs']}/{store_id[1]}-<job id>/slurm-%j.out'" in out
+    assert f"#SBATCH --comment=hpcsched:{store_id[1]}:<job id>\n" in out
     assert "--job-id '<job id>' --job-dir" in out
-    assert "--store-id '<store id>' --job-nonce '<nonce>'" in out
+    assert f"--store-id {store_id[1]} --job-nonce '<nonce>'" in out
 
 
 def test_dry_run_is_the_plan_the_daemon_submits_with_its_values_for_the_placeholders(
         dirs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "daemon").mkdir()
-    core = Core(tmp_path / "daemon", jobs_dir=dirs["jobs"])
-    monkeypatch.setenv("HPCSCHED_LAUNCHER_PYTHON", sys.executable)
+    """The daemon's settings win over the CLI's: its launcher Python, not HPCSCHED_LAUNCHER_PYTHON here."""
+    core = Core(make_dir(tmp_path / "other"), jobs_dir=dirs["jobs"])
+    serve_plans(monkeypatch, lambda: core)
     options = ("--image", "img", "--nodes", "1-3", "--start-nodes", "2", "--time", "1:00:00", "--env", "SEED=3")
-    shown = CliRunner().invoke(cli, ["run", "--workdir", str(core.work), *options, "--dry-run",
-                                     str(core.work / "train.py"), "--", "--epochs", "3"]).stdout
+    result = CliRunner().invoke(cli, ["run", "--workdir", str(core.work), *options, "--dry-run", "--json",
+                                      str(core.work / "train.py"), "--", "--epochs", "3"])
+    shown = json.loads(result.stdout)
     job_id, _ = core.submit(image="img", nodes="1-3", start_nodes=2, time="1:00:00", env=["SEED=3"],
-                            script_args=["--epochs", "3"], mem_per_cpu=DEFAULT_MEM_PER_CPU)  # the CLI's default
+                            script_args=["--epochs", "3"])
     job = core.store.get_job(job_id)
     assert job is not None
-    values = {"<store id>": core.store.store_id, "<job id>": str(job_id), "<nonce>": job.nonce}
+    submitted = core.submitter.plan(job)
+    values = {"<job id>": str(job_id), "<nonce>": job.nonce}
+    for key, value in (("job_dir", submitted.job_dir), ("script_path", submitted.script_path),
+                       ("sbatch", list(submitted.argv)), ("launcher", list(submitted.launcher))):
+        assert fill(shown[key], values) == value, key
+    # quoting aside: a placeholder has spaces, so the script quotes what holds one
+    assert fill(shown["batch_script"], values).replace("'", "") == submitted.script_text.replace("'", "")
+    assert submitted.launcher[0] == sys.executable != "/opt/venv/bin/python"
+
+
+def fill(shown: Any, values: dict[str, str]) -> Any:
+    """A dry run's value with the placeholders replaced."""
+    if isinstance(shown, list):
+        return [fill(item, values) for item in shown]
     for placeholder, value in values.items():
         shown = shown.replace(placeholder, value)
-    submitted = core.submitter.plan(job).describe()
-    assert shown.replace("'", "") == submitted.replace("'", "")  # quoting aside: a placeholder has spaces
+    return shown
 
 
 def test_a_work_directory_larger_than_the_walks_budget_is_accepted_with_a_note(

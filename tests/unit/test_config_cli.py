@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from test_cli_run import plan_only_core, serve_plans
 
 from hpcsched.cli.main import cli
 
@@ -71,7 +72,9 @@ def test_a_bad_file_fails_every_command_with_exit_2(layers: dict[str, Path]) -> 
             "mem_per_cpu, host, coordinator_socket, operators)\n"
 
 
-def test_run_takes_the_job_defaults_from_the_files_and_its_options_win(layers: dict[str, Path]) -> None:
+def test_run_takes_the_job_defaults_from_the_files_and_its_options_win(
+        layers: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    serve_plans(monkeypatch, lambda: plan_only_core(tmp_path / "daemon", tmp_path / "jobs"))
     layers["site"].write_text('partition = "gpu"\naccount = "site-acct"\ntime = "2:00:00"\nmemory = "8G"\n')
     layers["user"].write_text('qos = "high"\nimage = "localhost/mine:1"\n')
     (layers["work"] / "train.py").write_text("print('hi')\n")
