@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from hpcsched.config import Settings
-from hpcsched.planning import preflight
+from hpcsched.planning import fields, preflight
 from hpcsched.planning.request import JobRequest
 
 
@@ -62,14 +62,21 @@ class JobOptions:
             qos=self.qos or cfg.qos or None,
             time=self.time or cfg.time or None,
             mem=self.mem or cfg.memory or None,
-            # Without a memory request Slurm gives a job all of each node's memory, so no other
-            # job can share its nodes: the mem_per_cpu setting asks for an amount per CPU instead.
-            mem_per_cpu=None if self.mem or cfg.memory else cfg.mem_per_cpu or None,
+            mem_per_cpu=self.default_mem_per_cpu(cfg),
             env=list(self.env),
             sbatch=list(self.sbatch),
             name=name,
         )
         return JobRequest.from_options(options)
+
+
+    def default_mem_per_cpu(self, cfg: Settings) -> str | None:
+        """Without a memory request Slurm gives a job all of each node's memory, so no other job
+        can share its nodes: a fixed-size job asks for the mem_per_cpu setting per CPU instead.
+        An elastic job keeps its nodes to itself (hpcsched sizes and measures it in whole nodes)."""
+        if self.mem or cfg.memory or fields.parse_nodes(self.nodes).elastic:
+            return None
+        return cfg.mem_per_cpu or None
 
 
 def check_files(request: JobRequest) -> None:

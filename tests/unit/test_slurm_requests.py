@@ -41,6 +41,11 @@ def test_a_job_that_asks_for_no_memory_asks_for_the_default_per_cpu(dirs: dict[s
     assert "#SBATCH --mem-per-cpu=1000M" in lines and not any(x.startswith("#SBATCH --mem=") for x in lines)
 
 
+def test_an_elastic_job_keeps_its_nodes_to_itself(dirs: dict[str, Path]) -> None:  # noqa: F811
+    assert not any(line.startswith("#SBATCH --mem") for line in sbatch_lines(dirs, "--nodes", "1-3"))
+    assert "#SBATCH --mem=2048M" in sbatch_lines(dirs, "--nodes", "1-3", "--mem", "2G")
+
+
 def test_the_memory_settings_replace_the_default(dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     monkeypatch.setenv("HPCSCHED_MEM_PER_CPU", "3G")
     assert "#SBATCH --mem-per-cpu=3072M" in sbatch_lines(dirs)
