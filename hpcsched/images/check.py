@@ -13,6 +13,7 @@ from hpcsched.slurm.runner import Runner, SlurmCommandError
 
 # sinfo's short states of nodes that cannot run a step now (a trailing * or ~ is stripped first)
 UNAVAILABLE = ("down", "drain", "drng", "fail", "maint", "unk", "npc", "pow", "plnd", "inval", "futr", "resv")
+PODMAN_FIX = "run `srun -w NODE podman info` and fix what it says (docs/real-cluster.md)"
 STEP_EXTRA_S = 300.0  # beyond the wait for the nodes: the probe starts Podman once per node
 
 
@@ -73,8 +74,10 @@ def fix_for(image: str) -> str:
 
 def verdict(node: str, image: str, probe: dict[str, object] | None) -> NodeVerdict:
     if probe is None:
-        return NodeVerdict(node, "missing", f"no answer from {node}: the probe did not run there",
-                           "run `srun -w NODE podman info` and fix what it says")
+        return NodeVerdict(node, "missing", f"no answer from {node}: the probe did not run there", PODMAN_FIX)
+    if probe.get("error"):
+        return NodeVerdict(node, "missing", f"Podman on {node} cannot look for {image}: {probe['error']}",
+                           PODMAN_FIX)
     have, pushed = probe.get("id"), probe.get("archive_id")
     if isinstance(have, str) and (pushed is None or pushed == have):
         return NodeVerdict(node, "ok", f"{image} ({have[:12]}) is in Podman's storage on {node}")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from hpcsched.errors import ValidationError
-from hpcsched.images.podman import Podman, Runner, run_podman
+from hpcsched.images.podman import Podman, PodmanError, Runner, run_podman
 from hpcsched.images.shared import IMAGE_DIR_ENV, Manifest, archives_dir, read_manifest, store_dir
 from hpcsched.launcher.storage import node_storage_override, node_storage_paths, podman_storage_args
 
@@ -90,6 +90,13 @@ def load(image: str, manifest: Manifest, where: NodeImages, say: Callable[[str],
 def ensure_image(image: str, where: NodeImages, say: Callable[[str], None], lock: Lock = node_lock) -> str | None:
     """Why no container of ``image`` can start on this node, or None once the image is there.
     A pushed archive whose id differs from the node's copy (a newer push) is loaded again."""
+    try:
+        return present_or_loaded(image, where, say, lock)
+    except PodmanError as e:
+        return f"Podman on {where.node} cannot look for {image}: {e}"
+
+
+def present_or_loaded(image: str, where: NodeImages, say: Callable[[str], None], lock: Lock) -> str | None:
     manifest = where.manifest(image)
     have = where.podman.image_id(image)
     if have is not None and (manifest is None or manifest.id == have):
@@ -103,7 +110,11 @@ def ensure_image(image: str, where: NodeImages, say: Callable[[str], None], lock
 def probe(image: str, where: NodeImages) -> dict[str, object]:
     """What ``hpcsched image check`` judges for this node (nothing is loaded)."""
     manifest = where.manifest(image)
-    return {"node": where.node, "image": image, "id": where.podman.image_id(image),
+    try:
+        found, error = where.podman.image_id(image), ""
+    except PodmanError as e:
+        found, error = None, str(e)
+    return {"node": where.node, "image": image, "id": found, "error": error,
             "archive_id": manifest.id if manifest else None, "image_dir": where.image_dir}
 
 

@@ -65,6 +65,11 @@ class Podman:
         return result.stdout
 
     def image_id(self, image: str) -> str | None:
-        """The full id of ``image`` in this storage, or None when it is not there."""
-        result = self.try_("image", "inspect", "--format", "{{.Id}}", image)
-        return result.stdout.strip() or None if result.returncode == 0 else None
+        """The full id of ``image`` in this storage, or None when it is not there; raises
+        :class:`PodmanError` when Podman cannot tell (its storage is broken or misconfigured)."""
+        exists = self.try_("image", "exists", image)
+        if exists.returncode == 1:
+            return None
+        if exists.returncode != 0:
+            raise PodmanError(exists)
+        return self("image", "inspect", "--format", "{{.Id}}", image).strip() or None

@@ -26,15 +26,19 @@ class FakePodman:
     """Images by name -> id; ``save`` writes the id into the archive and ``load`` reads it back
     (``tamper`` makes a load give another id, as an archive changed after its push would)."""
 
-    def __init__(self, images: dict[str, str] | None = None, tamper: str = "") -> None:
+    def __init__(self, images: dict[str, str] | None = None, tamper: str = "", broken: str = "") -> None:
         self.images = dict(images or {})
-        self.tamper = tamper
+        self.tamper, self.broken = tamper, broken
         self.calls: list[list[str]] = []
 
     def __call__(self, argv: Sequence[str]) -> PodmanResult:
         self.calls.append(list(argv))
         args = [a for a in argv[1:] if not a.startswith("--root") and not a.startswith("/")]
         verb = args[0] if args else ""
+        if verb == "image" and args[1] == "exists":
+            if self.broken:
+                return PodmanResult(tuple(argv), 125, "", f"Error: {self.broken}\n")
+            return PodmanResult(tuple(argv), 0 if argv[-1] in self.images else 1, "", "")
         if verb == "image" and args[1] == "inspect":
             found = self.images.get(argv[-1])
             return PodmanResult(tuple(argv), 0 if found else 125, f"{found}\n" if found else "", "" if found else "no such image")
@@ -95,6 +99,14 @@ def test_an_older_copy_on_the_node_is_replaced_by_a_newer_push(tmp_path: Path) -
 def test_an_archive_that_loads_as_another_image_is_refused_naming_both_ids(tmp_path: Path) -> None:
     problem = ensure_image(IMAGE, where(FakePodman(tamper=OLD), pushed(tmp_path)), print, no_lock)
     assert problem is not None and f"gives {IMAGE} id {OLD[:12]}, not {NEW[:12]}" in problem and "node2" in problem
+
+
+def test_a_node_whose_podman_cannot_look_is_named_with_podmans_error(tmp_path: Path) -> None:
+    broken = FakePodman(broken="the specified runroot is longer than 50 characters")
+    problem = ensure_image(IMAGE, where(broken, pushed(tmp_path)), print, no_lock)
+    assert problem == (f"Podman on node2 cannot look for {IMAGE}: podman image exists failed: "
+                       "Error: the specified runroot is longer than 50 characters")
+    assert broken.loads() == 0
 
 
 def test_a_launcher_that_waited_for_the_lock_does_not_load_again(tmp_path: Path) -> None:
@@ -162,9 +174,11 @@ def test_check_names_the_node_that_lacks_the_image_with_the_fix() -> None:
     probes = check.parse_probes("\n".join(json.dumps(p) for p in (
         {"node": "node1", "id": NEW, "archive_id": None},
         {"node": "node2", "id": None, "archive_id": NEW},
-        {"node": "node3", "id": None, "archive_id": None})) + "\nsrun: warning\n")
-    verdicts = [check.verdict(n, IMAGE, probes.get(n)) for n in ("node1", "node2", "node3", "node4")]
-    assert [v.status for v in verdicts] == ["ok", "loadable", "missing", "missing"]
+        {"node": "node3", "id": None, "archive_id": None},
+        {"node": "node5", "id": None, "archive_id": NEW, "error": "podman image exists failed: Error: x"})) + "\nsrun: x\n")
+    verdicts = [check.verdict(n, IMAGE, probes.get(n)) for n in ("node1", "node2", "node3", "node4", "node5")]
+    assert [v.status for v in verdicts] == ["ok", "loadable", "missing", "missing", "missing"]
+    assert verdicts[4].found == f"Podman on node5 cannot look for {IMAGE}: podman image exists failed: Error: x"
     assert verdicts[2].found == f"{IMAGE} is not in Podman's storage on node3 and no archive of it is pushed"
     assert f"hpcsched image push {IMAGE}" in verdicts[2].fix and "no answer from node4" in verdicts[3].found
     assert check.exit_status(verdicts) == 1 and check.exit_status(verdicts[:2]) == 0
