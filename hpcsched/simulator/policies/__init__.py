@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from .base import Policy
 from .elastic import ElasticPolicy, hpcsched_policy, pollux_policy
+from .pollux import PolluxPolicy
 from .site import SitePolicy
 from .static import StaticPolicy
 from .tiresias import TiresiasPolicy
@@ -15,6 +16,7 @@ FACTORIES: dict[str, Callable[[], Policy]] = {
     "static-realistic": lambda: StaticPolicy(realistic=True),
     "tiresias": TiresiasPolicy,
     "pollux": pollux_policy,
+    "pollux-faithful": PolluxPolicy,
     "hpcsched": hpcsched_policy,
     "pollux-oracle": lambda: pollux_policy(oracle=True),
     "hpcsched-oracle": lambda: hpcsched_policy(oracle=True),
@@ -33,4 +35,13 @@ def make_policy(name: str) -> Policy:
         raise ValueError(f"unknown policy {name!r} (choose from {', '.join(FACTORIES)})") from None
 
 
-__all__ = ["POLICY_NAMES", "ElasticPolicy", "Policy", "SitePolicy", "StaticPolicy", "TiresiasPolicy", "make_policy"]
+__all__ = [
+    "POLICY_NAMES",
+    "ElasticPolicy",
+    "Policy",
+    "PolluxPolicy",
+    "SitePolicy",
+    "StaticPolicy",
+    "TiresiasPolicy",
+    "make_policy",
+]
