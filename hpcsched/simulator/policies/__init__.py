@@ -8,12 +8,14 @@ from .base import Policy
 from .elastic import ElasticPolicy, hpcsched_policy, pollux_policy
 from .pollux import PolluxPolicy
 from .site import SitePolicy
+from .slurm_backfill import SlurmBackfillPolicy
 from .static import StaticPolicy
 from .tiresias import TiresiasPolicy
 
 FACTORIES: dict[str, Callable[[], Policy]] = {
     "static": lambda: StaticPolicy(realistic=False),
     "static-realistic": lambda: StaticPolicy(realistic=True),
+    "slurm-backfill": SlurmBackfillPolicy,
     "tiresias": TiresiasPolicy,
     "pollux": pollux_policy,
     "pollux-faithful": PolluxPolicy,
@@ -41,6 +43,7 @@ __all__ = [
     "Policy",
     "PolluxPolicy",
     "SitePolicy",
+    "SlurmBackfillPolicy",
     "StaticPolicy",
     "TiresiasPolicy",
     "make_policy",
