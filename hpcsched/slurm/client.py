@@ -19,6 +19,9 @@ from hpcsched.slurm.runner import Runner, SlurmCommandError, run_slurm
 log = logging.getLogger(__name__)
 PARTITIONS_CACHE_S = 30.0
 Partitions = tuple[list[PartitionRecord], list[NodeRecord]]
+# Every state: 22.05 prints finished jobs (within MinJobAge) in ``squeue --json`` whatever the
+# filters; from 23.02 the JSON obeys squeue's default filter, which hides them.
+QUEUE_ARGV = ("squeue", "--json", "--states=all")
 
 
 def slurm_timestamp(epoch: float) -> str:
@@ -41,14 +44,14 @@ class SlurmClient:
         return parse.parse_sbatch_parsable(self.runner(list(argv), timeout=60.0).stdout)
 
     def queue(self) -> list[SlurmJobRecord]:
-        argv = ["squeue", "--json"]
+        argv = list(QUEUE_ARGV)
         if self.only_own_jobs:
             argv.append("--me")
         return parse.parse_squeue(self.runner(argv).stdout)
 
     def queue_all(self) -> list[SlurmJobRecord]:
         """Every user's jobs (one ``squeue --json``): what a sizing pass must not make wait longer."""
-        return parse.parse_squeue(self.runner(["squeue", "--json"]).stdout)
+        return parse.parse_squeue(self.runner(list(QUEUE_ARGV)).stdout)
 
     def accounting(self, since: float, job_ids: Iterable[int] | None = None, until: float | None = None) -> list[SlurmJobRecord]:
         """Every run (``-D``: requeued runs too) of jobs since ``since``; one sacct call."""

@@ -69,9 +69,17 @@ def _plain_state(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+# From 23.02 a state is a list: the base state, then flags. 22.05 printed one word, a flag in
+# place of the base state when one of these was set (Slurm's job_state_string, in its order):
+# a requeued run is "REQUEUED" there and ["PENDING", "REQUEUED"] from 23.02; both read "REQUEUED".
+STATE_FLAGS = ("COMPLETING", "STAGE_OUT", "CONFIGURING", "RESIZING", "REQUEUED", "REQUEUE_FED",
+               "REQUEUE_HOLD", "SPECIAL_EXIT", "STOPPED", "REVOKED", "RESV_DEL_HOLD", "SIGNALING")
+
+
 def _list_state(value: Any) -> str:
     if isinstance(value, list):
-        return value[0] if value and isinstance(value[0], str) else ""
+        words = [w for w in value if isinstance(w, str)]
+        return next((f for f in STATE_FLAGS if f in words[1:]), words[0] if words else "")
     return _plain_state(value)
 
 
@@ -90,23 +98,31 @@ def detect_schema(meta: dict[str, Any]) -> Schema:
     raise SlurmParseError(f"unrecognised Slurm JSON schema {version!r}")
 
 
-def _load(text: str, key: str = "jobs") -> tuple[Schema, list[dict[str, Any]]]:
+def _load(text: str, key: str = "jobs", newer_key: str = "") -> tuple[Schema, str, list[dict[str, Any]]]:
+    """The schema, the key found (``key``, or ``newer_key`` where a later layout renamed the
+    list) and the list under it."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise SlurmParseError(f"not JSON: {e}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
+    found = newer_key if isinstance(doc, dict) and newer_key and isinstance(doc.get(newer_key), list) else key
+    if not isinstance(doc, dict) or not isinstance(doc.get(found), list):
         raise SlurmParseError(f"no '{key}' list in Slurm's JSON")
-    return detect_schema(doc.get("meta") or {}), doc[key]
+    return detect_schema(doc.get("meta") or {}), found, doc[found]
+
+
+# Slurm's "no value" and "infinite" sentinels (32 and 64 bit): sacct 24.11 prints a never-started
+# run's start as a plain 4294967294.
+UNSET = frozenset({0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFE, 0xFFFFFFFFFFFFFFFF})
 
 
 def _time(schema: Schema, value: Any) -> float | None:
     n = schema.number(value)
-    return float(n) if n else None
+    return float(n) if n and n not in UNSET else None
 
 
 def parse_squeue(text: str) -> list[SlurmJobRecord]:
-    schema, jobs = _load(text)
+    schema, _, jobs = _load(text)
     return [_squeue_job(schema, j) for j in jobs]
 
 
@@ -169,7 +185,7 @@ def _signal(schema: Schema, exit_code: dict[str, Any]) -> int | None:
 
 
 def parse_sacct(text: str) -> list[SlurmJobRecord]:
-    schema, jobs = _load(text)
+    schema, _, jobs = _load(text)
     return [_sacct_job(schema, j) for j in jobs]
 
 
@@ -243,7 +259,11 @@ def _limit(text: str | None) -> int | None:
 
 
 def parse_sinfo_nodes(text: str) -> list[NodeRecord]:
-    schema, nodes = _load(text, "nodes")
+    """``sinfo --json``: a ``nodes`` list up to 22.05; from 23.02 a ``sinfo`` list of groups of
+    alike nodes of one partition, read by :func:`_sinfo_groups`."""
+    schema, key, nodes = _load(text, "nodes", newer_key="sinfo")
+    if key == "sinfo":
+        return _sinfo_groups(schema, nodes)
     return [
         NodeRecord(
             name=str(n.get("name") or ""),
@@ -253,6 +273,21 @@ def parse_sinfo_nodes(text: str) -> list[NodeRecord]:
         )
         for n in nodes
     ]
+
+
+def _sinfo_groups(schema: Schema, groups: list[dict[str, Any]]) -> list[NodeRecord]:
+    """One record per node, its partitions gathered from every group it is in; a group's CPUs
+    are per node (``cpus.minimum``), its generic resources ``gres.total``."""
+    found: dict[str, NodeRecord] = {}
+    for g in groups:
+        partition = str((g.get("partition") or {}).get("name") or "")
+        cpus = int(schema.number((g.get("cpus") or {}).get("minimum")) or 0)
+        gpus = gpu_count(str((g.get("gres") or {}).get("total") or ""))
+        for name in (g.get("nodes") or {}).get("nodes") or ():
+            seen = found.get(name)
+            partitions = (seen.partitions if seen else ()) + ((partition,) if partition else ())
+            found[name] = NodeRecord(name=str(name), partitions=partitions, cpus=cpus, gpus=gpus)
+    return list(found.values())
 
 
 def gpu_count(gres: str) -> int:
