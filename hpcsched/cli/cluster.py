@@ -19,6 +19,8 @@ from hpcsched.cli.common import CliError, InvalidInput, print_json, reports_erro
 from hpcsched.cli.site import ask_coordinator, show_plan
 from hpcsched.config import MAX_REBALANCE_WAIT_S
 from hpcsched.daemon import client, statedir
+from hpcsched.doctor.probes import cron_running, running_commands
+from hpcsched.planning.fields import shown
 
 HELP = {"help_option_names": ["-h", "--help"]}
 MARKER = "# hpcsched rebalance"
@@ -132,12 +134,21 @@ def parse_every(text: str) -> str:
     """``10m`` / ``2h`` / ``1d`` → the crontab time fields."""
     m = re.fullmatch(r"(\d{1,3})([mhd])", text.strip())
     if not m:
-        raise CliError(f"--every: {text!r} is not an interval such as 10m, 2h or 1d")
+        raise InvalidInput(f"--every: {shown(text)} is not an interval such as 10m, 2h or 1d")
     n, unit = int(m.group(1)), m.group(2)
     limits = {"m": 59, "h": 23, "d": 1}
     if not 1 <= n <= limits[unit]:
-        raise CliError(f"--every: {text!r} must be 1-{limits[unit]}{unit}")
+        raise InvalidInput(f"--every: {text!r} must be 1-{limits[unit]}{unit}")
     return {"m": f"*/{n} * * * *", "h": f"0 */{n} * * *", "d": "0 3 * * *"}[unit]
+
+
+NO_CRON = ("no cron daemon runs on this host, so nothing runs the entry: ask the administrators to run cron "
+           "on the login nodes (e.g. `systemctl enable --now cron`); until then run `hpcsched rebalance` yourself")
+
+
+def cron_daemon_running() -> bool | None:
+    """None when this host's processes cannot be seen (then nothing is claimed)."""
+    return cron_running(running_commands())
 
 
 def crontab_lines() -> list[str]:
@@ -173,6 +184,8 @@ def install(every: str) -> None:
     entry = cron_entry(parse_every(every))
     write_crontab([line for line in crontab_lines() if MARKER not in line] + [entry])
     click.echo(f"installed: {entry}")
+    if cron_daemon_running() is False:
+        raise CliError(f"the entry is installed, but {NO_CRON}")
 
 
 @cron.command(context_settings=HELP)
@@ -192,18 +205,23 @@ def remove() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @reports_errors
 def cron_status(as_json: bool) -> None:
-    """Show hpcsched's crontab entry and the end of the rebalance log. Exit 1 if none is installed."""
+    """Show hpcsched's crontab entry and the end of the rebalance log. Exit 1 if none is installed
+    or no cron daemon runs on this host."""
     entries = [line for line in crontab_lines() if MARKER in line]
     log = os.path.join(settings().state_dir, "rebalance.log")
     tail = read_log_tail(log)
     if any(" >> " in line for line in entries):
         click.echo("hpcsched: this entry logs through the shell, which would follow a link planted at the log's "
                    "path: `hpcsched cron install` replaces it with one that logs safely", err=True)
+    running = cron_daemon_running()
     if as_json:
-        print_json({"installed": bool(entries), "entries": entries, "log": log, "log_tail": tail})
+        print_json({"installed": bool(entries), "entries": entries, "cron_running": running, "log": log,
+                    "log_tail": tail})
     else:
         click.echo("\n".join(entries) if entries else "no hpcsched entry in your crontab")
         if tail:
             click.echo(f"--- {log}\n" + "\n".join(tail))
-    if not entries:
+    if running is False:
+        click.echo(f"hpcsched: {NO_CRON}", err=True)
+    if not entries or running is False:
         raise SystemExit(1)

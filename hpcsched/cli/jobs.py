@@ -14,6 +14,7 @@ from rich.table import Table
 from hpcsched.cli.common import format_duration, print_json, reports_errors, settings, table_console
 from hpcsched.cli.follow import follow_log, print_log
 from hpcsched.daemon import client, owners
+from hpcsched.planning.fields import format_count
 from hpcsched.slurm.states import explain_reason
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -44,15 +45,21 @@ def job_table(jobs: list[dict[str, Any]]) -> Table:
     for column in columns:
         table.add_column(column, no_wrap=column != "EXIT/REASON")
     for j in jobs:
-        exit_or_reason = explain_reason(j["reason"]) or ("" if j["exit_code"] is None else f"exit {j['exit_code']}")
         p = j.get("progress")
         rate = f"{p['throughput']:.1f}" if p and p.get("throughput") else "-"
         table.add_row(
             str(j["id"]), j["name"], j["user"], j["state"], str(j["nodes"] or "-"),
             str(j["slurm_job_id"] or "-"), format_duration(j["elapsed"]), progress_text(p), rate, eta_text(p),
-            exit_or_reason,
+            exit_or_reason(j),
         )
     return table
+
+
+def exit_or_reason(job: dict[str, Any]) -> str:
+    """A cancelled job has no exit code worth showing: Slurm records 0 for it, which reads as success."""
+    if job["state"] == "CANCELLED":
+        return explain_reason(job["reason"]) or "cancelled (no exit code)"
+    return explain_reason(job["reason"]) or ("" if job["exit_code"] is None else f"exit {job['exit_code']}")
 
 
 def progress_bars(jobs: list[dict[str, Any]]) -> Table:
@@ -134,7 +141,8 @@ def resize(job: int, nodes: int, mode: str, as_json: bool) -> None:
         print_json(result)
     else:
         cur = result["attempts"][-1]
-        click.echo(f"job {job}: resize to {nodes} nodes requested (attempt {cur['number']}, {cur['state']})")
+        click.echo(f"job {job}: resize to {format_count(nodes, 'node')} requested (attempt {cur['number']}, "
+                   f"{cur['state']})")
 
 
 @click.command(context_settings=HELP)

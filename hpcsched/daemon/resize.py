@@ -20,7 +20,7 @@ from hpcsched.daemon.submission import Submitter
 from hpcsched.errors import HpcschedError, ValidationError
 from hpcsched.jobs import layout
 from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
-from hpcsched.planning.fields import parse_nodes
+from hpcsched.planning.fields import format_count, parse_nodes
 from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.parse import SlurmJobRecord
 from hpcsched.slurm.runner import SlurmCommandError
@@ -64,7 +64,7 @@ def check_resizable(job: Job, nodes: int, mode: str) -> None:
     if cur is None or cur.state is not JobState.RUNNING:
         raise HpcschedError(f"job {job.id} is {job.state.value}; only a running job can be resized")
     if nodes == cur.nodes and mode != "requeue":
-        raise ValidationError("--nodes", f"job {job.id} already runs on {nodes} nodes")
+        raise ValidationError("--nodes", f"job {job.id} already runs on {format_count(nodes, 'node')}")
     if mode == "shrink" and nodes > cur.nodes:
         raise ValidationError("--mode", "shrink needs fewer nodes than the job has")
     if mode == "grow" and nodes < cur.nodes:

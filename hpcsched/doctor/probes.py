@@ -45,6 +45,11 @@ def running_commands() -> list[str] | None:
     return names if len(names) > 3 else None
 
 
+def cron_running(names: list[str] | None) -> bool | None:
+    """Whether a cron daemon is among this host's processes (None: /proc does not tell)."""
+    return None if names is None else bool(CRON_DAEMONS.intersection(names))
+
+
 def crontab() -> str:
     proc = subprocess.run(["crontab", "-l"], capture_output=True, text=True, timeout=30, check=False)
     return proc.stdout if proc.returncode == 0 else ""
@@ -138,9 +143,7 @@ def node_probe(cfg: Settings, host: Host, wait_s: float) -> list[Finding]:
 def regular_passes(cfg: Settings, host: Host) -> Finding:
     if cfg.coordinator_socket:
         return login.regular_passes(cfg.coordinator_socket, host.reach(cfg.coordinator_socket), None, False)
-    names = host.processes()
-    running = None if names is None else bool(CRON_DAEMONS.intersection(names))
-    return login.regular_passes("", None, running, CRON_MARKER in host.crontab())
+    return login.regular_passes("", None, cron_running(host.processes()), CRON_MARKER in host.crontab())
 
 
 def gpus(cfg: Settings, host: Host, wait_s: float) -> Finding:

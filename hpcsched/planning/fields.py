@@ -102,13 +102,24 @@ class NodeRange:
         return str(self.min) if self.min == self.max else f"{self.min}-{self.max}"
 
 
-def _bounded_int(field: str, text: str, low: int, high: int) -> int:
+def shown(text: str, limit: int = 60) -> str:
+    """A user's value as an error message quotes it: at most ``limit`` characters, then …"""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"… ({len(text):,} characters)"
+
+
+def format_count(count: int, noun: str) -> str:
+    """``1 node``, ``2 nodes``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _bounded_int(field: str, text: str, low: int, high: int, unit: str = "") -> int:
+    """``unit`` (plural, with a leading space: " days") is said with the bounds."""
     text = text.strip()
     if not _INT.fullmatch(text):
-        raise ValidationError(field, f"expected a whole number between {low} and {high}, got {text!r}")
+        raise ValidationError(field, f"expected a whole number between {low} and {high}{unit}, got {shown(text)}")
     value = int(text)
     if not low <= value <= high:
-        raise ValidationError(field, f"must be between {low} and {high}, got {value}")
+        raise ValidationError(field, f"must be between {low} and {high}{unit}, got {value}{unit}")
     return value
 
 
@@ -167,7 +178,7 @@ def parse_time(text: str) -> int:
     rest = raw
     if "-" in raw:
         d, rest = raw.split("-", 1)
-        days = _bounded_int(field, d, 0, 365)
+        days = _bounded_int(field, d, 0, 365, " days")
         parts = rest.split(":")
         if not 1 <= len(parts) <= 3:
             raise ValidationError(field, f"expected D-H[:M[:S]], got {raw!r}")
@@ -221,14 +232,14 @@ def parse_name(text: str, field: str = "--name") -> str:
     if not _NAME.fullmatch(text):
         raise ValidationError(
             field,
-            f"{text!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            f"{shown(text)} is not allowed: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
     return text
 
 
 def parse_slurm_word(field: str, text: str) -> str:
     if not _SLURM_WORD.fullmatch(text):
-        raise ValidationError(field, f"{text!r} is not a valid Slurm name (letters, digits, '_', '.', '-')")
+        raise ValidationError(field, f"{shown(text)} is not a valid Slurm name (letters, digits, '_', '.', '-')")
     return text
 
 

@@ -92,6 +92,7 @@ def test_the_cron_entry_logs_through_hpcsched_not_the_shell(state: Path, monkeyp
 def test_G5_cron_status_refuses_a_planted_log_link(state: Path, victim: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HPCSCHED_STATE_DIR", str(state))
     monkeypatch.setattr(cluster, "crontab_lines", lambda: [cluster.cron_entry("*/5 * * * *")])
+    monkeypatch.setattr(cluster, "cron_daemon_running", lambda: True)
     (state / "rebalance.log").write_text("pass 1\npass 2\n")
     shown = CliRunner().invoke(cli, ["cron", "status"])
     assert shown.exit_code == 0 and shown.stdout.endswith("pass 1\npass 2\n")
@@ -107,6 +108,7 @@ def test_cron_status_asks_to_reinstall_an_entry_that_logs_through_the_shell(
     monkeypatch.setenv("HPCSCHED_STATE_DIR", str(state))
     old = f"*/5 * * * * hpcsched rebalance --quiet --wait 60 >> {state}/rebalance.log 2>&1 # hpcsched rebalance"
     monkeypatch.setattr(cluster, "crontab_lines", lambda: [old])
+    monkeypatch.setattr(cluster, "cron_daemon_running", lambda: True)
     shown = CliRunner().invoke(cli, ["cron", "status"])
     assert shown.exit_code == 0
     assert "`hpcsched cron install` replaces it with one that logs safely" in shown.stderr

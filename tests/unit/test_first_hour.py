@@ -1,0 +1,83 @@
+"""What a new user met in their first hour (issue 14, item 8), each as the CLI now shows it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+from test_cli_run import dirs, run, write  # noqa: F401  (dirs is a fixture)
+
+from hpcsched.cli import cluster, jobs
+from hpcsched.cli.main import cli
+from hpcsched.daemon import client
+from hpcsched.errors import ValidationError
+from hpcsched.planning import fields
+
+
+def status_row(**job: Any) -> str:
+    base = {"id": 3, "name": "train", "user": "alice", "state": "COMPLETED", "nodes": 1, "slurm_job_id": 40,
+            "elapsed": 12.0, "progress": None, "reason": "", "exit_code": 0}
+    console = Console(width=200, record=True)
+    console.print(jobs.job_table([{**base, **job}]))
+    return console.export_text().splitlines()[1].rstrip()
+
+
+def test_a_cancelled_job_shows_no_exit_code_that_reads_as_success() -> None:
+    assert status_row(state="CANCELLED", exit_code=0).endswith("cancelled (no exit code)")
+    assert status_row(state="COMPLETED", exit_code=0).endswith("exit 0")
+    assert status_row(state="FAILED", exit_code=3).endswith("exit 3")
+
+
+def test_time_limit_errors_say_the_unit() -> None:
+    with pytest.raises(ValidationError) as too_long:
+        fields.parse_time("400-00:00")
+    assert "must be between 0 and 365 days, got 400 days" in str(too_long.value)
+
+
+def test_a_10000_character_name_is_not_echoed_whole(dirs: dict[str, Path]) -> None:  # noqa: F811
+    result = run(dirs, str(write(dirs, "train.py")), "--name", "x" * 9_999 + "!", "--dry-run")
+    assert result.exit_code == 2
+    assert "--name" in result.stderr and "… (10,000 characters) is not allowed" in result.stderr
+    assert len(result.stderr) < 300
+
+
+def test_resize_to_one_node_says_node() -> None:
+    assert fields.format_count(1, "node") == "1 node" and fields.format_count(2, "node") == "2 nodes"
+
+
+@pytest.fixture
+def crontab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """The user's crontab (a list), and no cron daemon on this host."""
+    monkeypatch.setenv("HPCSCHED_STATE_DIR", str(tmp_path))
+    lines: list[str] = []
+    monkeypatch.setattr(cluster, "crontab_lines", lambda: list(lines))
+    monkeypatch.setattr(cluster, "write_crontab", lambda new: lines.__setitem__(slice(None), new))
+    monkeypatch.setattr(cluster, "cron_daemon_running", lambda: False)
+    monkeypatch.setattr(client, "call", None)  # no daemon is asked
+    return lines
+
+
+def test_cron_install_says_that_no_cron_daemon_runs_here_and_exits_1(crontab: list[str]) -> None:
+    result = CliRunner().invoke(cli, ["cron", "install", "--every", "5m"])
+    assert result.exit_code == 1
+    assert "the entry is installed, but no cron daemon runs on this host" in result.stderr
+    assert "ask the administrators to run cron" in result.stderr
+    assert len(crontab) == 1 and crontab[0].startswith("*/5 * * * * ")
+
+
+def test_cron_status_says_that_no_cron_daemon_runs_here(crontab: list[str]) -> None:
+    crontab.append(cluster.cron_entry("*/5 * * * *"))
+    result = CliRunner().invoke(cli, ["cron", "status"])
+    assert result.exit_code == 1
+    assert "no cron daemon runs on this host, so nothing runs the entry" in result.stderr
+
+
+@pytest.mark.parametrize("every", ["7s", "61m", "x" * 10_000])
+def test_cron_install_with_a_bad_interval_exits_2_like_other_validation_errors(crontab: list[str], every: str) -> None:
+    result = CliRunner().invoke(cli, ["cron", "install", "--every", every])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("hpcsched: error: --every: ") and len(result.stderr) < 200
+    assert crontab == []
