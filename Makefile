@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTEST_ARGS ?=
 
-.PHONY: demo check setup lint test unit unit-alone integration bench cluster-stop
+.PHONY: demo check setup lint test unit unit-alone integration bench cluster-stop docs
 
 ## demo: set everything up, then run the two-node all-reduce example as the cluster user
 demo: setup
@@ -36,3 +36,10 @@ bench: setup
 
 cluster-stop:
 	cluster/localcluster stop
+
+## docs: build the documentation site into site/; a broken link or a page missing from the navigation fails
+docs:
+	[ -x .venv/bin/python ] || python3 -m venv .venv
+	.venv/bin/python -c 'import mkdocs, material' 2>/dev/null || \
+		.venv/bin/pip install -q --disable-pip-version-check -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from hpcsched.cli.common import format_duration, print_json, reports_errors, settings, table_console
 from hpcsched.cli.follow import follow_log, print_log
+from hpcsched.cli.progress import Progress
 from hpcsched.daemon import client, owners
 from hpcsched.planning.fields import format_count
 from hpcsched.slurm.states import explain_reason
@@ -171,9 +172,12 @@ def cancel(job: int, wait: bool, as_json: bool) -> None:
     cfg = settings()
     client.ensure_daemon(cfg)
     result = client.call(cfg, "cancel", {"job": job})
+    progress, started = Progress(enabled=not as_json), time.monotonic()
     while wait and not _final(result["state"]):
+        progress.update(f"job {job}: {result['state']}, waiting for Slurm to end it ({time.monotonic() - started:.0f} s)")
         time.sleep(0.5)
         result = client.call(cfg, "status", {"job": job})[0]
+    progress.done()
     if as_json:
         print_json(result)
     else:

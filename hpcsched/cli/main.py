@@ -31,6 +31,7 @@ COMMANDS = {
     "config": "hpcsched.cli.config:config",
     "doctor": "hpcsched.cli.doctor:doctor",
     "image": "hpcsched.cli.image:image",
+    "completion": "hpcsched.cli.completion:completion",
 }
 
 

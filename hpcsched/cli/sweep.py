@@ -15,6 +15,7 @@ from rich.text import Text
 
 from hpcsched.cli.common import CliError, print_json, reports_errors, settings, table_console
 from hpcsched.cli.job_options import JobOptions, check_files, job_options
+from hpcsched.cli.progress import Progress
 from hpcsched.config import Settings
 from hpcsched.daemon import client
 from hpcsched.errors import HpcschedError
@@ -170,15 +171,19 @@ def submit_trials(
 ) -> SweepRecord:
     """Submit trial by trial through the daemon, as ``hpcsched run`` does, saving the record after
     each. On an error, say which trials run as which jobs and which were not submitted."""
+    progress = Progress(enabled=not as_json)
     for trial, request in zip(record.trials, requests, strict=True):
         try:
             submitted = client.call(cfg, "run", {"request": request.to_options()})
             record = record.with_job(trial.index, int(submitted["id"]))
             sweep_store.save(directory, record)
+            progress.update(f"sweep {record.name}: {len(record.submitted)} of {len(record.trials)} trials submitted")
         except HpcschedError as e:
+            progress.done()
             record = record.failed(f"trial {trial.index} ({trial.job_name}): {e}")
             report_partial(record, directory, as_json)
             raise CliError(f"sweep {record.name}: {record.error}") from None
+    progress.done()
     return record
 
 
