@@ -14,7 +14,7 @@ from hpcsched.models import NO_NOISE_DATA, BatchLimits, Observation, ThroughputP
 from hpcsched.simulator import Application, JobSpec, RestartModel, simulate
 from hpcsched.simulator.jobs import JobView
 from hpcsched.simulator.knowledge import Information, prior_params
-from hpcsched.simulator.policies import ElasticPolicy
+from hpcsched.simulator.policies import POLICY_NAMES, ElasticPolicy, make_policy
 
 TRUE = ThroughputParams(alpha_c=0.05, beta_c=0.005, alpha_n=0.3, beta_n=0.0, alpha_r=0.02, beta_r=0.0, gamma=1.0)
 
@@ -118,3 +118,12 @@ def test_the_growth_cap_doubles_at_most_the_largest_size_run() -> None:
 def test_impossible_information_is_refused_naming_the_setting(scale: float, stop: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Information(declared_scale=scale, early_stop=stop)
+
+
+def test_oracle_policies_are_labelled_upper_bounds_left_out_of_the_default_comparison() -> None:
+    for name in ("hpcsched", "pollux"):
+        honest, bound = make_policy(name), make_policy(f"{name}-oracle")
+        assert isinstance(honest, ElasticPolicy) and isinstance(bound, ElasticPolicy)
+        assert (honest.oracle, honest.explore) == (False, True)  # the growth cap is on
+        assert (bound.oracle, bound.name) == (True, f"{name}-oracle")
+    assert not [name for name in POLICY_NAMES if name.endswith("-oracle")]
