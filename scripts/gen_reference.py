@@ -46,7 +46,7 @@ def _option_row(ctx: click.Context, param: click.Option) -> str:
     """The option's names, metavar and help as ``--help`` prints them (defaults included)."""
     record = param.get_help_record(ctx)
     names, help_text = record if record is not None else (", ".join(param.opts), "")
-    return f"| `{_cell(names)}` | {_cell(help_text)} |"
+    return f"| `{' '.join(names.split())}` | {_cell(help_text)} |"  # a | in a code span splits no cell
 
 
 def _usage(path: tuple[str, ...], command: click.Command) -> str:
