@@ -22,13 +22,25 @@ HELP = {"help_option_names": ["-h", "--help"]}
 
 
 def progress_text(p: dict[str, Any] | None) -> str:
-    """``step 120/400 (30%)``, or the step alone when the total is unknown."""
+    """``step 120 (30%)``: the share of the job's samples (over all epochs), which a resize does not
+    change, unlike the number of steps; else ``step 120/400 (30%)``, or the step alone."""
     if not p:
         return "-"
-    total = p.get("total_steps")
-    if total:
-        return f"{p['step']}/{total} ({100 * p['step'] / total:.0f}%)"
+    done = fraction_done(p)
+    if p.get("total_samples"):
+        return f"step {p['step']} ({100 * (done or 0):.0f}%)"
+    if done is not None:
+        return f"{p['step']}/{p['total_steps']} ({100 * done:.0f}%)"
     return f"step {p['step']}"
+
+
+def fraction_done(p: dict[str, Any]) -> float | None:
+    """Samples done of the job's total (the runtime library since it reports them), else steps."""
+    if p.get("total_samples"):
+        return min(1.0, float(p.get("samples") or 0) / float(p["total_samples"]))
+    if p.get("total_steps"):
+        return min(1.0, float(p.get("step") or 0) / float(p["total_steps"]))
+    return None
 
 
 def eta_text(p: dict[str, Any] | None) -> str:
@@ -68,8 +80,8 @@ def progress_bars(jobs: list[dict[str, Any]]) -> Table:
     table = Table(box=None, show_header=False, pad_edge=False)
     for j in jobs:
         p = j.get("progress") or {}
-        total, step = p.get("total_steps"), p.get("step", 0)
-        bar = ProgressBar(total=float(total), completed=float(step), width=30) if total else "no progress reported"
+        done = fraction_done(p)
+        bar = ProgressBar(total=1.0, completed=done, width=30) if done is not None else "no progress reported"
         table.add_row(f"{j['id']} {j['name']}", j["state"], bar, progress_text(p or None), eta_text(p or None))
     return table
 

@@ -56,6 +56,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
         "event": last.get("event"),
         "step": step,
         "total_steps": total,
+        "total_samples": last.get("total_samples"),
         "epoch": last.get("epoch"),
         "samples": last.get("samples"),
         "loss": last.get("loss"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shlex
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from hpcsched.launcher.container import (
     ulimit_args,
 )
 from hpcsched.launcher.storage import check_node_storage
+from hpcsched.runtime.forward import EXIT_CHECKPOINTED
 
 STOP_GRACE = 5.0
 PODMAN_CANNOT_START = 126  # podman run: the OCI runtime could not start the container
@@ -114,7 +116,9 @@ def main(argv: list[str]) -> int:
     name, base = container_name(ctx), images.podman.argv()
     podman(base, "rm", "--force", "--ignore", "--time", "0", name)
     # Its own session: the launcher alone decides which signal reaches the container, and when.
-    proc = subprocess.Popen(podman_run_argv(spec, ctx, current_limits(), base), stdin=subprocess.DEVNULL, start_new_session=True)
+    argv = podman_run_argv(spec, ctx, current_limits(), base)
+    say(ctx.node_name, f"{shlex.join(argv)}")  # the line `run --dry-run` showed, with Slurm's values
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
     stopping = threading.Event()
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -139,6 +143,10 @@ def main(argv: list[str]) -> int:
     print(f"hpcsched launcher on {ctx.node_name}: container exited with status {return_code}", file=sys.stderr)
     if return_code == PODMAN_CANNOT_START:
         explain_work_directory(spec.workdir, ctx.node_name)
+    if return_code == EXIT_CHECKPOINTED:
+        say(ctx.node_name, "stopped at a checkpoint as asked: this step ends with status 0, so that Slurm does not "
+            "record it as failed (the batch driver reads the attempt's checkpointed marker)")
+        return 0
     return return_code if return_code >= 0 else 128 - return_code
 
 

@@ -215,6 +215,9 @@ def podman_run_argv(spec: LaunchSpec, ctx: NodeContext, limits: list[str],
         ("SLURMD_NODENAME", ctx.node_name),
         ("SLURM_JOB_NODELIST", ctx.node_list),
         ("HOME", "/tmp"),
+        # a rank stopped at a checkpoint exits 0 (torchrun prints no ChildFailedError for it); the
+        # checkpointed marker says what happened, and hpcsched.runtime.forward exits 75 on it
+        ("HPCSCHED_CHECKPOINTED_EXIT", "0"),
         *visible_device_env(ctx.gpus, spec.gpu_device_style),
         *defaults,
         *spec.env,

@@ -20,12 +20,14 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import IO
 
@@ -105,7 +107,7 @@ class Driver:
                  slurm_job_id: str | None = None, slurm: runner.Runner | None = None,
                  start_step: Callable[..., subprocess.Popen[bytes]] | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 hang_timeout: float = 0.0, site_decisions: str | None = None) -> None:
+                 hang_timeout: float = 0.0, site_decisions: str | None = None, cwd: str | None = None) -> None:
         self.job_id = job_id
         self.job_dir = job_dir
         self.launcher = launcher
@@ -125,6 +127,7 @@ class Driver:
         self.site_decisions = site_decisions  # a site coordinator's decisions directory (site mode)
         self.attempt_started = 0.0
         self.nodes = 0  # the allocation's node count at the start of this attempt
+        self.cwd = cwd or os.getcwd()  # where Slurm's commands run: the job's work directory
 
     # --- signals ----------------------------------------------------------------------------
 
@@ -219,6 +222,14 @@ class Driver:
         elif self.clock() - self.hung_since > HUNG_KILL_DELAY:
             self.step.kill()
 
+    def checkpointed(self, rc: int) -> int:
+        """The launchers end a step that stopped at a checkpoint with status 0, so that Slurm does
+        not record an intended stop as a failed step (FAILED 75); the marker the runtime wrote
+        tells the driver, which goes on as for exit 75."""
+        if rc == 0 and layout.checkpointed_marker(self.job_dir, self.attempt).exists():
+            return layout.EXIT_CHECKPOINTED
+        return rc
+
     def end_attempt(self, rc: int, outcome: str) -> None:
         layout.write_json(layout.attempt_dir(self.job_dir, self.attempt) / "end.json",
                           {"attempt": self.attempt, "exit_code": rc, "outcome": outcome, "end_time": time.time()})
@@ -244,6 +255,18 @@ class Driver:
             return "resize", int(request["nodes"])
         return "requeue", None
 
+    def keep_resize_scripts(self) -> None:
+        """``scontrol update NumNodes`` writes slurm_job_<id>_resize.sh/.csh into its working
+        directory, the user's work directory: move them into the attempt's directory."""
+        for suffix in ("sh", "csh"):
+            name = f"slurm_job_{self.slurm_job_id}_resize.{suffix}"
+            try:
+                shutil.move(os.path.join(self.cwd, name), layout.attempt_dir(self.job_dir, self.attempt) / name)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                Path(self.cwd, name).unlink(missing_ok=True)
+
     def requeue_self(self) -> int:
         self.slurm(["scontrol", "requeue", self.slurm_job_id])
         self.sleep(60)  # Slurm ends this batch step as part of the requeue
@@ -253,7 +276,7 @@ class Driver:
         reason = first_reason
         while True:
             self.hung_since = None
-            rc = self.run_attempt(reason)
+            rc = self.checkpointed(self.run_attempt(reason))
             if self.terminate.is_set():
                 self.end_attempt(rc, "cancelled")
                 return rc
@@ -270,6 +293,7 @@ class Driver:
             if outcome == "resize" and shrink_to is not None:
                 if shrink_to < self.nodes:  # a decision no longer smaller than the allocation: go on as is
                     self.slurm(["scontrol", "update", f"JobId={self.slurm_job_id}", f"NumNodes={shrink_to}"])
+                    self.keep_resize_scripts()
                 reason = "resize"
                 continue
             return self.requeue_self()

@@ -51,13 +51,18 @@ class JobIdentity:
 @dataclass(frozen=True)
 class JobEnvironment:
     """Where this attempt of the job keeps its files; ``job_dir`` is None outside hpcsched.
-    ``identity`` is None outside hpcsched and for jobs submitted by versions without one."""
+    ``identity`` is None outside hpcsched and for jobs submitted by versions without one.
+    ``checkpointed_exit`` is the exit status of a rank that stopped at a checkpoint: 75 (requeue
+    me), or 0 where hpcsched's launcher reads the checkpointed marker instead
+    (HPCSCHED_CHECKPOINTED_EXIT=0), so that torchrun sees no failed worker and prints no
+    ChildFailedError for an intended stop."""
 
     job_id: str | None
     attempt: int
     job_dir: Path | None
     checkpoint_dir: Path
     identity: JobIdentity | None = None
+    checkpointed_exit: int = 75
 
     @property
     def stop_file(self) -> Path | None:
@@ -113,7 +118,8 @@ def job_from_env(env: Mapping[str, str] | None = None) -> JobEnvironment:
     attempt = _int(env, "HPCSCHED_ATTEMPT", 1)
     if attempt < 1:
         raise ValueError(f"HPCSCHED_ATTEMPT={attempt} must be 1 or more")
-    return JobEnvironment(env.get("HPCSCHED_JOB_ID") or None, attempt, job_dir, checkpoint_dir, identity_from_env(env))
+    return JobEnvironment(env.get("HPCSCHED_JOB_ID") or None, attempt, job_dir, checkpoint_dir, identity_from_env(env),
+                          _int(env, "HPCSCHED_CHECKPOINTED_EXIT", 75))
 
 
 def identity_from_env(env: Mapping[str, str]) -> JobIdentity | None:

@@ -109,6 +109,7 @@ class DataFeed:
             later_epochs = max(0, self._num_epochs - self.position.epoch - 1)
             left = len(sampler.steps()) + later_epochs * sampler.steps_per_epoch()
             self.progress.total_steps = self.position.step + left
+            self.progress.total_samples = self._num_epochs * size
         return sampler
 
     def _begin_adaptive(self, batch_size: int) -> None:

@@ -50,6 +50,9 @@ class ProgressLog:
         self.attempt, self.world_size = attempt, world_size
         self.global_batch: int | None = None
         self.total_steps: int | None = None
+        # the job's samples over all its epochs: unlike total_steps it does not change with the
+        # world size, so progress shown from it never goes back after a resize
+        self.total_samples: int | None = None
         self.fields: dict[str, Any] = {}
         self.min_interval_s = min_interval_s
         self._wall_clock, self._clock = wall_clock, clock
@@ -97,6 +100,7 @@ class ProgressLog:
             "world_size": self.world_size,
             "global_batch": self.global_batch,
             "total_steps": self.total_steps,
+            "total_samples": self.total_samples,
             "elastic": True,
             **self.fields,
             **extra,

@@ -298,7 +298,7 @@ class ElasticTrainer(DataFeed):
         self._step_clock.close()
         self._collectives.settle()
         teardown_process_group(self._created_group)
-        raise SystemExit(code)
+        raise SystemExit(self.job.checkpointed_exit if code == EXIT_CHECKPOINTED else code)
 
     def _exit_code(self) -> int:
         return EXIT_CHECKPOINTED if self._checkpointed else EXIT_NOT_CHECKPOINTED

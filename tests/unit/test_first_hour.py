@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,13 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 from test_cli_run import dirs, run, write  # noqa: F401  (dirs is a fixture)
+from test_runtime_trainer import SIZE, env_for, make_trainer, train
 
 from hpcsched.cli import cluster, jobs
 from hpcsched.cli.main import cli
 from hpcsched.daemon import client
 from hpcsched.errors import ValidationError
+from hpcsched.jobs.progress import summarize
 from hpcsched.planning import fields
 
 
@@ -81,3 +84,26 @@ def test_cron_install_with_a_bad_interval_exits_2_like_other_validation_errors(c
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("hpcsched: error: --every: ") and len(result.stderr) < 200
     assert crontab == []
+
+
+def record(attempt: int, step: int, samples: int, world_size: int, total_steps: int) -> dict[str, Any]:
+    return {"time": 100.0 + step, "attempt": attempt, "event": "step", "step": step, "samples": samples,
+            "world_size": world_size, "total_steps": total_steps, "total_samples": 3200}
+
+
+def test_progress_does_not_go_back_after_a_shrink() -> None:
+    """Half of the samples done on 2 nodes (step 50 of 100); on 1 node the same samples are step 50 of 150."""
+    before = summarize([record(1, 40, 1280, 2, 100), record(1, 50, 1600, 2, 100)])
+    after = summarize([record(1, 50, 1600, 2, 100), record(2, 50, 1600, 1, 150), record(2, 51, 1616, 1, 150)])
+    assert before is not None and after is not None
+    assert jobs.progress_text(before) == "step 50 (50%)"
+    assert jobs.progress_text(after) == "step 51 (50%)"
+    assert jobs.fraction_done(after) >= jobs.fraction_done(before)  # type: ignore[operator]
+
+
+def test_the_runtime_reports_the_samples_of_all_epochs(tmp_path: Path) -> None:
+    trainer = make_trainer(env_for(tmp_path, 1), checkpoint_every=None)
+    train(trainer, 2, [])
+    records = [json.loads(line) for line in (tmp_path / "progress.jsonl").read_text().splitlines()]
+    assert {r["total_samples"] for r in records} == {2 * SIZE}
+    assert records[-1]["samples"] == 2 * SIZE

@@ -37,7 +37,7 @@ def test_start_line_has_every_field(tmp_path: Path) -> None:
         {
             "time": 1.7e9 + 1000.0, "attempt": 2, "event": "start", "step": 40, "epoch": 1, "samples": 10240,
             "loss": None, "step_time": None, "timed_steps": 0, "cpu_wait": None, "world_size": 4, "global_batch": 256,
-            "total_steps": 1000,
+            "total_steps": 1000, "total_samples": None,
             "elastic": True,
         }
     ]  # fmt: skip
