@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from hpcsched.doctor.probes import partition_gres
+from hpcsched.images.check import partition_nodes
 from hpcsched.jobs.model import JobState
 from hpcsched.launcher.driver import allocation_nodes
 from hpcsched.slurm.client import SlurmClient
@@ -86,7 +88,7 @@ def test_squeue_running_jobs(rec: Recording) -> None:
     for scenario in ("running", "cancelled", "timeout", "requeued", "resized"):
         job = queue[scenario]
         assert (job.state, job.name, job.user) == (JobState.RUNNING, f"compat-{scenario}", "hpcuser")
-        assert job.partition == rec.partition
+        assert job.partition in rec.partition.split(",")
         assert job.node_list and job.start_time and job.submit_time and job.uid
         assert (job.end_time, job.exit_code, job.restart_count) == (None, None, 0)
     assert queue["resized"].node_count == 2
@@ -126,6 +128,13 @@ def test_squeue_after_cancel_requeue_and_shrink(rec: Recording) -> None:
     assert queue["requeued"].state in (JobState.RUNNING, JobState.PENDING)
     assert queue["requeued"].restart_count == 1
     assert (queue["resized"].state, queue["resized"].node_count) == (JobState.RUNNING, 1)
+    assert (queue["selfresized"].state, queue["selfresized"].node_count) == (JobState.RUNNING, 1)
+
+
+def test_shrink_from_inside_the_job_succeeds(rec: Recording) -> None:
+    """hpcsched's driver shrinks its own allocation from the batch step, then reads the new one."""
+    assert rec.text("scontrol-update-numnodes-in-job.txt").splitlines()[-1] == "rc=0"
+    assert rec.runs()["selfresized"][-1].node_count == 1
 
 
 def test_squeue_timeout_and_requeued_run(rec: Recording) -> None:
@@ -184,3 +193,11 @@ def test_sinfo_nodes_and_partitions_agree(rec: Recording) -> None:
     rows = parse_node_partitions(rec.text("sinfo-node-partitions.txt"))
     assert {(node, partition) for node, partition, _ in rows} == {(n.name, p) for n in nodes for p in n.partitions}
     assert 0 <= parse_idle_nodes(rec.text("sinfo-node-states.txt")) <= len(nodes)
+
+
+def test_doctor_and_image_check_find_the_default_partition(rec: Recording) -> None:
+    name, gres = partition_gres(rec.text("sinfo-partition-gres.txt"), "")
+    assert name == "debug" and all(g.startswith("gpu:") for g in gres)
+    assert set(partition_gres(rec.text("sinfo-partition-gres.txt"), "wide")[1]) == {"(null)"}
+    up, skipped = partition_nodes(rec.text("sinfo-node-states-partitions.txt"), "wide")
+    assert len(up) + len(skipped) == 8
