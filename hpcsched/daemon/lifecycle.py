@@ -63,7 +63,7 @@ def adopt_legacy_store(state_dir: str, store_path: str) -> bool:
     with old_lock:
         if os.path.lexists(store_path) or not os.path.lexists(legacy):
             return False  # another login node's daemon took it first
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("-wal", "-shm", ""):  # the database last: until it moves, a restart finishes the move
             statedir.refuse_link(legacy + suffix)
             if os.path.lexists(legacy + suffix):
                 os.rename(legacy + suffix, store_path + suffix)
