@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gzip
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -43,6 +46,7 @@ class NodeImages:
     podman: Podman
     image_dir: str
     lock_path: str
+    scratch: str = "/tmp"  # node-local room for an unpacked archive: beside the graph root
 
     def manifest(self, image: str) -> Manifest | None:
         try:
@@ -56,8 +60,8 @@ def node_images(node: str, env: Mapping[str, str], runner: Runner = run_podman) 
     directory = env.get(IMAGE_DIR_ENV, "")
     store = store_dir(directory) if directory and os.path.isdir(store_dir(directory)) else None
     podman = Podman(tuple(podman_storage_args(node_storage_override(node, env), store)), runner)
-    lock = os.path.join(node_storage_paths(node, env).runroot, LOCK_NAME)
-    return NodeImages(node, podman, directory, lock)
+    paths = node_storage_paths(node, env)
+    return NodeImages(node, podman, directory, os.path.join(paths.runroot, LOCK_NAME), os.path.dirname(paths.graphroot))
 
 
 def missing(image: str, node: str, image_dir: str) -> str:
@@ -68,13 +72,31 @@ def missing(image: str, node: str, image_dir: str) -> str:
             "(--image; `hpcsched image check` lists the nodes that have it)")
 
 
+@contextlib.contextmanager
+def plain_archive(archive: str, compressed: bool, scratch: str) -> Iterator[str]:
+    """The archive as ``podman load`` reads it: Podman 4.3 does not read a gzipped docker-archive,
+    so a compressed one is unpacked into node-local scratch space first, and removed after."""
+    if not compressed:
+        yield archive
+        return
+    os.makedirs(scratch, mode=0o700, exist_ok=True)
+    fd, plain = tempfile.mkstemp(prefix="hpcsched-image-", suffix=".tar", dir=scratch)
+    try:
+        with os.fdopen(fd, "wb") as out, gzip.open(archive, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+        yield plain
+    finally:
+        os.unlink(plain)
+
+
 def load(image: str, manifest: Manifest, where: NodeImages, say: Callable[[str], None]) -> str | None:
     """Load the archive unless another launcher on this node just did; verify the id."""
     archive = os.path.join(archives_dir(where.image_dir), manifest.archive)
     if where.podman.image_id(image) == manifest.id:
         return None
     say(f"loading {image} ({manifest.id[:12]}) from {archive}")
-    result = where.podman.try_("load", "--quiet", "--input", archive)
+    with plain_archive(archive, manifest.compressed, where.scratch) as plain:
+        result = where.podman.try_("load", "--quiet", "--input", plain)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
         return f"could not load {archive} on {where.node}: {last}; push it again (`hpcsched image push {image}`)"
