@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from hpcsched.images.node import ensure_image, node_images
+from hpcsched.jobs import layout
 from hpcsched.launcher.cdi import missing_gpus
 from hpcsched.launcher.container import (
     LaunchSpec,
@@ -29,7 +30,6 @@ from hpcsched.launcher.container import (
     ulimit_args,
 )
 from hpcsched.launcher.storage import check_node_storage
-from hpcsched.runtime.forward import EXIT_CHECKPOINTED
 
 STOP_GRACE = 5.0
 PODMAN_CANNOT_START = 126  # podman run: the OCI runtime could not start the container
@@ -143,7 +143,7 @@ def main(argv: list[str]) -> int:
     print(f"hpcsched launcher on {ctx.node_name}: container exited with status {return_code}", file=sys.stderr)
     if return_code == PODMAN_CANNOT_START:
         explain_work_directory(spec.workdir, ctx.node_name)
-    if return_code == EXIT_CHECKPOINTED:
+    if return_code == layout.EXIT_CHECKPOINTED:
         say(ctx.node_name, "stopped at a checkpoint as asked: this step ends with status 0, so that Slurm does not "
             "record it as failed (the batch driver reads the attempt's checkpointed marker)")
         return 0
