@@ -33,8 +33,7 @@ def decisions_table(result: dict[str, Any]) -> Table:
     for column in ("JOB", "NAME", "NODES", "TARGET", "GAIN s", "COST s", "ACTION", "REASON"):
         table.add_column(column, no_wrap=column != "REASON")
     for d in result["decisions"]:
-        gain = d["gain_s"]
-        gain_text = f"{gain:.0f}" if isinstance(gain, (int, float)) and math.isfinite(gain) else str(gain)
+        gain_text = gain_shown(d)
         if d.get("waiting"):  # waits in the queue: Slurm starts it if the pass made room
             action = "admit" if d["target_nodes"] else "wait"
         elif d.get("applied"):
@@ -46,6 +45,14 @@ def decisions_table(result: dict[str, Any]) -> Table:
         table.add_row(str(d["job"]), d["name"], str(d["current_nodes"]), str(d["target_nodes"]), gain_text,
                       f"{d['cost_s']:.0f}", action, d["reason"])
     return table
+
+
+def gain_shown(d: dict[str, Any]) -> str:
+    """A running job timed at one size only has no measured gain for another: say so, not 0."""
+    gain = d["gain_s"]
+    if not d.get("waiting") and len(d.get("measured_nodes", [None, None])) < 2:
+        return "not measured yet"
+    return f"{gain:.0f}" if isinstance(gain, (int, float)) and math.isfinite(gain) else str(gain)
 
 
 @click.command(context_settings=HELP)

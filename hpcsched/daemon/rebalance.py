@@ -30,7 +30,7 @@ from typing import Any
 from hpcsched.daemon import statedir
 from hpcsched.daemon.faults import fault_point
 from hpcsched.daemon.ingest import JobFiles
-from hpcsched.daemon.rebalance_plan import waiting
+from hpcsched.daemon.rebalance_plan import in_nodes, measured_nodes, waiting
 from hpcsched.daemon.resize import Resizer, waiting_successor
 from hpcsched.daemon.store import Store
 from hpcsched.errors import HpcschedError
@@ -98,7 +98,9 @@ class Rebalancer:
         decisions out here with the resizer. An admission pass applies only shrinks, and only in a
         partition where they start a waiting job."""
         now = self.clock()
-        described = [(j, describe(j, self.files.records(j.id), now)) for j in self.store.open_jobs()]
+        open_jobs = self.store.open_jobs()
+        records = {j.id: self.files.records(j.id) for j in open_jobs}
+        described = [(j, describe(j, records[j.id], now)) for j in open_jobs]
         jobs = {rep.slurm_job_id: j for j, rep in described if rep is not None}
         reports = {rep.slurm_job_id: rep for _, rep in described if rep is not None}
         busy = frozenset(sid for sid, j in jobs.items() if not resizable(j) and not waiting(j))
@@ -109,8 +111,9 @@ class Rebalancer:
         for d in plan.decisions:
             job = jobs[d.slurm_job_id]
             entry = {"job": job.id, "name": job.name, "current_nodes": d.current, "target_nodes": d.target,
-                     "action": d.action, "gain_s": d.gain_s, "cost_s": d.cost_s, "reason": d.reason,
-                     "partition": d.partition, "applied": False, "waiting": d.current == 0}
+                     "action": d.action, "gain_s": d.gain_s, "cost_s": d.cost_s, "reason": in_nodes(d.reason),
+                     "partition": d.partition, "applied": False, "waiting": d.current == 0,
+                     "measured_nodes": measured_nodes(job, records[job.id])}
             wanted = d.executes and (not admit_only or (d.action == "shrink" and d.partition in making_room))
             if wanted and not dry_run:
                 try:

@@ -17,6 +17,7 @@ the same speedups), and its remaining work the undeclared prior, half an hour at
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -162,3 +163,15 @@ def queue_wait_estimate(idle_nodes: int, pending_jobs: int) -> float:
     if idle_nodes > 0 and pending_jobs == 0:
         return 0.0
     return BUSY_QUEUE_WAIT_S * (1 + pending_jobs) if idle_nodes == 0 else BUSY_QUEUE_WAIT_S / 2
+
+
+def measured_nodes(job: Job, records: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The node counts the job has timed steps at: with one, the gain of any other size is the
+    model's guess, not a measurement."""
+    return sorted({m.config.num_nodes for m in measurements(job, records).step_times})
+
+
+def in_nodes(reason: str) -> str:
+    """The allocator's sentences count in GPUs; on the cluster each of its GPUs is one node."""
+    return re.sub(r"\b1 nodes\b", "1 node", re.sub(r"\bGPU(s?)\b", lambda m: "node" + m.group(1), reason))
+

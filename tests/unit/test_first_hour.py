@@ -15,6 +15,7 @@ from test_runtime_trainer import SIZE, env_for, make_trainer, train
 from hpcsched.cli import cluster, jobs
 from hpcsched.cli.main import cli
 from hpcsched.daemon import client
+from hpcsched.daemon.rebalance_plan import in_nodes
 from hpcsched.errors import ValidationError
 from hpcsched.jobs.progress import summarize
 from hpcsched.planning import fields
@@ -107,3 +108,17 @@ def test_the_runtime_reports_the_samples_of_all_epochs(tmp_path: Path) -> None:
     records = [json.loads(line) for line in (tmp_path / "progress.jsonl").read_text().splitlines()]
     assert {r["total_samples"] for r in records} == {2 * SIZE}
     assert records[-1]["samples"] == 2 * SIZE
+
+
+def test_rebalance_explains_in_nodes_not_gpus() -> None:
+    assert in_nodes("keeps 2 GPUs: no change saves more than it costs") == "keeps 2 nodes: no change saves more than it costs"
+    assert in_nodes("waits: its minimum of 1 GPUs exceeds the capacity") == "waits: its minimum of 1 node exceeds the capacity"
+
+
+def test_rebalance_says_a_gain_was_not_measured_yet_for_a_job_timed_at_one_size() -> None:
+    decision = {"job": 1, "name": "train", "current_nodes": 2, "target_nodes": 2, "gain_s": 0.0, "cost_s": 0.0,
+                "reason": "keeps 2 nodes: no change saves more than it costs", "waiting": False, "measured_nodes": [2]}
+    console = Console(width=200, record=True)
+    console.print(cluster.decisions_table({"decisions": [decision]}))
+    assert "not measured yet" in console.export_text()
+    assert cluster.gain_shown({**decision, "measured_nodes": [1, 2]}) == "0"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +91,11 @@ def test_shrink_in_place_leaves_no_resize_scripts_in_the_work_directory(
     assert list(work.iterdir()) == []
     kept = layout.attempt_dir(str(job_dir), 1)
     assert (kept / f"slurm_job_{SLURM_ID}_resize.sh").read_text() == "export SLURM_NNODES=1\n"
+
+
+def test_the_launcher_and_the_planner_import_without_torch() -> None:
+    """The launcher's Python on the nodes has no torch (the training image has)."""
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import hpcsched.launcher.__main__, hpcsched.launcher.driver, hpcsched.planning.dry_run")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
