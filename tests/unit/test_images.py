@@ -9,7 +9,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from hpcsched.cli.main import cli
 from hpcsched.errors import HpcschedError, ValidationError
 from hpcsched.images import check, distribute
 from hpcsched.images.node import NodeImages, ensure_image, node_images
@@ -181,3 +183,10 @@ def test_check_names_the_node_that_lacks_the_image_with_the_fix() -> None:
     assert verdicts[2].found == f"{IMAGE} is not in Podman's storage on node3 and no archive of it is pushed"
     assert f"hpcsched image push {IMAGE}" in verdicts[2].fix and "no answer from node4" in verdicts[3].found
     assert check.exit_status(verdicts) == 1 and check.exit_status(verdicts[:2]) == 0
+
+
+def test_push_without_a_shared_directory_is_a_usage_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HPCSCHED_IMAGE_DIR", raising=False)
+    result = CliRunner().invoke(cli, ["image", "push", IMAGE])
+    assert result.exit_code == 2
+    assert "--dir: no shared image directory: pass --dir or set HPCSCHED_IMAGE_DIR" in result.output
