@@ -1,20 +1,20 @@
-"""Fuzzing ``hpcsched run --dry-run`` in-process (click's CliRunner; no daemon is asked): whatever
+"""Fuzzing ``hpcsched run --dry-run`` in-process (click's CliRunner; the daemon is its core in-process): whatever
 text a user types for an option, the command prints the plan (exit 0) or refuses it with one line
 that names the option (exit 2, a usage error) — never a traceback, never exit 1."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_cli_run import plan_only_core, serve_plans
 
 from hpcsched.cli.main import cli
-from hpcsched.daemon import client
 
 FUZZ = settings(max_examples=200, deadline=None, database=None)
 OPTIONS = ["--name", "--time", "--nodes", "--mem", "--env", "--sbatch", "--partition"]
@@ -26,19 +26,16 @@ typed = st.tuples(st.sampled_from(["", "", "--", "--constraint=", "A_1="]),
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
-    """A work directory with a script, settings pointing into it, and no daemon to ask."""
+    """A work directory with a script, settings pointing into it, and a daemon's core (over a
+    fake Slurm) that answers the dry run's "plan" and nothing else."""
     root = tmp_path_factory.mktemp("cli")
     (root / "work").mkdir()
     (root / "work" / "train.py").write_text("print('hi')\n")
     env = {"HPCSCHED_JOBS_DIR": str(root / "jobs"), "HPCSCHED_STATE_DIR": str(root / "state"),
            "HPCSCHED_LAUNCHER_PYTHON": "/opt/venv/bin/python", "HPCSCHED_IMAGE": None}
 
-    def no_daemon(*_: Any, **__: Any) -> None:
-        raise AssertionError("a dry run must not contact the daemon")
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(client, "ensure_daemon", no_daemon)
-        patch.setattr(client, "call", no_daemon)
+        serve_plans(patch, functools.cache(lambda: plan_only_core(root / "daemon", root / "jobs")))
         yield root, env  # type: ignore[misc]
 
 
@@ -53,7 +50,7 @@ def test_fuzz_run_option_is_planned_or_refused_naming_it(work: tuple[Path, dict[
         raise result.exception
     assert result.exit_code in (0, 2), (result.exit_code, result.output)
     if result.exit_code == 0:
-        assert result.stdout.startswith("# sbatch command:\n")
+        assert result.stdout.startswith("# job directory: ")
     else:
         message = result.stderr.strip()
         assert option in message or (option == "--name" and "--job-name" in message), message
