@@ -18,7 +18,7 @@ from hpcsched.launcher.container import NodeContext, parse_launch_args, podman_r
 # python -m hpcsched.launcher: what precedes the launcher's own arguments in launcher_argv
 LAUNCHER_PREFIX = 3
 SHOWN_NODES = 4  # a larger job shows its first and last nodes: the others differ only in rank and name
-PLANNED_LIMITS = ulimit_flags("<node's open-files limit>", "<node's process limit>")
+PLANNED_LIMITS = ulimit_flags("<open-files limit of the node>", "<process limit of the node>")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class NodeCommand:
 def planned_node(rank: int, nodes: int, gpus: int, cpus: int) -> NodeContext:
     """Node ``rank`` of a first attempt on ``nodes`` nodes, as far as it is known before Slurm starts it."""
     return NodeContext(
-        slurm_job_id="<slurm job id>", node_rank=rank, num_nodes=nodes, master_addr="<first node's address>",
+        slurm_job_id="<slurm job id>", node_rank=rank, num_nodes=nodes, master_addr="<address of node 0>",
         node_name=f"<node {rank}>", restart_count=0, attempt=1, node_list="<node list>",
         gpus=tuple(f"<gpu {i}>" for i in range(gpus)), master_port="<rendezvous port>", cpus_per_node=cpus,
     )

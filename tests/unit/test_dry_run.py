@@ -25,9 +25,9 @@ NODE_ENV = {
     "HPCSCHED_NODE_STORAGE": "/local/{node}/containers",
 }
 LIMITS = (1024, 4096, 32768)
-ON_NODE_2 = {"<slurm job id>": "4242", "<node 1>": "node2", "<first node's address>": "10.0.0.1",
+ON_NODE_2 = {"<slurm job id>": "4242", "<node 1>": "node2", "<address of node 0>": "10.0.0.1",
              "<node list>": "node[1-2]", "<rendezvous port>": "29600", "<gpu 0>": "1", "<gpu 1>": "3",
-             "<node's open-files limit>": "1024", "<node's process limit>": "4096"}
+             "<open-files limit of the node>": "1024", "<process limit of the node>": "4096"}
 
 
 def filled(argv: list[str], values: dict[str, str]) -> list[str]:
