@@ -85,3 +85,5 @@ def test_it_is_registered_beside_the_pollux_like_preset() -> None:
     policy = make_policy("pollux-faithful")
     assert isinstance(policy, PolluxPolicy) and not policy.decides_on_arrival
     assert pollux_policy().name == "pollux"
+    oracle = PolluxPolicy(oracle=True)
+    assert oracle.oracle and oracle.name == "pollux-faithful-oracle"  # an upper bound, labelled

@@ -49,13 +49,15 @@ FIXED_BATCH = {"ncf": 32768}  # Pollux's simulator runs ncf at this batch, on on
 
 
 class PolluxPolicy:
-    """``growth_cap=False`` lets a job take any size at once (an ablation, not Pollux)."""
+    """``growth_cap=False`` lets a job take any size at once (an ablation, not Pollux);
+    ``oracle=True`` hands it the true models (``pollux-faithful-oracle``, an upper bound)."""
 
     decides_on_arrival = False
 
-    def __init__(self, growth_cap: bool = True, name: str = "pollux-faithful") -> None:
-        self.name = name
+    def __init__(self, growth_cap: bool = True, oracle: bool = False) -> None:
+        self.name = "pollux-faithful" + ("-oracle" if oracle else "") + ("" if growth_cap else "-uncapped")
         self.growth_cap = growth_cap
+        self.oracle = oracle
         self._attained: dict[str, float] = {}
         self._last_round: float | None = None
 
