@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from test_daemon_driver import SLURM_ID, Allocation, Step
-from test_dry_run import NODE_ENV
+from test_dry_run_unit import NODE_ENV
 from test_runtime_trainer import env_for, make_trainer, run_until_stop
 
 from hpcsched.jobs import layout
