@@ -154,8 +154,7 @@ class Loop:
     # --- checks --------------------------------------------------------------------------------
 
     def check_after_restart(self) -> None:
-        store = self.root / "state" / "store.sqlite"
-        with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30) as db:
+        with sqlite3.connect(f"file:{self.store()}?mode=ro", uri=True, timeout=30) as db:
             result = db.execute("PRAGMA integrity_check").fetchone()[0]
         if result != "ok":
             self.problems.append(f"after kill {self.kills}: integrity check says {result}")
@@ -165,10 +164,16 @@ class Loop:
         if dupes := {tag: n for tag, n in Counter(r["tag"] for r in self.slurm_jobs(accounting=False)).items() if n > 1}:
             self.problems.append(f"after kill {self.kills}: tags on more than one Slurm job in the queue: {dupes}")
 
+    def store(self) -> Path:
+        """The daemon's store: one per login node (store-<host>.sqlite); this loop uses one host."""
+        stores = sorted((self.root / "state").glob("store-*.sqlite"))
+        if len(stores) != 1:
+            raise RuntimeError(f"expected one store in {self.root / 'state'}, found {[s.name for s in stores]}")
+        return stores[0]
+
     def store_id(self) -> str:
         """Read from the store itself, so that it is known while the daemon is down too."""
-        store = self.root / "state" / "store.sqlite"
-        with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30) as db:
+        with sqlite3.connect(f"file:{self.store()}?mode=ro", uri=True, timeout=30) as db:
             return str(db.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()[0])
 
     def slurm_jobs(self, accounting: bool) -> list[dict[str, Any]]:

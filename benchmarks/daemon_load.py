@@ -225,15 +225,16 @@ def big_store(jobs: int) -> dict[str, Any]:
     fill = (
         "import sys, time\n"
         "from hpcsched.daemon.store import Store\n"
+        "from hpcsched.config import Settings\n"
         "from hpcsched.jobs.model import JobState\n"
-        "s = Store(sys.argv[1]); now = time.time() - 86400\n"
+        "s = Store(Settings.from_env().store_path); now = time.time() - 86400\n"
         "for i in range(int(sys.argv[2])):\n"
         "    j = s.create_job(name=f'old{i}', uid=int(sys.argv[3]), user=sys.argv[4], request={'script': '/x.py',"
         " 'workdir': '/tmp', 'nodes': '1'}, nodes=1, jobs_root=sys.argv[5], now=now + i)\n"
         "    s.update_attempt(j, 1, now + i + 1, slurm_job_id=10_000_000 + i, state=JobState.COMPLETED, end_time=now + i + 60)\n"
     )
     pw = pwd.getpwnam(user)
-    out = as_user(user, env, [str(SITE / "bin" / "python"), "-c", fill, str(root / "state" / "store.sqlite"), str(jobs),
+    out = as_user(user, env, [str(SITE / "bin" / "python"), "-c", fill, "-", str(jobs),
                               str(pw.pw_uid), user, str(root / "jobs")])
     assert out.returncode == 0, out.stderr
     hs = str(SITE / "bin" / "hpcsched")
