@@ -87,8 +87,9 @@ def test_D4_another_jobs_checkpoint_in_a_shared_checkpoint_directory_is_ignored_
     assert str(first) in owners and str(second) in owners
 
 
-def test_2_two_stores_sharing_a_jobs_directory_keep_their_job_1_apart(session: UserSession) -> None:
-    """A second login node's daemon (or a moved state directory): its own store, the same jobs dir."""
+def test_2_two_stores_sharing_a_jobs_directory_never_share_a_job_id_or_directory(session: UserSession) -> None:
+    """A second login node's daemon (or a moved state directory): its own store, the same jobs dir.
+    Job ids are claimed in the shared jobs directory, so the second store's first job is not 1."""
     (session.root / "state-other").mkdir()
     chown_to(session, session.root / "state-other")
     other = UserSession(session.user, session.root, {**session.env, "HPCSCHED_STATE_DIR": str(session.root / "state-other")})
@@ -96,7 +97,7 @@ def test_2_two_stores_sharing_a_jobs_directory_keep_their_job_1_apart(session: U
     try:
         mine = session.run_job("hello.py", "--nodes", "1", "--", "store-one")
         theirs = other.run_job("hello.py", "--nodes", "1", "--", "store-two")
-        assert mine == theirs == 1
+        assert mine == 1 and theirs == 2
         assert session.wait(mine)["state"] == "COMPLETED" and other.wait(theirs)["state"] == "COMPLETED"
         assert session.status(mine)["job_dir"] != other.status(theirs)["job_dir"]
         my_log, their_log = session.logs(mine), other.logs(theirs)
