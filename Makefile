@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTEST_ARGS ?=
 
-.PHONY: demo check setup lint test unit unit-alone integration bench cluster-stop docs
+.PHONY: demo check setup lint test unit unit-alone integration long bench cluster-stop docs
 
 ## demo: set everything up, then run the two-node all-reduce example as the cluster user
 demo: setup
@@ -30,6 +30,10 @@ unit-alone:
 
 integration:
 	.venv/bin/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+## long: the long scenario tests (marker long, left out of check) on the cluster; dated result in benchmarks/results/long_tests.md
+long: setup
+	.venv/bin/python scripts/long_tests.py $(PYTEST_ARGS)
 
 bench: setup
 	cd benchmarks && ../.venv/bin/python submit_overhead.py && ../.venv/bin/python container_overhead.py

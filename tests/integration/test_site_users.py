@@ -13,6 +13,10 @@ from conftest import UserSession, copy_example, end_session, make_session
 from test_elastic import final_accuracy, running_attempt, wait_for
 from test_site import OTHER, coordinator, plain_sbatch, slurm_job  # noqa: F401  (coordinator: a fixture)
 
+# Six minutes on two cores: CI runs the short variant (test_site.py's G4 test, one job shrinking
+# for another user's plain job); `make long` runs this one and records it.
+pytestmark = pytest.mark.long
+
 WIDE = ["--partition", "wide"]
 TRAIN = ["--checkpoint-every", "20", "--step-delay", "0.05"]
 
