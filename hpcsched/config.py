@@ -36,6 +36,7 @@ class Settings:
     mem_per_cpu: str = ""
     coordinator_socket: str = ""
     operators: tuple[str, ...] = ()
+    image_dir: str = ""
     # Several login nodes may share one home, and so one state directory: each login node's
     # daemon has its own socket, lock, store and log, named after the host.
     host: str = field(default_factory=short_hostname)

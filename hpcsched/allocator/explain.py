@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from hpcsched.planning.fields import format_count
+
 from .admission import starving
 from .candidates import JobTable
 from .jobs import ElasticJob
@@ -16,11 +18,11 @@ def _s(seconds: float) -> str:
 
 def _waiting(job: ElasticJob, table: JobTable, policy: AllocatorPolicy) -> str:
     if len(table.sizes) == 0:
-        return f"waits: its minimum of {job.min_gpus} GPUs exceeds the capacity or the node limits"
+        return f"waits: its minimum of {format_count(job.min_gpus, 'GPU')} exceeds the capacity or the node limits"
     waited = f"waited {_s(job.time_in_state_s)}"
     if starving(job, policy):
         return f"waits: {waited} (starving) but its minimum does not fit the free nodes or its account's limit"
-    return f"waits: {waited}; its minimum of {job.min_gpus} GPUs does not fit behind jobs of higher priority"
+    return f"waits: {waited}; its minimum of {format_count(job.min_gpus, 'GPU')} does not fit behind jobs of higher priority"
 
 
 def explain(job: ElasticJob, table: JobTable, target: int, gain: float, cost: float, policy: AllocatorPolicy) -> str:
@@ -33,10 +35,10 @@ def explain(job: ElasticJob, table: JobTable, target: int, gain: float, cost: fl
         return _waiting(job, table, policy)
     if current == 0:
         why = "starving, admitted first" if starving(job, policy) else f"waited {_s(job.time_in_state_s)}"
-        return f"starts on {target} GPUs ({why}; start {_s(cost)})"
+        return f"starts on {format_count(target, 'GPU')} ({why}; start {_s(cost)})"
     if target == current:
-        return f"keeps {current} GPUs: no change saves more than it costs"
-    change = f"{current}->{target} GPUs"
+        return f"keeps {format_count(current, 'GPU')}: no change saves more than it costs"
+    change = f"{current}->{format_count(target, 'GPU')}"
     if target > current:
         return f"grows {change}: finishes {_s(gain)} earlier, {pause} (x{1 + policy.hysteresis:.2f} hysteresis)"
     return (

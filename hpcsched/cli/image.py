@@ -17,7 +17,7 @@ from hpcsched.slurm.runner import run_slurm
 
 HELP = {"help_option_names": ["-h", "--help"]}
 MARKS = {"ok": "ok      ", "loadable": "loadable", "missing": "MISSING ", "skip": "skip    "}
-DIR_HELP = f"The shared image directory every compute node sees (default: ${IMAGE_DIR_ENV})."
+DIR_HELP = f"The shared image directory every compute node sees (default: the image_dir setting, ${IMAGE_DIR_ENV})."
 JSON_HELP = "Print the result as JSON."
 
 
@@ -74,7 +74,7 @@ def build(base: str, tag: str | None, containerfile: Path | None, as_json: bool)
 @reports_errors
 def push(name: str | None, how: str, compress: bool, directory: str | None, as_json: bool) -> None:
     """Make IMAGE (from this node's storage) available to every compute node."""
-    ref, where = image_argument(name), image_dir(os.environ, directory or "")
+    ref, where = image_argument(name), image_dir(os.environ, directory or settings().image_dir)
     started = time.monotonic()
     if how == "store":
         manifest = distribute.push_store(this_node(), ref, where, time.time)
@@ -103,7 +103,7 @@ def pushed_text(manifest: Manifest, how: str, where: str, seconds: float) -> str
 @reports_errors
 def list_images(directory: str | None, as_json: bool) -> None:
     """Show the images in the shared image directory and in this node's storage."""
-    where = directory or os.environ.get(IMAGE_DIR_ENV, "")
+    where = directory or settings().image_dir
     rows = distribute.listing(this_node(), image_dir(os.environ, where) if where else "")
     if as_json:
         print_json([row.to_json() for row in rows])

@@ -10,6 +10,7 @@ import click
 
 from hpcsched.cli.common import CliError, print_json, reports_errors, settings, table_console
 from hpcsched.daemon import client
+from hpcsched.planning.fields import format_count
 
 HELP = {"help_option_names": ["-h", "--help"]}
 
@@ -109,5 +110,6 @@ def show_plan(view: dict[str, Any], as_json: bool) -> None:
                     markup=False, highlight=False)
     for p in view.get("partitions", []):
         blocked = f", Slurm job {p['blocked']} waits for nodes (no grows)" if p.get("blocked") else ""
-        table.print(f"partition {p['partition']}: {p['capacity']} nodes for elastic jobs, {p['reserved']} kept for "
+        capacity = format_count(p["capacity"], "node")
+        table.print(f"partition {p['partition']}: {capacity} for elastic jobs, {p['reserved']} kept for "
                     f"waiting jobs of others{blocked}", markup=False, highlight=False)

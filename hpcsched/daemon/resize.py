@@ -91,7 +91,7 @@ class Resizer:
             mode = "shrink" if nodes < cur.nodes else "grow"
         if mode == "requeue" and nodes > cur.nodes:
             raise ValidationError("--mode", "requeue can keep or lower the node count; grow makes a job larger")
-        self.store.record_event(job.id, self.clock(), "resize", f"{cur.nodes} -> {nodes} nodes ({mode})")
+        self.store.record_event(job.id, self.clock(), "resize", f"{cur.nodes} -> {format_count(nodes, 'node')} ({mode})")
         if mode == "grow":
             return self._grow(job, nodes)
         return self._in_allocation(job, nodes, mode)
@@ -174,7 +174,7 @@ class Handovers:
             layout.write_json(layout.resize_request(job.job_dir), {"mode": "handover", "nodes": new.nodes,
                                                                    "time": self.clock()})
             self.store.record_event(job.id, self.clock(), "handover",
-                                    f"attempt {old.number} hands its {old.nodes} nodes to attempt {new.number}")
+                                    f"attempt {old.number} hands its {format_count(old.nodes, 'node')} to attempt {new.number}")
             self.requested.add((old.job_id, new.number))
             self.client.signal_batch(old.slurm_job_id, "USR1")
 

@@ -20,6 +20,7 @@ from typing import Any
 from hpcsched.daemon import statedir
 from hpcsched.jobs import layout
 from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
+from hpcsched.planning.fields import format_count
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -188,7 +189,7 @@ class Store:
                 (job_id, number, reason.value, state.value, nodes, slurm_job_id, restart_count, log_path),
             )
             self._db.execute("UPDATE jobs SET state=? WHERE id=?", (state.value, job_id))
-            self._event(job_id, now, "attempt", f"attempt {number}: {reason.value}, {nodes} nodes")
+            self._event(job_id, now, "attempt", f"attempt {number}: {reason.value}, {format_count(nodes, 'node')}")
 
     def remove_attempt(self, job_id: int, number: int, now: float, why: str) -> None:
         """Undo an attempt that never reached Slurm (a resize whose sbatch was refused)."""

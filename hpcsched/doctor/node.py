@@ -14,13 +14,28 @@ from hpcsched.doctor.findings import Finding, fail, ok, warn
 from hpcsched.launcher.storage import StoragePaths, parse_mounts, storage_problem
 
 NODE_CHECKS = ("podman", "storage", "image", "jobs_dir")
-# Runs on the node under /bin/sh with the image as $1 and the jobs directory as $2 (never pasted
-# into the script). Each section ends with its exit status.
+# Runs on the node under /bin/sh with the image as $1, the jobs directory as $2, the pushed
+# archive's manifest as $3 and the shared image store as $4 ("" when no image_dir is set), never
+# pasted into the script. Podman gets the storage options the launcher gives it there: the node's
+# own root when HPCSCHED_NODE_STORAGE names one ({node} replaced), with the shared store. Each
+# section ends with its exit status.
 NODE_SCRIPT = """\
-echo "@@node ${SLURMD_NODENAME:-$(hostname)}"
-echo "@@section podman"; podman info --format json 2>&1; echo "@@rc $?"
+node="${SLURMD_NODENAME:-$(hostname)}"
+echo "@@node $node"
+root="" store=""
+if [ -n "${HPCSCHED_NODE_STORAGE:-}" ]; then
+  root=$(printf '%s\\n' "$HPCSCHED_NODE_STORAGE" | awk -v n="$node" '{gsub(/[{]node[}]/, n); print}')
+  [ -n "$4" ] && [ -d "$4" ] && store="overlay.imagestore=$4"
+fi
+pm() {
+  if [ -z "$root" ]; then podman "$@"
+  elif [ -n "$store" ]; then podman --root "$root/graph" --runroot "$root/run" --storage-opt "$store" "$@"
+  else podman --root "$root/graph" --runroot "$root/run" "$@"; fi
+}
+echo "@@section podman"; pm info --format json 2>&1; echo "@@rc $?"
 echo "@@section mounts"; cat /proc/self/mounts; echo "@@rc $?"
-echo "@@section image"; podman image exists "$1" 2>&1; echo "@@rc $?"
+echo "@@section image"; pm image exists "$1" 2>&1; echo "@@rc $?"
+echo "@@section archive"; test -n "$3" && test -r "$3"; echo "@@rc $?"
 echo "@@section jobs_dir"; test -d "$2" && test -r "$2" && test -x "$2"; echo "@@rc $?"
 """
 GPU_SCRIPT = """\
@@ -115,8 +130,12 @@ def image(out: NodeOutput, image_ref: str) -> Finding:
     text, rc = out.section("image")
     if rc == 0:
         return ok(name, f"{image_ref} is in Podman's storage on {out.node}")
-    fix = (f"get {image_ref} into every compute node's storage (build it there, or `podman load` an archive on "
-           "each node; docs/real-cluster.md), or set image to one that is (`hpcsched config show`)")
+    if rc == 1 and out.section("archive")[1] == 0:
+        return ok(name, f"{image_ref} is not in Podman's storage on {out.node} yet; the launcher loads the pushed "
+                        "archive there on first use")
+    fix = (f"push it from the login node: `hpcsched image push {image_ref}` (with image_dir set to a shared "
+           "directory, HPCSCHED_IMAGE_DIR), then `hpcsched image check` lists the nodes that have it; or set image "
+           "to one every node has (`hpcsched config show`); docs/real-cluster.md")
     if rc == 1:
         return fail(name, f"{image_ref} is not in Podman's storage on {out.node}", fix)
     return fail(name, f"cannot check {image_ref} on {out.node} (exit {rc}): {last_line(text)}", fix)

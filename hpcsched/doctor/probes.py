@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from hpcsched.config import Settings
 from hpcsched.doctor import login, node
 from hpcsched.doctor.findings import Finding, skip
+from hpcsched.images.shared import manifest_path, store_dir
 from hpcsched.launcher.storage import nearest_existing, parse_mounts
 from hpcsched.slurm.runner import SLURM_COMMANDS, CommandResult, SlurmCommandError, run_slurm
 
@@ -133,7 +134,8 @@ def run_step(host: Host, argv: list[str], wait_s: float) -> tuple[node.NodeOutpu
 
 
 def node_probe(cfg: Settings, host: Host, wait_s: float) -> list[Finding]:
-    argv = step_argv(cfg, wait_s, [], node.NODE_SCRIPT, cfg.image, cfg.jobs_dir)
+    pushed = (manifest_path(cfg.image_dir, cfg.image), store_dir(cfg.image_dir)) if cfg.image_dir else ("", "")
+    argv = step_argv(cfg, wait_s, [], node.NODE_SCRIPT, cfg.image, cfg.jobs_dir, *pushed)
     out, error = run_step(host, argv, wait_s)
     if out is None:
         return node.no_node(error, wait_s)

@@ -20,6 +20,7 @@ from hpcsched.errors import ValidationError
 from hpcsched.images.podman import Podman, PodmanError, Runner, run_podman
 from hpcsched.images.shared import IMAGE_DIR_ENV, Manifest, archives_dir, read_manifest, store_dir
 from hpcsched.launcher.storage import node_storage_override, node_storage_paths, podman_storage_args
+from hpcsched.settings import effective
 
 LOCK_NAME = "hpcsched-image-load.lock"
 Lock = Callable[[str], contextlib.AbstractContextManager[object]]
@@ -55,9 +56,21 @@ class NodeImages:
             return None
 
 
+def configured_image_dir(env: Mapping[str, str]) -> str:
+    """The shared image directory: :data:`IMAGE_DIR_ENV` as the job step got it from the login
+    node, else the ``image_dir`` setting of the files this node reads (the site's, the user's);
+    "" when none is set or a file is broken (the image check then names the setting)."""
+    if env.get(IMAGE_DIR_ENV):
+        return env[IMAGE_DIR_ENV]
+    try:
+        return str(effective(env)["image_dir"].value)
+    except ValidationError:
+        return ""
+
+
 def node_images(node: str, env: Mapping[str, str], runner: Runner = run_podman) -> NodeImages:
     """This node's view, from the environment the job step runs in."""
-    directory = env.get(IMAGE_DIR_ENV, "")
+    directory = configured_image_dir(env)
     store = store_dir(directory) if directory and os.path.isdir(store_dir(directory)) else None
     podman = Podman(tuple(podman_storage_args(node_storage_override(node, env), store)), runner)
     paths = node_storage_paths(node, env)
@@ -66,7 +79,7 @@ def node_images(node: str, env: Mapping[str, str], runner: Runner = run_podman) 
 
 def missing(image: str, node: str, image_dir: str) -> str:
     where = (f"and {archives_dir(image_dir)} holds no archive of it" if image_dir else
-             f"and no shared image directory is set ({IMAGE_DIR_ENV})")
+             f"and no shared image directory is set (image_dir: {IMAGE_DIR_ENV} or a config file)")
     return (f"image {image} is not in Podman's storage on {node} {where}: push it from the login node with "
             f"`hpcsched image push {image}` (docs/real-cluster.md), or run the job with an image every node has "
             "(--image; `hpcsched image check` lists the nodes that have it)")

@@ -40,8 +40,9 @@ def image_dir(env: Mapping[str, str], given: str = "") -> str:
     """The shared image directory: ``given``, else :data:`IMAGE_DIR_ENV`; an absolute path."""
     path = given or env.get(IMAGE_DIR_ENV, "")
     if not path:
-        raise ValidationError("--dir", f"no shared image directory: pass --dir or set {IMAGE_DIR_ENV} to a "
-                              "directory on the shared file system that every compute node sees")
+        raise ValidationError("--dir", f"no shared image directory: pass --dir or set image_dir ({IMAGE_DIR_ENV}, "
+                              "or image_dir in your or the site's config file) to a directory on the shared file "
+                              "system that every compute node sees")
     if not os.path.isabs(path):
         raise ValidationError("--dir", f"{path!r} is not an absolute path")
     return path

@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpcsched.planning.fields import format_count
+
 
 class JobState(str, enum.Enum):
     SUBMITTING = "SUBMITTING"
@@ -79,6 +81,12 @@ class Attempt:
         end = self.end_time if self.end_time is not None else now
         return max(0.0, end - self.start_time)
 
+    @property
+    def shown_exit_code(self) -> int | None:
+        """The exit code ``status`` shows: none for a cancelled attempt, for which Slurm (and a
+        driver that stopped cleanly) may record 0, which reads as success."""
+        return None if self.state is JobState.CANCELLED else self.exit_code
+
 
 @dataclass(frozen=True)
 class Job:
@@ -127,7 +135,8 @@ class Job:
                 and cur.state in (JobState.SUBMITTING, JobState.PENDING)):
             previous = self.attempts[-2]
             if previous.state is JobState.RUNNING and previous.slurm_job_id != cur.slurm_job_id:
-                return JobState.RUNNING, previous, f"growing to {cur.nodes} nodes (Slurm job {cur.slurm_job_id} pending)"
+                growing = f"growing to {format_count(cur.nodes, 'node')} (Slurm job {cur.slurm_job_id} pending)"
+                return JobState.RUNNING, previous, growing
         return self.state, cur, cur.state_reason
 
     def as_dict(self, now: float) -> dict[str, Any]:
@@ -142,7 +151,7 @@ class Job:
             "node_list": cur.node_list if cur else "",
             "slurm_job_id": cur.slurm_job_id if cur else None,
             "elapsed": cur.elapsed(now) if cur else None,
-            "exit_code": cur.exit_code if cur else None,
+            "exit_code": None if cur is None or state is JobState.CANCELLED else cur.shown_exit_code,
             "reason": reason,
             "attempts": [
                 {
@@ -152,7 +161,7 @@ class Job:
                     "nodes": a.nodes,
                     "slurm_job_id": a.slurm_job_id,
                     "node_list": a.node_list,
-                    "exit_code": a.exit_code,
+                    "exit_code": a.shown_exit_code,
                     "submit_time": a.submit_time,
                     "start_time": a.start_time,
                     "end_time": a.end_time,

@@ -71,6 +71,10 @@ SETTINGS: tuple[Setting, ...] = (
             "HPCSCHED_POLL_INTERVAL"),
     Setting("image", "text", _constant(DEFAULT_IMAGE), "The container image jobs run in.", "HPCSCHED_IMAGE",
             option="--image", check=fields.parse_image),
+    Setting("image_dir", "path", _constant(""),
+            "The shared image directory that `hpcsched image push` writes and every compute node reads (on "
+            "the shared file system; empty: none, each node must already have the image). The nodes get the variable "
+            "from the job, else read the same files.", "HPCSCHED_IMAGE_DIR", option="--dir"),
     Setting("launcher_python", "path", _constant(sys.executable),
             "The Python that runs the per-node launcher on the compute nodes (default: the one running "
             "hpcsched, which must be reachable there too).", "HPCSCHED_LAUNCHER_PYTHON"),

@@ -20,6 +20,7 @@ from hpcsched.daemon.resize import Resizer
 from hpcsched.daemon.store import Store
 from hpcsched.errors import HpcschedError
 from hpcsched.jobs.model import Job
+from hpcsched.planning.fields import format_count
 from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.parse import SlurmJobRecord
 from hpcsched.slurm.states import to_job_state
@@ -138,7 +139,8 @@ class SiteAgent:
             return
         try:
             self.resizer.resize(job, nodes, "grow")
-            self.store.record_event(job.id, self.clock(), "site", f"grow to {nodes} nodes decided by the coordinator "
+            self.store.record_event(job.id, self.clock(), "site", f"grow to {format_count(nodes, 'node')} decided by the "
+                                    "coordinator "
                                     f"({decision}): {action.get('reason', '')}")
             self.outcomes.append({"decision": decision, "ok": True, "error": ""})
         except HpcschedError as e:

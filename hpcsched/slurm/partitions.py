@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hpcsched.errors import ValidationError
+from hpcsched.planning.fields import format_count
 from hpcsched.slurm.parse import NodeRecord, PartitionRecord
 
 
@@ -50,9 +51,11 @@ def _check_partition(shape: JobShape, partition: PartitionRecord | None, nodes: 
     members = [n for n in nodes if partition.name in n.partitions]
     total = partition.total_nodes or len(members)
     if shape.nodes > total:
-        raise ValidationError("--nodes", f"partition {partition.name} has {total} nodes; --nodes {shape.nodes} can never start")
+        raise ValidationError("--nodes", f"partition {partition.name} has {format_count(total, 'node')}; "
+                                         f"--nodes {shape.nodes} can never start")
     if partition.max_nodes is not None and shape.nodes > partition.max_nodes:
-        raise ValidationError("--nodes", f"partition {partition.name} allows at most {partition.max_nodes} nodes per job "
+        most = format_count(partition.max_nodes, "node")
+        raise ValidationError("--nodes", f"partition {partition.name} allows at most {most} per job "
                                          f"(MaxNodes); --nodes {shape.nodes} can never start")
     if members:
         _check_node_sizes(shape, partition, members)
@@ -72,14 +75,17 @@ def _check_node_sizes(shape: JobShape, partition: PartitionRecord, members: Sequ
     cpu_cap = partition.max_cpus_per_node
     usable = [min(n.cpus, cpu_cap) if cpu_cap is not None else n.cpus for n in members]
     if shape.cpus_per_node > max(usable):
-        raise ValidationError("--cpus-per-node", f"partition {partition.name} gives a job at most {max(usable)} CPUs "
-                                                 f"per node; --cpus-per-node {shape.cpus_per_node} can never start")
+        raise ValidationError("--cpus-per-node", f"partition {partition.name} gives a job at most "
+                                                 f"{format_count(max(usable), 'CPU')} per node; "
+                                                 f"--cpus-per-node {shape.cpus_per_node} can never start")
     most_gpus = max(n.gpus for n in members)
     if shape.gpus_per_node > most_gpus:
-        raise ValidationError("--gpus-per-node", f"partition {partition.name} has at most {most_gpus} GPUs per node; "
+        raise ValidationError("--gpus-per-node", f"partition {partition.name} has at most "
+                                                 f"{format_count(most_gpus, 'GPU')} per node; "
                                                  f"--gpus-per-node {shape.gpus_per_node} can never start")
     fitting = sum(1 for n, cpus in zip(members, usable, strict=True)
                   if cpus >= shape.cpus_per_node and n.gpus >= shape.gpus_per_node)
     if shape.nodes > fitting:
-        raise ValidationError("--nodes", f"partition {partition.name} has {fitting} nodes with {shape.cpus_per_node} CPUs "
-                                         f"and {shape.gpus_per_node} GPUs; --nodes {shape.nodes} can never start")
+        raise ValidationError("--nodes", f"partition {partition.name} has {format_count(fitting, 'node')} with "
+                                         f"{format_count(shape.cpus_per_node, 'CPU')} and "
+                                         f"{format_count(shape.gpus_per_node, 'GPU')}; --nodes {shape.nodes} can never start")

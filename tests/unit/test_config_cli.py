@@ -68,7 +68,7 @@ def test_a_bad_file_fails_every_command_with_exit_2(layers: dict[str, Path]) -> 
         result = hs(*args)
         assert result.exit_code == 2, result.output
         assert result.stderr == f"hpcsched: error: {layers['user']}: memroy: unknown setting (known: state_dir, " \
-            "jobs_dir, poll_interval, image, launcher_python, admission, partition, account, qos, time, memory, " \
+            "jobs_dir, poll_interval, image, image_dir, launcher_python, admission, partition, account, qos, time, memory, " \
             "mem_per_cpu, host, coordinator_socket, operators)\n"
 
 

@@ -67,7 +67,7 @@ def test_the_node_probe_is_one_bounded_step_with_the_users_settings() -> None:
     argv, timeout = steps[0]
     assert "--immediate=45" in argv and "--partition=gpu" in argv and "--account=proj" in argv
     assert not any(a.startswith("--qos") for a in argv)
-    assert argv[-2:] == ["localhost/train:1", "/shared/jobs"]  # arguments of the script, never pasted into it
+    assert argv[-4:] == ["localhost/train:1", "/shared/jobs", "", ""]  # arguments of the script, never pasted into it
     assert timeout == 45 + probes.STEP_EXTRA_S
 
 

@@ -77,7 +77,7 @@ def test_no_subordinate_range_on_the_node_fails_podman() -> None:
 def test_a_missing_image_fails_naming_image_and_node() -> None:
     status, found, fix = checks(probe_output(image_rc=1))["image"]
     assert (status, found) == ("fail", "localhost/hpcsched-train:latest is not in Podman's storage on node1")
-    assert "podman load" in fix
+    assert "`hpcsched image push localhost/hpcsched-train:latest`" in fix
 
 
 def test_a_jobs_directory_the_node_does_not_see_fails() -> None:

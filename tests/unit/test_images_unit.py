@@ -189,4 +189,4 @@ def test_push_without_a_shared_directory_is_a_usage_error_naming_the_variable(mo
     monkeypatch.delenv("HPCSCHED_IMAGE_DIR", raising=False)
     result = CliRunner().invoke(cli, ["image", "push", IMAGE])
     assert result.exit_code == 2
-    assert "--dir: no shared image directory: pass --dir or set HPCSCHED_IMAGE_DIR" in result.output
+    assert "--dir: no shared image directory: pass --dir or set image_dir (HPCSCHED_IMAGE_DIR" in result.output

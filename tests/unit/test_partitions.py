@@ -42,7 +42,7 @@ def test_more_nodes_than_the_default_partition_has_is_refused_naming_its_size() 
 
 def test_more_nodes_than_max_nodes_is_refused_naming_the_limit() -> None:
     message = refusal(JobShape("small", 2, 1, 0))
-    assert message.startswith("--nodes: partition small allows at most 1 nodes per job (MaxNodes)")
+    assert message.startswith("--nodes: partition small allows at most 1 node per job (MaxNodes)")
 
 
 def test_unknown_partition_is_refused_listing_the_partitions() -> None:
@@ -63,7 +63,7 @@ def test_gpus_on_a_partition_without_gpus_is_refused() -> None:
 
 def test_more_nodes_than_nodes_big_enough_is_refused() -> None:
     one_big = [replace(NODES[0], gpus=4), *NODES[1:]]
-    assert "has 1 nodes with 1 CPUs and 4 GPUs; --nodes 2 can never start" in refusal(JobShape(None, 2, 1, 4), one_big)
+    assert "has 1 node with 1 CPU and 4 GPUs; --nodes 2 can never start" in refusal(JobShape(None, 2, 1, 4), one_big)
 
 
 def test_without_a_default_partition_slurm_decides() -> None:
