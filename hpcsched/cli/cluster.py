@@ -21,11 +21,18 @@ from hpcsched.config import MAX_REBALANCE_WAIT_S
 from hpcsched.daemon import client, statedir
 from hpcsched.doctor.probes import cron_running, running_commands
 from hpcsched.planning.fields import shown
+from hpcsched.settings.files import SITE_FILE_ENV
+from hpcsched.settings.schema import SETTINGS
+from hpcsched.slurm.runner import PASSED_VARIABLES
 
 HELP = {"help_option_names": ["-h", "--help"]}
 MARKER = "# hpcsched rebalance"
 CRON_WAIT_S = 60
-PASSED_ENV = ("HPCSCHED_STATE_DIR", "HPCSCHED_JOBS_DIR", "HPCSCHED_IMAGE", "HPCSCHED_LAUNCHER_PYTHON", "PATH")
+# What the cron pass takes over from the shell that installed it, so that it runs with the user's
+# settings: every setting's variable, where the site and user files are, the variables the jobs
+# carry to the nodes, and PATH (cron gives a bare one).
+PASSED_ENV = tuple(dict.fromkeys([*(s.env for s in SETTINGS), SITE_FILE_ENV, "XDG_CONFIG_HOME", *PASSED_VARIABLES,
+                                  "PATH"]))
 
 
 def decisions_table(result: dict[str, Any]) -> Table:
@@ -173,9 +180,15 @@ def write_crontab(lines: list[str]) -> None:
 def cron_entry(schedule: str) -> str:
     cfg = settings()
     exe = shutil.which("hpcsched") or os.path.join(os.path.dirname(sys.executable), "hpcsched")
-    env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in PASSED_ENV if os.environ.get(k))
-    log = shlex.quote(os.path.join(cfg.state_dir, "rebalance.log"))
-    return f"{schedule} {env} {shlex.quote(exe)} rebalance --quiet --wait {CRON_WAIT_S} --log {log} {MARKER}"
+    env = " ".join(f"{k}={cron_quote(os.environ[k])}" for k in PASSED_ENV if os.environ.get(k))
+    log = cron_quote(os.path.join(cfg.state_dir, "rebalance.log"))
+    return f"{schedule} {env} {cron_quote(exe)} rebalance --quiet --wait {CRON_WAIT_S} --log {log} {MARKER}"
+
+
+def cron_quote(value: str) -> str:
+    """A word of a crontab command: quoted for the shell, and ``%`` escaped, which cron would
+    otherwise turn into a newline."""
+    return shlex.quote(value).replace("%", "\\%")
 
 
 @click.group(context_settings=HELP)
