@@ -1,4 +1,4 @@
-"""Both example scripts train for real on one CPU process, outside hpcsched."""
+"""The example scripts train for real on one CPU process, outside hpcsched."""
 
 from __future__ import annotations
 
@@ -35,3 +35,13 @@ def test_plain_ddp_script_runs(tmp_path: Path) -> None:
     final = re.search(r"^final val_acc=(\d\.\d+)$", out, re.M)
     assert final is not None and float(final.group(1)) >= 0.8, out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_digits_nas_harder_task_still_learns_and_rejects_bad_sizes(tmp_path: Path) -> None:
+    harder = ["--image-size", "16", "--augment", "2", "--noise", "0.3"]
+    out = run("digits_nas.py", tmp_path, "--epochs", "2", "--checkpoint-every", "100000", *harder)
+    final = re.search(r"^final val_acc=(\d\.\d+)$", out, re.M)
+    assert final is not None and float(final.group(1)) >= 0.5, out  # chance is 0.1
+    argv = [sys.executable, str(REPO / "examples" / "digits_nas.py"), "--augment", "0"]
+    bad = subprocess.run(argv, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--augment >= 1" in bad.stderr

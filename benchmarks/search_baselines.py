@@ -1,0 +1,250 @@
+"""Benchmark (issue 16, item 5): one architecture search with adaptive batch sizing against EVERY
+fixed batch of a grid, the learning rate scaled as a user would.
+
+Each trial of the search (examples/digits_nas.py, channels x depth) is trained once per fixed batch
+of --batches, with the learning rate scaled from the script's reference (batch 16, lr 1e-3, Adam)
+by the square-root rule (--lr-rule; sqrt is the usual rule for Adam and the one the adaptive mode
+applies itself, linear gives Adam learning rates that diverge at the top of the grid), and once
+with --adaptive (starting at the reference batch and learning rate, no tuning; largest batch the
+top of the grid). The task is made harder with --image-size/--augment/--noise (WORKLOAD) so that a
+trial trains for about a minute instead of seconds.
+
+Trials run one after the other as plain local processes, one CPU thread each, with
+HPCSCHED_JOB_DIR set: the ElasticTrainer and its AdaptiveBatch are the same code a cluster job runs,
+and each run's progress.jsonl gives its training time (from the trainer's "start" line, so imports
+and data preparation are left out) to the first epoch with val_acc >= --target, and its final val_acc.
+The configurations of one (trial, seed) run back to back, in an order rotated per (trial, seed).
+
+    .venv/bin/python benchmarks/search_baselines.py            # full run (about 35 min on 2 cores)
+    .venv/bin/python benchmarks/search_baselines.py --quick    # first pass: one trial, one seed
+    .venv/bin/python benchmarks/search_baselines.py --summarise-only   # re-score the last run's log
+
+Writes benchmarks/results/search_baselines.{md,json}; each run is appended to RUNS as it ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from common import write_results
+from nas_adaptive import trial_result
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS = Path("/tmp/hpcsched-bench/search_baselines/runs.jsonl")
+WORKLOAD = ["--image-size", "24", "--augment", "8", "--noise", "0.3"]
+REF_BATCH, REF_LR = 16, 1e-3
+Runs = list[dict[str, Any]]
+
+
+def fixed_lr(batch: int, rule: str) -> float:
+    """The learning rate a user would give a fixed ``batch``, scaled from the reference."""
+    ratio = batch / REF_BATCH
+    return REF_LR * (ratio if rule == "linear" else math.sqrt(ratio))
+
+
+def configurations(batches: list[int], rule: str) -> dict[str, list[str]]:
+    """Name -> digits_nas.py arguments of every fixed batch and of the adaptive mode."""
+    out = {f"fixed-{b}": ["--batch-size", str(b), "--lr", f"{fixed_lr(b, rule):.6g}"] for b in batches}
+    out["adaptive"] = ["--batch-size", str(REF_BATCH), "--lr", str(REF_LR), "--adaptive", "--max-batch-size", str(max(batches))]
+    return out
+
+
+def run_one(trial: str, seed: int, name: str, extra: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Train one configuration of one trial as a local process; its outcome from progress.jsonl."""
+    channels, depth = (int(part[1:]) for part in trial.split("-"))
+    argv = [sys.executable, str(REPO / "examples" / "digits_nas.py"), "--channels", str(channels), "--depth", str(depth),
+            "--epochs", str(args.epochs), "--seed", str(seed), "--checkpoint-every", "1000000", *WORKLOAD, *extra]  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="search-") as job_dir:
+        env = {**os.environ, "HPCSCHED_JOB_DIR": job_dir, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=3600)
+        if proc.returncode != 0:
+            raise SystemExit(f"{trial} seed {seed} {name} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        result = trial_result(Path(job_dir) / "progress.jsonl", args.target)
+    return {"trial": trial, "seed": seed, "config": name, "argv": argv[2:], **result}
+
+
+def run_all(args: argparse.Namespace) -> Runs:
+    configs = configurations(args.batches, args.lr_rule)
+    names = list(configs)
+    RUNS.parent.mkdir(parents=True, exist_ok=True)
+    RUNS.write_text("")
+    runs = []
+    for s, seed in enumerate(args.seeds):
+        for t, trial in enumerate(args.trials):
+            shift = (s * len(args.trials) + t) % len(names)
+            for name in names[shift:] + names[:shift]:
+                run = run_one(trial, seed, name, configs[name], args)
+                runs.append(run)
+                with RUNS.open("a") as log:
+                    log.write(json.dumps(run) + "\n")
+                print(f"{trial} seed {seed} {name}: to target {run['time_to_target']} s, final {run['final_acc']:.3f}, "
+                      f"trained {run['train_time']:.1f} s", file=sys.stderr, flush=True)  # fmt: skip
+    return runs
+
+
+def time_to(run: dict[str, Any], target: float) -> float:
+    """Seconds to the first epoch at ``target`` (infinite when never reached)."""
+    return next((t for t, acc in run["curve"] if acc >= target), math.inf)
+
+
+def table_of(runs: Runs, target: float) -> dict[str, dict[str, dict[int, dict[str, float]]]]:
+    """trial -> config -> seed -> {"time", "acc"}."""
+    out: dict[str, dict[str, dict[int, dict[str, float]]]] = {}
+    for r in runs:
+        cell = {"time": time_to(r, target), "acc": r["final_acc"]}
+        out.setdefault(r["trial"], {}).setdefault(r["config"], {})[r["seed"]] = cell
+    return out
+
+
+def mean(values: list[float]) -> float:
+    return statistics.mean(values) if all(math.isfinite(v) for v in values) else math.inf
+
+
+def fmt(seconds: float) -> str:
+    return f"{seconds:.1f}" if math.isfinite(seconds) else "not reached"
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if math.isfinite(a) and math.isfinite(b) and b > 0 else math.inf
+
+
+def search_totals(table: dict[str, Any], seeds: list[int]) -> dict[str, list[float]]:
+    """config -> per seed, the whole search's time to target (sum over trials)."""
+    configs = next(iter(table.values())).keys()
+    return {c: [sum(table[t][c][s]["time"] for t in table) for s in seeds] for c in configs}
+
+
+def summarise(runs: Runs, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    table = table_of(runs, args.target)
+    seeds = sorted({r["seed"] for r in runs})
+    fixed = [c for c in next(iter(table.values())) if c.startswith("fixed-")]
+    fixed.sort(key=lambda c: int(c.split("-")[1]))
+    lines = [f"# Search: adaptive batch vs every fixed batch ({args.lr_rule} lr scaling), target val_acc {args.target}", "",
+             *intro(args, seeds), "", "## Per trial: mean time to target over seeds (s), final val_acc", "",
+             "| trial | " + " | ".join(c.replace("fixed-", "fixed ") for c in fixed) + " | adaptive | adaptive / best fixed "
+             "| adaptive / median fixed | best fixed final acc | adaptive final acc |",
+             "|---|" + "---:|" * (len(fixed) + 5)]  # fmt: skip
+    rows = []
+    for trial, by_config in table.items():
+        means = {c: mean([by_config[c][s]["time"] for s in seeds]) for c in [*fixed, "adaptive"]}
+        accs = {c: statistics.mean(by_config[c][s]["acc"] for s in seeds) for c in [*fixed, "adaptive"]}
+        best = min(means[c] for c in fixed)
+        med = statistics.median(means[c] for c in fixed)
+        best_acc = max(accs[c] for c in fixed)
+        rows.append({"trial": trial, "mean_time": means, "mean_final_acc": accs, "best_fixed": best, "median_fixed": med,
+                     "best_fixed_acc": best_acc, "acc_gap_pp": 100 * (accs["adaptive"] - best_acc)})  # fmt: skip
+        cells = " | ".join(f"{fmt(means[c])} ({accs[c]:.3f})" for c in fixed)
+        lines.append(f"| {trial} | {cells} | {fmt(means['adaptive'])} ({accs['adaptive']:.3f}) | "
+                     f"{ratio(means['adaptive'], best):.2f} | {ratio(means['adaptive'], med):.2f} | {best_acc:.3f} | "
+                     f"{accs['adaptive']:.3f} |")  # fmt: skip
+    totals = search_totals(table, seeds)
+    whole = whole_search(totals, fixed, rows, seeds)
+    ceiling = min(max(acc for _, acc in r["curve"]) for r in runs if r["config"] != "adaptive")
+    lines += ["", *whole.pop("lines"), "", f"Highest val_acc that every fixed-batch run reached: {ceiling:.3f}.", "",
+              *batches_lines(runs), "", "Reproduce: `" + command(args) + "`", ""]  # fmt: skip
+    data = {"date": args.date, "command": command(args), "target": args.target, "lr_rule": args.lr_rule,
+            "workload": WORKLOAD, "epochs": args.epochs, "seeds": seeds, "per_trial": rows, "whole_search": whole,
+            "runs": runs}  # fmt: skip
+    return json.loads(json.dumps(data, default=str).replace("Infinity", "null")), "\n".join(lines)
+
+
+Totals = dict[str, list[float]]
+
+
+def whole_search(totals: Totals, fixed: list[str], rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
+    """The whole search: adaptive vs the best single fixed batch, the per-trial oracle and the median choice."""
+    means = {c: mean(v) for c, v in totals.items()}
+    best_config = min(fixed, key=lambda c: means[c])
+    oracle = sum(r["best_fixed"] for r in rows)
+    median = statistics.median(means[c] for c in fixed)
+    adaptive = means["adaptive"]
+    per_seed_best = [ratio(totals["adaptive"][i], min(totals[c][i] for c in fixed)) for i in range(len(seeds))]
+    per_seed_median = [ratio(totals["adaptive"][i], statistics.median(totals[c][i] for c in fixed)) for i in range(len(seeds))]
+    worst_gap = min(r["acc_gap_pp"] for r in rows)
+    checks = [
+        ("adaptive <= 1.0x the best single fixed batch in hindsight", ratio(adaptive, means[best_config]), 1.0),
+        ("adaptive <= 1.0x the best fixed batch per trial in hindsight", ratio(adaptive, oracle), 1.0),
+        ("adaptive <= 0.7x the median fixed choice", ratio(adaptive, median), 0.7),
+    ]
+    spread = lambda xs: f"{min(xs):.2f}-{max(xs):.2f}"  # noqa: E731
+    lines = ["## Whole search (sum over trials; mean over seeds)", "",
+             "| configuration | time to target (s) | per seed |", "|---|---:|---|"]  # fmt: skip
+    for c, v in totals.items():
+        lines.append(f"| {c} | {fmt(means[c])} | {', '.join(fmt(x) for x in v)} |")
+    lines += ["", f"Best single fixed batch in hindsight: {best_config}; best per trial (oracle): {fmt(oracle)} s; "
+              f"median fixed choice: {fmt(median)} s.", "", "| target | measured | met |", "|---|---:|---|"]  # fmt: skip
+    for label, value, limit in checks:
+        lines.append(f"| {label} | {value:.2f}x | {'yes' if value <= limit else 'NO'} |")
+    lines.append(f"| final accuracy within 1 point of the best fixed batch (worst trial, adaptive - best) | "
+                 f"{worst_gap:+.2f} pp | {'yes' if worst_gap >= -1.0 else 'NO'} |")  # fmt: skip
+    lines += ["", f"Spread over seeds, adaptive / best fixed batch of that seed: {spread(per_seed_best)}; "
+              f"adaptive / median fixed of that seed: {spread(per_seed_median)}."]  # fmt: skip
+    return {"mean_time": means, "per_seed": totals, "best_single_fixed": best_config, "per_trial_oracle": oracle,
+            "median_fixed": median, "checks": {label: value for label, value, _ in checks}, "worst_acc_gap_pp": worst_gap,
+            "per_seed_ratio_best": per_seed_best, "per_seed_ratio_median": per_seed_median, "lines": lines}  # fmt: skip
+
+
+def batches_lines(runs: Runs) -> list[str]:
+    lines = ["## Adaptive batches chosen (global batch after each re-choice)", ""]
+    for r in runs:
+        if r["config"] == "adaptive":
+            lines.append(f"- {r['trial']} seed {r['seed']}: {' → '.join(map(str, r['batches']))}")
+    return lines
+
+
+def intro(args: argparse.Namespace, seeds: list[int]) -> list[str]:
+    scaled = f"B/{REF_BATCH}" if args.lr_rule == "linear" else f"sqrt(B/{REF_BATCH})"
+    when = "Re-scored" if args.summarise_only else "Run"
+    return [
+        f"{when} {args.date}. examples/digits_nas.py {' '.join(WORKLOAD)} --epochs {args.epochs}, trials "
+        f"{', '.join(args.trials)}, seeds {', '.join(map(str, seeds))}. Fixed batches {', '.join(map(str, args.batches))} "
+        f"with lr = {REF_LR} x {scaled} (Adam); adaptive starts at batch {REF_BATCH}, lr {REF_LR}, "
+        f"max batch {max(args.batches)}, no tuning.",
+        "Each run is a local process with one CPU thread on a shared 2-core machine (not on the cluster); the "
+        "adaptive mode is hpcsched's runtime library (ElasticTrainer + AdaptiveBatch), as in a cluster job. Time "
+        "to target: training seconds from the trainer's start line to the first epoch with val_acc >= target "
+        "(validation included); 'not reached' counts as infinite.",
+    ]  # fmt: skip
+
+
+def command(args: argparse.Namespace) -> str:
+    return ("nice -n 10 .venv/bin/python benchmarks/search_baselines.py " + ("--quick" if args.quick else
+            f"--trials {' '.join(args.trials)} --seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs}")
+            + f" --target {args.target} --lr-rule {args.lr_rule}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", nargs="+", default=["c8-d2", "c16-d2"], help="cC-dD: channels and depth")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--batches", nargs="+", type=int, default=[16, 32, 64, 128, 256, 512])
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--target", type=float, default=0.85)
+    parser.add_argument("--lr-rule", choices=("sqrt", "linear"), default="sqrt")
+    parser.add_argument("--quick", action="store_true", help="one trial (c16-d2), seed 9 (not one of the full run's)")
+    parser.add_argument("--summarise-only", action="store_true", help="re-score the runs logged by the last run")
+    args = parser.parse_args()
+    if args.quick:
+        args.trials, args.seeds = ["c16-d2"], [9]
+    for trial in args.trials:
+        parts = trial.split("-")
+        if len(parts) != 2 or parts[0][:1] != "c" or parts[1][:1] != "d" or not (parts[0][1:] + parts[1][1:]).isdigit():
+            parser.error(f"trial {trial!r} is not cC-dD, e.g. c16-d2")
+    args.date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    runs = [json.loads(line) for line in RUNS.read_text().splitlines()] if args.summarise_only else run_all(args)
+    data, table = summarise(runs, args)
+    write_results("search_baselines-quick" if args.quick else "search_baselines", data, table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""benchmarks/search_baselines.py scores adaptive against the best and the median fixed batch."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("search_baselines", REPO / "benchmarks/search_baselines.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "search_baselines", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(trial: str, seed: int, config: str, reached_at: float | None, final: float) -> dict[str, Any]:
+    """A run whose val_acc is 0.5 until ``reached_at`` seconds, then ``final`` (never, if None)."""
+    curve = [[5.0, 0.5], [reached_at, final]] if reached_at is not None else [[5.0, 0.5], [50.0, 0.5]]
+    return {"trial": trial, "seed": seed, "config": config, "curve": curve, "final_acc": curve[-1][1], "batches": [16]}
+
+
+def args(target: float = 0.9) -> argparse.Namespace:
+    return argparse.Namespace(target=target, lr_rule="sqrt", trials=["a", "b"], batches=[16, 32, 64], epochs=3,
+                              summarise_only=True, quick=False, seeds=[0, 1], date="today")  # fmt: skip
+
+
+def test_adaptive_is_scored_against_the_best_and_the_median_fixed_batch(bench: ModuleType) -> None:
+    times = {"fixed-16": 30.0, "fixed-32": 20.0, "fixed-64": None, "adaptive": 15.0}
+    runs = [run(t, s, c, at, 0.95) for t in ("a", "b") for s in (0, 1) for c, at in times.items()]
+    data, table = bench.summarise(runs, args())
+    whole = data["whole_search"]
+    assert whole["best_single_fixed"] == "fixed-32"
+    assert whole["mean_time"]["fixed-64"] is None  # never reached: not a finite time
+    assert whole["median_fixed"] == pytest.approx(60.0)  # median of 60, 40 and never
+    checks = whole["checks"]
+    assert checks["adaptive <= 1.0x the best single fixed batch in hindsight"] == pytest.approx(30 / 40)
+    assert checks["adaptive <= 0.7x the median fixed choice"] == pytest.approx(0.5)
+    assert "| fixed-64 | not reached |" in table
+
+
+def test_adaptive_that_misses_the_target_or_loses_accuracy_fails_the_targets(bench: ModuleType) -> None:
+    times = {"fixed-16": 30.0, "fixed-32": 20.0, "fixed-64": 25.0}
+    runs = [run(t, s, c, at, 0.95) for t in ("a", "b") for s in (0, 1) for c, at in times.items()]
+    runs += [run(t, s, "adaptive", 10.0 if t == "a" else None, 0.5) for t in ("a", "b") for s in (0, 1)]
+    data, table = bench.summarise(runs, args())
+    assert data["whole_search"]["checks"]["adaptive <= 1.0x the best single fixed batch in hindsight"] is None
+    assert data["whole_search"]["worst_acc_gap_pp"] == pytest.approx(-45.0)
+    assert table.count("| NO |") == 4
+
+
+def test_fixed_learning_rates_scale_from_the_reference(bench: ModuleType) -> None:
+    assert bench.fixed_lr(64, "sqrt") == pytest.approx(2e-3)
+    assert bench.fixed_lr(64, "linear") == pytest.approx(4e-3)
+    assert math.isclose(bench.fixed_lr(16, "sqrt"), 1e-3)
