@@ -15,6 +15,7 @@ from hpcsched.cli.common import format_duration, print_json, reports_errors, set
 from hpcsched.cli.follow import follow_log, print_log
 from hpcsched.cli.progress import Progress
 from hpcsched.daemon import client, owners
+from hpcsched.jobs import layout
 from hpcsched.planning.fields import format_count
 from hpcsched.slurm.states import explain_reason
 
@@ -69,10 +70,26 @@ def job_table(jobs: list[dict[str, Any]]) -> Table:
 
 
 def exit_or_reason(job: dict[str, Any]) -> str:
-    """A cancelled job has no exit code worth showing: Slurm records 0 for it, which reads as success."""
+    """A cancelled job has no exit code worth showing: Slurm records 0 for it, which reads as success.
+    A launcher's problem (the image missing on a node...) is the reason a job failed."""
     if job["state"] == "CANCELLED":
         return explain_reason(job["reason"]) or "cancelled (no exit code)"
-    return explain_reason(job["reason"]) or ("" if job["exit_code"] is None else f"exit {job['exit_code']}")
+    code = "" if job["exit_code"] is None else f"exit {job['exit_code']}"
+    if job.get("problem"):
+        return f"{code}: {job['problem']}" if code else job["problem"]
+    return explain_reason(job["reason"]) or code
+
+
+def with_launcher_problems(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each job with ``problem``: why the launchers could not start its newest attempt's container
+    ("on NODE: ..."; empty when none said so), read from the job's directory."""
+    shown = []
+    for job in jobs:
+        attempts = job.get("attempts") or []
+        found = layout.launcher_problems(job["job_dir"], attempts[-1]["number"]) if attempts and job.get("job_dir") \
+            else {}
+        shown.append({**job, "problem": "; ".join(f"on {node}: {text}" for node, text in found.items())})
+    return shown
 
 
 def progress_bars(jobs: list[dict[str, Any]]) -> Table:
@@ -97,9 +114,11 @@ def status(job: int | None, as_json: bool, watch: bool, all_users: bool) -> None
     """Show your jobs (or one JOB): state, size, Slurm id, elapsed time, exit code or reason.
 
     The JSON form is a list of objects with the keys id, name, user, state, nodes, node_list,
-    slurm_job_id, elapsed, exit_code, reason, attempts (one object per attempt), created,
-    job_dir and request. With --all-users (operators, site mode) the site coordinator's view of
-    every user's elastic jobs instead, as `hpcsched site status --all-users` shows it.
+    slurm_job_id, elapsed, exit_code (null for a cancelled job), reason, problem (why the
+    launchers could not start the newest attempt's container, e.g. the image missing on a node;
+    empty when none), attempts (one object per attempt), created, job_dir and request. With
+    --all-users (operators, site mode) the site coordinator's view of every user's elastic jobs
+    instead, as `hpcsched site status --all-users` shows it.
     """
     if all_users:
         from hpcsched.cli.site import ask_coordinator, show_plan
@@ -108,7 +127,7 @@ def status(job: int | None, as_json: bool, watch: bool, all_users: bool) -> None
         return
     cfg = settings()
     client.ensure_daemon(cfg)
-    jobs = client.call(cfg, "status", {"job": job})
+    jobs = with_launcher_problems(client.call(cfg, "status", {"job": job}))
     if watch:
         watch_jobs(cfg, job, jobs)
         return
@@ -129,7 +148,7 @@ def watch_jobs(cfg: Any, job: int | None, jobs: list[dict[str, Any]]) -> None:
     with Live(Group(job_table(jobs), progress_bars(jobs)), refresh_per_second=2) as live:
         while any(not _final(j["state"]) for j in jobs):
             time.sleep(1.0)
-            jobs = client.call(cfg, "status", {"job": job})
+            jobs = with_launcher_problems(client.call(cfg, "status", {"job": job}))
             live.update(Group(job_table(jobs), progress_bars(jobs)))
 
 

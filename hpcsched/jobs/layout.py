@@ -7,6 +7,7 @@ and the runtime library inside the container all see at the same path:
     <job_dir>/attempts/<n>/info.json        written by the driver when attempt n starts
     <job_dir>/attempts/<n>/end.json         written by the driver when attempt n ends
     <job_dir>/attempts/<n>/checkpointed     written by the runtime when it stopped at a checkpoint
+    <job_dir>/attempts/<n>/launcher-<node>.problem  why the launcher could not start the container there
     <job_dir>/progress.jsonl                progress lines from the runtime (rank 0)
     <job_dir>/resize-request.json           a resize the daemon asked for, consumed by the driver
     <job_dir>/stop-request                  asks the runtime to stop at a checkpoint (fallback to SIGUSR1)
@@ -116,6 +117,33 @@ def log_path(job_dir: str, n: int) -> Path:
 
 def checkpointed_marker(job_dir: str, n: int) -> Path:
     return attempt_dir(job_dir, n) / "checkpointed"
+
+
+MAX_PROBLEM_BYTES = 2000
+
+
+def launcher_problem(job_dir: str, n: int, node: str) -> Path:
+    """Why the launcher on ``node`` could not start attempt ``n``'s container (one line of text):
+    what ``hpcsched status`` shows, beside the attempt's log."""
+    return attempt_dir(job_dir, n) / f"launcher-{node}.problem"
+
+
+def launcher_problems(job_dir: str, n: int) -> dict[str, str]:
+    """The launchers' problems of attempt ``n`` by node; none when the directory cannot be read."""
+    try:
+        paths = sorted(attempt_dir(job_dir, n).glob("launcher-*.problem"))
+    except OSError:
+        return {}
+    found = {}
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read(MAX_PROBLEM_BYTES).strip()
+        except OSError:
+            continue
+        if text:
+            found[path.name[len("launcher-"):-len(".problem")]] = text
+    return found
 
 
 def resize_request(job_dir: str) -> Path:

@@ -96,6 +96,14 @@ def check_gpu_devices(spec: LaunchSpec, ctx: NodeContext) -> str | None:
     return None
 
 
+def record_problem(spec: LaunchSpec, ctx: NodeContext, problem: str) -> None:
+    """Leave the reason where ``hpcsched status`` shows it, not only in the attempt's log."""
+    try:
+        layout.launcher_problem(spec.job_dir, ctx.attempt, ctx.node_name).write_text(problem + "\n", encoding="utf-8")
+    except OSError as e:
+        say(ctx.node_name, f"could not record the problem for `hpcsched status`: {e}")
+
+
 def say(node: str, text: str) -> None:
     print(f"hpcsched launcher on {node}: {text}", file=sys.stderr, flush=True)
 
@@ -109,6 +117,7 @@ def main(argv: list[str]) -> int:
                or ensure_image(spec.image, images, lambda text: say(ctx.node_name, text)))
     if problem:
         print(f"hpcsched launcher on {ctx.node_name}: {problem}", file=sys.stderr)
+        record_problem(spec, ctx, problem)
         return 2
     if ctx.gpus:
         print(f"hpcsched launcher on {ctx.node_name}: Slurm allocated GPUs {','.join(ctx.gpus)} of this node; "

@@ -86,13 +86,18 @@ def test_an_image_store_on_the_shared_file_system_needs_no_load(session: UserSes
 
 
 def test_a_job_whose_image_no_node_has_fails_naming_the_node_and_the_push(session: UserSession) -> None:
+    """In the logs, and where a user looks first: ``status`` and ``status --json``."""
     copy_example(session, "allreduce.py")
     job = session.run_job("allreduce.py", "--nodes", "1", "--image", MISSING)
     info = session.wait(job)
     logs = session.logs(job)
     assert (info["state"], info["exit_code"]) == ("FAILED", 2), logs
     node = info["node_list"]
-    assert (f"hpcsched launcher on {node}: image {MISSING} is not in Podman's storage on {node} and no shared "
-            f"image directory is set (HPCSCHED_IMAGE_DIR): push it from the login node with "
-            f"`hpcsched image push {MISSING}`") in logs
+    why = (f"image {MISSING} is not in Podman's storage on {node} and no shared image directory is set (image_dir: "
+           f"HPCSCHED_IMAGE_DIR or a config file): push it from the login node with `hpcsched image push {MISSING}`")
+    assert f"hpcsched launcher on {node}: {why}" in logs
     assert "torchrun" not in logs and "allreduce rank" not in logs
+    assert info["problem"].startswith(f"on {node}: {why}"), info
+    table = " ".join(session.hs("status", str(job)).stdout.split())
+    assert f"exit 2: on {node}: image {MISSING} is not in Podman's storage on {node}" in table
+    assert f"`hpcsched image push {MISSING}`" in table
