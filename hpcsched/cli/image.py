@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 import click
 
 from hpcsched.cli.common import print_json, reports_errors, settings
+from hpcsched.cli.progress import Progress
 from hpcsched.images import check as node_check
 from hpcsched.images import distribute
 from hpcsched.images.podman import Podman
 from hpcsched.images.shared import HOWS, IMAGE_DIR_ENV, Manifest, image_dir, store_dir
+from hpcsched.images.transfer import progress_text
 from hpcsched.slurm.runner import run_slurm
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -70,21 +74,38 @@ def build(base: str, tag: str | None, containerfile: Path | None, as_json: bool)
                    "storage.conf lists.")
 @click.option("--compress", is_flag=True, help="gzip the archive (smaller, slower to write and to load).")
 @click.option("--dir", "directory", metavar="DIR", help=DIR_HELP)
+@click.option("--quiet", "-q", is_flag=True, help="No progress line (there is none either when stderr is not a terminal).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @reports_errors
-def push(name: str | None, how: str, compress: bool, directory: str | None, as_json: bool) -> None:
-    """Make IMAGE (from this node's storage) available to every compute node."""
+def push(name: str | None, how: str, compress: bool, directory: str | None, quiet: bool, as_json: bool) -> None:
+    """Make IMAGE (from this node's storage) available to every compute node.
+
+    On a terminal a line on stderr shows how much of the image is saved (and compressed) so far.
+    """
     ref, where = image_argument(name), image_dir(os.environ, directory or settings().image_dir)
-    started = time.monotonic()
-    if how == "store":
-        manifest = distribute.push_store(this_node(), ref, where, time.time)
-    else:
-        manifest = distribute.push_archive(this_node(), ref, where, compress, time.time)
+    started, progress = time.monotonic(), push_progress(quiet or as_json)
+
+    def report(stage: str, done: int, total: int) -> None:
+        progress.update(progress_text(stage, done, total))
+
+    try:
+        if how == "store":
+            manifest = distribute.push_store(this_node(), ref, where, time.time, report)
+        else:
+            manifest = distribute.push_archive(this_node(), ref, where, compress, time.time, report)
+    finally:
+        progress.done()
     seconds = time.monotonic() - started
     if as_json:
         print_json({**manifest.to_json(), "how": how, "seconds": round(seconds, 1)})
     else:
         click.echo(pushed_text(manifest, how, where, seconds))
+
+
+def push_progress(quiet: bool, stream: TextIO | None = None) -> Progress:
+    """A progress line on a terminal only: a push is one step, and a log wants its result line."""
+    stream = sys.stderr if stream is None else stream
+    return Progress(stream, enabled=not quiet and stream.isatty(), tty=True)
 
 
 def pushed_text(manifest: Manifest, how: str, where: str, seconds: float) -> str:

@@ -35,6 +35,7 @@ from hpcsched.images.shared import (
     read_manifest,
     store_dir,
 )
+from hpcsched.images.transfer import Report, copy_reporting, no_report, watching
 
 Clock = Callable[[], float]
 # What the Containerfile copies into the image from the installed package.
@@ -88,23 +89,33 @@ def write_atomically(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def gzip_file(source: str, target: str) -> None:
+def gzip_file(source: str, target: str, stage: str = "compressing", report: Report = no_report) -> None:
     """Level 1: the archive is written once and read by every node, and level 6 costs several
     times the time for a few per cent less."""
     with open(source, "rb") as src, gzip.open(target, "wb", compresslevel=1) as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
+        copy_reporting(src, dst, stage, os.path.getsize(source), report)
 
 
-def push_archive(podman: Podman, image: str, directory: str, compress: bool, clock: Clock) -> Manifest:
-    """Save ``image`` into the shared directory, replacing an older push of it."""
+def image_bytes(podman: Podman, image: str) -> int:
+    """The image's size as Podman reports it (0 when it does not say): the total a save is
+    measured against."""
+    text = podman.try_("image", "inspect", "--format", "{{.Size}}", image).stdout.strip()
+    return int(text) if text.isdigit() else 0
+
+
+def push_archive(podman: Podman, image: str, directory: str, compress: bool, clock: Clock,
+                 report: Report = no_report) -> Manifest:
+    """Save ``image`` into the shared directory, replacing an older push of it; ``report`` hears
+    how far the save (and the compression) got."""
     image_id = local_id(podman, image)
     os.makedirs(archives_dir(directory), mode=0o755, exist_ok=True)
     target = archive_path(directory, image, compress)
     tmp = f"{target}.tmp-{os.getpid()}"
     try:
-        podman("save", "--format", "docker-archive", "--output", tmp + ".tar", image)
+        with watching(tmp + ".tar", f"saving {image}", image_bytes(podman, image), report):
+            podman("save", "--format", "docker-archive", "--output", tmp + ".tar", image)
         if compress:
-            gzip_file(tmp + ".tar", tmp)
+            gzip_file(tmp + ".tar", tmp, f"compressing {image}", report)
             os.unlink(tmp + ".tar")
         else:
             os.replace(tmp + ".tar", tmp)
@@ -141,13 +152,13 @@ def store_podman(podman: Podman, directory: str) -> Podman:
     return replace(podman, global_args=("--root", store_dir(directory), "--runroot", private_run_root()))
 
 
-def push_store(podman: Podman, image: str, directory: str, clock: Clock) -> Manifest:
+def push_store(podman: Podman, image: str, directory: str, clock: Clock, report: Report = no_report) -> Manifest:
     """Load ``image`` into the shared read-only store (through an archive: a pushed one of the same
     id when there is one, else a temporary one that is removed)."""
     image_id = local_id(podman, image)
     pushed = read_manifest(directory, image)
     temporary = pushed is None or pushed.id != image_id
-    manifest = push_archive(podman, image, directory, False, clock) if temporary else pushed
+    manifest = push_archive(podman, image, directory, False, clock, report) if temporary else pushed
     assert manifest is not None
     archive = os.path.join(archives_dir(directory), manifest.archive)
     os.makedirs(store_dir(directory), mode=0o755, exist_ok=True)

@@ -19,13 +19,15 @@ from typing import Any
 
 from hpcsched.config import Settings
 from hpcsched.daemon import client
-from hpcsched.errors import AccessDenied, JobNotFound
+from hpcsched.errors import AccessDenied, JobNotFound, ValidationError
 from hpcsched.jobs.layout import progress_file
 from hpcsched.jobs.progress import parse_lines
 from hpcsched.report.build import build_report
+from hpcsched.report.everyone import all_users_report
 from hpcsched.report.sacct import merge_runs
 from hpcsched.report.values import Report, SlurmRun, Window
 from hpcsched.report.window import accounting_start, select_jobs
+from hpcsched.site.run import slurm_operator
 from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.parse import SlurmParseError
 from hpcsched.slurm.runner import CommandResult, Runner, SlurmCommandError, run_slurm
@@ -49,6 +51,7 @@ class Sources:
     runner: Runner = run_slurm
     clock: Callable[[], float] = time.time
     whoami: Callable[[], str] = field(default=_login_name)
+    is_operator: Callable[[Settings], bool] = field(default=lambda settings: site_operator(settings))
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,15 @@ def collector_paused() -> Iterator[None]:
 
 
 def fetch_runs(runner: Runner, jobs: Sequence[Mapping[str, Any]], request: Request, own_only: bool) -> tuple[SlurmRun, ...]:
-    """Every run of the jobs' Slurm ids from one ``sacct --json -D`` call, through SlurmClient with
-    a runner that keeps sacct's output (the records lack the TRES a report needs)."""
+    """Every run of the jobs' Slurm ids from one ``sacct --json -D`` call."""
+    ids = sorted({a["slurm_job_id"] for j in jobs for a in j.get("attempts") or () if a.get("slurm_job_id")})
+    return sacct_runs(runner, request, accounting_start(jobs, request.window), ids if request.job_ids else None, own_only)
+
+
+def sacct_runs(runner: Runner, request: Request, since: float, ids: Sequence[int] | None, own_only: bool,
+               until: float | None = None) -> tuple[SlurmRun, ...]:
+    """Runs from one ``sacct --json -D`` call, through SlurmClient with a runner that keeps
+    sacct's output (the records lack the TRES a report needs)."""
     outputs: list[str] = []
 
     def keep_output(argv: Sequence[str], **kwargs: Any) -> CommandResult:
@@ -111,10 +121,38 @@ def fetch_runs(runner: Runner, jobs: Sequence[Mapping[str, Any]], request: Reque
         outputs.append(result.stdout)
         return result
 
-    ids = sorted({a["slurm_job_id"] for j in jobs for a in j.get("attempts") or () if a.get("slurm_job_id")})
-    records = SlurmClient(runner=keep_output, only_own_jobs=own_only).accounting(
-        since=accounting_start(jobs, request.window), job_ids=ids if request.job_ids else None)
+    records = SlurmClient(runner=keep_output, only_own_jobs=own_only).accounting(since=since, job_ids=ids, until=until)
     return merge_runs(records, outputs[-1])
+
+
+def make_all_users_report(settings: Settings, request: Request, sources: Sources | None = None) -> Report:
+    """Every user's jobs in the window, from one ``sacct --allusers`` call (:mod:`.everyone`),
+    for operators only."""
+    sources = sources or Sources()
+    if request.job_ids:
+        raise ValidationError("--job", "names jobs of your own store; with --all-users narrow by --user or the window")
+    if not sources.is_operator(settings):
+        raise AccessDenied(f"--all-users is for operators (the site's operator list, or Slurm's AdminLevel Operator "
+                           f"or Administrator); {sources.whoami()} is not one")
+    now = sources.clock()
+    with collector_paused():
+        try:
+            runs = sacct_runs(sources.runner, request, request.window.since, None, own_only=False,
+                              until=request.window.until)
+        except (SlurmCommandError, SlurmParseError) as e:
+            return build_report([], None, {}, now, window=request.window, accounting_error=str(e))
+        return all_users_report(runs, now, request.window, request.user)
+
+
+def site_operator(settings: Settings) -> bool:
+    """Whether the caller is an operator, judged as the site coordinator judges it: by the
+    coordinator itself when one is configured (it knows the caller from the kernel and holds the
+    site's operator list), else by Slurm's AdminLevel. An operator list in the caller's own
+    settings proves nothing, so it is not consulted here."""
+    if settings.coordinator_socket:
+        ping = client.send(settings.coordinator_socket, "ping", who="site coordinator")
+        return isinstance(ping, dict) and ping.get("operator") is True
+    return slurm_operator(_login_name())
 
 
 def read_progress(job_dir: str) -> list[dict[str, Any]]:

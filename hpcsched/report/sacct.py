@@ -42,7 +42,7 @@ def _run(schema: Schema, record: SlurmJobRecord, raw: dict[str, Any]) -> SlurmRu
     cpus, gpus = allocated_tres(schema, (raw.get("tres") or {}).get("allocated"))
     return SlurmRun(
         job_id=record.job_id,
-        user=record.user,
+        user=record.user or _group_label(raw),
         comment=record.comment,
         slurm_state=word,
         exit_code=record.exit_code,
@@ -53,7 +53,16 @@ def _run(schema: Schema, record: SlurmJobRecord, raw: dict[str, Any]) -> SlurmRu
         node_list=record.node_list if started else "",
         cpus=cpus if started else 0,
         gpus=gpus if started else 0,
+        name=record.name,
     )
+
+
+def _group_label(raw: dict[str, Any]) -> str:
+    """Who ran a job that sacct names no user for: Slurm 22.05's JSON takes the user from the
+    job's association, which a user without one (no ``sacctmgr add user``) lacks; the job's
+    group is still there, and is shown as ``group:<name>`` (never passed off as a user name)."""
+    group = raw.get("group")
+    return f"group:{group}" if isinstance(group, str) and group else ""
 
 
 def allocated_tres(schema: Schema, entries: Any) -> tuple[int | None, int | None]:

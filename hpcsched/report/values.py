@@ -34,6 +34,7 @@ class SlurmRun:
     node_list: str
     cpus: int | None  # allocated TRES; None when Slurm reported none
     gpus: int | None
+    name: str = ""  # the Slurm job's name
 
     @property
     def started(self) -> bool:

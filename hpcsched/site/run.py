@@ -92,14 +92,18 @@ class OperatorCheck:
         hit = self.cache.get(uid)
         if hit is not None and self.clock() - hit[0] < ADMIN_CACHE_S:
             return hit[1]
-        try:
-            out = self.runner(["sacctmgr", "-n", "-P", "show", "user", name, "format=adminlevel"]).stdout
-            level = out.strip().lower()
-        except SlurmCommandError:
-            level = ""
-        answer = level in OPERATOR_LEVELS
+        answer = slurm_operator(name, self.runner)
         self.cache[uid] = (self.clock(), answer)
         return answer
+
+
+def slurm_operator(name: str, runner: Runner = run_slurm) -> bool:
+    """Whether Slurm gives user ``name`` the AdminLevel Operator or Administrator."""
+    try:
+        out = runner(["sacctmgr", "-n", "-P", "show", "user", name, "format=adminlevel"]).stdout
+    except SlurmCommandError:
+        return False
+    return out.strip().lower() in OPERATOR_LEVELS
 
 
 def run_coordinator(options: SiteOptions) -> None:

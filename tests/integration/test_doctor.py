@@ -44,7 +44,7 @@ def test_doctor_names_a_missing_image_and_how_to_get_it(session: UserSession) ->
     image = found["image"]
     assert image["status"] == "fail"
     assert image["found"].startswith("localhost/does-not-exist is not in Podman's storage on node")
-    assert "podman load" in image["fix"] and "every compute node" in image["fix"]
+    assert image["fix"].startswith("push it from the login node: `hpcsched image push localhost/does-not-exist`")
     assert found["podman"]["status"] == "ok"
 
 
