@@ -55,7 +55,9 @@ class AdaptiveBatch:
     tolerates; ``max_local_batch``: the most samples one process fits per micro-step (default:
     no limit beyond ``max_batch_size``); ``max_accum_steps``: extra micro-steps of gradient
     accumulation per optimizer step; ``lr_scaling``: "sqrt" (Adam and other adaptive optimisers),
-    "adascale" (SGD) or "none" (the script scales the learning rate itself).
+    "adascale" (SGD) or "none" (the script scales the learning rate itself); ``max_growth``: the
+    largest global batch a decision may pick is this many times the largest one measured so far
+    (0: no such cap), so the step-time fit is not trusted far beyond what was measured.
     """
 
     max_batch_size: int
@@ -66,6 +68,7 @@ class AdaptiveBatch:
     first_adapt: int = 10
     measure_every: int = 4
     min_timed_steps: int = 3
+    max_growth: float = 2.0
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1 or (self.max_local_batch is not None and self.max_local_batch < 1):
@@ -74,6 +77,8 @@ class AdaptiveBatch:
             raise ValueError(f"need max_accum_steps >= 0, adapt_every, first_adapt, min_timed_steps >= 1: {self}")
         if self.measure_every < 0:
             raise ValueError(f"need measure_every >= 0: {self}")
+        if self.max_growth != 0 and not self.max_growth >= 1:
+            raise ValueError(f"max_growth must be 0 (no cap) or 1 or more: {self}")
         if self.lr_scaling not in LR_RULES:
             raise ValueError(f"lr_scaling {self.lr_scaling!r} is not one of {', '.join(LR_RULES)}")
 
@@ -210,6 +215,9 @@ class AdaptiveRun:
     def limits(self) -> BatchLimits:
         base = self.base_batch or 1
         top = max(self.options.max_batch_size, base)
+        measured = [replicas * local * (accum + 1) for _, replicas, local, accum in self.times.totals]
+        if self.options.max_growth and measured:
+            top = min(top, max(base, int(self.options.max_growth * max(measured))))
         local = self.options.max_local_batch or top
         return BatchLimits(min_global_bsz=base, max_global_bsz=top, max_local_bsz=local,
                            max_accum_steps=self.options.max_accum_steps)  # fmt: skip

@@ -180,3 +180,28 @@ def test_re_chosen_early_in_each_attempt_then_every_adapt_every_steps() -> None:
     run.steps_here = 0  # a new attempt (a resize) starts the early checks again, counted from its start
     due = [step for step in range(131, 200) if (setattr(run, "steps_here", run.steps_here + 1), run.due(step))[1]]
     assert due == [140, 150, 170]
+
+
+def test_a_decision_grows_the_batch_at_most_twice_past_what_was_measured() -> None:
+    run = adaptive_module.AdaptiveRun(AdaptiveBatch(max_batch_size=512), nodes=1, world_size=1, rank=0)
+    run.base_batch = 16
+    assert run.limits().max_global_bsz == 512  # nothing measured yet: the user's limit
+    for local, seconds in ((16, 0.010), (32, 0.011)):  # step time hardly grows: the fit favours 512
+        for _ in range(5):
+            run.times.add((1, 1, local, 0), seconds)
+    run.noise = run.noise.update(adaptive_module.NoiseMeasurement(grad_sqr=0.0, grad_var=1.0))  # "all noise"
+    run.decide(SingleProcess())
+    assert run.config == (64, 0)  # not 512: twice the largest measured batch
+    uncapped = adaptive_module.AdaptiveRun(AdaptiveBatch(max_batch_size=512, max_growth=0), nodes=1, world_size=1, rank=0)
+    uncapped.base_batch, uncapped.times, uncapped.noise = 16, run.times, run.noise
+    uncapped.decide(SingleProcess())
+    assert uncapped.config == (512, 0)
+    with pytest.raises(ValueError, match="max_growth"):
+        AdaptiveBatch(max_batch_size=64, max_growth=0.5)
+
+
+class SingleProcess:
+    """Collectives of a one-process job: a broadcast returns what it is given."""
+
+    def broadcast_ints(self, values: list[int]) -> list[int]:
+        return values
