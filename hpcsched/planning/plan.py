@@ -38,6 +38,15 @@ def job_tag(store_id: str, job_id: int | str, attempt: int = 1) -> str:
     return base if attempt == 1 else f"{base}:a{attempt}"
 
 
+def parse_tag(comment: str) -> tuple[str, int] | None:
+    """hpcsched's tag in a Slurm comment, ``hpcsched:<store id>:<job id>[:a<attempt>]``, as
+    (store id, job id); None for any other comment."""
+    parts = comment.split(":")
+    if len(parts) < 3 or parts[0] != "hpcsched" or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
+
+
 def launcher_argv(request: JobRequest, job_id: int | str, job_dir: str, python: str,
                   identity: tuple[str, str] | None = None) -> list[str]:
     """The per-node launcher command line (run by srun on every node). ``identity`` is the

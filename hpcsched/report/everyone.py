@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from hpcsched.planning.plan import parse_tag
 from hpcsched.report.build import build_report
-from hpcsched.report.sacct import parse_tag
 from hpcsched.report.values import Report, SlurmRun, Window
 
 PLAIN = ""  # the store id of a plain Slurm job's group

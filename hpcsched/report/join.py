@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from hpcsched.report.sacct import parse_tag
+from hpcsched.planning.plan import parse_tag
 from hpcsched.report.values import SlurmRun, Usage
 
 CLOCK_SLACK = 60.0  # seconds a Slurm submit time may precede the job's creation (clock skew)

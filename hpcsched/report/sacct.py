@@ -84,12 +84,3 @@ def allocated_tres(schema: Schema, entries: Any) -> tuple[int | None, int | None
     typed = [n for key, n in counts.items() if key.startswith("gres/gpu:")]
     gpus = counts.get("gres/gpu", sum(typed))
     return counts.get("cpu"), gpus
-
-
-def parse_tag(comment: str) -> tuple[str, int] | None:
-    """hpcsched's tag in a Slurm comment, ``hpcsched:<store id>:<job id>[:a<attempt>]``, as
-    (store id, job id); None for any other comment."""
-    parts = comment.split(":")
-    if len(parts) < 3 or parts[0] != "hpcsched" or not parts[2].isdigit():
-        return None
-    return parts[1], int(parts[2])

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from hpcsched.report.sacct import allocated_tres, merge_runs, parse_tag
+from hpcsched.planning.plan import parse_tag
+from hpcsched.report.sacct import allocated_tres, merge_runs
 from hpcsched.report.values import SlurmRun
 from hpcsched.slurm.parse import V0038, V0039, SlurmParseError, parse_sacct
 
