@@ -22,7 +22,6 @@ from typing import Any
 from hpcsched.allocator import HPCSCHED, AllocatorPolicy, Cluster, Decision, ElasticJob, allocate
 from hpcsched.daemon.rebalance_plan import queue_wait_estimate
 from hpcsched.jobs.model import JobState
-from hpcsched.planning.plan import parse_tag
 from hpcsched.slurm.parse import SlurmJobRecord
 
 from .citizen import Partition, Room, room
@@ -100,7 +99,6 @@ def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: M
 
     elastic = {sid: (rep.view.min_gpus, current(sid)) for sid, rep in mine.items()}
     elastic.update({other: (0, 0) for rep in mine.values() for other in rep.related})  # successors are ours too
-    elastic.update({other: (0, 0) for other in _unreported_successors(queue, mine)})
     rm = room(partition, queue, elastic)
     pinned = {sid for sid in mine if sid in busy}
     unmeasured = {sid for sid, rep in mine.items() if not rep.measured and current(sid) and sid not in pinned}
@@ -122,17 +120,6 @@ def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: M
         out.append(SizeDecision(sid, rep.uid, rep.user, partition.name, action, d.current_gpus, target, reason,
                                 d.gain_s if action != "keep" else 0.0, d.cost_s if action != "keep" else 0.0))
     return out, rm
-
-
-def _unreported_successors(queue: Sequence[SlurmJobRecord], mine: Mapping[int, Reported]) -> set[int]:
-    """Slurm jobs that are new allocations of a reported job (a grow's, make-before-break) that
-    its agent has not reported yet: their comment carries the job's tag (same owner, store and
-    job number). They are the job's own, never another user's waiting job to make room for
-    (a grow's pending allocation taken for one once made the coordinator shrink another user's
-    job for it)."""
-    owners = {(rep.uid, rep.store, rep.job_id) for rep in mine.values()}
-    tags = ((r, parse_tag(r.comment)) for r in queue if r.job_id not in mine)
-    return {r.job_id for r, tag in tags if tag is not None and (r.uid, *tag) in owners}
 
 
 def _keep_unproven(decisions: Sequence[Decision], mine: Mapping[int, Reported], capacity: int) -> dict[int, int]:

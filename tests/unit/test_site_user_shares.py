@@ -60,23 +60,3 @@ def test_the_same_five_jobs_of_one_user_share_per_job_instead() -> None:
     plan = scene([1, 1, 1, 1], 2, carol_running=True, carol_uid=ALICE)
     fifth = next(d for d in plan.decisions if d.slurm_job_id == 9)
     assert fifth.target <= 2, dataclasses.asdict(fifth)
-
-
-def grown_scene(successor_uid: int) -> SitePlan:
-    """Alice's four jobs on 1 node each, carol's on 2, two nodes idle; job 1's grow has just
-    submitted its new 3-node allocation (Slurm job 10, tagged as alice's job 1), which waits."""
-    queue = [record(i, ALICE, R, 1, f"n{i}") for i in range(1, 5)]
-    queue += [record(9, CAROL, R, 2, "n[5-6]"),
-              dataclasses.replace(record(10, successor_uid, P, 3, reason="Resources"), comment="hpcsched:login1-ab:1:a2")]
-    reports = {r.job_id: dataclasses.replace(reported(r.job_id, r.uid, 1, 4), store="login1-ab") for r in queue[:5]}
-    busy = {f"n{i}": "alloc" for i in range(1, 7)}
-    return decide({"p": partition(busy, 8)}, queue, reports)
-
-
-def test_a_grows_new_allocation_not_reported_yet_is_no_waiting_job_another_user_shrinks_for() -> None:
-    """Seen on the local cluster: alice's grow waited as Slurm job 4105 and the coordinator shrank
-    carol's job to make room for it, 'of other users'."""
-    carol = next(d for d in grown_scene(ALICE).decisions if d.slurm_job_id == 9)
-    assert carol.action != "shrink", carol.reason
-    forged = next(d for d in grown_scene(1002).decisions if d.slurm_job_id == 9)
-    assert forged.action == "shrink" and "Slurm job(s) 10" in forged.reason, "another user's job with the tag waits"
