@@ -200,7 +200,12 @@ def cron() -> None:
 @click.option("--every", default="10m", show_default=True, help="Interval: Nm (minutes), Nh (hours) or 1d.")
 @reports_errors
 def install(every: str) -> None:
-    """Add (or replace) hpcsched's rebalance entry in your crontab."""
+    """Add (or replace) hpcsched's rebalance entry in your crontab.
+
+    The entry carries the HPCSCHED_* setting variables, HPCSCHED_SITE_CONFIG, XDG_CONFIG_HOME and
+    PATH as this shell has them, so the cron pass runs with the settings `hpcsched config show`
+    shows here. Install again after changing them.
+    """
     entry = cron_entry(parse_every(every))
     write_crontab([line for line in crontab_lines() if MARKER not in line] + [entry])
     click.echo(f"installed: {entry}")
