@@ -13,7 +13,7 @@ from hpcsched.daemon import client
 from hpcsched.errors import ValidationError
 from hpcsched.jobs.fitted import ModelReport, NotMeasured, model_report
 from hpcsched.jobs.measured import measure
-from hpcsched.planning.fields import MAX_NODES, parse_nodes
+from hpcsched.planning.fields import MAX_NODES, format_count, parse_nodes
 from hpcsched.report.gather import read_progress
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -121,7 +121,8 @@ def print_report(info: dict[str, Any], result: ModelReport) -> None:
     console.print("\nMeasured vs predicted step time", style="bold")
     console.print(fit_table(result))
     console.print(
-        f"\nPredicted best configuration per node count ({result.procs_per_node} ranks per node; {limits_text(result)})",
+        f"\nPredicted best configuration per node count ({format_count(result.procs_per_node, 'rank')} per node; "
+        f"{limits_text(result)})",
         style="bold",
         highlight=False,
     )

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from hpcsched.jobs.fitted import ConfigurationFit, ModelReport
 from hpcsched.models import predict_step_time
+from hpcsched.planning.fields import format_count
 
 COLOURS = matplotlib.colormaps["tab10"]
 
@@ -88,7 +89,7 @@ def speedups(report: ModelReport, ax: Axes) -> None:
         label="node counts measured",
     )
     ax.set(
-        xlabel=f"nodes ({report.procs_per_node} ranks each)",
+        xlabel=f"nodes ({format_count(report.procs_per_node, 'rank')} each)",
         ylabel="speedup over one GPU (goodput ratio)",
         title="Predicted speedup",
         ylim=(0, None),

@@ -22,6 +22,7 @@ from hpcsched.errors import HpcschedError
 from hpcsched.jobs import sweep_store
 from hpcsched.jobs.metrics import metric_history
 from hpcsched.jobs.sweep_record import SweepRecord, TrialRecord, metric_names, summary, trial_jobs, trial_status
+from hpcsched.planning.fields import format_count
 from hpcsched.planning.request import JobRequest
 from hpcsched.planning.sweep import MAX_TRIALS, SweepSpec, default_sweep_name, expand, job_name, parse_sweep_name
 from hpcsched.report.gather import STATUS_LIMIT, read_progress
@@ -141,13 +142,14 @@ def run_sweep(
     directory = sweep_store.sweeps_dir(cfg.state_dir)
     sweep_store.refuse_existing(directory, name)
     if dry_run:
-        show_trials(record, as_json, f"sweep {name}: {len(record.trials)} trials of {record.script} (dry run, nothing submitted)")
+        trials = format_count(len(record.trials), "trial")
+        show_trials(record, as_json, f"sweep {name}: {trials} of {record.script} (dry run, nothing submitted)")
         return
     ping = client.ensure_daemon(cfg)
     record = dataclasses.replace(record, store_id=ping.get("store_id"))
     path = sweep_store.create(directory, record)
     record = submit_trials(cfg, directory, record, requests, as_json)
-    show_trials(record, as_json, f"sweep {name}: {len(record.trials)} trials submitted (record: {path})")
+    show_trials(record, as_json, f"sweep {name}: {format_count(len(record.trials), 'trial')} submitted (record: {path})")
 
 
 def plan_sweep(cfg: Settings, job: JobOptions, spec: SweepSpec, name: str, now: float) -> tuple[SweepRecord, list[JobRequest]]:

@@ -83,7 +83,8 @@ class JobRequest:
         procs_raw = raw.get("procs_per_node")
         procs = fields.parse_procs_per_node(procs_raw if procs_raw is not None else max(gpus, 1))
         if gpus and procs > gpus:
-            raise ValidationError("--procs-per-node", f"{procs} processes for {gpus} GPUs per node; at most one per GPU")
+            raise ValidationError("--procs-per-node", f"{procs} processes for {fields.format_count(gpus, 'GPU')} per "
+                                                      "node; at most one per GPU")
         name_raw = raw.get("name") or default_name(script)
         nodes = fields.parse_nodes(str(raw.get("nodes", "1")))
         start = raw.get("start_nodes")

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from hpcsched.daemon.store import Store
+from hpcsched.errors import ValidationError
 from hpcsched.jobs.model import AttemptReason, JobState
 from hpcsched.planning.fields import format_count
+from hpcsched.planning.request import JobRequest
 
 REQUEST = {"script": "/w/train.py", "workdir": "/w", "nodes": "1-3"}
 
@@ -42,3 +44,11 @@ def test_a_grow_waiting_in_the_queue_names_its_node_count_in_the_singular_and_pl
     job = store.get_job(job_id)
     assert job is not None
     assert job.as_dict(4.0)["reason"] == "growing to 2 nodes (Slurm job 11 pending)"
+
+
+def test_more_processes_than_one_gpu_is_refused_saying_1_gpu(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("")
+    with pytest.raises(ValidationError) as refused:
+        JobRequest.from_options({"script": str(tmp_path / "train.py"), "workdir": str(tmp_path), "gpus_per_node": 1,
+                                 "procs_per_node": 2})
+    assert str(refused.value) == "--procs-per-node: 2 processes for 1 GPU per node; at most one per GPU"
