@@ -59,6 +59,10 @@ def test_E1_cancel_of_a_running_two_node_job_leaves_nothing(session: UserSession
     assert leftovers(session, slurm_id) == []
     assert podman_containers(session, job) == []
     assert in_queue in ("", "CANCELLED")
+    # issue 14: nothing reads as success, in JSON as in the table
+    shown = session.status(job)
+    assert (shown["state"], shown["exit_code"], [a["exit_code"] for a in shown["attempts"]]) == ("CANCELLED", None, [None])
+    assert session.hs("status", str(job)).stdout.splitlines()[1].rstrip().endswith("cancelled (no exit code)")
 
 
 def test_cancel_of_a_pending_job_cancels_it_in_slurm(session: UserSession) -> None:
