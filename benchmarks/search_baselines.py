@@ -106,6 +106,14 @@ def table_of(runs: Runs, target: float) -> dict[str, dict[str, dict[int, dict[st
     return out
 
 
+def complete_seeds(runs: Runs) -> Runs:
+    """The runs of the seeds that ran every configuration of every trial (an interrupted run's log)."""
+    cells = {(r["trial"], r["config"]) for r in runs}
+    seeds = {r["seed"] for r in runs}
+    done = {s for s in seeds if cells <= {(r["trial"], r["config"]) for r in runs if r["seed"] == s}}
+    return [r for r in runs if r["seed"] in done]
+
+
 def mean(values: list[float]) -> float:
     return statistics.mean(values) if all(math.isfinite(v) for v in values) else math.inf
 
@@ -125,6 +133,7 @@ def search_totals(table: dict[str, Any], seeds: list[int]) -> dict[str, list[flo
 
 
 def summarise(runs: Runs, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    runs = complete_seeds(runs)
     table = table_of(runs, args.target)
     seeds = sorted({r["seed"] for r in runs})
     fixed = [c for c in next(iter(table.values())) if c.startswith("fixed-")]

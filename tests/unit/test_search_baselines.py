@@ -65,3 +65,10 @@ def test_fixed_learning_rates_scale_from_the_reference(bench: ModuleType) -> Non
     assert bench.fixed_lr(64, "sqrt") == pytest.approx(2e-3)
     assert bench.fixed_lr(64, "linear") == pytest.approx(4e-3)
     assert math.isclose(bench.fixed_lr(16, "sqrt"), 1e-3)
+
+
+def test_an_interrupted_run_is_scored_on_the_seeds_it_completed(bench: ModuleType) -> None:
+    times = {"fixed-16": 30.0, "fixed-32": 20.0, "fixed-64": 25.0, "adaptive": 15.0}
+    runs = [run(t, s, c, at, 0.95) for t in ("a", "b") for s in (0, 1) for c, at in times.items()]
+    data, _ = bench.summarise(runs[:-1], args())  # seed 1 of trial b lacks its adaptive run
+    assert data["seeds"] == [0]
