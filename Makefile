@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTEST_ARGS ?=
 
-.PHONY: demo check setup lint test unit unit-alone integration long bench cluster-stop docs
+.PHONY: demo check setup lint test unit unit-alone integration long bench cluster-stop docs compat
 
 ## demo: set everything up, then run the two-node all-reduce example as the cluster user
 demo: setup
@@ -37,6 +37,11 @@ long: setup
 
 bench: setup
 	cd benchmarks && ../.venv/bin/python submit_overhead.py && ../.venv/bin/python container_overhead.py
+
+## compat: the integration suite inside chroot clusters of other Slurm/Podman majors (cluster/compat-suite); dated result table in docs/compatibility.md
+RELEASES ?= trixie sid
+compat:
+	cluster/compat-suite all $(RELEASES)
 
 cluster-stop:
 	cluster/localcluster stop

@@ -26,6 +26,9 @@ CLI = os.environ.get("HPCSCHED_CLI", f"{SITE_VENV}/bin/hpcsched")
 BASE = Path(os.environ.get("HPCSCHED_TEST_BASE", "/tmp/hpcsched-it"))
 # The login node the sessions' daemons run on (test_login_nodes.py starts a second one beside it).
 LOGIN_HOST = "login1"
+# The cluster's node names are NODE_PREFIX1..11: "node" on the host's cluster, "cnode" in a chroot
+# cluster of cluster/compat-cluster (cluster/compat-suite sets it).
+NODE_PREFIX = os.environ.get("HPCSCHED_TEST_NODE_PREFIX", "node")
 REPO = Path(__file__).resolve().parents[2]
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY"}
 
@@ -152,6 +155,11 @@ def session(cluster: None) -> Iterator[UserSession]:
     s = make_session(USER)
     yield s
     end_session(s)
+
+
+def node(index: int) -> str:
+    """The name of the cluster's node ``index`` (1-11): node3 on the host's cluster."""
+    return f"{NODE_PREFIX}{index}"
 
 
 def copy_example(session: UserSession, name: str) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import UserSession, copy_example
+from conftest import UserSession, copy_example, node
 
 CHECKPOINT_EVERY = 20
 DIGITS = ["--checkpoint-every", str(CHECKPOINT_EVERY), "--step-delay", "0.05"]
@@ -117,7 +117,7 @@ def test_E2_B8_stop_signal_reaches_every_rank_through_each_hop_and_a_time_limit_
 @pytest.fixture
 def restore_nodes() -> Any:
     yield
-    for n in ("node1", "node2", "node3"):
+    for n in (node(1), node(2), node(3)):
         if subprocess.run(["pgrep", "-f", f"slurmd -N {n}$"], capture_output=True).returncode != 0:
             subprocess.run(["/usr/sbin/slurmd", "-N", n], check=True)
         subprocess.run(["scontrol", "update", f"NodeName={n}", "State=RESUME"], capture_output=True)

@@ -8,7 +8,7 @@ import os
 import re
 from typing import Any
 
-from conftest import UserSession, _chown_tree, copy_example
+from conftest import UserSession, _chown_tree, copy_example, node
 
 IMAGE = "localhost/hpcsched-train:latest"
 MISSING = "localhost/hpcsched-missing:1"
@@ -32,7 +32,7 @@ def local_id(session: UserSession) -> str:
 
 
 def loads(logs: str) -> list[str]:
-    return re.findall(rf"hpcsched launcher on (node\d): loading {re.escape(IMAGE)} \(\w{{12}}\) from ", logs)
+    return re.findall(rf"hpcsched launcher on (\S+): loading {re.escape(IMAGE)} \(\w{{12}}\) from ", logs)
 
 
 def test_a_pushed_archive_is_loaded_on_each_nodes_first_use_and_check_sees_where(session: UserSession) -> None:
@@ -60,12 +60,12 @@ def test_jobs_starting_together_on_one_node_load_the_image_once(session: UserSes
     session.hs("image", "push", env=env, timeout=600)
     session.hs("daemon", "start", env=env)
     copy_example(session, "allreduce.py")
-    jobs = [session.run_job("allreduce.py", "--nodes", "1", "--mem", "400M", "--sbatch=--nodelist=node3")
+    jobs = [session.run_job("allreduce.py", "--nodes", "1", "--mem", "400M", f"--sbatch=--nodelist={node(3)}")
             for _ in range(2)]
     infos = [session.wait(job, timeout=600) for job in jobs]
     logs = "".join(session.logs(job) for job in jobs)
     assert [i["state"] for i in infos] == ["COMPLETED", "COMPLETED"], logs
-    assert loads(logs) == ["node3"], logs
+    assert loads(logs) == [node(3)], logs
 
 
 def test_an_image_store_on_the_shared_file_system_needs_no_load(session: UserSession) -> None:

@@ -7,7 +7,7 @@ import os
 import pwd
 import re
 
-from conftest import UserSession, copy_example
+from conftest import NODE_PREFIX, UserSession, copy_example
 
 
 def test_two_node_allreduce_gives_the_known_sum_on_two_nodes(session: UserSession) -> None:
@@ -17,7 +17,7 @@ def test_two_node_allreduce_gives_the_known_sum_on_two_nodes(session: UserSessio
     assert info["state"] == "COMPLETED", session.logs(job)
     assert info["exit_code"] == 0
     assert info["nodes"] == 2 and info["slurm_job_id"]
-    lines = re.findall(r"allreduce rank=(\d+) world=(\d+) node=(node\d+) sum=(\d+) expected=(\d+)", session.logs(job))
+    lines = re.findall(rf"allreduce rank=(\d+) world=(\d+) node=({NODE_PREFIX}\d+) sum=(\d+) expected=(\d+)", session.logs(job))
     assert sorted(int(r) for r, *_ in lines) == [0, 1, 2, 3]
     assert {(w, s, e) for _, w, _, s, e in lines} == {("4", "10", "10")}
     assert len({node for _, _, node, _, _ in lines}) == 2, lines
