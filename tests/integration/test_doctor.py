@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import UserSession, end_session, make_session
+from tests.integration.conftest import NODE_PREFIX, UserSession, end_session, make_session
 
 NO_SUBIDS_USER = "hpcdoctornosub"
 WAIT = "300"  # the shared cluster may be busy: wait this long for a node
@@ -34,7 +34,7 @@ def test_doctor_is_all_green_on_the_local_cluster(session: UserSession) -> None:
     assert found["image"]["found"] == "localhost/hpcsched-train:latest is in Podman's storage on " + \
         found["image"]["found"].rsplit(" ", 1)[-1]
     # the local cluster's emulated GPUs (cluster/gres.conf): Slurm allocates one, the node lists it
-    assert re.fullmatch(r"node\d: allocated GPU\(s\) [01] visible: GPU [01]: hpcsched emulated GPU .*",
+    assert re.fullmatch(rf"{NODE_PREFIX}\d+: allocated GPU\(s\) [01] visible: GPU [01]: hpcsched emulated GPU .*",
                         found["gpus"]["found"]), found["gpus"]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import UserSession
+from tests.integration.conftest import NODE_PREFIX, UserSession, node
 
 SEES = """\
 import glob, json, os, sys, time
@@ -98,18 +98,18 @@ def test_two_gpus_per_node_each_rank_sees_exactly_its_nodes_gpus_numbered_from_z
 
 def test_two_one_gpu_jobs_on_one_node_get_disjoint_gpus(session: UserSession) -> None:
     session.write("sees.py", SEES)
-    pinned = ("--gpus-per-node", "1", "--sbatch=--nodelist=node3")
+    pinned = ("--gpus-per-node", "1", f"--sbatch=--nodelist={node(3)}")
     first, first_slurm = start(session, "one", *pinned)
     second, second_slurm = start(session, "two", *pinned)
     wait_ranks(session, "one", 1)
     wait_ranks(session, "two", 1)
-    gpus = {"one": allocated(first_slurm)["node3"], "two": allocated(second_slurm)["node3"]}
+    gpus = {"one": allocated(first_slurm)[node(3)], "two": allocated(second_slurm)[node(3)]}
     finish(session, first, second)
     assert gpus["one"] | gpus["two"] == {0, 1} and not gpus["one"] & gpus["two"]
     for tag, job in (("one", first), ("two", second)):
         [rank] = seen(session, job)
         assert rank["devices"] == devices(gpus[tag]), (tag, rank)  # its own GPU, not the other job's
-        assert (rank["cuda"], rank["nvidia"], rank["node"]) == ("0", "void", "node3")
+        assert (rank["cuda"], rank["nvidia"], rank["node"]) == ("0", "void", node(3))
 
 
 def test_a_typed_request_lands_on_a_node_of_that_type(session: UserSession) -> None:
@@ -119,8 +119,8 @@ def test_a_typed_request_lands_on_a_node_of_that_type(session: UserSession) -> N
     gpus = allocated(slurm_id)
     finish(session, job)
     [rank] = seen(session, job)
-    assert set(gpus) == {"node3"} and len(gpus["node3"]) == 1  # the only v100 node
-    assert rank["devices"] == devices(gpus["node3"]) and rank["cuda"] == "0"
+    assert set(gpus) == {node(3)} and len(gpus[node(3)]) == 1  # the only v100 node
+    assert rank["devices"] == devices(gpus[node(3)]) and rank["cuda"] == "0"
 
 
 def test_a_job_that_asks_no_gpu_sees_none(session: UserSession) -> None:
@@ -164,7 +164,8 @@ def test_cdi_specification_without_the_allocated_gpu_is_named_with_the_remedy(se
     info = session.wait(job)
     logs = session.logs(job)
     assert info["state"] == "FAILED", logs
-    assert re.search(r"hpcsched launcher on node\d: no CDI specification on node\d names nvidia\.com/gpu=[01]", logs)
+    node_re = rf"{NODE_PREFIX}\d"
+    assert re.search(rf"hpcsched launcher on {node_re}: no CDI specification on {node_re} names nvidia\.com/gpu=[01]", logs)
     assert "nvidia-ctk cdi generate" in logs and not seen(session, job)
 
 
@@ -173,14 +174,14 @@ def test_dev_style_maps_the_allocated_device_nodes_without_cdi(session: UserSess
     env = {"HPCSCHED_GPU_DEVICE_STYLE": "dev", "HPCSCHED_CDI_SPEC_DIRS": str(session.root)}  # no CDI spec there
     session.hs("daemon", "start", env=env)
     job = int(json.loads(session.hs("run", "--json", "sees.py", "--name", "dev", "--gpus-per-node", "1",
-                                    "--sbatch=--nodelist=node2", *SMALL, "--", "dev", env=env).stdout)["id"])
+                                    f"--sbatch=--nodelist={node(2)}", *SMALL, "--", "dev", env=env).stdout)["id"])
     info = session.wait(job, {"RUNNING", "COMPLETED", "FAILED", "CANCELLED"}, timeout=600)
     assert info["state"] == "RUNNING", session.logs(job)
     wait_ranks(session, "dev", 1)
     gpus = allocated(int(info["slurm_job_id"]))
     finish(session, job)
     [rank] = seen(session, job)
-    [index] = gpus["node2"]
+    [index] = gpus[node(2)]
     assert rank["devices"] == [f"/dev/nvidia{index}"] and (rank["cuda"], rank["nvidia"]) == ("0", str(index))
 
 
@@ -191,6 +192,6 @@ def test_doctor_names_a_node_whose_cdi_specification_lacks_the_allocated_gpu(ses
                       env={"HPCSCHED_CDI_SPEC_DIRS": str(empty)})
     gpus = {f["name"]: f for f in json.loads(proc.stdout)}["gpus"]
     assert proc.returncode == 1 and gpus["status"] == "fail", gpus
-    assert re.fullmatch(r"no CDI specification on node\d names nvidia\.com/gpu=[01], which Slurm allocated to this job "
+    assert re.fullmatch(rf"no CDI specification on {NODE_PREFIX}\d names nvidia\.com/gpu=[01], which Slurm allocated to this job "
                         rf"\(looked in {empty}: none names any nvidia\.com/gpu device\)", gpus["found"]), gpus
     assert gpus["fix"].startswith("the node's administrator must generate it with `nvidia-ctk cdi generate")
