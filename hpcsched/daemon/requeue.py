@@ -34,8 +34,10 @@ def reason_from_outcome(outcome: str | None) -> AttemptReason | None:
 
 
 def reason_from_runs(runs: list[SlurmJobRecord], restart_count: int) -> AttemptReason:
-    """The state of the run before the current one (sacct -D lists every run, oldest first)."""
-    ordered = sorted(runs, key=lambda r: (r.start_time or 0, r.submit_time or 0))
+    """The state of the run before the current one. The current run may not have started yet:
+    sacct prints no start for it from 23.02 (22.05 prints its expected start), so runs without one
+    sort last, after every run that started."""
+    ordered = sorted(runs, key=lambda r: (r.start_time is None, r.start_time or 0, r.submit_time or 0))
     earlier = ordered[:-1] if len(ordered) > 1 else ordered
     previous = earlier[-1] if earlier else None
     if previous is None:

@@ -162,5 +162,34 @@ def node(index: int) -> str:
     return f"{NODE_PREFIX}{index}"
 
 
+def local_pids(*pgrep_args: str) -> list[int]:
+    """``pgrep``'s matches among the processes whose root directory is this one's: a chroot cluster
+    of cluster/compat-cluster shares the machine's process table, and its daemons have the same
+    names as the host cluster's, so a test never signals the other cluster's."""
+    found = subprocess.run(["pgrep", *pgrep_args], capture_output=True, text=True, timeout=30).stdout.split()
+    ours = os.stat("/proc/self/root")
+    pids = []
+    for pid in map(int, found):
+        try:
+            root = os.stat(f"/proc/{pid}/root")
+        except OSError:
+            continue  # gone, or not ours to inspect
+        if (root.st_dev, root.st_ino) == (ours.st_dev, ours.st_ino):
+            pids.append(pid)
+    return pids
+
+
+def signal_local(sig: int, *pgrep_args: str) -> int:
+    """Send ``sig`` to ``local_pids(*pgrep_args)``; how many were signalled."""
+    sent = 0
+    for pid in local_pids(*pgrep_args):
+        try:
+            os.kill(pid, sig)
+            sent += 1
+        except ProcessLookupError:
+            pass
+    return sent
+
+
 def copy_example(session: UserSession, name: str) -> Path:
     return session.write(name, (REPO / "examples" / name).read_text())

@@ -11,12 +11,13 @@ import json
 import os
 import pickle
 import pwd
+import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import UserSession, _chown_tree, end_session, make_session
+from conftest import UserSession, _chown_tree, end_session, local_pids, make_session, signal_local
 from test_reliability_submission import wrappers
 
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(300)\n"
@@ -110,9 +111,9 @@ def test_H4_a_slow_slurm_keeps_the_daemon_answering_and_submissions_persisted(se
 
 def restart_slurmctld() -> None:
     """Stop the controller, wait until it is gone, start it again and wait until it answers."""
-    subprocess.run(["pkill", "-x", "slurmctld"], check=True, timeout=30)
+    assert signal_local(signal.SIGTERM, "-x", "slurmctld") == 1, "no slurmctld of this cluster runs"
     for _ in range(100):
-        if subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode != 0:
+        if not local_pids("-x", "slurmctld"):
             break
         subprocess.run(["sleep", "0.2"], check=True)
     assert subprocess.run(["squeue"], capture_output=True, timeout=60).returncode != 0, "slurmctld still answers"
@@ -128,12 +129,12 @@ def test_B1_a_running_job_stays_tracked_across_a_slurmctld_restart(session: User
     session.write("steady.py", "import time\nprint('up', flush=True)\ntime.sleep(25)\nprint('done', flush=True)\n")
     job = session.run_job("steady.py", "--nodes", "1")
     slurm_id = session.wait(job, {"RUNNING"}, timeout=120)["slurm_job_id"]
-    subprocess.run(["pkill", "-STOP", "-x", "slurmctld"], check=True, timeout=30)  # an unresponsive controller
+    assert signal_local(signal.SIGSTOP, "-x", "slurmctld") == 1  # an unresponsive controller
     try:
         session.hs("daemon", "status")  # wakes the monitor: it asks the silent controller now
         during = [session.status(job)["state"] for _ in range(3)]
     finally:
-        subprocess.run(["pkill", "-CONT", "-x", "slurmctld"], check=True, timeout=30)
+        signal_local(signal.SIGCONT, "-x", "slurmctld")
     assert all(state == "RUNNING" for state in during), during
     restart_slurmctld()
     info = session.wait(job, timeout=240)
@@ -200,8 +201,7 @@ def test_C3_full_node_local_container_storage_fails_the_job_naming_the_node(sess
     full.mkdir()
     account = pwd.getpwnam(session.user)
     # Mounted where the compute nodes' slurmd live: their mount namespace may not be this one.
-    in_nodes = ["nsenter", "--target", subprocess.run(["pgrep", "-o", "-x", "slurmd"], capture_output=True, text=True,
-                                                       check=True).stdout.strip(), "--mount", "--"]
+    in_nodes = ["nsenter", "--target", str(min(local_pids("-x", "slurmd"))), "--mount", "--"]
     subprocess.run([*in_nodes, "mount", "-t", "tmpfs", "-o", f"size=1m,mode=0700,uid={account.pw_uid},gid={account.pw_gid}",
                     "hpcsched-full", str(full)], check=True, timeout=30)
     conf = Path(account.pw_dir) / ".config" / "containers" / "storage.conf"

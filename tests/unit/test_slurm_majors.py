@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from hpcsched.daemon.requeue import reason_from_runs
 from hpcsched.doctor.probes import partition_gres
 from hpcsched.images.check import partition_nodes
-from hpcsched.jobs.model import JobState
+from hpcsched.jobs.model import AttemptReason, JobState
 from hpcsched.launcher.driver import allocation_nodes
 from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.parse import (
@@ -201,3 +202,16 @@ def test_doctor_and_image_check_find_the_default_partition(rec: Recording) -> No
     assert set(partition_gres(rec.text("sinfo-partition-gres.txt"), "wide")[1]) == {"(null)"}
     up, skipped = partition_nodes(rec.text("sinfo-node-states-partitions.txt"), "wide")
     assert len(up) + len(skipped) == 8
+
+
+NODE_FAIL_RECORDINGS = sorted(p for p in MAJORS if (p / "sacct-node-fail-requeued.json").is_file())
+
+
+@pytest.mark.parametrize("major", NODE_FAIL_RECORDINGS, ids=[p.name for p in NODE_FAIL_RECORDINGS])
+def test_C1_a_run_ended_by_a_node_failure_is_the_reason_of_the_requeue(major: Path) -> None:
+    """sacct -D right after a node of a --requeue job went DOWN: the failed run, then the pending
+    one, which from 23.02 has no start time at all. The requeue's reason is the node failure."""
+    runs = parse_sacct((major / "sacct-node-fail-requeued.json").read_text())
+    assert [r.state for r in runs] == [JobState.NODE_FAIL, JobState.PENDING]
+    assert reason_from_runs(runs, restart_count=1) is AttemptReason.NODE_FAILURE
+    assert reason_from_runs(list(reversed(runs)), restart_count=1) is AttemptReason.NODE_FAILURE

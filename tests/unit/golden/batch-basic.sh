@@ -4,7 +4,6 @@
 #SBATCH --job-name=train
 #SBATCH --comment=hpcsched:abc123:7
 #SBATCH --nodes=1
-#SBATCH --ntasks-per-node=1
 #SBATCH --cpus-per-task=1
 #SBATCH --requeue
 #SBATCH --open-mode=append

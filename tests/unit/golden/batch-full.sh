@@ -4,7 +4,6 @@
 #SBATCH --job-name=resnet
 #SBATCH --comment=hpcsched:abc123:7
 #SBATCH --nodes=2-4
-#SBATCH --ntasks-per-node=1
 #SBATCH --cpus-per-task=32
 #SBATCH --mem=65536M
 #SBATCH --time=1-12:00:00
