@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import UserSession, copy_example, node
+from conftest import UserSession, copy_example, local_pids, node, signal_local
 
 CHECKPOINT_EVERY = 20
 DIGITS = ["--checkpoint-every", str(CHECKPOINT_EVERY), "--step-delay", "0.05"]
@@ -118,7 +119,7 @@ def test_E2_B8_stop_signal_reaches_every_rank_through_each_hop_and_a_time_limit_
 def restore_nodes() -> Any:
     yield
     for n in (node(1), node(2), node(3)):
-        if subprocess.run(["pgrep", "-f", f"slurmd -N {n}$"], capture_output=True).returncode != 0:
+        if not local_pids("-f", f"slurmd -N {n}$"):
             subprocess.run(["/usr/sbin/slurmd", "-N", n], check=True)
         subprocess.run(["scontrol", "update", f"NodeName={n}", "State=RESUME"], capture_output=True)
 
@@ -133,7 +134,7 @@ def test_C1_killed_slurmd_under_a_two_node_job_requeues_and_resumes(session: Use
     nodes = subprocess.run(["scontrol", "show", "hostnames", session.status(job)["node_list"]],
                            capture_output=True, text=True, check=True).stdout.split()
     victim = nodes[-1]  # not the batch host
-    subprocess.run(["pkill", "-f", f"slurmd -N {victim}$"], check=True)
+    assert signal_local(signal.SIGTERM, "-f", f"slurmd -N {victim}$") == 1
     subprocess.run(["scontrol", "update", f"NodeName={victim}", "State=DOWN", "Reason=test-killed-slurmd"], check=True)
     wait_for(lambda: len(session.status(job)["attempts"]) >= 2, 180, "the node-failure requeue")
     info = session.wait(job, timeout=600)
