@@ -2,8 +2,9 @@
 
 The Slurm CLI with JSON output works with every Slurm release and is the default. pyslurm is
 used only on request (``HPCSCHED_SLURM_BACKEND=pyslurm``) and only where its version matches the
-running Slurm's major.minor release: pyslurm builds against one Slurm release only, and PyPI's
-pyslurm (25.11) matches none of the releases Debian ships (22.05, 24.11, 26.05). With pyslurm,
+running Slurm's major.minor release: pyslurm builds against one Slurm release only, and the
+package index's pyslurm (25.11) matches none of the releases Debian ships (22.05, 24.11, 26.05);
+built from its source tag it does (docs/compatibility.md). With pyslurm,
 the queue is read through its API; submission, accounting and cancel stay on the CLI.
 """
 
@@ -40,6 +41,8 @@ def record_from_pyslurm(job: Any) -> SlurmJobRecord:
         end_time=float(job.end_time) if job.end_time and state.is_final else None,
         exit_code=(128 + signal if signal else job.exit_code) if state.is_final else None,
         restart_count=int(job.requeue_count or 0), user=str(job.user_name or ""),
+        uid=None if job.user_id is None else int(job.user_id), partition=str(job.partition or ""),
+        priority=int(job.priority or 0),
     )
 
 

@@ -43,7 +43,7 @@ def test_doctor_names_a_missing_image_and_how_to_get_it(session: UserSession) ->
     assert code == 1
     image = found["image"]
     assert image["status"] == "fail"
-    assert image["found"].startswith("localhost/does-not-exist is not in Podman's storage on node")
+    assert image["found"].startswith(f"localhost/does-not-exist is not in Podman's storage on {NODE_PREFIX}")
     assert image["fix"].startswith("push it from the login node: `hpcsched image push localhost/does-not-exist`")
     assert found["podman"]["status"] == "ok"
 

@@ -4,7 +4,7 @@ the shared image directory counts as there (the launcher loads it on first use).
 
 from __future__ import annotations
 
-from conftest import UserSession
+from conftest import NODE_PREFIX, UserSession
 from test_doctor import WAIT, doctor
 from test_images import IMAGE, node_env
 
@@ -14,7 +14,7 @@ def test_doctor_checks_the_image_in_the_node_storage_and_accepts_a_pushed_archiv
     code, found = doctor(session, "--wait", WAIT, env=env)
     image = found["image"]
     assert (code, image["status"]) == (1, "fail"), found
-    assert image["found"].startswith(f"{IMAGE} is not in Podman's storage on node")
+    assert image["found"].startswith(f"{IMAGE} is not in Podman's storage on {NODE_PREFIX}")
     assert image["fix"].startswith(f"push it from the login node: `hpcsched image push {IMAGE}`")
     assert found["storage"]["found"].startswith(f"graph root {session.root}/nodes/node-"), found["storage"]
 
