@@ -14,6 +14,9 @@ Who executes a decision (docs/site.md):
 - **grow**: the user's agent (make-before-break needs a new allocation submitted as the user). The
   coordinator offers it in its answer to the agent's next report; an agent that is down grows
   nothing, which harms nobody.
+- **start at another size**: the coordinator, with its Operator right, changes the node count of
+  a waiting elastic job (``scontrol update NumNodes``) to its fair size before Slurm starts it;
+  nothing runs yet, so nothing needs the user's daemon or driver.
 
 Every action is written to the audit log before (``decided``) and after (``done``, ``failed``,
 ``expired``). A resize under way is kept in the state file, so a coordinator killed mid-pass
@@ -101,12 +104,14 @@ class Coordinator:
             if not dry_run:
                 self._follow_up(snap)
             plan = decide(snap.partitions, snap.queue, self.live_reports(snap), frozenset(self.state.in_flight),
-                          self.policy)
+                          self.policy, now=snap.time)
             if not dry_run:
                 self.last_plan = plan
                 for d in plan.decisions:
                     if d.executes:
                         self._execute(d, snap)
+                    elif d.sizes_pending:
+                        self._size_pending(d, snap)
                 site_state.save(self.state_path, self.state)
         return plan
 
@@ -158,6 +163,20 @@ class Coordinator:
             self.audit.write({"time": self.clock(), "event": "failed", "decision": decision_id,
                               "slurm_job_id": d.slurm_job_id, "error": str(e)})
             log.warning("shrink of Slurm job %s not carried out: %s", d.slurm_job_id, e)
+
+    def _size_pending(self, d: SizeDecision, snap: Snapshot) -> None:
+        """A waiting job's node count changed to its fair size, at once (audited before and after)."""
+        decision_id = uuid.uuid4().hex[:12]
+        self.audit.write({"time": snap.time, "event": "decided", "decision": decision_id, **d.as_dict()})
+        try:
+            self.client.update_nodes(d.slurm_job_id, d.target)
+        except SlurmCommandError as e:
+            self.audit.write({"time": self.clock(), "event": "failed", "decision": decision_id,
+                              "slurm_job_id": d.slurm_job_id, "error": str(e)})
+            log.warning("waiting Slurm job %s not sized to %d nodes: %s", d.slurm_job_id, d.target, e)
+            return
+        self.audit.write({"time": self.clock(), "event": "done", "decision": decision_id,
+                          "slurm_job_id": d.slurm_job_id, "action": d.action, "target": d.target})
 
     def settle_offer(self, uid: int, decision_id: str, ok: bool, error: str) -> None:
         """An agent's word on a grow it was offered (call with ``lock`` held): a grow it could not

@@ -10,6 +10,15 @@ resize still under way (``busy``) keeps its size and its nodes. A running job no
 keeps its size too (the prior says nothing of how it scales), unless the rules need its nodes for
 someone waiting: then it shrinks as far as that needs; one measured at a single node count may
 grow, but gives up no more nodes than others need.
+
+Between users of hpcsched, fairness needs the newcomer seen before anyone grows: no job grows
+while another elastic job of the partition waits for nodes, runs unmeasured, or (for a grace
+period after it was submitted or started) carries hpcsched's tag without being reported yet; the
+allocator would otherwise share the newcomer's nodes among the others. A waiting elastic job is
+started at its fair size: when the allocator's target differs from the size it asked Slurm for,
+the pending job's size is changed to the target (``requested``, :attr:`SizeDecision.sizes_pending`).
+A grow's successor allocation (matched by owner and tag, reported or not yet) is the same job's:
+it never counts as somebody waiting for nodes.
 """
 
 from __future__ import annotations
@@ -22,9 +31,15 @@ from typing import Any
 from hpcsched.allocator import HPCSCHED, AllocatorPolicy, Cluster, Decision, ElasticJob, allocate
 from hpcsched.daemon.rebalance_plan import queue_wait_estimate
 from hpcsched.jobs.model import JobState
+from hpcsched.planning.plan import parse_tag
 from hpcsched.slurm.parse import SlurmJobRecord
 
-from .citizen import Partition, Room, room
+from .citizen import Partition, Room, room, waits_for_nodes
+
+# A job carrying hpcsched's tag that its agent has not reported yet holds grows back this long
+# after it was submitted or started (agents report every pass; a user who runs hpcsched without
+# the coordinator must not hold everyone's grows for ever).
+UNREPORTED_GRACE_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -56,10 +71,17 @@ class SizeDecision:
     reason: str
     gain_s: float = 0.0
     cost_s: float = 0.0
+    requested: int = 0  # a waiting job: the node count it asks Slurm for now
 
     @property
     def executes(self) -> bool:
         return self.action in ("shrink", "grow")
+
+    @property
+    def sizes_pending(self) -> bool:
+        """A waiting job to be started at another size than it asked for (``scontrol update
+        NumNodes`` on the pending job, before Slurm starts it)."""
+        return self.action == "start" and 0 < self.target != self.requested
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -72,8 +94,9 @@ class SitePlan:
 
 
 def decide(partitions: Mapping[str, Partition], queue: Sequence[SlurmJobRecord], reports: Mapping[int, Reported],
-           busy: frozenset[int] = frozenset(), policy: AllocatorPolicy = HPCSCHED) -> SitePlan:
-    """Every partition that holds a reported job, decided on its own (module docstring)."""
+           busy: frozenset[int] = frozenset(), policy: AllocatorPolicy = HPCSCHED, now: float | None = None) -> SitePlan:
+    """Every partition that holds a reported job, decided on its own (module docstring). ``now``
+    (the poll's time) lets a tagged job not reported yet hold grows back; None: it does not."""
     records = {r.job_id: r for r in queue}
     live = {sid: rep for sid, rep in reports.items()
             if sid in records and records[sid].state in (JobState.RUNNING, JobState.PENDING)}
@@ -86,22 +109,26 @@ def decide(partitions: Mapping[str, Partition], queue: Sequence[SlurmJobRecord],
             decisions += [_fixed(rep, records[sid], name, "keep", "Slurm lists no nodes for its partition")
                           for sid, rep in mine.items()]
             continue
-        plan, rm = _partition(partition, queue, records, mine, busy, policy)
+        plan, rm = _partition(partition, queue, records, mine, busy, policy, now)
         decisions += plan
         rooms.append(rm)
     return SitePlan(tuple(decisions), tuple(rooms))
 
 
 def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: Mapping[int, SlurmJobRecord],
-               mine: Mapping[int, Reported], busy: frozenset[int], policy: AllocatorPolicy) -> tuple[list[SizeDecision], Room]:
+               mine: Mapping[int, Reported], busy: frozenset[int], policy: AllocatorPolicy,
+               now: float | None) -> tuple[list[SizeDecision], Room]:
     def current(sid: int) -> int:
         return records[sid].node_count if records[sid].state is JobState.RUNNING else 0
 
+    here = [r for r in queue if r.partition == partition.name or partition.name in r.partition.split(",")]
+    successors = _successors(here, mine)
     elastic = {sid: (rep.view.min_gpus, current(sid)) for sid, rep in mine.items()}
-    elastic.update({other: (0, 0) for rep in mine.values() for other in rep.related})  # successors are ours too
+    elastic.update({other: (0, 0) for other in successors})  # a grow's new allocation is the same job's
     rm = room(partition, queue, elastic)
     pinned = {sid for sid in mine if sid in busy}
     unmeasured = {sid for sid, rep in mine.items() if not rep.measured and current(sid) and sid not in pinned}
+    hold = _grows_held(here, mine, successors, unmeasured, now)
     wait = queue_wait_estimate(rm.idle, rm.waiting)
     views = [_view(rep, sid, current(sid), wait) for sid, rep in mine.items() if sid not in pinned | unmeasured]
     capacity = rm.capacity - sum(current(sid) for sid in pinned)
@@ -116,10 +143,40 @@ def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: M
     for d in allocation.decisions:
         sid = int(d.key)
         rep = mine[sid]
-        action, target, reason = _action(d.current_gpus, targets[sid], rep.view.min_gpus, rm, d.reason)
+        action, target, reason = _action(d.current_gpus, targets[sid], rep.view.min_gpus, rm, d.reason, hold)
+        requested = records[sid].node_count if records[sid].state is JobState.PENDING else 0
         out.append(SizeDecision(sid, rep.uid, rep.user, partition.name, action, d.current_gpus, target, reason,
-                                d.gain_s if action != "keep" else 0.0, d.cost_s if action != "keep" else 0.0))
+                                d.gain_s if action != "keep" else 0.0, d.cost_s if action != "keep" else 0.0,
+                                requested))
     return out, rm
+
+
+def _successors(here: Sequence[SlurmJobRecord], mine: Mapping[int, Reported]) -> set[int]:
+    """Live Slurm jobs that are new allocations of a reported job: those its report names, and
+    those Slurm shows with its tag (store and job number) under the same owner, reported or not."""
+    out = {other for rep in mine.values() for other in rep.related}
+    owners = {(rep.uid, rep.store, rep.job_id) for rep in mine.values()}
+    for r in here:
+        tag = parse_tag(r.comment)
+        if tag is not None and r.job_id not in mine and not r.state.is_final and (r.uid, *tag) in owners:
+            out.add(r.job_id)
+    return out
+
+
+def _grows_held(here: Sequence[SlurmJobRecord], mine: Mapping[int, Reported], successors: set[int],
+                unmeasured: set[int], now: float | None) -> str:
+    """Why no job of the partition may grow now ("" when they may): an elastic job whose share the
+    allocator cannot judge yet (module docstring)."""
+    for r in sorted(here, key=lambda r: r.job_id):
+        if r.job_id in mine and waits_for_nodes(r):
+            return f"Slurm job {r.job_id} of hpcsched waits to start"
+        if r.job_id in unmeasured:
+            return f"Slurm job {r.job_id} of hpcsched runs and is not measured yet"
+        if (now is not None and r.job_id not in mine and r.job_id not in successors and parse_tag(r.comment)
+                and (r.state is JobState.RUNNING or waits_for_nodes(r))
+                and now - max(r.submit_time or 0.0, r.start_time or 0.0) < UNREPORTED_GRACE_S):
+            return f"Slurm job {r.job_id} of hpcsched is not reported yet"
+    return ""
 
 
 def _keep_unproven(decisions: Sequence[Decision], mine: Mapping[int, Reported], capacity: int) -> dict[int, int]:
@@ -167,7 +224,7 @@ def _room_reason(rm: Room, why: str) -> str:
     return why
 
 
-def _action(current: int, target: int, minimum: int, rm: Room, why: str) -> tuple[str, int, str]:
+def _action(current: int, target: int, minimum: int, rm: Room, why: str, hold: str = "") -> tuple[str, int, str]:
     if current == 0:
         return ("start", target, why) if target else ("wait", 0, why)
     if target == 0:  # the allocator would stop it; a running job is never stopped, only shrunk
@@ -176,6 +233,8 @@ def _action(current: int, target: int, minimum: int, rm: Room, why: str) -> tupl
         return "shrink", target, _room_reason(rm, why)
     if target > current and not rm.may_grow:
         return "keep", current, f"no grow: Slurm job {rm.blocked} waits for nodes in partition {rm.partition}"
+    if target > current and hold:
+        return "keep", current, f"no grow until its share is known: {hold}"
     if target > current:
         return "grow", target, why
     return "keep", current, why

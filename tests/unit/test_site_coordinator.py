@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class FakeSlurm(SlurmClient):
     nodes: list[tuple[str, str, str]] = field(default_factory=list)
     signals: list[int] = field(default_factory=list)
     refuse_signal: bool = False
+    updates: list[tuple[int, int]] = field(default_factory=list)
 
     def queue(self) -> list[SlurmJobRecord]:
         return list(self.jobs)
@@ -43,6 +45,10 @@ class FakeSlurm(SlurmClient):
         if self.refuse_signal:
             raise SlurmCommandError(["scancel"], 1, "", "Access/permission denied")
         self.signals.append(slurm_job_id)
+
+    def update_nodes(self, slurm_job_id: int, nodes: int) -> None:
+        self.updates.append((slurm_job_id, nodes))
+        self.jobs = [dataclasses.replace(r, node_count=nodes) if r.job_id == slurm_job_id else r for r in self.jobs]
 
 
 class Clock:
@@ -228,3 +234,20 @@ def test_a_grow_goes_to_the_daemon_that_reported_the_job_and_survives_a_restart(
     _, s = make(tmp_path, slurm, clock)  # the coordinator restarts: the offer is kept
     (offer,) = s.handle("report", {"jobs": [item], "store": "login1"}, A)["actions"]
     assert offer["slurm_job_id"] == 7
+
+
+def test_a_waiting_elastic_job_is_sized_to_its_share_by_the_coordinator_once(tmp_path: Path) -> None:
+    # Nothing else runs: carol's waiting job asked for 2 of 4 idle nodes, its share is all 4.
+    slurm = FakeSlurm(jobs=[record(9, 1003, P, 2, reason="Resources")], nodes=[(f"n{i}", "p", "idle") for i in range(1, 5)])
+    clock = Clock()
+    c, s = make(tmp_path, slurm, clock)
+    c.poll()
+    carol = Caller(1003, "carol")
+    assert report(s, carol, 9, view=view_to_json(view(max_nodes=4)))["accepted"] == [9]
+    c.run_pass()
+    assert slurm.updates == [(9, 4)]
+    assert [(e["event"], e.get("action"), e.get("target")) for e in c.audit.read()] == [
+        ("decided", "start", 4), ("done", "start", 4)]
+    clock.now += 10
+    c.run_pass()
+    assert slurm.updates == [(9, 4)], "sized once: Slurm now shows the job at its share"

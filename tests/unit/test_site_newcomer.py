@@ -1,0 +1,99 @@
+"""Site mode when a newcomer arrives (the passes seen on the real cluster, docs/site.md): alice's
+four elastic jobs hold the partition, carol submits one. Carol must be started at her fair share,
+nobody may grow past her before the allocator can judge her, and alice's grow allocations must
+never count as somebody else waiting for nodes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from site_helpers import partition, record, reported
+
+from hpcsched.jobs.model import JobState
+from hpcsched.site.decide import UNREPORTED_GRACE_S, Reported, decide
+
+R, P = JobState.RUNNING, JobState.PENDING
+ALICE, CAROL, MALLORY = 1001, 1003, 1004
+FULL = partition({f"n{i}": "alloc" for i in range(1, 9)}, 8)
+
+
+def alice_four() -> tuple[list, dict[int, Reported]]:
+    queue = [record(i, ALICE, R, 2, f"n[{2 * i - 1}-{2 * i}]") for i in (1, 2, 3, 4)]
+    reports = {i: dataclasses.replace(reported(i, ALICE, max_nodes=4), store="sA", job_id=10 + i) for i in (1, 2, 3, 4)}
+    return queue, reports
+
+
+def tagged(r, comment: str):  # type: ignore[no-untyped-def]
+    return dataclasses.replace(r, comment=comment)
+
+
+def test_a_waiting_newcomer_is_started_at_her_fair_share_and_alice_shrinks_to_make_it_room() -> None:
+    queue, reports = alice_four()
+    queue.append(tagged(record(9, CAROL, P, 2, reason="Resources"), "hpcsched:sC:1"))
+    reports[9] = dataclasses.replace(reported(9, CAROL, max_nodes=4), store="sC", job_id=1)
+    plan = decide({"p": FULL}, queue, reports)
+    by_id = {d.slurm_job_id: d for d in plan.decisions}
+    assert (by_id[9].action, by_id[9].requested, by_id[9].target) == ("start", 2, 4)
+    assert by_id[9].sizes_pending  # the coordinator changes the waiting job to 4 nodes
+    assert [by_id[i].target for i in (1, 2, 3, 4)] == [1, 1, 1, 1]
+    assert not any(d.action == "grow" for d in plan.decisions)
+
+
+def test_a_waiting_job_already_at_its_share_is_left_as_it_asked() -> None:
+    queue = [tagged(record(9, CAROL, P, 4, reason="Resources"), "hpcsched:sC:1")]
+    plan = decide({"p": partition({}, 8)}, queue, {9: reported(9, CAROL, max_nodes=4)})
+    (d,) = plan.decisions
+    assert (d.action, d.target) == ("start", 4) and not d.sizes_pending
+
+
+def test_nobody_grows_while_the_newcomer_runs_unmeasured() -> None:
+    # Alice's four at one node each; carol's job has started on two and has no step time yet.
+    queue = [record(i, ALICE, R, 1, f"n{i}") for i in (1, 2, 3, 4)] + [record(9, CAROL, R, 2, "n[5-6]")]
+    _, reports = alice_four()
+    reports[9] = dataclasses.replace(reported(9, CAROL, max_nodes=4), measured=False)
+    nodes = partition({f"n{i}": "alloc" for i in range(1, 7)}, 8)
+    plan = decide({"p": nodes}, queue, reports)
+    assert not any(d.action == "grow" for d in plan.decisions), plan.decisions
+    held = [d for d in plan.decisions if d.slurm_job_id != 9 and "not measured yet" in d.reason]
+    assert held and all(d.action == "keep" for d in held)
+    # Measured, carol is in the allocator's view and alice's jobs grow no more than the share allows.
+    reports[9] = dataclasses.replace(reports[9], measured=True)
+    plan = decide({"p": nodes}, queue, reports)
+    alice = sum(d.target for d in plan.decisions if d.uid == ALICE)
+    assert alice <= 5, plan.decisions
+
+
+def test_a_tagged_job_not_reported_yet_holds_grows_for_a_grace_period_only() -> None:
+    now = 50_000.0
+    queue = [record(1, ALICE, R, 1, "n1"), tagged(record(9, CAROL, R, 2, "n[2-3]"), "hpcsched:sC:1")]
+    queue[1] = dataclasses.replace(queue[1], start_time=now - 30)
+    reports = {1: reported(1, ALICE)}
+    nodes = partition({"n1": "alloc", "n2": "alloc", "n3": "alloc"}, 8)
+    (d,) = decide({"p": nodes}, queue, reports, now=now).decisions
+    assert d.action == "keep" and "not reported yet" in d.reason
+    (d,) = decide({"p": nodes}, queue, reports, now=now + UNREPORTED_GRACE_S).decisions
+    assert d.action == "grow"  # a user who runs hpcsched without the coordinator holds nothing for ever
+
+
+def test_a_grow_allocation_of_alices_never_makes_another_job_shrink() -> None:
+    # Alice's job 1 grows: its new 3-node allocation waits (tagged a2, not reported yet). Carol's
+    # job runs unmeasured on two nodes. Before the fix the allocation was "another user waiting"
+    # and carol shrank to 1 for it.
+    queue = [record(i, ALICE, R, 1, f"n{i}") for i in (1, 2, 3, 4)] + [record(9, CAROL, R, 2, "n[5-6]")]
+    queue.append(tagged(record(20, ALICE, P, 3, reason="Resources"), "hpcsched:sA:11:a2"))
+    _, reports = alice_four()
+    reports[9] = dataclasses.replace(reported(9, CAROL, max_nodes=4), measured=False)
+    nodes = partition({f"n{i}": "alloc" for i in range(1, 7)}, 8)
+    plan = decide({"p": nodes}, queue, reports, busy=frozenset({1}))
+    by_id = {d.slurm_job_id: d for d in plan.decisions}
+    assert (by_id[9].action, by_id[9].target) == ("keep", 2)
+    assert plan.rooms[0].reserved == 0
+
+
+def test_someone_elses_job_with_alices_tag_is_still_somebody_waiting() -> None:
+    # Mallory copies alice's tag into his job's comment: it is not alice's, so it is served as any
+    # other waiting job (alice's jobs shrink for it) and takes nothing of alice's share.
+    queue, reports = alice_four()
+    queue.append(tagged(record(30, MALLORY, P, 2, reason="Resources"), "hpcsched:sA:11:a2"))
+    plan = decide({"p": FULL}, queue, reports)
+    assert plan.rooms[0].served == (30,) and plan.rooms[0].reserved == 2
