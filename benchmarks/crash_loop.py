@@ -36,11 +36,14 @@ import sys
 import threading
 import time
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from common import SITE, USER, user_env, workspace, write_results
+
+from hpcsched.slurm import parse
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(SITE / "bin" / "hpcsched")
@@ -154,8 +157,7 @@ class Loop:
     # --- checks --------------------------------------------------------------------------------
 
     def check_after_restart(self) -> None:
-        with sqlite3.connect(f"file:{self.store()}?mode=ro", uri=True, timeout=30) as db:
-            result = db.execute("PRAGMA integrity_check").fetchone()[0]
+        result = self.read_store("PRAGMA integrity_check")
         if result != "ok":
             self.problems.append(f"after kill {self.kills}: integrity check says {result}")
         listed = {int(j["id"]) for j in self.jobs()}
@@ -173,24 +175,24 @@ class Loop:
 
     def store_id(self) -> str:
         """Read from the store itself, so that it is known while the daemon is down too."""
-        with sqlite3.connect(f"file:{self.store()}?mode=ro", uri=True, timeout=30) as db:
-            return str(db.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()[0])
+        return str(self.read_store("SELECT value FROM meta WHERE key='store_id'"))
+
+    def read_store(self, query: str) -> Any:
+        """The first value ``query`` reads from the store, opened read-only and closed again."""
+        with closing(sqlite3.connect(f"file:{self.store()}?mode=ro", uri=True, timeout=30)) as db:
+            return db.execute(query).fetchone()[0]
 
     def slurm_jobs(self, accounting: bool) -> list[dict[str, Any]]:
-        """Every Slurm job (each run once) carrying this store's tag: the queue, and sacct if asked."""
+        """Every Slurm job (each run once) carrying this store's tag: the queue, and sacct if asked.
+        Read with hpcsched's own parsers, which know every Slurm major's JSON."""
         prefix = f"hpcsched:{self.store_id()}:"
-        found: dict[tuple[int, float], dict[str, Any]] = {}
-        queue = json.loads(_slurm(["squeue", "--json"]))["jobs"]
-        for j in queue:
-            if str(j.get("comment") or "").startswith(prefix):
-                found[(j["job_id"], 0.0)] = {"slurm_id": j["job_id"], "tag": j["comment"], "state": j["job_state"]}
-        if accounting:
-            found = {}  # sacct lists the queued jobs too; one source, so no run is counted twice
-            doc = json.loads(_slurm(["sacct", "--json", "-X", "--allusers", "--starttime=now-6hours", "--endtime=now"]))
-            for j in doc["jobs"]:
-                tag = str((j.get("comment") or {}).get("job") or "")
-                if tag.startswith(prefix):
-                    found[(j["job_id"], 0.0)] = {"slurm_id": j["job_id"], "tag": tag, "state": j["state"]["current"]}
+        if accounting:  # sacct lists the queued jobs too; one source, so no run is counted twice
+            records = parse.parse_sacct(_slurm(["sacct", "--json", "-X", "--allusers", "--starttime=now-6hours",
+                                                "--endtime=now"]))
+        else:
+            records = parse.parse_squeue(_slurm(["squeue", "--json", "--states=all"]))
+        found = {r.job_id: {"slurm_id": r.job_id, "tag": r.comment, "state": r.state.value}
+                 for r in records if r.comment.startswith(prefix)}
         return list(found.values())
 
     def drain(self, timeout: float = 900) -> list[dict[str, Any]]:
