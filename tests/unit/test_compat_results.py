@@ -46,6 +46,18 @@ def test_counts_read_failures_and_errors_as_failed_and_the_rest_as_passed() -> N
     assert results.counts(JUNIT) == results.Counts(passed=34, failed=3, skipped=3)
 
 
+def test_only_counts_the_tests_under_the_directories_named() -> None:
+    cases = """<testsuites><testsuite tests="5" failures="1" errors="1" skipped="1">
+    <testcase classname="tests.unit.test_a" name="u"><failure/></testcase>
+    <testcase classname="tests.integration.test_run" name="ok"/>
+    <testcase classname="tests.integration.test_run" name="bad"><error/></testcase>
+    <testcase classname="tests.e2e.test_demo" name="skip"><skipped/></testcase>
+    <testcase classname="tests.integrationx.test_b" name="not under it"/>
+    </testsuite></testsuites>"""
+    assert results.counts(cases, ("tests/integration", "tests/e2e/")) == results.Counts(passed=1, failed=1, skipped=1)
+    assert results.counts(cases) == results.Counts(passed=2, failed=2, skipped=1)
+
+
 def test_a_new_run_replaces_only_its_releases_row_and_rows_stay_in_slurm_order() -> None:
     row = results.row("trixie", "24.11.5", "5.4.2", results.Counts(40, 0, 2), datetime.date(2026, 12, 5),
                       "make compat RELEASES=trixie")
