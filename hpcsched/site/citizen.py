@@ -85,11 +85,16 @@ def waits_for_nodes(record: SlurmJobRecord) -> bool:
     return record.state is JobState.PENDING and record.reason in WAITS_FOR_NODES
 
 
+def jobs_in(partition: Partition, queue: Sequence[SlurmJobRecord]) -> list[SlurmJobRecord]:
+    """The jobs of ``queue`` that run or wait in ``partition`` (one of a job's comma list)."""
+    return [r for r in queue if r.partition == partition.name or partition.name in r.partition.split(",")]
+
+
 def room(partition: Partition, queue: Sequence[SlurmJobRecord], elastic: Mapping[int, tuple[int, int]]) -> Room:
     """The elastic jobs' room in ``partition``. ``elastic`` maps the Slurm id of every elastic
     job of hpcsched's (running or waiting, grown successors too) to (minimum, current) nodes."""
     usable = set(partition.usable)
-    in_partition = [r for r in queue if r.partition == partition.name or partition.name in r.partition.split(",")]
+    in_partition = jobs_in(partition, queue)
     held_by_elastic = {n for r in in_partition if r.job_id in elastic and r.state is JobState.RUNNING
                        for n in hostlist.expand(r.node_list)}
     busy = {n for n in partition.nodes if base_state(partition.states[n]) != "idle"}

@@ -34,7 +34,7 @@ from hpcsched.jobs.model import JobState
 from hpcsched.planning.plan import parse_tag
 from hpcsched.slurm.parse import SlurmJobRecord
 
-from .citizen import Partition, Room, room, waits_for_nodes
+from .citizen import Partition, Room, jobs_in, room, waits_for_nodes
 
 # A job carrying hpcsched's tag that its agent has not reported yet holds grows back this long
 # after it was submitted or started (agents report every pass; a user who runs hpcsched without
@@ -121,7 +121,7 @@ def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: M
     def current(sid: int) -> int:
         return records[sid].node_count if records[sid].state is JobState.RUNNING else 0
 
-    here = [r for r in queue if r.partition == partition.name or partition.name in r.partition.split(",")]
+    here = jobs_in(partition, queue)
     successors = _successors(here, mine)
     elastic = {sid: (rep.view.min_gpus, current(sid)) for sid, rep in mine.items()}
     elastic.update({other: (0, 0) for other in successors})  # a grow's new allocation is the same job's
