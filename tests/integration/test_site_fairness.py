@@ -10,7 +10,7 @@ least 3 nodes and alice's jobs together hold at most 5: within one node of the e
 which only a rule that shares per user reaches (carol had to grow beyond her start size while
 alice held more than her share).
 
-It fails on the local cluster today; docs/site.md (Limits) says how the passes go instead.
+docs/site.md (Limits) tells how the passes went in the last `make long`.
 """
 
 from __future__ import annotations
