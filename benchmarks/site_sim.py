@@ -3,8 +3,9 @@
 For each workload (5-8 at 1.0x load, held out: no constant was tuned on them) and seed (0-2), one
 run of the site policy beside the all-rigid baseline (every job rigid, same users, same seed) on
 16 nodes x 4 GPUs at the Slurm-realistic restart cost. Users and rigid jobs: a seeded draw
-(:func:`hpcsched.simulator.owners.assign_owners`, the run's seed). Elastic jobs plan with the
-simulator's current information (oracle step-time model; remaining work as declared).
+(:func:`hpcsched.simulator.owners.assign_owners`, the run's seed). Elastic jobs see what a real
+scheduler would (step-time models fitted online, measured noise, remaining work as declared:
+hpcsched/simulator/knowledge.py) and grow make-before-break.
 
     .venv/bin/python benchmarks/site_sim.py
 
@@ -61,8 +62,9 @@ def markdown(rows: list[dict[str, float]]) -> str:
         f"{CLUSTER.num_nodes} nodes x {CLUSTER.gpus_per_node} GPUs, restart cost `slurm`, {USERS} users (seeded draw), "
         f"{RIGID_SHARE:.0%} of the jobs rigid (seeded draw), workloads {', '.join(map(str, WORKLOADS))} (1.0x), "
         f"seeds {', '.join(map(str, SEEDS))}. Baseline: the same jobs, users and seed with every job rigid "
-        "(FIFO + EASY backfill). Figures are with the simulator's current information (oracle step-time model; "
-        "remaining work as declared). Command: `.venv/bin/python benchmarks/site_sim.py`.",
+        "(FIFO + EASY backfill). Elastic jobs see step-time models fitted online and the work they declare, "
+        "and grow make-before-break; no constant was tuned on these workloads. "
+        "Command: `.venv/bin/python benchmarks/site_sim.py`.",
         "",
         "| workload | seed | rigid JCT | rigid wait | rigid wait (s) site / all-rigid | elastic JCT | worst user FTF "
         "(all-rigid) | util. site / all-rigid | avg JCT (s) site / all-rigid |",

@@ -32,12 +32,18 @@ class RestartCost:
     start the container and ``torchrun`` again, load the checkpoint. Shrinking can keep the
     allocation (``scontrol update NumNodes=``, see docs/architecture), so it skips the queue when
     ``shrink_in_place``. A job that is not running yet pays only the queue and the start.
+
+    With ``grow_before_break`` a grow is make-before-break (docs/elastic.md): the job keeps
+    training at its current size while the larger allocation waits in the queue, so the wait costs
+    only the speedup it delays, ``queue_wait_s * (1 - current / target)`` (with throughput about
+    proportional to GPUs), plus the checkpoint and the start.
     """
 
     checkpoint_s: float = 10.0
     start_s: float = 5.0
     queue_wait_s: float = 0.0
     shrink_in_place: bool = True
+    grow_before_break: bool = False
 
     def __post_init__(self) -> None:
         if min(self.checkpoint_s, self.start_s, self.queue_wait_s) < 0.0:
@@ -58,6 +64,8 @@ class RestartCost:
             return self.checkpoint_s
         if target_gpus < current_gpus and self.shrink_in_place:
             return self.checkpoint_s + self.start_s
+        if target_gpus > current_gpus and self.grow_before_break:
+            return self.checkpoint_s + self.start_s + self.queue_wait_s * (1.0 - current_gpus / target_gpus)
         return self.checkpoint_s + self.queue_wait_s + self.start_s
 
 

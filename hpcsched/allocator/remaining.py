@@ -6,9 +6,11 @@ at a target accuracy before its last epoch, and a script need not say how long i
 hpcsched's runtime does report is the work done so far and, when the script declares its epochs
 (``trainer.epochs(n)``) or its ``total_steps``, the total it plans. From those:
 
-* **declared**: ``planned - done``, never below zero. The plan is an upper bound: a job that
-  stops at its target early finishes sooner than predicted, one that runs its plan out exactly on
-  time.
+* **declared**: ``planned - done``. The plan is an upper bound: a job that stops at its target
+  early finishes sooner than predicted, one that runs its plan out exactly on time. A job still
+  running past its plan proves the declaration wrong; what lies beyond it is estimated as an
+  undeclared job's (below) from the work done past the plan, at least ``prior``: never as
+  finished, which would make it weightless and the first to shrink.
 * **undeclared**: least attained service, as Tiresias ranks jobs it knows nothing about:
   training times are heavy-tailed, so a job that has run long is likely to run long still, and
   it is assumed to need as much again as it has done, and at least ``prior``, so that a job just
@@ -32,14 +34,17 @@ UNDECLARED_PRIOR_S = 1800.0
 
 def estimate_remaining_work(done: float, planned: float | None = None, *, prior: float = 0.0) -> float:
     """Remaining work of a job that has done ``done`` of a declared total ``planned`` (``None``:
-    nothing declared, then ``max(done, prior)``); see the module docstring."""
+    nothing declared, then ``max(done, prior)``; past the plan ``max(done - planned, prior)``);
+    see the module docstring."""
     if not (math.isfinite(done) and math.isfinite(prior)) or done < 0.0 or prior < 0.0:
         raise ValueError(f"need finite, non-negative work done and prior: done={done}, prior={prior}")
     if planned is None:
         return max(done, prior)
     if not math.isfinite(planned) or planned < 0.0:
         raise ValueError(f"a declared total must be finite and non-negative: {planned}")
-    return max(planned - done, 0.0)
+    if done > planned:
+        return max(done - planned, prior)
+    return planned - done
 
 
 def undeclared_prior(model: GoodputModel, min_gpus: int, gpus_per_node: int, seconds: float = UNDECLARED_PRIOR_S) -> float:

@@ -68,11 +68,15 @@ def remaining_work(model: GoodputModel, batch: int, progress: Mapping[str, Any],
     """Samples left, in samples at ``M0`` (goodput's unit), by the allocator's one estimate
     (:func:`hpcsched.allocator.estimate_remaining_work`): the steps the script declared still to
     run at the current batch, each sample worth its statistical efficiency; when it declared
-    nothing, as much again as it has done (at least half an hour on its minimum size)."""
+    nothing, as much again as it has done (at least half an hour on its minimum size); past the
+    steps it declared, as much again as it has run past them (at least the same half hour)."""
     total, step = progress.get("total_steps"), int(progress.get("step") or 0)
     done = float(progress.get("samples") or step * batch)
+    prior = undeclared_prior(model, min_nodes, 1)
     if not total:
-        return estimate_remaining_work(done, None, prior=undeclared_prior(model, min_nodes, 1))
+        return estimate_remaining_work(done, None, prior=prior)
+    if step > int(total):  # the declaration was wrong: the work past it is all that is known
+        return estimate_remaining_work(done, max(done - (step - int(total)) * batch, 0.0), prior=prior)
     efficiency = float(statistical_efficiency(model.noise, batch, model.limits.min_global_bsz))
     return estimate_remaining_work(done, done + max(0, int(total) - step) * batch) * efficiency
 

@@ -81,8 +81,13 @@ def _views(jobs: Sequence[ReplayJob], policy: Policy) -> list[JobView]:
 def _reallocate(
     job: ReplayJob, target: int, now: float, policy: Policy, restart: RestartModel, rng: np.random.Generator, load: float
 ) -> None:
-    """Give ``job`` its new size: draw its pause, count a restart if it had run before, and pick
-    its batch configuration for the new size."""
+    """Give ``job`` its new size: draw its pause (for a make-before-break grow, first the wait it
+    trains through at its old size), count a restart if it had run before, and pick its batch
+    configuration for the new size. A grow still waiting in the queue is abandoned first."""
+    if job.overlap_left > 0 and target != job.gpus:
+        job.gpus, job.config, job.overlap_left, job.pause_left = job.overlap_gpus, job.overlap_config, 0.0, 0.0
+        job.size_since = now
+        job.history.append((now, job.gpus))
     if target == job.gpus:
         return
     if (job.gpus == 0) != (target == 0):
@@ -90,7 +95,9 @@ def _reallocate(
     if target and job.starts:
         job.restarts += 1
     job.starts += 1 if target else 0
-    job.pause_left = restart.draw(rng, job.gpus, target, load)
+    before_break = bool(getattr(policy, "grows_before_break", False))
+    job.overlap_left, job.pause_left = restart.draw_change(rng, job.gpus, target, load, before_break)
+    job.overlap_gpus, job.overlap_config = job.gpus, job.config
     if job.starts == 1 and target:
         job.first_pause = job.pause_left
     job.size_since = now
@@ -195,13 +202,36 @@ def _retune(job: ReplayJob, policy: Policy) -> None:
 
 
 def _advance(job: ReplayJob, now: float, seconds: float, policy: Policy) -> None:
-    """Run ``job`` for ``seconds`` from ``now``: first its pause, then training epoch by epoch."""
+    """Run ``job`` for ``seconds`` from ``now``: first what is left of a make-before-break grow's
+    wait (training at the old size while holding the new), then its pause, then training."""
     if job.gpus == 0 or job.done:
         return
+    if job.overlap_left > 0:
+        span = min(job.overlap_left, seconds)
+        job.overlap_left -= span
+        held, chosen = job.gpus, job.config
+        job.gpus, job.config = job.overlap_gpus, job.overlap_config
+        trained = _train(job, now, span, policy)
+        job.overlap_config, job.gpus, job.config = job.config, held, chosen
+        waiting = trained * (held - job.overlap_gpus)  # the new allocation's extra GPUs, held unused
+        job.allocated_gpu_s += waiting
+        job.restart_gpu_s += waiting
+        if job.done:
+            return
+        now, seconds = now + span, seconds - span
     used = min(job.pause_left, seconds)
     job.pause_left -= used
     if job.restarts:
         job.restart_gpu_s += used * job.gpus
+    job.allocated_gpu_s += used * job.gpus
+    job.executed_s += used
+    _train(job, now + used, seconds - used, policy)
+
+
+def _train(job: ReplayJob, now: float, seconds: float, policy: Policy) -> float:
+    """Train ``job`` for up to ``seconds`` from ``now`` at its size, epoch by epoch; the seconds
+    used (fewer if it finishes)."""
+    used = 0.0
     last = job.last_epoch
     while used < seconds and not job.done:
         _retune(job, policy)
@@ -219,6 +249,7 @@ def _advance(job: ReplayJob, now: float, seconds: float, policy: Policy) -> None
             job.epoch += 1
     job.allocated_gpu_s += used * job.gpus
     job.executed_s += used
+    return used
 
 
 def simulate(

@@ -135,6 +135,9 @@ class ReplayJob(_Placed):
     gpus: int = 0
     config: Config | None = None
     pause_left: float = 0.0
+    overlap_left: float = 0.0  # a make-before-break grow: seconds still training at the old size
+    overlap_gpus: int = 0  # that old size
+    overlap_config: Config | None = None  # and its configuration
     first_pause: float = 0.0
     completion: float | None = None
     starts: int = 0

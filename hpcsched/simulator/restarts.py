@@ -15,6 +15,11 @@ Two models:
   would say nothing). Shrinking keeps the allocation (``scontrol update NumNodes=``) and skips
   the queue. hpcsched's allocator is told the expected cost (the mean wait at the current load);
   the actual wait is drawn from the simulation's seeded random stream.
+
+  A policy whose jobs grow make-before-break (``before_break``: hpcsched's, docs/elastic.md)
+  keeps training at the old size while the larger allocation waits, then pauses for the
+  checkpoint and the start only; its allocator is told so (:class:`RestartCost`'s
+  ``grow_before_break``). The fixed model has no queue to wait in and pauses every change alike.
 """
 
 from __future__ import annotations
@@ -61,19 +66,30 @@ class RestartModel:
     def mean_wait(self, load: float) -> float:
         return self.base_wait_s / (1.0 - min(max(load, 0.0), self.max_load))
 
-    def expected(self, load: float) -> RestartCost:
+    def expected(self, load: float, before_break: bool = False) -> RestartCost:
         """The cost model the allocator prices restarts with."""
         if self.kind == "fixed":
             return RestartCost.fixed(self.seconds)
-        return RestartCost(checkpoint_s=self.checkpoint_s, start_s=self.start_s, queue_wait_s=self.mean_wait(load))
+        return RestartCost(checkpoint_s=self.checkpoint_s, start_s=self.start_s, queue_wait_s=self.mean_wait(load),
+                           grow_before_break=before_break)  # fmt: skip
 
     def draw(self, rng: np.random.Generator, current: int, target: int, load: float) -> float:
         """Actual pause of one change (0 when the job is stopped: it holds nothing)."""
+        overlap, pause = self.draw_change(rng, current, target, load)
+        return overlap + pause
+
+    def draw_change(
+        self, rng: np.random.Generator, current: int, target: int, load: float, before_break: bool = False
+    ) -> tuple[float, float]:
+        """One change: ``(seconds the job trains on at its old size while the new allocation
+        waits, then seconds paused)``; the first is 0 unless it is a make-before-break grow."""
         if target == 0 or current == target:
-            return 0.0
+            return 0.0, 0.0
         if self.kind == "fixed":
-            return self.seconds
+            return 0.0, self.seconds
         cost = RestartCost(checkpoint_s=self.checkpoint_s, start_s=self.start_s, queue_wait_s=0.0)
         pause = cost.seconds(current, target)
-        queued = current == 0 or target > current
-        return pause + (float(rng.exponential(self.mean_wait(load))) if queued else 0.0)
+        if not (current == 0 or target > current):
+            return 0.0, pause
+        wait = float(rng.exponential(self.mean_wait(load)))
+        return (wait, pause) if before_break and current > 0 else (0.0, pause + wait)

@@ -56,6 +56,11 @@ def test_restart_cost_by_kind_of_change() -> None:
     assert cost.seconds(8, 4) == 15  # shrink in place: no queue
     assert cost.seconds(4, 0) == 10  # stop: checkpoint only
     assert RestartCost.fixed(30).seconds(8, 4) == 30
+    # make-before-break: 4 -> 8 trains on at 4 GPUs through the 60 s wait, losing half its speedup
+    before_break = RestartCost(checkpoint_s=10, start_s=5, queue_wait_s=60, grow_before_break=True)
+    assert before_break.seconds(4, 8) == 45
+    assert before_break.seconds(0, 4) == 65  # a first start still waits in the queue
+    assert before_break.seconds(8, 4) == 15
 
 
 def test_size_grid_is_dense_up_to_four_nodes_then_whole_nodes_then_geometric() -> None:

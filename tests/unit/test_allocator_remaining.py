@@ -19,8 +19,11 @@ def test_a_declared_total_leaves_planned_minus_done() -> None:
     assert estimate_remaining_work(0.0, 5e6, prior=1e9) == 5e6  # the prior is only for undeclared jobs
 
 
-def test_a_job_past_its_declared_total_has_nothing_left() -> None:
-    assert estimate_remaining_work(6e6, 5e6) == 0.0
+def test_a_job_past_its_declared_total_is_not_taken_for_finished() -> None:
+    """Its declaration was wrong: least attained service over the work past it, at least the prior."""
+    assert estimate_remaining_work(5e6, 5e6, prior=1e5) == 0.0  # exactly at the plan: done
+    assert estimate_remaining_work(5.01e6, 5e6, prior=1e5) == 1e5
+    assert estimate_remaining_work(6e6, 5e6, prior=1e5) == 1e6
 
 
 def test_an_undeclared_job_needs_as_much_again_as_it_has_done_and_at_least_the_prior() -> None:
@@ -45,15 +48,19 @@ def test_impossible_reports_are_rejected(done: float, planned: float | None, pri
 
 
 def test_estimates_are_monotone_in_the_work_done() -> None:
-    """Seeded: with a plan, more work done never leaves more; without one (least attained
-    service), more work done never predicts less."""
+    """Seeded: with a plan, more work done never leaves more until the plan is done; without
+    one (least attained service), and past the plan, more work done never predicts less."""
     rng = np.random.default_rng(0)
     for _ in range(500):
         planned, prior = float(rng.uniform(0, 1e7)), float(rng.uniform(0, 1e6))
         low, high = sorted(float(x) for x in rng.uniform(0, 2e7, size=2))
-        assert 0.0 <= estimate_remaining_work(high, planned) <= estimate_remaining_work(low, planned) <= planned
+        if high <= planned:
+            assert 0.0 <= estimate_remaining_work(high, planned) <= estimate_remaining_work(low, planned) <= planned
+            assert estimate_remaining_work(low, planned) + low == pytest.approx(planned)
+        elif low > planned:
+            past = [estimate_remaining_work(done, planned, prior=prior) for done in (low, high)]
+            assert prior <= past[0] <= past[1]
         assert prior <= estimate_remaining_work(low, prior=prior) <= estimate_remaining_work(high, prior=prior)
-        assert estimate_remaining_work(low, planned) + min(low, planned) == pytest.approx(planned)
 
 
 def test_the_undeclared_prior_is_the_work_of_half_an_hour_on_the_minimum() -> None:

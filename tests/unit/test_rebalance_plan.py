@@ -84,6 +84,16 @@ def test_undeclared_total_is_estimated_from_work_done_and_no_steps_means_no_view
     assert elastic_job(job(), [], now=400.0, queue_wait_s=0.0) is None
 
 
+def test_a_job_past_the_steps_it_declared_is_not_taken_for_finished() -> None:
+    """Step 200 of a declared 150: the declaration was wrong, so what is left is estimated from
+    the 50 steps run past it (least attained service), at least half an hour on the minimum."""
+    view = elastic_job(job(total=150), steps(1, 0.2), now=400.0, queue_wait_s=0.0)
+    assert view is not None
+    half_hour = undeclared_prior(view.model, view.min_gpus, 1)
+    assert view.remaining_work == pytest.approx(max(half_hour, 50 * 64))
+    assert view.remaining_work > 0
+
+
 def test_cluster_view_marks_down_nodes_unavailable_and_other_jobs_nodes_occupied() -> None:
     cluster, names = cluster_view(
         {"node1": "alloc", "node2": "alloc", "node3": "idle", "node4": "down*", "node5": "mix"}, ours=["node1", "node2"]

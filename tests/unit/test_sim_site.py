@@ -44,9 +44,11 @@ def spec(name: str, at: float, gpus: int, rigid: bool, user: str = "u1") -> JobS
     return JobSpec(name, at, "toy", num_replicas=gpus, batch_size=10 * gpus, user=user, rigid=rigid)
 
 
-def running(policy: SitePolicy, job_spec: JobSpec, gpus: int) -> JobView:
-    """What the policy sees of a job that has run on ``gpus`` GPUs (0: one that waits)."""
-    job = ReplayJob(spec=job_spec, app=APPS["toy"], total_work=600000.0, gpus_per_node=4, declared_work=600000.0)
+def running(policy: SitePolicy, job_spec: JobSpec, gpus: int, executed_s: float = 0.0) -> JobView:
+    """What the policy sees of a job that has run on ``gpus`` GPUs (0: one that waits) for
+    ``executed_s`` of its time limit."""
+    job = ReplayJob(spec=job_spec, app=APPS["toy"], total_work=600000.0, gpus_per_node=4, declared_work=600000.0,
+                    executed_s=executed_s)
     if gpus:
         job.gpus, job.largest, job.starts = gpus, gpus, 1
         job.config = policy.config(observe(job), gpus)
@@ -129,3 +131,34 @@ def test_cli_refuses_bad_site_options_with_status_2(tmp_path: Path, option: str,
     result = CliRunner().invoke(simulate_cli, ["--workload", "workload-1", "--policy", "site", option, value])
     assert result.exit_code == 2
     assert option in result.output
+
+
+def test_a_waiting_elastic_job_backfills_at_its_minimum_beside_a_blocked_plain_job() -> None:
+    """4 GPUs: a plain job on 2 (time limit ahead), a plain 3-GPU job blocked behind it (at the
+    first one's end it has 4 GPUs, one to spare). An elastic job submitted for 4 GPUs queues at
+    its minimum and takes the spare GPU (backfill); a second one would delay the blocked job and
+    waits. Neither grows while the plain job is blocked."""
+    policy = SitePolicy()
+    plain = running(policy, spec("p", 0.0, 2, rigid=True), 2)
+    wide = running(policy, spec("w", 10.0, 3, rigid=True), 0)
+    first, second = (running(policy, spec(name, at, 4, rigid=False), 0) for name, at in (("e1", 20.0), ("e2", 30.0)))
+    targets = policy.decide(600.0, [plain, wide, first, second], Cluster(1, 4), RESTART)
+    assert targets.get("w", 0) == 0
+    assert targets["e1"] == 1
+    assert targets.get("e2", 0) == 0
+
+
+def test_a_blocked_plain_jobs_reservation_counts_on_elastic_minimums_coming_back() -> None:
+    """8 GPUs: a plain job on 4, an elastic job on 1 (3 idle), a plain 8-GPU job blocked: it can
+    start only once both give their GPUs back, the elastic one its minimum at the end of its run.
+    A newly arrived elastic job would hold a GPU past that and must not start (without the
+    elastic minimum in the reservation the blocked job would look as if it could never start, and
+    anything could backfill)."""
+    policy = SitePolicy()
+    plain = running(policy, spec("p", 0.0, 4, rigid=True), 4)
+    small = running(policy, spec("e", 0.0, 1, rigid=False), 1, executed_s=600.0)
+    whole = running(policy, spec("w", 10.0, 8, rigid=True), 0)
+    late = running(policy, spec("late", 20.0, 1, rigid=False), 0)
+    targets = policy.decide(600.0, [plain, small, whole, late], Cluster(2, 4), RESTART)
+    assert targets.get("w", 0) == 0 and targets["e"] == 1
+    assert targets.get("late", 0) == 0

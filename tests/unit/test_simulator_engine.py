@@ -145,3 +145,65 @@ def test_unknown_policy_and_application_are_rejected() -> None:
         simulate(WORKLOAD, "fifo", Cluster(1, 2), RestartModel(), applications={"toy": toy()})
     with pytest.raises(ValueError, match="unknown application"):
         simulate([JobSpec("x", 0.0, "bert", 1, 12)], "static", Cluster(1, 2), RestartModel(), applications={"toy": toy()})
+
+
+class Scripted:
+    """One GPU until ``grow_at``, then two; a fixed batch of 10 per GPU (the toy's 100 samples/s on
+    one GPU, 50 on two of one node)."""
+
+    name = "scripted"
+    decides_on_arrival = False
+
+    def __init__(self, before_break: bool, grow_at: float = 60.0) -> None:
+        self.grows_before_break = before_break
+        self.grow_at = grow_at
+
+    def decide(self, now, jobs, cluster, restart):  # type: ignore[no-untyped-def]
+        return {job.name: 1 if now < self.grow_at else 2 for job in jobs}
+
+    def admit(self, now, jobs, cluster, restart):  # type: ignore[no-untyped-def]
+        return self.decide(now, jobs, cluster, restart), {}
+
+    def config(self, job, gpus):  # type: ignore[no-untyped-def]
+        from hpcsched.simulator.jobs import fixed_config
+
+        return fixed_config(job.app, gpus, 10 * gpus)
+
+    def max_gpus(self, job):  # type: ignore[no-untyped-def]
+        return 2
+
+
+def test_a_make_before_break_grow_trains_on_at_the_old_size_while_the_new_allocation_waits() -> None:
+    """slurm restarts, one job alone on a 2-GPU node (load 1/2: mean queue wait 60 s), seed 16.
+    Start at 0: queue wait w1 + start 5 s, then 100 samples/s. Grow at 60: a checkpoint-restart
+    pauses w2 + 15 s; make-before-break trains on at 100/s for w2, then pauses 15 s. At 50/s
+    after the grow, the job ends 2 * w2 earlier (each second at 100/s is worth two at 50/s)."""
+    apps = {"toy": toy(work=60000.0)}
+    spec = [JobSpec("a", 0.0, "toy", num_replicas=1, batch_size=10)]
+    rng = np.random.default_rng(16)
+    w1, w2 = rng.exponential(60.0), rng.exponential(60.0)
+    assert 5 + w1 < 60  # the job trains before the grow (seed 16: w1 = 23 s)
+    jct = {bb: simulate(spec, Scripted(bb), Cluster(1, 2), RestartModel.parse("slurm"), seed=16, applications=apps).jobs[0].jct
+           for bb in (False, True)}
+    before = (60 - 5 - w1) * 100.0
+    assert jct[False] == pytest.approx(60 + w2 + 15 + (60000.0 - before) / 50.0)
+    assert jct[True] == pytest.approx(60 + w2 + 15 + (60000.0 - before - 100.0 * w2) / 50.0)
+    assert jct[False] - jct[True] == pytest.approx(2 * w2)
+
+
+def test_a_grow_abandoned_while_it_waits_leaves_the_job_at_its_old_size() -> None:
+    """Grow at 60 and shrink back at 120 while the grow still waits (seed 16's second wait, 77 s, is
+    long enough): the job never paused, so it ends as if it had trained at 100/s throughout, after its
+    first start."""
+    apps = {"toy": toy(work=60000.0)}
+    spec = [JobSpec("a", 0.0, "toy", num_replicas=1, batch_size=10)]
+    rng = np.random.default_rng(16)
+    w1, w2 = rng.exponential(60.0), rng.exponential(60.0)
+
+    class GrowThenBack(Scripted):
+        def decide(self, now, jobs, cluster, restart):  # type: ignore[no-untyped-def]
+            return {job.name: 2 if 60 <= now < 120 else 1 for job in jobs}
+
+    assert w2 > 60  # still waiting at 120
+    result = simulate(spec, GrowThenBack(True), Cluster(1, 2), RestartModel.parse("slurm"), seed=16, applications=apps)
+    assert result.jobs[0].jct == pytest.approx(5 + w1 + 60000.0 / 100.0)

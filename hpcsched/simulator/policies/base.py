@@ -24,6 +24,8 @@ class Policy(Protocol):
     #: Informational: :func:`hpcsched.simulator.simulate` gives every policy the same timing.
     decides_on_arrival: bool
     # Optional ``oracle: bool`` (read with getattr, default False): whether it is handed the truth.
+    # Optional ``grows_before_break: bool`` (default False): whether its jobs grow make-before-break
+    # (keep training at the old size while the larger allocation waits in the queue).
 
     def decide(self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
         """GPUs per job name for the next interval (missing: 0)."""

@@ -2,9 +2,10 @@
 daemon runs) and both re-tuning each job's batch with :func:`hpcsched.models.best_config`:
 
 * ``hpcsched``: restarts priced over each job's remaining run at the restart model's expected
-  cost (queue wait included), with hysteresis;
+  cost (queue wait included), with hysteresis; its grows are make-before-break (the job trains
+  on at its old size while the larger allocation waits in Slurm's queue);
 * ``pollux``: Pollux's own restart penalty (a fixed 30 s assumed, whatever a restart really
-  costs), no hysteresis.
+  costs), no hysteresis; every change is a checkpoint-restart.
 
 hpcsched's jobs are Slurm jobs, and its daemon runs an admission pass for a job that waits for
 nodes, so a job that arrives between rounds starts then if the allocator makes room for it
@@ -54,8 +55,10 @@ class ElasticPolicy:
         declared: bool = True,
         on_arrival: bool = False,
         oracle: bool = False,
+        before_break: bool = False,
     ) -> None:
         self.name = name
+        self.grows_before_break = before_break
         self.oracle = oracle
         self.decides_on_arrival = on_arrival
         self.allocator = allocator
@@ -76,8 +79,7 @@ class ElasticPolicy:
     def _remaining_work(self, job: JobView, model: GoodputModel) -> float:
         """The estimate from the progress the job reports and the total it declared, if any."""
         planned = job.declared_work if self.declared else None
-        prior = undeclared_prior(model, 1, job.gpus_per_node) if planned is None else 0.0
-        return estimate_remaining_work(job.work_done, planned, prior=prior)
+        return estimate_remaining_work(job.work_done, planned, prior=undeclared_prior(model, 1, job.gpus_per_node))
 
     def _elastic(self, job: JobView, now: float, restart: RestartModel, load: float) -> ElasticJob:
         model = GoodputModel(job.params, job.noise, job.app.limits)
@@ -92,7 +94,7 @@ class ElasticPolicy:
             time_in_state_s=now - job.state_since,
             time_at_size_s=now - job.size_since,
             restarts=job.restarts,
-            restart=restart.expected(load),
+            restart=restart.expected(load, self.grows_before_break),
             user=job.spec.user,
         )
 
@@ -117,7 +119,7 @@ class ElasticPolicy:
 def hpcsched_policy(explore: bool = True, oracle: bool = False) -> ElasticPolicy:
     """hpcsched's allocator; ``oracle``: told the truth (``hpcsched-oracle``, no growth cap)."""
     name = "hpcsched-oracle" if oracle else "hpcsched"
-    return ElasticPolicy(name, HPCSCHED, explore and not oracle, on_arrival=True, oracle=oracle)
+    return ElasticPolicy(name, HPCSCHED, explore and not oracle, on_arrival=True, oracle=oracle, before_break=True)
 
 
 def pollux_policy(explore: bool = True, oracle: bool = False) -> ElasticPolicy:

@@ -4,16 +4,18 @@
   first served with EASY backfill, exact run-time estimates (as :mod:`.static`), never resized.
   They count GPUs, not node placements: the model is of the GPU count only.
 * Elastic jobs are sized by :func:`hpcsched.allocator.allocate` (fairness between users included)
-  in what the rigid jobs leave, with the good-citizen rules:
+  in what the rigid jobs leave, with the good-citizen rules (docs/fairness.md):
 
-  - the rigid queue sees every running elastic job at its minimum (1 GPU): when shrinking elastic
-    jobs lets a waiting rigid job start now, it starts and the elastic jobs shrink (paying the
-    restart model's shrink cost);
-  - while a rigid job still waits, no elastic job grows and no waiting elastic job starts: idle
-    GPUs are kept for the rigid queue.
+  - the queue sees every running elastic job at its minimum (1 GPU), which it gives back at the
+    time limit of a run at that size: when shrinking elastic jobs lets a waiting rigid job start
+    now, it starts and the elastic jobs shrink (in place, paying the restart model's shrink);
+  - a waiting elastic job queues at its minimum in Slurm's order (the coordinator sizes a waiting
+    elastic job down so that it can start), and the allocator sizes it once it runs;
+  - while a rigid job is blocked (even shrinking every elastic job would not start it), no
+    elastic job grows and a waiting elastic job starts only where backfill lets it.
 
 Elastic jobs plan with the simulator's current information (the fitted step-time models, the
-work their scripts declare), as :mod:`.elastic` does.
+work their scripts declare), as :mod:`.elastic` does, and grow make-before-break.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def foreign_cluster(cluster: Cluster, held: int) -> Cluster:
 
 class SitePolicy(ElasticPolicy):
     def __init__(self) -> None:
-        super().__init__("site", HPCSCHED, on_arrival=True)
+        super().__init__("site", HPCSCHED, on_arrival=True, before_break=True)
 
     def rigid_size(self, job: SimJob) -> int:
         return max(1, min(job.spec.num_replicas, self._capacity))
@@ -56,14 +58,17 @@ class SitePolicy(ElasticPolicy):
         return self.rigid_size(job) if job.spec.rigid else super().max_gpus(job)
 
     def _queue_size(self, job: SimJob) -> int:
-        """What the job asks Slurm for: its submitted size (an elastic job's may change later)."""
-        return self.rigid_size(job)
+        """What the job asks Slurm for: a rigid job its submitted size; a waiting elastic job its
+        minimum (the coordinator sizes a waiting elastic job down so that it can start)."""
+        return self.rigid_size(job) if job.spec.rigid else ELASTIC_MIN_GPUS
 
-    def _slurm_starts(self, now: float, jobs: Sequence[SimJob], free: int, restart: RestartModel) -> tuple[dict[str, int], bool]:
+    def _slurm_starts(
+        self, now: float, jobs: Sequence[SimJob], free: int, restart: RestartModel
+    ) -> tuple[dict[str, int], tuple[float, int] | None]:
         """Slurm's FIFO with EASY backfill over ``free`` GPUs, each waiting job at
-        :meth:`_queue_size`: the jobs that start now, and whether a rigid job still waits."""
-        rigid = [j for j in jobs if j.spec.rigid and j.gpus]
-        ends = sorted((predicted_end(j, j.gpus, self.config(j, j.gpus), now, restart), j.gpus) for j in rigid)
+        :meth:`_queue_size`: the jobs that start now, and the blocked rigid job's reservation
+        (when it starts, the GPUs spare then), None when no rigid job is blocked."""
+        ends = sorted(self._held_until(j, now, restart) for j in jobs if j.gpus)
         queue = sorted((j for j in jobs if not j.gpus), key=lambda j: (j.spec.submit_time, j.name))
         starts: dict[str, int] = {}
         shadow: tuple[float, int] | None = None  # when the head can start, and the GPUs spare then
@@ -78,23 +83,34 @@ class SitePolicy(ElasticPolicy):
             starts[job.name], free = size, free - size
             if shadow is not None and end > shadow[0]:
                 shadow = (shadow[0], shadow[1] - size)
-            if job.spec.rigid:
-                ends = sorted([*ends, (end, size)])
-        return starts, shadow is not None
+            ends = sorted([*ends, (end, size)])
+        return starts, shadow
+
+    def _held_until(self, job: SimJob, now: float, restart: RestartModel) -> tuple[float, int]:
+        """When a running job gives GPUs back to the queue, and how many: a rigid job all of them
+        at its time limit; an elastic job its minimum (all the queue counts it at), at the time
+        limit of a run at its minimum."""
+        size = job.gpus if job.spec.rigid else ELASTIC_MIN_GPUS
+        return predicted_end(job, size, self.config(job, size), now, restart), size
 
     def decide(self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
         self._capacity = cluster.capacity
         held = sum(job.gpus for job in jobs if job.spec.rigid)
         floor = ELASTIC_MIN_GPUS * sum(1 for job in jobs if job.gpus and not job.spec.rigid)
-        starts, waiting = self._slurm_starts(now, jobs, cluster.capacity - held - floor, restart)
+        starts, shadow = self._slurm_starts(now, jobs, cluster.capacity - held - floor, restart)
         rigid_starts = {name: size for name, size in starts.items() if name in {j.name for j in jobs if j.spec.rigid}}
         held += sum(rigid_starts.values())
         targets = {job.name: job.gpus for job in jobs if job.spec.rigid and job.gpus} | rigid_starts
+        blocked = shadow is not None
         load = len(jobs) / max(cluster.capacity, 1)
-        admitted = [j for j in jobs if not j.spec.rigid and (j.gpus or j.name in starts or not waiting)]
-        requests = [self._request(job, now, restart, load, starts.get(job.name, job.gpus) if waiting else 0) for job in admitted]
+        admitted = [j for j in jobs if not j.spec.rigid and (j.gpus or j.name in starts or not blocked)]
+        requests = [self._request(job, now, restart, load, starts.get(job.name, job.gpus) if blocked else 0) for job in admitted]
         if requests:
             targets |= allocate(foreign_cluster(cluster, held), requests, self.allocator).targets()
+        idle = cluster.capacity - sum(targets.values())
+        for name, size in starts.items():  # Slurm starts what its queue let start, paid or not
+            if not targets.get(name) and size <= idle:
+                targets[name], idle = size, idle - size
         return targets
 
     def _request(self, job: SimJob, now: float, restart: RestartModel, load: float, cap: int) -> ElasticJob:
@@ -124,3 +140,4 @@ def _shadow(ends: Sequence[tuple[float, int]], free: int, size: int) -> tuple[fl
         if free >= size:
             return end, free - size
     return float("inf"), 0
+
