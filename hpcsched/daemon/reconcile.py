@@ -106,16 +106,22 @@ class TagVerdict(Enum):
     SUBMIT = "submit"  # no sbatch failed (a restart) and Slurm has none: submit it now
     FAIL = "fail"  # sbatch failed and Slurm has none: the job failed with sbatch's error
     WITHDRAW = "withdraw"  # the same for a grown attempt: the job goes on as it was
-    WAIT = "wait"  # Slurm could not be asked: stay SUBMITTING, look again next cycle
+    WAIT = "wait"  # Slurm could not be asked, or may still list it: stay SUBMITTING, look again next cycle
 
 
-def settle_by_tag(found: SlurmJobRecord | None, looked_up: bool, sbatch_failed: bool, attempt: int) -> TagVerdict:
+def settle_by_tag(
+    found: SlurmJobRecord | None, looked_up: bool, sbatch_failed: bool, attempt: int, may_appear: bool = False
+) -> TagVerdict:
     """The one rule for an sbatch whose outcome is not known (an error, a timeout, a restart):
-    a job Slurm runs is never declared FAILED, and no second sbatch runs while it is unknown (A2, A3)."""
+    a job Slurm runs is never declared FAILED, and no second sbatch runs while it is unknown (A2, A3).
+    ``may_appear``: the failed sbatch got no answer, so slurmctld may still queue the job; until
+    that grace ends a job Slurm does not list yet is waited for, not failed."""
     if found is not None:
         return TagVerdict.ADOPT
     if not looked_up:
         return TagVerdict.WAIT
     if not sbatch_failed:
         return TagVerdict.SUBMIT
+    if may_appear:
+        return TagVerdict.WAIT
     return TagVerdict.FAIL if attempt == 1 else TagVerdict.WITHDRAW

@@ -33,6 +33,10 @@ from hpcsched.slurm.runner import SlurmCommandError
 
 log = logging.getLogger(__name__)
 
+# An sbatch that got no answer may still be queued by slurmctld (its RPC arrived; the reply did
+# not): the job is looked up by its tag this long before it is taken for never submitted.
+NO_ANSWER_GRACE_S = 120.0
+
 
 class BatchScriptError(HpcschedError):
     """The batch script could not be written; nothing was submitted."""
@@ -59,6 +63,7 @@ class Submitter:
         self._recovered = False
         # (job, attempt) whose sbatch may have reached Slurm: looked up by tag before anything else.
         self._unknown: set[tuple[int, int]] = set()
+        self._no_answer: dict[tuple[int, int], float] = {}  # sbatch got no answer: look up until then
         # Site mode: the coordinator's decisions directory, passed to every elastic job's driver.
         self.site_decisions: Callable[[], str | None] = lambda: None
 
@@ -126,7 +131,7 @@ class Submitter:
             for job in waiting:
                 try:
                     if _key(job) in self._unknown:
-                        self._apply(job, *self._verdict(job, records, sbatch_failed=False))
+                        self._apply(job, *self._verdict(job, records, sbatch_failed=False), why=self._why(job))
                     else:
                         self._submit(job)
                 except Exception as e:  # one job's trouble never stops the others
@@ -139,7 +144,7 @@ class Submitter:
         if attempt is None or attempt.state is not JobState.SUBMITTING or attempt.slurm_job_id is not None:
             return job
         if _key(job) in self._unknown:  # an earlier sbatch may have queued it: look before acting
-            self._apply(job, *self._verdict(job, self._lookup([job]), sbatch_failed=False))
+            self._apply(job, *self._verdict(job, self._lookup([job]), sbatch_failed=False), why=self._why(job))
             return self._job(job.id)
         now = self.clock()
         if job.cancel_requested:
@@ -185,6 +190,8 @@ class Submitter:
         why = _sbatch_error_text(error)
         log.warning("sbatch for job %s failed (%s); looking its tag up", job.id, why)
         self.store.record_event(job.id, self.clock(), "sbatch_error", why)
+        if _no_answer(error):  # slurmctld may have queued it all the same, and list it later
+            self._no_answer[_key(job)] = self.clock() + NO_ANSWER_GRACE_S
         verdict, found = self._verdict(job, self._lookup([job]), sbatch_failed=True)
         self._apply(job, verdict, found, why)
         if verdict in (TagVerdict.FAIL, TagVerdict.WITHDRAW):
@@ -205,7 +212,16 @@ class Submitter:
                  sbatch_failed: bool) -> tuple[TagVerdict, SlurmJobRecord | None]:
         number = job.current.number if job.current else 1
         found = find_by_tag(records or [], job_tag(self.store.store_id, job.id, number))
-        return settle_by_tag(found, records is not None, sbatch_failed, number), found
+        deadline = self._no_answer.get(_key(job))
+        failed = sbatch_failed or deadline is not None
+        may_appear = deadline is not None and self.clock() < deadline
+        return settle_by_tag(found, records is not None, failed, number, may_appear), found
+
+    def _why(self, job: Job) -> str:
+        """The reason recorded while an sbatch that got no answer is looked up, and if it fails."""
+        if _key(job) not in self._no_answer:
+            return ""
+        return f"sbatch got no answer and Slurm has not listed the job (looked up for {NO_ANSWER_GRACE_S:.0f} s)"
 
     def _apply(self, job: Job, verdict: TagVerdict, found: SlurmJobRecord | None, why: str = "") -> None:
         """Carry out the verdict of :func:`settle_by_tag` (the thin effect of that rule)."""
@@ -219,6 +235,7 @@ class Submitter:
                                           state_reason=f"{why}; looking the job up by its tag")
             return
         self._unknown.discard(_key(job))
+        self._no_answer.pop(_key(job), None)
         if verdict is TagVerdict.ADOPT:
             assert found is not None
             self._adopt(job, found)
@@ -275,6 +292,14 @@ class Submitter:
 
 def _key(job: Job) -> tuple[int, int]:
     return job.id, job.current.number if job.current else 1
+
+
+def _no_answer(error: SlurmCommandError | SlurmParseError) -> bool:
+    """Whether an sbatch error leaves open that Slurm queued the job: sbatch timed out (killed,
+    or Slurm's own "Socket timed out" error) or printed something that is not a job id."""
+    if isinstance(error, SlurmParseError):
+        return True
+    return error.timed_out or "timed out" in error.stderr.lower()
 
 
 def _sbatch_error_text(error: SlurmCommandError | SlurmParseError) -> str:

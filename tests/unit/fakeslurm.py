@@ -110,7 +110,7 @@ class FakeSlurm:
     calls: list[tuple[str, ...]] = field(default_factory=list)
     failures: dict[str, list[bool]] = field(default_factory=dict)  # command -> next answers: True = time out
     down: set[str] = field(default_factory=set)  # commands that time out, every call
-    sbatch_fault: str = ""  # "queue_then_fail", "queue_then_time_out" or "reject"
+    sbatch_fault: str = ""  # "queue_then_fail", "queue_then_time_out", "time_out" (nothing queued yet) or "reject"
     next_id: int = 700
 
     def __call__(self, argv: Sequence[str], *, stdin: str | None = None, timeout: float = 30.0) -> CommandResult:
@@ -166,6 +166,8 @@ class FakeSlurm:
         assert comment, "the batch script carries the job's tag"
         if self.sbatch_fault == "reject":
             raise SlurmCommandError(argv, 1, "", "sbatch: error: Invalid partition name specified\n")
+        if self.sbatch_fault == "time_out":  # a test queues it later, or never (slurmctld's choice)
+            raise SlurmCommandError(argv, None, "", "", why="no answer within 60 s")
         job_id = self.queue(comment.group(1))
         if self.sbatch_fault == "queue_then_fail":
             raise SlurmCommandError(argv, 1, f"{job_id}\n", "wrapper: post-submit hook failed\n")

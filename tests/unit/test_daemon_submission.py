@@ -14,7 +14,7 @@ from test_reconcile import record
 from hpcsched.daemon.monitor import Monitor
 from hpcsched.daemon.reconcile import TagVerdict, settle_by_tag
 from hpcsched.daemon.service import Caller, JobService
-from hpcsched.daemon.submission import BatchScriptError, Submitter
+from hpcsched.daemon.submission import NO_ANSWER_GRACE_S, BatchScriptError, Submitter
 from hpcsched.jobs.model import AttemptReason, JobState
 from hpcsched.slurm.runner import SlurmCommandError
 
@@ -45,6 +45,49 @@ def service(d: Core) -> JobService:
 def test_A3_rule_adopts_what_slurm_has_and_never_fails_a_job_it_could_not_look_up(
         found: bool, looked_up: bool, sbatch_failed: bool, attempt: int, verdict: TagVerdict) -> None:
     assert settle_by_tag(record() if found else None, looked_up, sbatch_failed, attempt) is verdict
+
+
+def test_A3_rule_waits_for_a_job_an_unanswered_sbatch_may_still_queue() -> None:
+    assert settle_by_tag(None, True, True, 1, may_appear=True) is TagVerdict.WAIT
+    assert settle_by_tag(None, True, True, 2, may_appear=True) is TagVerdict.WAIT
+    assert settle_by_tag(record(), True, True, 1, may_appear=True) is TagVerdict.ADOPT
+
+
+# --- sbatch gets no answer, and Slurm lists the job only later (or never) -------------------------
+
+
+def test_A3_a_job_slurm_queues_after_sbatch_timed_out_is_adopted_not_failed(d: Core) -> None:
+    """slurmctld was slow: sbatch was killed after 60 s, the first lookup finds nothing, and the
+    job shows up in the queue a little later. It is adopted; nothing is submitted twice."""
+    d.slurm.sbatch_fault = "time_out"
+    job = d.submitter.submit(d.accept())
+    assert job.state is JobState.SUBMITTING and job.current is not None
+    assert job.current.state_reason == "sbatch failed: no answer within 60 s; looking the job up by its tag"
+    d.clock.advance(30.0)
+    d.submitter.settle()
+    late = d.slurm.queue(d.tag(job.id))
+    d.clock.advance(30.0)
+    d.submitter.settle()
+    adopted = d.store.get_job(job.id)
+    assert adopted is not None and adopted.state is JobState.PENDING
+    assert adopted.current is not None and adopted.current.slurm_job_id == late
+    assert len(d.slurm.called("sbatch")) == 1
+
+
+def test_A3_a_job_slurm_never_lists_after_sbatch_timed_out_fails_after_the_grace_with_why(d: Core) -> None:
+    d.slurm.sbatch_fault = "time_out"
+    job_id = d.accept()
+    d.submitter.submit(job_id)
+    d.clock.advance(NO_ANSWER_GRACE_S - 1)
+    d.submitter.settle()
+    waiting = d.store.get_job(job_id)
+    assert waiting is not None and waiting.state is JobState.SUBMITTING
+    d.clock.advance(2.0)
+    d.submitter.settle()
+    failed = d.store.get_job(job_id)
+    assert failed is not None and failed.state is JobState.FAILED and failed.current is not None
+    assert "sbatch got no answer and Slurm has not listed the job" in failed.current.state_reason
+    assert len(d.slurm.called("sbatch")) == 1, "never a second sbatch for a job Slurm may still queue"
 
 
 # --- A3: sbatch fails after Slurm queued the job --------------------------------------------------
