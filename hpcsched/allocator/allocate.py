@@ -66,9 +66,10 @@ def _runnable_users(jobs: Sequence[ElasticJob], tables: Sequence[JobTable]) -> C
 
 
 def fair_shares(jobs: Sequence[ElasticJob], tables: Sequence[JobTable], capacity: int) -> list[int]:
-    """Each job's fair share in GPUs: the capacity split equally between the users with runnable
-    jobs, and a user's part equally between that user's jobs. With one user (or none named) this
-    is the capacity over the runnable jobs, as before users were known.
+    """Each job's fair share in GPUs: the capacity split between the users with runnable jobs in
+    proportion to their weights (Slurm's fair-share entitlements in site mode; all equal
+    otherwise), and a user's part equally between that user's jobs. With one user (or none named)
+    this is the capacity over the runnable jobs, as before users were known.
 
     Each speedup is measured against this share (:mod:`.objective`), so a user's extra jobs each
     start from a smaller share and gain little from more GPUs: a user with four jobs ends with
@@ -77,8 +78,9 @@ def fair_shares(jobs: Sequence[ElasticJob], tables: Sequence[JobTable], capacity
     per_user = _runnable_users(jobs, tables)
     if not per_user:
         return [max(1, capacity)] * len(jobs)
-    part = capacity / len(per_user)
-    return [max(1, int(part // max(1, per_user.get(job.user, 1)))) for job in jobs]
+    weight = {user: max(job.weight for job in jobs if job.user == user) for user in per_user}
+    total = sum(weight.values())
+    return [max(1, int(capacity * weight.get(job.user, 1.0) / total // max(1, per_user.get(job.user, 1)))) for job in jobs]
 
 
 def _weights(jobs: Sequence[ElasticJob], tables: Sequence[JobTable], fair: Sequence[int], policy: AllocatorPolicy) -> list[float]:

@@ -99,10 +99,13 @@ class ElasticJob:
     account: str = ""
     whole_nodes: bool = False
     user: str = ""  # the Slurm user (site mode); "" when unknown or one user's own jobs
+    weight: float = 1.0  # the user's fair-share weight (site mode: from Slurm's shares); relative
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_gpus <= self.max_gpus:
             raise ValueError(f"need 1 <= min_gpus <= max_gpus: {self.key}")
+        if not (math.isfinite(self.weight) and self.weight > 0.0):
+            raise ValueError(f"a user's weight must be finite and positive: {self.key}")
         if self.current_gpus < 0 or min(self.remaining_work, self.age_s, self.time_in_state_s, self.time_at_size_s) < 0.0:
             raise ValueError(f"negative size, work or time: {self.key}")
 

@@ -113,3 +113,7 @@ def show_plan(view: dict[str, Any], as_json: bool) -> None:
         capacity = format_count(p["capacity"], "node")
         table.print(f"partition {p['partition']}: {capacity} for elastic jobs, {p['reserved']} kept for "
                     f"waiting jobs of others{blocked}", markup=False, highlight=False)
+    weights = view.get("weights") or {}
+    if weights:
+        shares = ", ".join(f"{user} {weight:.3g}" for user, weight in weights.items())
+        table.print(f"fair-share weights from Slurm (relative): {shares}", markup=False, highlight=False)

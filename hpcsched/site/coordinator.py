@@ -46,10 +46,12 @@ from . import state as site_state
 from .audit import AuditLog
 from .citizen import Partition, partitions
 from .decide import Reported, SitePlan, SizeDecision, decide
+from .shares import SharesParseError, parse_sshare, user_weights
 
 log = logging.getLogger(__name__)
 SHRINK_TIMEOUT_S = 600.0  # checkpoint + stop + restart in place; after this the decision is dropped
 GROW_TIMEOUT_S = 1800.0  # the successor may wait in the queue
+SHARES_TTL_S = 300.0  # how long Slurm's fair-share tree is used before it is asked again
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class Coordinator:
     snapshot: Snapshot | None = None
     last_plan: SitePlan | None = None
     fresh_s: float = 5.0  # a dry run within this long of the last poll reuses it (users cannot drive Slurm's load)
+    shares_ttl_s: float = SHARES_TTL_S
+    weights: dict[str, float] = field(default_factory=dict)  # users' fair-share weights (.shares)
+    weights_at: float | None = None
 
     def __post_init__(self) -> None:
         self.state = site_state.load(self.state_path)
@@ -104,7 +109,7 @@ class Coordinator:
             if not dry_run:
                 self._follow_up(snap)
             plan = decide(snap.partitions, snap.queue, self.live_reports(snap), frozenset(self.state.in_flight),
-                          self.policy, now=snap.time)
+                          self.policy, now=snap.time, weights=self.user_weights())
             if not dry_run:
                 self.last_plan = plan
                 for d in plan.decisions:
@@ -114,6 +119,18 @@ class Coordinator:
                         self._size_pending(d, snap)
                 site_state.save(self.state_path, self.state)
         return plan
+
+    def user_weights(self) -> dict[str, float]:
+        """Users' fair-share weights from Slurm's shares (one ``sshare`` every ``shares_ttl_s``).
+        When Slurm cannot tell (no accounting, an error), the last known ones, or all equal."""
+        now = self.clock()
+        if self.weights_at is None or now - self.weights_at >= self.shares_ttl_s:
+            self.weights_at = now
+            try:
+                self.weights = user_weights(parse_sshare(self.client.fair_share_tree()))
+            except (SlurmCommandError, SharesParseError) as e:
+                log.warning("fair-share weights unknown (every user weighs the same): %s", e)
+        return self.weights
 
     def live_reports(self, snap: Snapshot) -> dict[int, Reported]:
         ids = {r.job_id for r in snap.queue if not r.state.is_final}

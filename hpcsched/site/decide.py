@@ -35,6 +35,7 @@ from hpcsched.planning.plan import parse_tag
 from hpcsched.slurm.parse import SlurmJobRecord
 
 from .citizen import Partition, Room, jobs_in, room, waits_for_nodes
+from .shares import weight_of
 
 # A job carrying hpcsched's tag that its agent has not reported yet holds grows back this long
 # after it was submitted or started (agents report every pass; a user who runs hpcsched without
@@ -94,9 +95,11 @@ class SitePlan:
 
 
 def decide(partitions: Mapping[str, Partition], queue: Sequence[SlurmJobRecord], reports: Mapping[int, Reported],
-           busy: frozenset[int] = frozenset(), policy: AllocatorPolicy = HPCSCHED, now: float | None = None) -> SitePlan:
+           busy: frozenset[int] = frozenset(), policy: AllocatorPolicy = HPCSCHED, now: float | None = None,
+           weights: Mapping[str, float] | None = None) -> SitePlan:
     """Every partition that holds a reported job, decided on its own (module docstring). ``now``
-    (the poll's time) lets a tagged job not reported yet hold grows back; None: it does not."""
+    (the poll's time) lets a tagged job not reported yet hold grows back; None: it does not.
+    ``weights``: each user's fair-share weight (:mod:`.shares`); None or empty: all equal."""
     records = {r.job_id: r for r in queue}
     live = {sid: rep for sid, rep in reports.items()
             if sid in records and records[sid].state in (JobState.RUNNING, JobState.PENDING)}
@@ -109,7 +112,7 @@ def decide(partitions: Mapping[str, Partition], queue: Sequence[SlurmJobRecord],
             decisions += [_fixed(rep, records[sid], name, "keep", "Slurm lists no nodes for its partition")
                           for sid, rep in mine.items()]
             continue
-        plan, rm = _partition(partition, queue, records, mine, busy, policy, now)
+        plan, rm = _partition(partition, queue, records, mine, busy, policy, now, weights or {})
         decisions += plan
         rooms.append(rm)
     return SitePlan(tuple(decisions), tuple(rooms))
@@ -117,7 +120,7 @@ def decide(partitions: Mapping[str, Partition], queue: Sequence[SlurmJobRecord],
 
 def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: Mapping[int, SlurmJobRecord],
                mine: Mapping[int, Reported], busy: frozenset[int], policy: AllocatorPolicy,
-               now: float | None) -> tuple[list[SizeDecision], Room]:
+               now: float | None, weights: Mapping[str, float]) -> tuple[list[SizeDecision], Room]:
     def current(sid: int) -> int:
         return records[sid].node_count if records[sid].state is JobState.RUNNING else 0
 
@@ -130,7 +133,8 @@ def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: M
     unmeasured = {sid for sid, rep in mine.items() if not rep.measured and current(sid) and sid not in pinned}
     hold = _grows_held(here, mine, successors, unmeasured, now)
     wait = queue_wait_estimate(rm.idle, rm.waiting)
-    views = [_view(rep, sid, current(sid), wait) for sid, rep in mine.items() if sid not in pinned | unmeasured]
+    views = [_view(rep, sid, current(sid), wait, weight_of(weights, rep.user))
+             for sid, rep in mine.items() if sid not in pinned | unmeasured]
     capacity = rm.capacity - sum(current(sid) for sid in pinned)
     out = [_fixed(mine[sid], records[sid], partition.name, "busy", "a resize of this job is still under way")
            for sid in sorted(pinned)]
@@ -240,12 +244,13 @@ def _action(current: int, target: int, minimum: int, rm: Room, why: str, hold: s
     return "keep", current, why
 
 
-def _view(rep: Reported, sid: int, current: int, queue_wait_s: float) -> ElasticJob:
+def _view(rep: Reported, sid: int, current: int, queue_wait_s: float, weight: float) -> ElasticJob:
     """The report's view at Slurm's size (a range that does not hold that size is widened to it),
-    a grow priced with the partition's expected queue wait."""
+    a grow priced with the partition's expected queue wait, the user's fair-share weight (Slurm's,
+    never the report's)."""
     low = min(rep.view.min_gpus, current) if current else rep.view.min_gpus
     restart = dataclasses.replace(rep.view.restart, queue_wait_s=queue_wait_s)
-    return dataclasses.replace(rep.view, key=str(sid), current_gpus=current, user=rep.user,
+    return dataclasses.replace(rep.view, key=str(sid), current_gpus=current, user=rep.user, weight=weight,
                                min_gpus=low, max_gpus=max(rep.view.max_gpus, current), restart=restart)
 
 

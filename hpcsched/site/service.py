@@ -159,7 +159,10 @@ class SiteService:
             else:
                 rows.append(anonymised(d, names.setdefault(d.uid, f"user-{len(names) + 1}")))
         rooms = [dataclasses.asdict(r) | {"foreign": len(r.foreign)} for r in plan.rooms] if plan else []
-        return {"time": self.coordinator.health.last_pass, "decisions": rows, "partitions": rooms}
+        weights = self.coordinator.weights
+        shown = dict(weights) if all_users else {u: w for u, w in weights.items() if u == caller.user}
+        return {"time": self.coordinator.health.last_pass, "decisions": rows, "partitions": rooms,
+                "weights": {u: round(w, 6) for u, w in sorted(shown.items())}}
 
 
 def _outcomes(raw: Any) -> list[tuple[str, bool, str]]:

@@ -99,6 +99,11 @@ class SlurmClient:
         argv = ["sinfo", "-h", "-N", "-o", "%N %t"] + (["-p", partitions] if partitions else [])
         return parse.parse_idle_nodes(self.runner(argv).stdout)
 
+    def fair_share_tree(self) -> str:
+        """Slurm's association tree with each node's configured shares (one ``sshare``), as text:
+        ``Account|User|RawShares`` lines, an account's depth as leading spaces."""
+        return self.runner(["sshare", "-a", "-P", "-n", "-o", "Account,User,RawShares"]).stdout
+
     def signal_batch(self, slurm_job_id: int, signal: str = "USR1") -> None:
         """Signal the batch step only (the hpcsched driver), which passes it on."""
         self.runner(["scancel", f"--signal={signal}", "--batch", str(slurm_job_id)])

@@ -22,7 +22,7 @@ from typing import IO
 from hpcsched.errors import HpcschedError
 
 DEFAULT_TIMEOUT = 30.0
-SLURM_COMMANDS = frozenset({"sbatch", "squeue", "sacct", "scontrol", "sinfo", "scancel", "sacctmgr", "srun"})
+SLURM_COMMANDS = frozenset({"sbatch", "squeue", "sacct", "scontrol", "sinfo", "scancel", "sacctmgr", "srun", "sshare"})
 SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 # Taken over from the caller when set: the time zone, the cluster's configuration file, and the
 # site's GPU device style, CDI directories, shared image directory and node storage root, which

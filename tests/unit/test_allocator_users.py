@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from site_helpers import view
 
 from hpcsched.allocator import Cluster, allocate
@@ -41,3 +42,28 @@ def test_fair_shares_split_the_cluster_by_user_then_by_job() -> None:
 
 def test_a_users_jobs_never_go_below_their_minimum_to_even_the_shares() -> None:
     assert totals(allocate(Cluster(6, 1), jobs(4, 1)).decisions) == {"a": 4, "c": 2}
+
+
+def weighted(a_weight: float, c_weight: float) -> list:  # type: ignore[type-arg]
+    return [dataclasses.replace(j, weight=a_weight if j.user == "alice" else c_weight) for j in jobs(1, 1)]
+
+
+def test_fair_shares_follow_the_users_weights() -> None:
+    """Slurm's shares 3:1 (site mode): alice's part is three times carol's; equal weights as before."""
+    js = weighted(3.0, 1.0)
+    tables = [job_table(j, Cluster(16, 1), Limits()) for j in js]
+    assert fair_shares(js, tables, 16) == [12, 4]
+    assert fair_shares(weighted(0.25, 0.25), tables, 16) == [8, 8]  # only the ratio counts
+
+
+def test_a_user_with_three_times_the_shares_ends_with_about_three_times_the_gpus() -> None:
+    by_user = totals(allocate(Cluster(16, 1), weighted(3.0, 1.0)).decisions)
+    even = totals(allocate(Cluster(16, 1), weighted(1.0, 1.0)).decisions)
+    assert by_user["a"] >= 2 * by_user["c"], by_user
+    assert abs(even["a"] - even["c"]) <= 1, even
+
+
+def test_a_weight_must_be_positive() -> None:
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="weight"):
+            dataclasses.replace(view(1, 16), weight=bad)

@@ -34,9 +34,17 @@ class FakeSlurm(SlurmClient):
     signals: list[int] = field(default_factory=list)
     refuse_signal: bool = False
     updates: list[tuple[int, int]] = field(default_factory=list)
+    shares: str = ""  # sshare's association tree; "" (no accounting): every user weighs the same
+    shares_asked: int = 0
 
     def queue(self) -> list[SlurmJobRecord]:
         return list(self.jobs)
+
+    def fair_share_tree(self) -> str:
+        self.shares_asked += 1
+        if self.shares == "down":
+            raise SlurmCommandError(["sshare"], 1, "", "sshare: error: Problem talking to the database")
+        return self.shares
 
     def node_partitions(self) -> list[tuple[str, str, str]]:
         return list(self.nodes)
