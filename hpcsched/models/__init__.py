@@ -17,11 +17,12 @@ from .efficiency import (
 from .goodput import BatchConfig, BatchLimits, best_config, max_goodput, speedup
 from .learning_rate import adascale_lr, sqrt_scaled_lr
 from .throughput import Observation, ThroughputParams, predict_step_time, predict_throughput
-from .throughput_fit import DEFAULT_PRIOR, ThroughputPrior, fit
+from .throughput_fit import DEFAULT_PRIOR, POLLUX_PRIOR, ThroughputPrior, fit
 
 __all__ = [
     "DEFAULT_PRIOR",
     "NO_NOISE_DATA",
+    "POLLUX_PRIOR",
     "BatchConfig",
     "BatchLimits",
     "GradientNoise",

@@ -84,6 +84,12 @@ class ThroughputPrior:
 
 
 DEFAULT_PRIOR = ThroughputPrior()
+# Pollux's own fit (its artifact's ``fit_perf_params``) pins what it has not observed at the
+# optimistic end: no all-reduce cost until a job has run on several GPUs of a node, or on several
+# nodes, and, from one local batch size, half of the compute time fixed per step. The simulator's
+# Pollux policies fit with it (same code, Pollux's assumption); hpcsched's daemon keeps the
+# cautious default.
+POLLUX_PRIOR = ThroughputPrior(compute_overhead=0.5, alpha_r=0.0, beta_r=0.0, alpha_n=0.0, beta_n=0.0)
 
 # Inside the prior's log-ratios the six time constants are offset by this many tau, so a
 # constant may be zero (the exponents, >= 1, need no offset).

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from hpcsched.allocator import Cluster
+from hpcsched.models import DEFAULT_PRIOR
 
 from .applications import Application
 from .jobs import JobView, ReplayJob
@@ -71,7 +72,7 @@ def _jobs(workload: Sequence[JobSpec], applications: Mapping[str, Application], 
 
 def _view(job: ReplayJob, policy: Policy) -> JobView:
     """What ``policy`` may know of ``job``: the truth only for a policy that asks for the oracle."""
-    return observe(job, oracle=bool(getattr(policy, "oracle", False)))
+    return observe(job, oracle=bool(getattr(policy, "oracle", False)), prior=getattr(policy, "prior", DEFAULT_PRIOR))
 
 
 def _views(jobs: Sequence[ReplayJob], policy: Policy) -> list[JobView]:

@@ -42,7 +42,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpcsched.models import NO_NOISE_DATA, Observation, ThroughputParams, fit, predict_step_time
+from hpcsched.models import (
+    DEFAULT_PRIOR,
+    NO_NOISE_DATA,
+    Observation,
+    ThroughputParams,
+    ThroughputPrior,
+    fit,
+    predict_step_time,
+)
 from hpcsched.models.efficiency import GradientNoise
 from hpcsched.models.goodput import BatchLimits, best_config
 
@@ -94,13 +102,13 @@ EXACT = Information()
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def _fit(observations: tuple[Observation, ...]) -> ThroughputParams:
-    return fit(observations)
+def _fit(observations: tuple[Observation, ...], prior: ThroughputPrior = DEFAULT_PRIOR) -> ThroughputParams:
+    return fit(observations, prior)
 
 
-def prior_params(base_bsz: int) -> ThroughputParams:
+def prior_params(base_bsz: int, prior: ThroughputPrior = DEFAULT_PRIOR) -> ThroughputParams:
     """The model of a job that has reported no step time: the fit's prior (module docstring)."""
-    return _fit((Observation(1, 1, base_bsz, 0, step_time=PRIOR_STEP_S),))
+    return _fit((Observation(1, 1, base_bsz, 0, step_time=PRIOR_STEP_S),), prior)
 
 
 def _misses(params: ThroughputParams, observations: Iterable[Observation]) -> bool:
@@ -112,16 +120,16 @@ def _misses(params: ThroughputParams, observations: Iterable[Observation]) -> bo
     return False
 
 
-def fitted_params(job: ReplayJob) -> ThroughputParams:
-    """The daemon's fit of the configurations ``job`` has run (its prior before any). The fit is
-    redone when a configuration reported since the last one is predicted more than
-    :data:`REFIT_TOLERANCE` off: refitting to a point the model already predicts changes it
-    little, and fits are most of a simulation's time."""
+def fitted_params(job: ReplayJob, prior: ThroughputPrior = DEFAULT_PRIOR) -> ThroughputParams:
+    """The daemon's fit of the configurations ``job`` has run (its prior before any), with the
+    policy's ``prior`` (the daemon's by default). The fit is redone when a configuration reported
+    since the last one is predicted more than :data:`REFIT_TOLERANCE` off: refitting to a point
+    the model already predicts changes it little, and fits are most of a simulation's time."""
     if not job.observed:
-        return prior_params(job.app.base_bsz)
+        return prior_params(job.app.base_bsz, prior)
     if job.fitted is None or _misses(job.fitted[0], job.observed - job.fitted[1]):
         key = sorted(job.observed, key=lambda o: (o.num_nodes, o.num_replicas, o.local_bsz, o.accum_steps))
-        job.fitted = (_fit(tuple(key)), frozenset(job.observed))
+        job.fitted = (_fit(tuple(key), prior), frozenset(job.observed))
     return job.fitted[0]
 
 
@@ -138,14 +146,15 @@ def _exact_run_time(job: ReplayJob, epochs: int, gpus: int, config: Config) -> f
     return run_time(job.app, job.gpus_per_node, gpus, config, epochs) * job.total_work / job.app.total_work
 
 
-def observe(job: ReplayJob, oracle: bool = False) -> JobView:
-    """The view of ``job`` a policy gets (module docstring); ``oracle``: the truth."""
+def observe(job: ReplayJob, oracle: bool = False, prior: ThroughputPrior = DEFAULT_PRIOR) -> JobView:
+    """The view of ``job`` a policy gets (module docstring); ``oracle``: the truth; ``prior``:
+    what the policy's fit assumes before the measurements say (Pollux's policies: Pollux's own)."""
     measured = bool(job.observed)
     total: float | None
     if oracle:
         params, noise, total = job.app.params, job.measured_noise(), job.true_total
     else:
-        params = fitted_params(job)
+        params = fitted_params(job, prior)
         noise, total = job.noise_seen or NO_NOISE_DATA, job.declared_work if measured else None
     return JobView(
         spec=job.spec,

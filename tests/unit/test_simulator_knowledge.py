@@ -10,7 +10,17 @@ import numpy as np
 import pytest
 
 from hpcsched.allocator import HPCSCHED, Cluster
-from hpcsched.models import NO_NOISE_DATA, BatchLimits, Observation, ThroughputParams, fit
+from hpcsched.models import (
+    DEFAULT_PRIOR,
+    NO_NOISE_DATA,
+    POLLUX_PRIOR,
+    BatchLimits,
+    Observation,
+    ThroughputParams,
+    ThroughputPrior,
+    fit,
+    predict_step_time,
+)
 from hpcsched.simulator import Application, JobSpec, RestartModel, simulate
 from hpcsched.simulator.jobs import JobView
 from hpcsched.simulator.knowledge import Information, prior_params
@@ -37,8 +47,8 @@ def app(work: float = 24000.0, epochs: int = 20) -> Application:
 class Recording(ElasticPolicy):
     """hpcsched's policy, keeping every view it was handed at a round."""
 
-    def __init__(self, oracle: bool = False, explore: bool = False) -> None:
-        super().__init__("recording", HPCSCHED, explore=explore, oracle=oracle)
+    def __init__(self, oracle: bool = False, explore: bool = False, prior: ThroughputPrior = DEFAULT_PRIOR) -> None:
+        super().__init__("recording", HPCSCHED, explore=explore, oracle=oracle, prior=prior)
         self.seen: list[tuple[float, JobView]] = []
 
     def decide(self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
@@ -76,6 +86,22 @@ def test_the_step_time_model_is_the_daemons_fit_of_the_configurations_run() -> N
     assert later.measured and later.largest == 1
     assert later.params == fit([Observation(1, 1, 10, 0, step_time=0.1)])
     assert later.params != TRUE
+
+
+def test_pollux_policies_fit_with_pollux_assumptions_and_expect_more_from_a_second_gpu() -> None:
+    """The same fit and the same single-GPU step time; Pollux's prior assumes no all-reduce cost
+    until it is measured (its ``fit_perf_params``), the daemon's a cautious one: on two GPUs of a
+    node Pollux's model predicts about the one-GPU step, the daemon's a slower one."""
+    cautious, optimistic = Recording(), Recording(prior=POLLUX_PRIOR)
+    run(cautious)
+    run(optimistic)
+    seen = {name: policy.seen[1][1].params for name, policy in (("daemon", cautious), ("pollux", optimistic))}
+    assert seen["pollux"] == fit([Observation(1, 1, 10, 0, step_time=0.1)], POLLUX_PRIOR)
+    two = {name: float(predict_step_time(params, 1, 2, 10, 0)) for name, params in seen.items()}
+    assert two["pollux"] == pytest.approx(0.1, rel=0.05)
+    assert two["daemon"] > 1.2 * two["pollux"]
+    assert make_policy("pollux").prior == make_policy("pollux-faithful").prior == POLLUX_PRIOR
+    assert make_policy("hpcsched").prior == DEFAULT_PRIOR
 
 
 def test_remaining_work_is_the_declaration_less_progress_even_when_it_is_wrong() -> None:

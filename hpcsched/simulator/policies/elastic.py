@@ -40,6 +40,7 @@ from hpcsched.allocator import (
     estimate_remaining_work,
     undeclared_prior,
 )
+from hpcsched.models import DEFAULT_PRIOR, POLLUX_PRIOR, ThroughputPrior
 
 from ..jobs import Config, JobView
 from ..knowledge import adaptive_choice
@@ -56,8 +57,10 @@ class ElasticPolicy:
         on_arrival: bool = False,
         oracle: bool = False,
         before_break: bool = False,
+        prior: ThroughputPrior = DEFAULT_PRIOR,
     ) -> None:
         self.name = name
+        self.prior = prior
         self.grows_before_break = before_break
         self.oracle = oracle
         self.decides_on_arrival = on_arrival
@@ -125,4 +128,4 @@ def hpcsched_policy(explore: bool = True, oracle: bool = False) -> ElasticPolicy
 def pollux_policy(explore: bool = True, oracle: bool = False) -> ElasticPolicy:
     """The Pollux-like preset of the allocator; ``oracle`` as for :func:`hpcsched_policy`."""
     name = "pollux-oracle" if oracle else "pollux"
-    return ElasticPolicy(name, POLLUX, explore and not oracle, oracle=oracle)
+    return ElasticPolicy(name, POLLUX, explore and not oracle, oracle=oracle, prior=POLLUX_PRIOR)

@@ -9,7 +9,10 @@ scaled speedups:
 * a job's speedup on ``g`` GPUs is its best goodput there over its goodput on its fair share
   (``ceil(capacity / jobs)`` GPUs, priced on one node as Pollux does), from what the job has
   reported (:mod:`..knowledge`: its fitted step-time model and latest gradient noise); before it
-  has reported anything it is ``g / fair share`` (linear), and it runs its initial batch;
+  has reported anything it is ``g / fair share`` (linear), and it runs its initial batch. The
+  model is fitted with hpcsched's fit and Pollux's assumptions for what the job has not shown
+  (:data:`hpcsched.models.POLLUX_PRIOR`: no all-reduce cost before it has run on several GPUs,
+  as Pollux's ``fit_perf_params`` pins those constants at their lower bounds);
 * the speedup is scaled by ``1 / gpus_per_node`` (a job's dominant share of the cluster times the
   number of nodes) and, for every size other than the current one, multiplied by the restart
   penalty ``max(age - restarts * 30, 0) / (age + 30)``: a fixed 30 s, whatever a restart really
@@ -36,6 +39,7 @@ from hpcsched.allocator import Cluster, ElasticJob, GoodputModel, Limits
 from hpcsched.allocator.candidates import FloatArray, JobTable, job_table
 from hpcsched.allocator.objective import phi
 from hpcsched.allocator.search import Plan, Problem, admit, empty_plan, grow
+from hpcsched.models import POLLUX_PRIOR
 from hpcsched.models.goodput import max_goodput
 
 from ..jobs import Config, JobView, fixed_config
@@ -58,6 +62,7 @@ class PolluxPolicy:
         self.name = "pollux-faithful" + ("-oracle" if oracle else "") + ("" if growth_cap else "-uncapped")
         self.growth_cap = growth_cap
         self.oracle = oracle
+        self.prior = POLLUX_PRIOR  # its fit's assumptions before a job has run on several GPUs
         self._attained: dict[str, float] = {}
         self._last_round: float | None = None
 
