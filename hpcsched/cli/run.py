@@ -66,7 +66,7 @@ def run(job: JobOptions, name: str | None, dry_run: bool, follow: bool, as_json:
                    f"(`hpcsched status {submitted['id']}` shows when it has)", err=True)
     if as_json:
         print_json(submitted)
-    else:
+    elif submitted.get("slurm_job_id") is not None:
         click.echo(f"hpcsched job {submitted['id']} submitted as Slurm job {submitted['slurm_job_id']} ({submitted['name']})")
     if follow:
         state = follow_log(cfg, submitted["id"], None)

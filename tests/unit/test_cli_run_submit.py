@@ -69,3 +69,16 @@ def test_a_daemon_that_stops_before_sbatch_is_reported_with_what_happens_next(
 def test_json_prints_the_job_as_slurm_took_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = run(tmp_path, monkeypatch, Daemon({"state": "PENDING", "slurm_job_id": 78}), "--json")
     assert result.exit_code == 0 and '"slurm_job_id": 78' in result.output
+
+
+def test_a_job_slurm_has_not_listed_yet_is_reported_as_accepted_never_as_slurm_job_none(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sbatch got no answer and the daemon is still looking the job up by its tag: run says so."""
+    from hpcsched.cli import run as run_cli
+
+    monkeypatch.setattr(run_cli.wait_for_slurm, "__defaults__", (0.3,))  # stop waiting soon
+    waiting = {"state": "SUBMITTING", "reason": "sbatch failed: no answer within 60 s; looking the job up by its tag"}
+    result = run(tmp_path, monkeypatch, Daemon(*[waiting] * 50))
+    assert result.exit_code == 0, result.output
+    assert "hpcsched job 4 accepted; Slurm has not taken it yet" in result.output
+    assert "Slurm job None" not in result.output
