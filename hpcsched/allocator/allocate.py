@@ -78,7 +78,10 @@ def fair_shares(jobs: Sequence[ElasticJob], tables: Sequence[JobTable], capacity
     per_user = _runnable_users(jobs, tables)
     if not per_user:
         return [max(1, capacity)] * len(jobs)
-    weight = {user: max(job.weight for job in jobs if job.user == user) for user in per_user}
+    weight: dict[str, float] = {}
+    for job in jobs:
+        if job.user in per_user:
+            weight[job.user] = max(weight.get(job.user, 0.0), job.weight)
     total = sum(weight.values())
     return [max(1, int(capacity * weight.get(job.user, 1.0) / total // max(1, per_user.get(job.user, 1)))) for job in jobs]
 
