@@ -200,10 +200,13 @@ def test_C3_full_node_local_container_storage_fails_the_job_naming_the_node(sess
     full = session.root / "full-disk"
     full.mkdir()
     account = pwd.getpwnam(session.user)
-    # Mounted where the compute nodes' slurmd live: their mount namespace may not be this one.
-    in_nodes = ["nsenter", "--target", str(min(local_pids("-x", "slurmd"))), "--mount", "--"]
-    subprocess.run([*in_nodes, "mount", "-t", "tmpfs", "-o", f"size=1m,mode=0700,uid={account.pw_uid},gid={account.pw_gid}",
-                    "hpcsched-full", str(full)], check=True, timeout=30)
+    # Mounted where the compute nodes' slurmd live: their mount namespace may not be this one, nor
+    # the same for every node (a slurmd restarted by a test from .ci/run's private namespace).
+    namespaces = {os.readlink(f"/proc/{pid}/ns/mnt"): pid for pid in local_pids("-x", "slurmd")}
+    in_nodes = [["nsenter", "--target", str(pid), "--mount", "--"] for pid in namespaces.values()]
+    for enter in in_nodes:
+        subprocess.run([*enter, "mount", "-t", "tmpfs", "-o", f"size=1m,mode=0700,uid={account.pw_uid},gid={account.pw_gid}",
+                        "hpcsched-full", str(full)], check=True, timeout=30)
     conf = Path(account.pw_dir) / ".config" / "containers" / "storage.conf"
     original = conf.read_text()
     try:
@@ -213,7 +216,8 @@ def test_C3_full_node_local_container_storage_fails_the_job_naming_the_node(sess
         info = session.wait(job, timeout=180)
     finally:
         conf.write_text(original)
-        subprocess.run([*in_nodes, "umount", str(full)], capture_output=True, timeout=30)
+        for enter in in_nodes:
+            subprocess.run([*enter, "umount", str(full)], capture_output=True, timeout=30)
     assert info["state"] == "FAILED", info
     log = session.logs(job)
     assert f"node-local storage full on {info['node_list']}" in log and f"{full}/graph" in log, log
