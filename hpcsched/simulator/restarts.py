@@ -73,16 +73,12 @@ class RestartModel:
         return RestartCost(checkpoint_s=self.checkpoint_s, start_s=self.start_s, queue_wait_s=self.mean_wait(load),
                            grow_before_break=before_break)  # fmt: skip
 
-    def draw(self, rng: np.random.Generator, current: int, target: int, load: float) -> float:
-        """Actual pause of one change (0 when the job is stopped: it holds nothing)."""
-        overlap, pause = self.draw_change(rng, current, target, load)
-        return overlap + pause
-
     def draw_change(
         self, rng: np.random.Generator, current: int, target: int, load: float, before_break: bool = False
     ) -> tuple[float, float]:
-        """One change: ``(seconds the job trains on at its old size while the new allocation
-        waits, then seconds paused)``; the first is 0 unless it is a make-before-break grow."""
+        """One change, drawn from the seeded stream: ``(seconds the job trains on at its old size
+        while the new allocation waits, then seconds paused)``; the first is 0 unless it is a
+        make-before-break grow, both are 0 when the job stops (it holds nothing)."""
         if target == 0 or current == target:
             return 0.0, 0.0
         if self.kind == "fixed":
