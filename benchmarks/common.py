@@ -55,11 +55,25 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def write_results(name: str, data: dict[str, Any], table: str) -> None:
+def write_results(name: str, data: dict[str, Any], table: str, echo: bool = True) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     (RESULTS / f"{name}.md").write_text(table)
-    print(table)
+    if echo:
+        print(table)
+
+
+def read_results(name: str, field: str) -> dict[str, Any]:
+    """``field`` of ``results/<name>.json`` ({} before the first run): what an incremental
+    benchmark has recorded so far."""
+    path = RESULTS / f"{name}.json"
+    return dict(json.loads(path.read_text()).get(field, {})) if path.exists() else {}
+
+
+def simulated(metrics: dict[str, Any], began: float) -> dict[str, Any]:
+    """The figures a simulator benchmark records per run, with the CPU seconds since ``began``."""
+    keys = ("avg_jct", "worst_ftf", "restarts_per_job", "utilisation")
+    return {**{k: float(metrics[k]) for k in keys}, "cpu_s": round(time.perf_counter() - began, 1)}
 
 
 def job_dir(root: Path, job_id: int) -> Path:

@@ -12,7 +12,7 @@ from .engine import simulate
 from .metrics import JobOutcome, SimulationResult
 from .policies import POLICY_NAMES, make_policy
 from .restarts import RestartModel
-from .workload import JobSpec, WorkloadError, parse_workload, philly_workload, read_workload
+from .workload import JobSpec, WorkloadError, parse_workload, philly_workload, read_philly, read_workload
 
 __all__ = [
     "POLICY_NAMES",
@@ -27,6 +27,7 @@ __all__ = [
     "make_policy",
     "parse_workload",
     "philly_workload",
+    "read_philly",
     "read_workload",
     "simulate",
 ]

@@ -127,6 +127,19 @@ def read_workload(path: Path, applications: Sequence[str] | None = None) -> list
     return jobs
 
 
+def read_philly(
+    path: Path, applications: Sequence[str], start_quantile: float = 0.5, seed: int = 0, hours: float = 8.0
+) -> list[JobSpec]:
+    """A sample of the Philly trace at ``path`` (:func:`philly_workload`) whose window of
+    ``hours`` starts at the ``start_quantile`` of its jobs by submission (0.5: the median job, the
+    default window)."""
+    if not 0.0 <= start_quantile < 1.0:
+        raise WorkloadError(f"{path}: start quantile {start_quantile} is not in [0, 1)")
+    text = _read_text(path)
+    rows = max(text.count("\n", 0, len(text.rstrip("\n"))), 1)  # data rows: lines after the header
+    return philly_workload(text, str(path), applications, hours=hours, start_index=int(rows * start_quantile), seed=seed)
+
+
 def philly_workload(
     text: str,
     path: str,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcsched.simulator import WorkloadError, parse_workload, philly_workload, read_workload
+from hpcsched.simulator import WorkloadError, parse_workload, philly_workload, read_philly, read_workload
 from hpcsched.simulator.restarts import RestartModel
 
 NEED = "name, time, application, num_replicas, batch_size"
@@ -61,6 +61,17 @@ def test_philly_window_keeps_arrivals_sizes_and_durations() -> None:
     assert len(philly_workload(text, "philly.csv", ["ncf"], hours=48.0, start_index=0, max_jobs=2)) == 2
     with pytest.raises(WorkloadError, match="row 2, column 'timestamp'"):
         philly_workload("timestamp,duration,num_gpus\nyesterday,1,1\n", "philly.csv", ["ncf"])
+
+
+def test_philly_samples_start_where_asked_and_reject_a_bad_quantile(tmp_path: Path) -> None:
+    rows = "".join(f"2017-10-09 {h:02d}:00:00,{10 * (h + 1)}.0,1,1.0,x\n" for h in range(8))
+    path = tmp_path / "philly.csv"
+    path.write_text("timestamp,duration,num_gpus,gpu_time,cluster\n" + rows)
+    # 8 jobs an hour apart: the quantile picks the first job of the window, a 1-hour window keeps two
+    assert [j.duration_s for j in read_philly(path, ["ncf"], 0.0, seed=0, hours=1.0)] == [10.0, 20.0]
+    assert [j.duration_s for j in read_philly(path, ["ncf"], 0.75, seed=0, hours=1.0)] == [70.0, 80.0]
+    with pytest.raises(WorkloadError, match=r"start quantile 1\.0 is not in"):
+        read_philly(path, ["ncf"], 1.0)
 
 
 def test_restart_cost_parsing() -> None:

@@ -119,10 +119,13 @@ class ElasticPolicy:
         return allocation.targets(), admission(allocation, idle)
 
 
-def hpcsched_policy(explore: bool = True, oracle: bool = False) -> ElasticPolicy:
-    """hpcsched's allocator; ``oracle``: told the truth (``hpcsched-oracle``, no growth cap)."""
+def hpcsched_policy(
+    explore: bool = True, oracle: bool = False, allocator: AllocatorPolicy = HPCSCHED, prior: ThroughputPrior = DEFAULT_PRIOR
+) -> ElasticPolicy:
+    """hpcsched's allocator; ``oracle``: told the truth (``hpcsched-oracle``, no growth cap);
+    ``allocator`` and ``prior``: other knobs than the defaults (benchmarks/tune_allocator.py)."""
     name = "hpcsched-oracle" if oracle else "hpcsched"
-    return ElasticPolicy(name, HPCSCHED, explore and not oracle, on_arrival=True, oracle=oracle, before_break=True)
+    return ElasticPolicy(name, allocator, explore and not oracle, on_arrival=True, oracle=oracle, before_break=True, prior=prior)
 
 
 def pollux_policy(explore: bool = True, oracle: bool = False) -> ElasticPolicy:
