@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from accuracy import errors, fit_on, in_sample, leave_one_out, mape
-from common import SITE, USER, as_user, summary, workspace, write_results
+from common import RESULTS, SITE, USER, as_user, summary, workspace, write_results
 
 from hpcsched.jobs import layout
 from hpcsched.jobs.measured import MeasuredStepTime, measure
@@ -361,7 +361,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0, help="about this much training per job (default 6)")
     parser.add_argument("--repeats", type=int, default=3, help="times the whole set runs (default 3)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one job may take (default 300)")
+    parser.add_argument("--refit", action="store_true",
+                        help="run no job: fit again to the runs recorded in results/model_accuracy_local.json "
+                             "(after a change to the fit or its prior)")  # fmt: skip
     args = parser.parse_args()
+    if args.refit:
+        recorded = json.loads((RESULTS / "model_accuracy_local.json").read_text())
+        result = analyse([r["runs"] for r in recorded["repeats"]])
+        result["args"] = recorded["args"]
+        write_results("model_accuracy_local", result, markdown(result, argparse.Namespace(**recorded["args"])))
+        return
     root = workspace("model-accuracy-local")
     for name in ("digits_nas.py", "digits_cnn.py"):
         (root / "work" / name).write_text((REPO / "examples" / name).read_text())

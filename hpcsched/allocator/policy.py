@@ -58,14 +58,16 @@ class AllocatorPolicy:
 
     Without ``settle_s`` and ``horizon_s`` the Pollux workloads showed long jobs resized every few
     minutes, each resize individually paying for itself against hours of remaining run
-    (docs/allocator.md has the numbers).
+    (docs/allocator.md has the numbers). ``hysteresis`` (2) and ``horizon_s`` (900 s) were picked,
+    with the step-time prior, by the tuning run on Pollux workloads 1-4 at 1.0x load
+    (benchmarks/tune_allocator.py); the other knobs were set before it, on all eight workloads.
     """
 
     fairness_p: float = -1.0
     pricing: RestartPricing = RestartPricing.REMAINING_RUN
-    hysteresis: float = 1.0
+    hysteresis: float = 2.0
     settle_s: float = 1800.0
-    horizon_s: float = 1800.0
+    horizon_s: float = 900.0
     srpt_weight: float = 1.0
     starvation_s: float = 3600.0
     short_s: float = 600.0

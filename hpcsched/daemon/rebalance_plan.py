@@ -12,6 +12,8 @@ hpcsched's jobs that wait in Slurm's queue for their first nodes (or after a req
 inputs too (:func:`waiting_job`), so a pass can shrink elastic jobs to make room for them. One
 that has never run has no step times: its model is the fit's prior (any single step time gives
 the same speedups), and its remaining work the undeclared prior, half an hour at its minimum.
+No job is offered more than twice the nodes it has run on (:func:`growth_cap`, Pollux's rule,
+as the simulator's policies have it).
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def _view(job: Job, model: GoodputModel, measured: Measurements, now: float, cur
         key=str(job.id),
         model=model,
         min_gpus=allowed.min,
-        max_gpus=allowed.max,
+        max_gpus=growth_cap(job, allowed.min, allowed.max, current_gpus),
         current_gpus=current_gpus,
         remaining_work=remaining_work(model, batch, job.progress or {}, allowed.min),
         age_s=max(0.0, now - job.created),
@@ -102,6 +104,14 @@ def _view(job: Job, model: GoodputModel, measured: Measurements, now: float, cur
     )  # fmt: skip
 
 
+def growth_cap(job: Job, least: int, most: int, current: int) -> int:
+    """The most nodes a pass may give the job: twice the most it has run on, within its range
+    (its minimum before it has run), as Pollux caps growth. Its model has seen no larger size,
+    and the prior's guess about one is only a guess; a job grows on as it shows it scales."""
+    largest = max((a.nodes for a in job.attempts if a.start_time), default=0)
+    return max(least, min(most, max(2 * largest, current)))
+
+
 def elastic_job(job: Job, records: Sequence[Mapping[str, Any]], now: float, queue_wait_s: float) -> ElasticJob | None:
     """The allocator's view of one running elastic job, or None without enough measurements."""
     measured = measurements(job, records)
@@ -110,7 +120,8 @@ def elastic_job(job: Job, records: Sequence[Mapping[str, Any]], now: float, queu
     if model is None or measured.current is None or cur is None:
         return None
     started = min((a.start_time for a in job.attempts if a.start_time), default=now)
-    restart = RestartCost(checkpoint_s=CHECKPOINT_S, start_s=START_S, queue_wait_s=queue_wait_s)
+    # grows are make-before-break (daemon/resize.py): the queue wait only delays the speedup
+    restart = RestartCost(checkpoint_s=CHECKPOINT_S, start_s=START_S, queue_wait_s=queue_wait_s, grow_before_break=True)
     return _view(job, model, measured, now, cur.nodes, started, max(0.0, now - (cur.start_time or now)), restart)
 
 

@@ -9,7 +9,7 @@ reported, the way hpcsched's runtime library reports to its daemon:
   (:func:`hpcsched.models.fit`) to one observation per configuration (nodes, GPUs, local batch,
   accumulation steps) the job has trained at. The observed step times are the truth's, without
   timing noise. It is refitted when a new configuration's step time is more than 5% off its
-  prediction (:func:`fitted_params`; below the 8.4% by which the daemon's model misses a real
+  prediction (:func:`fitted_params`; below the 8% by which the daemon's model misses a real
   configuration left out of its fit, docs/models.md). Before the first one the model is the
   fit's prior from one unit step at ``M0`` on one GPU, as the daemon's for a job that never ran
   (:mod:`hpcsched.daemon.rebalance_plan`): its speedups are the prior's, its time scale

@@ -246,10 +246,10 @@ def _action(current: int, target: int, minimum: int, rm: Room, why: str, hold: s
 
 def _view(rep: Reported, sid: int, current: int, queue_wait_s: float, weight: float) -> ElasticJob:
     """The report's view at Slurm's size (a range that does not hold that size is widened to it),
-    a grow priced with the partition's expected queue wait, the user's fair-share weight (Slurm's,
-    never the report's)."""
+    a grow priced make-before-break (the agent grows that way) with the partition's expected queue
+    wait, the user's fair-share weight (Slurm's, never the report's)."""
     low = min(rep.view.min_gpus, current) if current else rep.view.min_gpus
-    restart = dataclasses.replace(rep.view.restart, queue_wait_s=queue_wait_s)
+    restart = dataclasses.replace(rep.view.restart, queue_wait_s=queue_wait_s, grow_before_break=True)
     return dataclasses.replace(rep.view, key=str(sid), current_gpus=current, user=rep.user, weight=weight,
                                min_gpus=low, max_gpus=max(rep.view.max_gpus, current), restart=restart)
 

@@ -48,8 +48,8 @@ def test_beyond_its_fair_share_a_recently_resized_job_is_still_damped() -> None:
     """The same job at its fair share of 8 GPUs: growing into the free GPUs would pay if it had
     kept its size for hours, but three minutes after a resize settle holds it (flip-flops)."""
     other = running("other", 4, 1e9, at_size_s=1e4, restarts=0, max_gpus=4)
-    recent = allocate(Cluster(4, 4), [running("job", 8, 8e5, at_size_s=180.0, restarts=1), other])
-    settled = allocate(Cluster(4, 4), [running("job", 8, 8e5, at_size_s=1e4, restarts=1), other])
+    recent = allocate(Cluster(4, 4), [running("job", 8, 4e6, at_size_s=180.0, restarts=1), other])
+    settled = allocate(Cluster(4, 4), [running("job", 8, 4e6, at_size_s=1e4, restarts=1), other])
     assert recent["job"].target_gpus == 8 and recent["job"].reason.startswith("keeps 8 GPUs")
     assert settled["job"].target_gpus > 8
 

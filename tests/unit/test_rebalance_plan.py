@@ -11,6 +11,7 @@ from hpcsched.daemon.rebalance_plan import (
     FLAT_NOISE,
     cluster_view,
     elastic_job,
+    growth_cap,
     observations,
     queue_wait_estimate,
     waiting,
@@ -54,6 +55,30 @@ def steps(attempt: int, step_time: float, count: int = 5) -> list[dict[str, obje
         {"time": float(i), "attempt": attempt, "event": "step", "step": i, "step_time": step_time, "global_batch": 64}
         for i in range(count)
     ]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "attempts", "most"),
+    [
+        ("1-8", ((1, 1),), 2),  # ran on one node: offered two at most
+        ("1-8", ((1, 1), (2, 2)), 4),
+        ("1-3", ((1, 2),), 3),  # never beyond the user's range
+        ("1-8", ((1, 3), (2, 1)), 6),  # shrunk from 3 to 1: may grow back past 3, to twice it
+        ("2-8", (), 2),  # never ran: its minimum
+    ],
+)
+def test_a_pass_offers_at_most_twice_the_nodes_a_job_has_run_on(nodes: str, attempts: tuple[tuple[int, int], ...],
+                                                                 most: int) -> None:
+    j = job(nodes, attempts)
+    allowed = [int(x) for x in nodes.split("-")]
+    current = attempts[-1][1] if attempts else 0
+    assert growth_cap(j, allowed[0], allowed[-1], current) == most
+    if attempts:
+        view = elastic_job(j, steps(len(attempts), 0.1), now=1000.0, queue_wait_s=60.0)
+        assert view is not None and view.max_gpus == most
+        # grows are make-before-break: the queue wait costs only the speedup it delays
+        full = view.restart.checkpoint_s + view.restart.start_s + 60.0
+        assert most == current or view.restart.seconds(current, most) < full
 
 
 def test_hostlists_expand_like_slurm() -> None:
@@ -191,9 +216,10 @@ def test_only_jobs_that_free_nodes_would_start_count_as_waiting(reason: str, att
 
 def test_a_job_that_never_ran_is_admitted_at_its_minimum_with_the_undeclared_prior() -> None:
     view = waiting_job(queued(nodes="1-2"), [], now=1000.0, queue_wait_s=0.0)
-    assert (view.current_gpus, view.min_gpus, view.max_gpus) == (0, 1, 2)
+    # the growth cap: a job that has run on no nodes is offered its minimum only
+    assert (view.current_gpus, view.min_gpus, view.max_gpus) == (0, 1, 1)
     assert view.time_in_state_s == pytest.approx(100.0)  # waiting since its submission
     # half an hour of work on its minimum size, whatever step time the prior assumes
     assert view.remaining_work == pytest.approx(undeclared_prior(view.model, 1, 1))
-    # the prior's all-reduce is pessimistic: no gain beyond its minimum until it has measured
-    assert float(speedup(view.model.params, view.model.noise, 2, 2, view.model.limits)) < 1.0
+    # the prior's all-reduce costs something: a second node is worth less than twice the first
+    assert 1.0 < float(speedup(view.model.params, view.model.noise, 2, 2, view.model.limits)) < 2.0

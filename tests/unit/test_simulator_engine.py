@@ -10,7 +10,7 @@ from hpcsched.models import BatchLimits, ThroughputParams
 from hpcsched.simulator import Application, JobSpec, RestartModel, simulate
 
 
-def toy(name: str = "toy", work: float = 6000.0, epochs: int = 1) -> Application:
+def toy(name: str = "toy", work: float = 6000.0, epochs: int = 1, max_gpus: int = 1 << 30) -> Application:
     """One GPU: 0.1 s per step at any local batch; two GPUs on a node add 0.1 s of all-reduce
     (no overlap, gamma = 1). No gradient noise: a batch of M = 10 * k is worth 1/k per sample.
     So at batch 10 on one GPU: 100 samples/s; at batch 20 on two GPUs: 20 / 0.2 * 0.5 = 50."""
@@ -22,6 +22,7 @@ def toy(name: str = "toy", work: float = 6000.0, epochs: int = 1) -> Application
         grad_batch_sizes=np.array([10.0, 40.0]),
         grad_sqr=np.ones((2, epochs)),
         grad_var=np.zeros((2, epochs)),
+        max_gpus=max_gpus,
     )
 
 
@@ -75,18 +76,22 @@ def test_tiresias_preempts_the_later_job_when_the_earlier_one_fits() -> None:
 def test_every_policy_gets_the_same_decision_timing(policy: str, on_arrival: bool) -> None:
     """A lone job arrives at t=30 on an idle node (no start pause, 60 s of work on one GPU). In
     rounds only, every policy starts it at the 60 s round (it ends at 120); with starts on
-    arrival, as Slurm schedules on submission, every policy starts it at once (it ends at 90)."""
+    arrival, as Slurm schedules on submission, every policy starts it at once (it ends at 90). The
+    job runs on one GPU at most, so no policy's guess about a second one changes its run."""
     late = [JobSpec("late", 30.0, "toy", num_replicas=1, batch_size=10)]
-    result = simulate(late, policy, Cluster(1, 2), RestartModel.parse("0"), applications={"toy": toy()}, on_arrival=on_arrival)
+    apps = {"toy": toy(max_gpus=1)}
+    result = simulate(late, policy, Cluster(1, 2), RestartModel.parse("0"), applications=apps, on_arrival=on_arrival)
     assert result.jobs[0].jct == pytest.approx(60.0 if on_arrival else 90.0, abs=1e-9)
     assert result.jobs[0].first_start == pytest.approx(30.0 if on_arrival else 60.0)
 
 
 def test_a_job_arriving_between_rounds_gets_only_idle_gpus() -> None:
     """hpcsched: a holds one of two GPUs; b arrives at 10 and takes the idle one at once, and a
-    is not resized until the next round (a start between rounds restarts nobody)."""
+    is not resized until the next round (a start between rounds restarts nobody). One GPU each at
+    most, so b does not try a second one when a ends."""
     jobs = [JobSpec("a", 0.0, "toy", num_replicas=1, batch_size=10), JobSpec("b", 10.0, "toy", num_replicas=1, batch_size=10)]
-    result = simulate(jobs, "hpcsched", Cluster(1, 2), RestartModel.parse("0"), applications={"toy": toy()}, on_arrival=True)
+    apps = {"toy": toy(max_gpus=1)}
+    result = simulate(jobs, "hpcsched", Cluster(1, 2), RestartModel.parse("0"), applications=apps, on_arrival=True)
     by_name = {job.name: job for job in result.jobs}
     assert by_name["b"].first_start == pytest.approx(10.0)
     assert by_name["a"].jct == pytest.approx(60.0)
