@@ -78,7 +78,9 @@ def rebalance(dry_run: bool, as_json: bool, quiet: bool, wait_s: float, all_user
 
     Reads the cluster (sinfo, squeue) and each elastic job's measured throughput, asks the
     allocator for target sizes, and resizes a job only when the predicted time saved over its
-    remaining run exceeds what the resize costs (checkpoint, queue wait, container start).
+    remaining run exceeds what the resize costs (checkpoint, queue wait, container start; a grow
+    trains on while the larger allocation waits). A job is grown to at most twice the nodes it
+    has run on, so a guess about sizes it has not shown is tested one doubling at a time.
     Your jobs that wait in the queue for nodes count too (ACTION admit or wait): a shrink may
     make room for them, and Slurm starts them on the nodes set free. The daemon runs such a pass
     by itself, applying only those shrinks and only when they save more time than they cost, when
