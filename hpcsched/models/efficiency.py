@@ -135,6 +135,13 @@ def noise_from_micro_batches(
     return noise_from_two_batch_sizes(micro_sqr_mean, micro_bsz, total_sqr, float(micro_bsz) * num_micro_batches)
 
 
+# Weight the noise estimate keeps per measurement: about the last 100 measurements count (400
+# steps of a single process, which measures every 4th step; 100 of several replicas). One
+# measurement's error is of the order of what it measures; at 0.9 the estimate, and with it the
+# chosen batch, swung on every re-choice (docs/adaptive.md).
+NOISE_SMOOTHING = 0.99
+
+
 @dataclass(frozen=True)
 class NoiseScaleEstimator:
     """Exponentially smoothed ``|g|^2`` and ``tr(Sigma)``; :meth:`update` returns a new value.
@@ -145,7 +152,7 @@ class NoiseScaleEstimator:
     ``n`` updates, so early estimates are not biased towards 0.
     """
 
-    smoothing: float = 0.9
+    smoothing: float = NOISE_SMOOTHING
     sqr_average: float = 0.0
     var_average: float = 0.0
     weight: float = 0.0

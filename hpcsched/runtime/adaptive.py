@@ -188,7 +188,7 @@ class AdaptiveRun:
         self.options, self.nodes, self.world_size, self.rank = options, nodes, world_size, rank
         self.base_batch: int | None = None
         self.times = StepTimes()
-        self.noise = NoiseScaleEstimator(smoothing=0.9)
+        self.noise = NoiseScaleEstimator()
         self.config: tuple[int, int] | None = None  # (local batch, accumulation steps) now
         self.choice: AdaptChoice | None = None
         self.steps_here = 0  # optimizer steps in this attempt

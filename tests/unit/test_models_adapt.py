@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hpcsched.models import BatchLimits, GradientNoise, Observation, ThroughputParams, best_config, predict_step_time
-from hpcsched.models.adapt import choose, initial_config, lr_factor
-from hpcsched.models.efficiency import NO_NOISE_DATA
+from hpcsched.models.adapt import SWITCH_GAIN, choose, initial_config, lr_factor
+from hpcsched.models.efficiency import (
+    NO_NOISE_DATA,
+    NOISE_SMOOTHING,
+    NoiseScaleEstimator,
+    noise_from_two_batch_sizes,
+    statistical_efficiency,
+)
 
 # A job whose fixed per-step cost dominates at small batches: a larger batch is nearly free.
 OVERHEAD_BOUND = ThroughputParams(alpha_c=0.010, beta_c=0.0001, alpha_n=0.004, beta_n=0.001, alpha_r=0.002,
@@ -110,3 +118,50 @@ def test_choices_stay_within_the_limits(replicas: int, base: int, extra: int, ma
     assert 1 <= choice.local_bsz <= limits.max_local_bsz and 0 <= choice.accum_steps <= limits.max_accum_steps
     assert choice.global_bsz == replicas * choice.local_bsz * (choice.accum_steps + 1)
     assert 0.0 < choice.efficiency <= 1.0 and choice.lr_factor >= 1.0
+
+
+def _chosen_batches(noise_scale: float, error: float, seed: int, switch_gain: float, smoothing: float) -> list[int]:
+    """The global batch after each of 30 re-choices of a single process that measures its noise
+    12 times in between (every 4th of 50 steps), each measured squared norm off by ``error``
+    (relative, Gaussian), as a real job's are."""
+    rng = np.random.default_rng(seed)
+    seen = measured(OVERHEAD_BOUND, [(1, 1, b, 0) for b in (32, 64, 128, 256, 512)])
+    limits = BatchLimits(min_global_bsz=32, max_global_bsz=1024, max_local_bsz=1024, max_accum_steps=0)
+    estimator, current, batches = NoiseScaleEstimator(smoothing=smoothing), None, []
+    for _ in range(30):
+        big = current[0] if current else 32
+        for _ in range(12):
+            small_sqr, big_sqr = (1.0 + noise_scale / b for b in (big // 2, big))
+            noisy = [value * (1.0 + error * rng.standard_normal()) for value in (small_sqr, big_sqr)]
+            estimator = estimator.update(noise_from_two_batch_sizes(noisy[0], big // 2, noisy[1], big))
+        choice = choose(seen, estimator.estimate, num_nodes=1, num_replicas=1, limits=limits, current=current,
+                        switch_gain=switch_gain)  # fmt: skip
+        current, batches = (choice.local_bsz, choice.accum_steps), [*batches, choice.global_bsz]
+    return batches
+
+
+def _changes(batches: list[int]) -> int:
+    return sum(1 for before, after in itertools.pairwise(batches) if before != after)
+
+
+@pytest.mark.parametrize("noise_scale", [100.0, 300.0, 1000.0])
+def test_noisy_noise_measurements_do_not_make_the_batch_flap(noise_scale: float) -> None:
+    """A real job's noise measurements are each off by about a third; its batch must settle, not
+    swing between small and large on every re-choice (it did at 0.9 smoothing and a 5% gain)."""
+    true_noise = GradientNoise(grad_sqr=1.0, grad_var=noise_scale)
+    limits = BatchLimits(min_global_bsz=32, max_global_bsz=1024, max_local_bsz=1024, max_accum_steps=0)
+    best = best_config(OVERHEAD_BOUND, true_noise, 1, 1, limits)
+
+    def goodput(batch: int) -> float:
+        return batch / float(predict_step_time(OVERHEAD_BOUND, 1, 1, batch, 0)) * float(
+            statistical_efficiency(true_noise, batch, 32))
+
+    for seed in range(3):
+        batches = _chosen_batches(noise_scale, 0.3, seed, SWITCH_GAIN, NOISE_SMOOTHING)
+        settled = batches[5:]
+        assert _changes(settled) <= 2, batches
+        # Where it settles is near the optimum for the true noise: within the switch gain, and then some.
+        assert goodput(settled[-1]) >= goodput(best.global_bsz) / (SWITCH_GAIN * 1.1), (settled[-1], best.global_bsz)
+    # The old constants on the same measurements: the scenario is one that made the batch flap.
+    old = [_chosen_batches(noise_scale, 0.3, seed, 1.05, 0.9)[5:] for seed in range(3)]
+    assert max(_changes(run) for run in old) >= 5
