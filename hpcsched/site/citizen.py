@@ -16,6 +16,17 @@ wait longer. Per partition, from one ``squeue`` and one ``sinfo`` of the whole c
 
 What is left (the partition's usable nodes minus other jobs' nodes minus the reservations) is the
 elastic jobs' capacity, which the allocator shares out (:mod:`.decide`).
+
+Partitions that share nodes: a job waiting in another partition that shares nodes with this one
+(a ``short`` partition over the same nodes as ``gpu``, say) counts in the rules above as one of
+this partition's, for the shared nodes only: it takes idle nodes of its own partition outside
+this one first, and what it still needs is reserved here, from idle shared nodes and from what
+this partition's elastic jobs hold on shared nodes above their minimum. If that cannot start it,
+it blocks this partition's grows. An elastic job of hpcsched's waiting in another partition (a
+first start, or a grow's new allocation) is that partition's to decide, not a reason to shrink
+here. Partitions are decided one after the other, and idle nodes that
+the elastic jobs of one may grow into are ``claimed`` from the next, so that two partitions never
+both count the same idle node.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hpcsched.jobs.model import JobState
+from hpcsched.planning.plan import parse_tag
 from hpcsched.slurm import hostlist
 from hpcsched.slurm.parse import SlurmJobRecord
 
@@ -90,29 +102,61 @@ def jobs_in(partition: Partition, queue: Sequence[SlurmJobRecord]) -> list[Slurm
     return [r for r in queue if r.partition == partition.name or partition.name in r.partition.split(",")]
 
 
-def room(partition: Partition, queue: Sequence[SlurmJobRecord], elastic: Mapping[int, tuple[int, int]]) -> Room:
+def room(partition: Partition, queue: Sequence[SlurmJobRecord], elastic: Mapping[int, tuple[int, int]],
+         others: Mapping[str, Partition] | None = None, claimed: int = 0) -> Room:
     """The elastic jobs' room in ``partition``. ``elastic`` maps the Slurm id of every elastic
-    job of hpcsched's (running or waiting, grown successors too) to (minimum, current) nodes."""
+    job of hpcsched's (running or waiting, grown successors too) to (minimum, current) nodes.
+
+    ``others``: every partition Slurm lists, so that a job waiting in a partition that shares
+    nodes with this one counts too (module docstring, "Partitions that share nodes");
+    ``claimed``: idle nodes of this partition that the decisions of a partition decided before
+    may already grow into (shared nodes are not handed out twice)."""
     usable = set(partition.usable)
+    mine = set(partition.nodes)
     in_partition = jobs_in(partition, queue)
-    held_by_elastic = {n for r in in_partition if r.job_id in elastic and r.state is JobState.RUNNING
-                       for n in hostlist.expand(r.node_list)}
+    nodes_of = {r.job_id: set(hostlist.expand(r.node_list)) for r in in_partition
+                if r.job_id in elastic and r.state is JobState.RUNNING}
+    held_by_elastic = set().union(*nodes_of.values()) if nodes_of else set()
     busy = {n for n in partition.nodes if base_state(partition.states[n]) != "idle"}
     foreign = frozenset((busy & usable) - held_by_elastic)
-    idle = len(set(partition.idle) & usable)
-    running = {r.job_id for r in in_partition if r.state is JobState.RUNNING}
-    shrinkable = sum(max(0, current - low) for job_id, (low, current) in elastic.items() if job_id in running)
-    waiting = sorted((r for r in in_partition if waits_for_nodes(r) and r.job_id not in elastic),
+    idle_nodes = set(partition.idle) & usable
+    claimed = min(max(0, claimed), len(idle_nodes))
+    spare = {job_id: max(0, current - low) for job_id, (low, current) in elastic.items() if job_id in nodes_of}
+    neighbours = _neighbours(partition, others or {})
+    outside_idle = {n for p in neighbours.values() for n in p.idle if n not in mine and n in set(p.usable)}
+    own = {r.job_id for r in in_partition}
+    waiting = sorted((r for r in queue if waits_for_nodes(r) and r.job_id not in elastic
+                      and _reach(r, partition, neighbours) and (r.job_id in own or parse_tag(r.comment) is None)),
                      key=lambda r: (-r.priority, r.submit_time or 0.0, r.job_id))
     reserved, served, blocked = 0, [], None
     for r in waiting:
-        need = max(1, r.node_count)
-        free = idle + shrinkable - reserved
-        if need > free:
+        reach = _reach(r, partition, neighbours)
+        elsewhere = sorted(outside_idle & reach)[: max(1, r.node_count)]  # idle nodes it may take outside
+        need = max(1, r.node_count) - len(elsewhere)
+        outside_idle -= set(elsewhere)
+        if need <= 0:  # it starts outside this partition, on idle nodes of its own
+            continue
+        here = reach & mine
+        whole = here == mine  # waits for this partition's nodes, all of them
+        shrinkable = sum(spare[j] if whole else min(spare[j], len(nodes_of[j] & here)) for j in spare)
+        if need > len(idle_nodes & here) - claimed + shrinkable - reserved:
             blocked = r.job_id
             break
         reserved += need
         served.append(r.job_id)
-    capacity = max(0, len(usable) - len(foreign) - reserved)
+    capacity = max(0, len(usable) - len(foreign) - reserved - claimed)
     queued = sum(1 for r in in_partition if waits_for_nodes(r))
-    return Room(partition.name, capacity, reserved, tuple(served), blocked, foreign, idle, queued)
+    return Room(partition.name, capacity, reserved, tuple(served), blocked, foreign, len(idle_nodes) - claimed, queued)
+
+
+def _neighbours(partition: Partition, others: Mapping[str, Partition]) -> dict[str, Partition]:
+    """The partitions that share a node with ``partition``, itself included."""
+    mine = set(partition.nodes)
+    return {name: p for name, p in others.items() if name != partition.name and mine & set(p.nodes)} | {
+        partition.name: partition}
+
+
+def _reach(record: SlurmJobRecord, partition: Partition, neighbours: Mapping[str, Partition]) -> set[str]:
+    """The nodes a waiting job may start on that matter here: those of its partitions (a comma
+    list) that share nodes with ``partition``; empty when none does."""
+    return {n for name in record.partition.split(",") if name in neighbours for n in neighbours[name].nodes}

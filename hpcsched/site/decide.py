@@ -1,8 +1,9 @@
 """One decision pass of the coordinator (pure): Slurm's view of the cluster and the agents'
 reports in, a size decision for every reported elastic job out.
 
-Per partition, the good-citizen rules (:mod:`.citizen`) say how many nodes the elastic jobs may
-hold; the allocator (:func:`hpcsched.allocator.allocate`, with fairness between users: each
+Per partition (one after the other; partitions that share nodes see each other's waiting jobs
+and never both count the same idle node: :mod:`.citizen`), the good-citizen rules say how many
+nodes the elastic jobs may hold; the allocator (:func:`hpcsched.allocator.allocate`, with fairness between users: each
 job's ``user``) shares that capacity out among the partition's elastic jobs, running and
 waiting. A running job's current size is Slurm's (``squeue``), never the report's, since its
 agent may be down. Grows are dropped while someone waits for nodes in the partition; a job with a
@@ -105,6 +106,8 @@ def decide(partitions: Mapping[str, Partition], queue: Sequence[SlurmJobRecord],
             if sid in records and records[sid].state in (JobState.RUNNING, JobState.PENDING)}
     decisions: list[SizeDecision] = []
     rooms: list[Room] = []
+    served: set[int] = set()  # waiting jobs a partition decided before makes room for
+    grown: list[tuple[Partition, int]] = []  # partitions decided before, and the nodes they grow by
     for name in sorted({records[sid].partition for sid in live}):
         partition = partitions.get(name)
         mine = {sid: rep for sid, rep in live.items() if records[sid].partition == name}
@@ -112,15 +115,21 @@ def decide(partitions: Mapping[str, Partition], queue: Sequence[SlurmJobRecord],
             decisions += [_fixed(rep, records[sid], name, "keep", "Slurm lists no nodes for its partition")
                           for sid, rep in mine.items()]
             continue
-        plan, rm = _partition(partition, queue, records, mine, busy, policy, now, weights or {})
+        nodes = set(partition.nodes)
+        claimed = sum(min(grows, len(set(before.idle) & nodes)) for before, grows in grown)
+        view = [r for r in queue if r.job_id not in served]
+        plan, rm = _partition(partition, view, records, mine, busy, policy, now, weights or {}, partitions, claimed)
         decisions += plan
         rooms.append(rm)
+        served.update(rm.served)
+        grown.append((partition, sum(max(0, d.target - d.current) for d in plan if d.action in ("grow", "start"))))
     return SitePlan(tuple(decisions), tuple(rooms))
 
 
 def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: Mapping[int, SlurmJobRecord],
                mine: Mapping[int, Reported], busy: frozenset[int], policy: AllocatorPolicy,
-               now: float | None, weights: Mapping[str, float]) -> tuple[list[SizeDecision], Room]:
+               now: float | None, weights: Mapping[str, float], partitions: Mapping[str, Partition],
+               claimed: int) -> tuple[list[SizeDecision], Room]:
     def current(sid: int) -> int:
         return records[sid].node_count if records[sid].state is JobState.RUNNING else 0
 
@@ -128,7 +137,7 @@ def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: M
     successors = _successors(here, mine)
     elastic = {sid: (rep.view.min_gpus, current(sid)) for sid, rep in mine.items()}
     elastic.update({other: (0, 0) for other in successors})  # a grow's new allocation is the same job's
-    rm = room(partition, queue, elastic)
+    rm = room(partition, queue, elastic, partitions, claimed)
     pinned = {sid for sid in mine if sid in busy}
     unmeasured = {sid for sid, rep in mine.items() if not rep.measured and current(sid) and sid not in pinned}
     hold = _grows_held(here, mine, successors, unmeasured, now)

@@ -105,6 +105,28 @@ def test_G4_the_coordinator_shrinks_a_job_for_another_users_plain_job_while_its_
     alice.hs("cancel", str(job), "--wait")
 
 
+def test_a_plain_job_waiting_in_a_partition_over_the_same_nodes_makes_the_elastic_job_shrink(
+        alice: UserSession) -> None:
+    """Partitions that share nodes: a plain job submitted to ``short`` (the same nodes as
+    ``debug``, cluster/slurm.conf) waits for nodes alice's elastic job in ``debug`` holds; the
+    coordinator shrinks it for that job as for one of its own partition."""
+    copy_example(alice, "digits_cnn.py")
+    job = alice.run_job("digits_cnn.py", "--nodes", "1-3", "--start-nodes", "3", "--", "--epochs", "400", *DIGITS)
+    running_attempt(alice, job, 1, nodes=3, min_steps=5)
+    slurm_id = int(alice.status(job)["attempts"][0]["slurm_job_id"])
+    since = time.time()
+    other = plain_sbatch(OTHER, nodes=2, seconds=20, partition="short")
+    try:
+        wait_for(lambda: slurm_job(other)[0] in ("RUNNING", "COMPLETING", ""), 120, "the plain job in short to start")
+        assert slurm_job(slurm_id) == ("RUNNING", 1), "the elastic job went on, in place, on one node"
+    finally:
+        subprocess.run(["scancel", str(other)], capture_output=True)
+    decided = [e for e in audit() if float(str(e["time"])) >= since and e.get("slurm_job_id") == slurm_id
+               and e["event"] == "decided"]
+    assert decided and decided[0]["action"] == "shrink" and str(other) in str(decided[0]["reason"]), decided
+    alice.hs("cancel", str(job), "--wait")
+
+
 def test_another_user_cannot_report_see_or_act_on_alices_jobs(alice: UserSession) -> None:
     copy_example(alice, "digits_cnn.py")
     job = alice.run_job("digits_cnn.py", "--nodes", "1-2", "--start-nodes", "1", "--name", "secret-name",

@@ -7,7 +7,7 @@ import dataclasses
 from site_helpers import partition, record, reported
 
 from hpcsched.jobs.model import JobState
-from hpcsched.site.citizen import room
+from hpcsched.site.citizen import Partition, room
 from hpcsched.site.decide import decide
 
 R, P = JobState.RUNNING, JobState.PENDING
@@ -79,12 +79,77 @@ def test_a_job_with_a_resize_under_way_keeps_its_size_and_its_nodes() -> None:
     assert by_id[2].target <= 1  # only what is left beside the busy job and the reservation
 
 
-def test_a_job_of_another_partition_is_not_moved_by_this_one() -> None:
+def nodes_named(name: str, states: dict[str, str]) -> Partition:
+    return Partition(name, states)
+
+
+def test_a_job_of_a_partition_that_shares_no_node_is_not_moved_by_it() -> None:
     queue = [record(1, 1001, R, 2, "n[1-2]", partition="a"), record(3, 1002, P, 2, reason="Resources", partition="b")]
-    parts = {"a": partition({"n1": "alloc", "n2": "alloc"}, 2, "a"), "b": partition({"n1": "alloc", "n2": "alloc"}, 2, "b")}
+    parts = {"a": nodes_named("a", {"n1": "alloc", "n2": "alloc"}), "b": nodes_named("b", {"m1": "alloc", "m2": "alloc"})}
     plan = decide(parts, queue, {1: reported(1, 1001)})
     (d,) = plan.decisions
     assert d.action == "keep" and d.target == 2
+    assert plan.rooms[0].reserved == 0 and plan.rooms[0].blocked is None
+
+
+def test_a_plain_job_waiting_in_a_partition_over_the_same_nodes_makes_elastic_jobs_shrink() -> None:
+    # "short" spans the same four nodes as "gpu"; A's elastic jobs in gpu hold all of them.
+    alloc = {f"n{i}": "alloc" for i in range(1, 5)}
+    parts = {"gpu": nodes_named("gpu", alloc), "short": nodes_named("short", dict(alloc))}
+    queue = [record(1, 1001, R, 2, "n[1-2]", partition="gpu"), record(2, 1001, R, 2, "n[3-4]", partition="gpu"),
+             record(3, 1002, P, 2, reason="Resources", partition="short")]
+    plan = decide(parts, queue, {1: reported(1, 1001), 2: reported(2, 1001)})
+    assert {d.slurm_job_id: (d.action, d.target) for d in plan.decisions} == {1: ("shrink", 1), 2: ("shrink", 1)}
+    assert plan.rooms[0].served == (3,) and all("Slurm job(s) 3" in d.reason for d in plan.decisions)
+    # A job waiting in a list of partitions ("short,other") counts as well.
+    listed = [*queue[:2], dataclasses.replace(queue[2], partition="short,other")]
+    plan = decide(parts, listed, {1: reported(1, 1001), 2: reported(2, 1001)})
+    assert {d.target for d in plan.decisions} == {1}
+
+
+def test_a_job_waiting_in_a_partly_shared_partition_takes_its_own_idle_nodes_first() -> None:
+    # gpu = n1-n4, held by an elastic job; big = n3-n6, of which n5 and n6 are idle.
+    parts = {"gpu": nodes_named("gpu", {f"n{i}": "alloc" for i in range(1, 5)}),
+             "big": nodes_named("big", {"n3": "alloc", "n4": "alloc", "n5": "idle", "n6": "idle"})}
+    elastic = record(1, 1001, R, 4, "n[1-4]", partition="gpu")
+    two = decide(parts, [elastic, record(3, 1002, P, 2, reason="Resources", partition="big")], {1: reported(1, 1001)})
+    (d,) = two.decisions
+    assert d.action != "shrink" and two.rooms[0].reserved == 0, "two idle nodes of its own start it"
+    three = decide(parts, [elastic, record(3, 1002, P, 3, reason="Resources", partition="big")], {1: reported(1, 1001)})
+    (d,) = three.decisions
+    assert (d.action, d.target) == ("shrink", 3), "one shared node more"
+    five = decide(parts, [elastic, record(3, 1002, P, 5, reason="Resources", partition="big")], {1: reported(1, 1001)})
+    (d,) = five.decisions
+    assert d.action == "keep" and five.rooms[0].blocked == 3, "more than big has: it blocks, nothing shrinks"
+
+
+def test_a_grow_of_an_elastic_job_of_the_other_partition_makes_nobody_shrink() -> None:
+    alloc = {f"n{i}": "alloc" for i in range(1, 5)}
+    parts = {"gpu": nodes_named("gpu", alloc), "short": nodes_named("short", dict(alloc))}
+    grow = dataclasses.replace(record(3, 1002, P, 2, reason="Resources", partition="short"), comment="hpcsched:s1:7:a2")
+    queue = [record(1, 1001, R, 2, "n[1-2]", partition="gpu"), record(2, 1001, R, 2, "n[3-4]", partition="gpu"), grow]
+    plan = decide(parts, queue, {1: reported(1, 1001), 2: reported(2, 1001)})
+    assert {d.action for d in plan.decisions} == {"keep"}, plan.decisions
+
+
+def test_partitions_over_the_same_idle_nodes_do_not_both_grow_into_them() -> None:
+    idle = {f"n{i}": "idle" for i in range(1, 5)} | {"n1": "alloc", "n2": "alloc"}
+    parts = {"a": nodes_named("a", dict(idle)), "b": nodes_named("b", dict(idle))}
+    queue = [record(1, 1001, R, 1, "n1", partition="a"), record(2, 1002, R, 1, "n2", partition="b")]
+    plan = decide(parts, queue, {1: reported(1, 1001), 2: reported(2, 1002)})
+    grows = sum(d.target - d.current for d in plan.decisions)
+    assert 0 < grows <= 2, plan.decisions  # two idle nodes between them
+
+
+def test_a_job_one_partition_makes_room_for_is_not_made_room_for_twice() -> None:
+    alloc = {f"n{i}": "alloc" for i in range(1, 5)}
+    parts = {"a": nodes_named("a", {"n1": "alloc", "n2": "alloc"}), "b": nodes_named("b", {"n3": "alloc", "n4": "alloc"}),
+             "all": nodes_named("all", alloc)}
+    queue = [record(1, 1001, R, 2, "n[1-2]", partition="a"), record(2, 1003, R, 2, "n[3-4]", partition="b"),
+             record(3, 1002, P, 1, reason="Resources", partition="all")]
+    plan = decide(parts, queue, {1: reported(1, 1001), 2: reported(2, 1003)})
+    shrinks = [d for d in plan.decisions if d.action == "shrink"]
+    assert len(shrinks) == 1 and shrinks[0].target == 1, plan.decisions
 
 
 def test_reports_of_jobs_slurm_no_longer_runs_are_ignored() -> None:
