@@ -20,8 +20,6 @@ The decision is :func:`hpcsched.models.adapt.choose`; this module measures its i
   gradient after it gives the second batch size; one small all-reduce per step. A single replica
   uses its first accumulation micro-batch instead, and without accumulation splits every
   ``measure_every``-th step in two micro-batches (such steps are timed as their own configuration).
-  With Adam (any optimizer with Adam's ``exp_avg_sq`` state), the norms are of the gradients as
-  Adam scales them (:class:`Preconditioner`).
 """
 
 from __future__ import annotations
@@ -113,43 +111,20 @@ class StepTimes:
         self.totals = {(int(r[0]), int(r[1]), int(r[2]), int(r[3])): [float(r[4]), float(r[5])] for r in rows}
 
 
-# Adam's second-moment estimate is too rough to precondition with before this many steps.
-PRECONDITION_FROM_STEP = 5
-
-
-class Preconditioner:
-    """Adam's per-coordinate scale, by which the noise is measured on the gradients the optimizer
-    really applies (``g / (sqrt(v_hat) + eps)``, as AdaptDL does): the raw gradients' noise scale
-    understates what a larger batch is worth to Adam. Optimisers without a second moment (SGD)
-    and Adam's first steps: the raw gradients."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer | None) -> None:
-        self.groups = {p: g for g in optimizer.param_groups for p in g["params"]} if optimizer is not None else {}
-        self.state = optimizer.state if optimizer is not None else {}
-
-    def squared(self, param: torch.Tensor, grad: torch.Tensor) -> float:
-        """``|grad|^2`` of ``param``, preconditioned where Adam's state allows, in float64."""
-        g = grad.detach().double()
-        group, state = self.groups.get(param), self.state.get(param) or {}
-        v, step = state.get("exp_avg_sq"), state.get("step")
-        if group is None or v is None or step is None or float(step) < PRECONDITION_FROM_STEP or "betas" not in group:
-            return float(g.pow(2).sum())
-        denominator = (v.detach().double() / (1.0 - group["betas"][1] ** float(step))).sqrt_().add_(group["eps"])
-        return float((g / denominator).pow(2).sum())
-
-
-def squared_norm(parameters: Iterable[nn.Parameter], preconditioner: Preconditioner | None = None) -> float:
-    """Sum of squares of all gradients (preconditioned by ``preconditioner``), in float64."""
-    scale = preconditioner or Preconditioner(None)
-    return sum(scale.squared(p, p.grad) for p in parameters if p.grad is not None)
+def squared_norm(parameters: Iterable[nn.Parameter]) -> float:
+    """Sum of squares of all gradients, in float64."""
+    total = 0.0
+    for p in parameters:
+        if p.grad is not None:
+            total += float(p.grad.detach().double().pow(2).sum())
+    return total
 
 
 class NoiseProbe:
     """Squared gradient norms of one optimizer step at two batch sizes (module docstring)."""
 
-    def __init__(self, model: nn.Module, world_size: int, optimizer: torch.optim.Optimizer | None = None) -> None:
+    def __init__(self, model: nn.Module, world_size: int) -> None:
         self.world_size = world_size
-        self.preconditioner = Preconditioner(optimizer)
         self.local_sqr = 0.0
         self.small_sqr: float | None = None
         self.small_bsz = 0
@@ -165,11 +140,11 @@ class NoiseProbe:
         """After the first micro-batch of a single replica: the gradient of ``micro.size`` samples."""
         if self.world_size == 1 and micro.index == 0 and micro.count >= 2:
             weight = micro.size / micro.share
-            self.small_sqr, self.small_bsz = squared_norm(parameters, self.preconditioner) / weight**2, micro.size
+            self.small_sqr, self.small_bsz = squared_norm(parameters) / weight**2, micro.size
 
     def measure(self, micro: MicroBatch, parameters: list[nn.Parameter], collectives: Collectives) -> NoiseMeasurement | None:
         """At the end of a step, after the optimizer's gradients are final (all ranks call this)."""
-        total_sqr = squared_norm(parameters, self.preconditioner)
+        total_sqr = squared_norm(parameters)
         measurement = None
         if self.hooked:
             local_sum, reported = collectives.sum_floats([self.local_sqr, 1.0 if self.local_sqr > 0.0 else 0.0])
@@ -198,10 +173,8 @@ def step_at_scaled_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
 # torch checks a hook's annotations against its own classes, which postponed (string)
 # annotations fail; so this one has none.
 def _noise_hook(state, bucket):  # type: ignore[no-untyped-def]
-    """DDP's default all-reduce, after adding this replica's squared (preconditioned) gradient norm
-    to the probe."""
-    scale = state.preconditioner
-    state.local_sqr += sum(scale.squared(p, g) for p, g in zip(bucket.parameters(), bucket.gradients(), strict=True))
+    """DDP's default all-reduce, after adding this replica's squared gradient norm to the probe."""
+    state.local_sqr += float(bucket.buffer().detach().double().pow(2).sum())
     return allreduce_hook(None, bucket)  # type: ignore[arg-type]  # None: the default group
 
 

@@ -205,39 +205,3 @@ class SingleProcess:
 
     def broadcast_ints(self, values: list[int]) -> list[int]:
         return values
-
-
-def _stepped(optimizer_class: type[torch.optim.Optimizer], steps: int) -> tuple[nn.Module, torch.optim.Optimizer]:
-    """A model after ``steps`` optimizer steps, with a fresh gradient in place."""
-    torch.manual_seed(5)
-    model = nn.Linear(4, 3)
-    optimizer = optimizer_class(model.parameters(), lr=0.01)
-    x, y = torch.randn(16, 4), torch.randn(16, 3)
-    for _ in range(steps + 1):
-        optimizer.zero_grad()
-        nn.functional.mse_loss(model(x), y).backward()
-        if _ < steps:
-            optimizer.step()
-    return model, optimizer
-
-
-def test_noise_is_measured_on_the_gradients_as_adam_scales_them() -> None:
-    model, adam = _stepped(torch.optim.Adam, 8)
-    grads = [p.grad.detach().clone() for p in model.parameters()]
-    expected = 0.0
-    for p, g in zip(model.parameters(), grads, strict=True):
-        state, (_, beta2), eps = adam.state[p], adam.param_groups[0]["betas"], adam.param_groups[0]["eps"]
-        v_hat = state["exp_avg_sq"].double() / (1 - beta2 ** float(state["step"]))
-        expected += float((g.double() / (v_hat.sqrt() + eps)).pow(2).sum())
-    measured = adaptive_module.squared_norm(list(model.parameters()), adaptive_module.Preconditioner(adam))
-    assert measured == pytest.approx(expected, rel=1e-9)
-    assert measured != pytest.approx(adaptive_module.squared_norm(list(model.parameters())), rel=0.01)
-    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads, strict=True)), "gradients untouched"
-
-
-def test_noise_of_sgd_and_of_adams_first_steps_is_measured_on_the_raw_gradients() -> None:
-    for optimizer_class, steps in ((torch.optim.SGD, 8), (torch.optim.Adam, 2)):
-        model, optimizer = _stepped(optimizer_class, steps)
-        raw = sum(float(p.grad.double().pow(2).sum()) for p in model.parameters())
-        measured = adaptive_module.squared_norm(list(model.parameters()), adaptive_module.Preconditioner(optimizer))
-        assert measured == pytest.approx(raw, rel=1e-12), optimizer_class
