@@ -33,9 +33,11 @@ def test_A7_daemon_killed_after_a_rebalance_resize_leaves_no_job_stranded(sessio
     assert session.wait(newcomer, timeout=300)["state"] == "COMPLETED", session.logs(newcomer)
     wait_for(lambda: session.status(elastic)["attempts"][-1]["state"] == "RUNNING", 180, "the elastic job running again")
     attempts = session.status(elastic)["attempts"]
-    assert [(a["reason"], a["nodes"]) for a in attempts] == [("submit", 3), ("resize", 2)], attempts
+    # The allocator picks the size (2, or 1 when its model says the third node gains little).
+    assert [(a["reason"], a["nodes"]) for a in attempts][:1] == [("submit", 3)], attempts
+    assert len(attempts) == 2 and attempts[1]["reason"] == "resize" and 1 <= attempts[1]["nodes"] <= 2, attempts
     assert attempts[0]["state"] not in ("RUNNING", "PENDING"), "the shrunk attempt was carried out and ended"
-    running_attempt(session, elastic, 2, nodes=2, min_steps=3)
+    running_attempt(session, elastic, 2, nodes=attempts[1]["nodes"], min_steps=3)
 
     job_dir = Path(session.status(elastic)["job_dir"])
     store_id = json.loads((job_dir / "job.json").read_text())["store_id"]
