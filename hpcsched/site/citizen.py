@@ -24,9 +24,9 @@ this one first, and what it still needs is reserved here, from idle shared nodes
 this partition's elastic jobs hold on shared nodes above their minimum. If that cannot start it,
 it blocks this partition's grows. An elastic job of hpcsched's waiting in another partition (a
 first start, or a grow's new allocation) is that partition's to decide, not a reason to shrink
-here. Partitions are decided one after the other, and idle nodes that
-the elastic jobs of one may grow into are ``claimed`` from the next, so that two partitions never
-both count the same idle node.
+here. Partitions are decided one after the other, and idle nodes that the elastic jobs of one may
+grow into are ``claimed`` from the next, so that two partitions never both count the same idle
+node.
 """
 
 from __future__ import annotations
@@ -116,21 +116,22 @@ def room(partition: Partition, queue: Sequence[SlurmJobRecord], elastic: Mapping
     in_partition = jobs_in(partition, queue)
     nodes_of = {r.job_id: set(hostlist.expand(r.node_list)) for r in in_partition
                 if r.job_id in elastic and r.state is JobState.RUNNING}
-    held_by_elastic = set().union(*nodes_of.values()) if nodes_of else set()
+    held_by_elastic: set[str] = set().union(*nodes_of.values())
     busy = {n for n in partition.nodes if base_state(partition.states[n]) != "idle"}
     foreign = frozenset((busy & usable) - held_by_elastic)
     idle_nodes = set(partition.idle) & usable
     claimed = min(max(0, claimed), len(idle_nodes))
     spare = {job_id: max(0, current - low) for job_id, (low, current) in elastic.items() if job_id in nodes_of}
     neighbours = _neighbours(partition, others or {})
-    outside_idle = {n for p in neighbours.values() for n in p.idle if n not in mine and n in set(p.usable)}
+    outside_idle = {n for p in neighbours.values() for n in set(p.idle) & set(p.usable) if n not in mine}
     own = {r.job_id for r in in_partition}
-    waiting = sorted((r for r in queue if waits_for_nodes(r) and r.job_id not in elastic
-                      and _reach(r, partition, neighbours) and (r.job_id in own or parse_tag(r.comment) is None)),
+    reaches = {r.job_id: _reach(r, neighbours) for r in queue if waits_for_nodes(r) and r.job_id not in elastic
+               and (r.job_id in own or parse_tag(r.comment) is None)}
+    waiting = sorted((r for r in queue if reaches.get(r.job_id)),
                      key=lambda r: (-r.priority, r.submit_time or 0.0, r.job_id))
     reserved, served, blocked = 0, [], None
     for r in waiting:
-        reach = _reach(r, partition, neighbours)
+        reach = reaches[r.job_id]
         elsewhere = sorted(outside_idle & reach)[: max(1, r.node_count)]  # idle nodes it may take outside
         need = max(1, r.node_count) - len(elsewhere)
         outside_idle -= set(elsewhere)
@@ -156,7 +157,7 @@ def _neighbours(partition: Partition, others: Mapping[str, Partition]) -> dict[s
         partition.name: partition}
 
 
-def _reach(record: SlurmJobRecord, partition: Partition, neighbours: Mapping[str, Partition]) -> set[str]:
+def _reach(record: SlurmJobRecord, neighbours: Mapping[str, Partition]) -> set[str]:
     """The nodes a waiting job may start on that matter here: those of its partitions (a comma
-    list) that share nodes with ``partition``; empty when none does."""
+    list) among ``neighbours``; empty when none is."""
     return {n for name in record.partition.split(",") if name in neighbours for n in neighbours[name].nodes}

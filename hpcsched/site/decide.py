@@ -3,8 +3,8 @@ reports in, a size decision for every reported elastic job out.
 
 Per partition (one after the other; partitions that share nodes see each other's waiting jobs
 and never both count the same idle node: :mod:`.citizen`), the good-citizen rules say how many
-nodes the elastic jobs may hold; the allocator (:func:`hpcsched.allocator.allocate`, with fairness between users: each
-job's ``user``) shares that capacity out among the partition's elastic jobs, running and
+nodes the elastic jobs may hold; the allocator (:func:`hpcsched.allocator.allocate`, with
+fairness between users: each job's ``user``) shares that capacity out among the partition's elastic jobs, running and
 waiting. A running job's current size is Slurm's (``squeue``), never the report's, since its
 agent may be down. Grows are dropped while someone waits for nodes in the partition; a job with a
 resize still under way (``busy``) keeps its size and its nodes. A running job not measured yet
