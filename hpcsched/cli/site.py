@@ -109,7 +109,8 @@ def show_plan(view: dict[str, Any], as_json: bool) -> None:
                     f"{d.get('current', 0):>5}  {d.get('target', 0):>6}  {d.get('action', ''):<6}  {d.get('reason', '')}",
                     markup=False, highlight=False)
     for p in view.get("partitions", []):
-        blocked = f", Slurm job {p['blocked']} waits for nodes (no grows)" if p.get("blocked") else ""
+        blocked = (f", Slurm job {p['blocked']} waits for nodes ({format_count(p.get('kept', 0), 'idle node')} kept "
+                   "for it)") if p.get("blocked") else ""
         capacity = format_count(p["capacity"], "node")
         table.print(f"partition {p['partition']}: {capacity} for elastic jobs, {p['reserved']} kept for "
                     f"waiting jobs of others{blocked}", markup=False, highlight=False)

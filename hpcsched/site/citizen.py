@@ -9,10 +9,13 @@ wait longer. Per partition, from one ``squeue`` and one ``sinfo`` of the whole c
    first from the idle nodes, then from what elastic jobs hold above their minimum. Those elastic
    jobs shrink, Slurm starts the waiting job on the nodes they release.
 2. The first waiting job that even shrinking every elastic job to its minimum would not start
-   (other jobs hold too much) *blocks*: Slurm keeps nodes for it, so nothing is reserved for the
-   jobs behind it, and no elastic job shrinks for it (that would not start it sooner).
-3. Elastic jobs grow only into nodes nobody waits for: never while a job is blocked in their
-   partition, and never into reserved nodes.
+   (other jobs hold too much) *blocks*: Slurm plans its start for when enough running jobs have
+   ended (their time limits, elastic jobs' minimums included), so nothing is reserved for the
+   jobs behind it, and no elastic job shrinks for it now (that would not start it sooner).
+3. Elastic jobs grow only into nodes nobody waits for: never into reserved nodes, and while a job
+   is blocked, only into the idle nodes its planned start leaves spare (what is free then beyond
+   what it needs; the others are *kept* for it). That is what Slurm's backfill would let any job
+   start on; when the blocked job can start, rule 1 shrinks the elastic jobs for it.
 
 What is left (the partition's usable nodes minus other jobs' nodes minus the reservations) is the
 elastic jobs' capacity, which the allocator shares out (:mod:`.decide`).
@@ -87,10 +90,7 @@ class Room:
     foreign: frozenset[str]  # nodes other jobs hold
     idle: int = 0  # usable idle nodes
     waiting: int = 0  # jobs of anybody waiting for nodes here (elastic ones included)
-
-    @property
-    def may_grow(self) -> bool:
-        return self.blocked is None
+    kept: int = 0  # idle nodes kept for the blocked job (rule 3)
 
 
 def waits_for_nodes(record: SlurmJobRecord) -> bool:
@@ -140,14 +140,47 @@ def room(partition: Partition, queue: Sequence[SlurmJobRecord], elastic: Mapping
         here = reach & mine
         whole = here == mine  # waits for this partition's nodes, all of them
         shrinkable = sum(spare[j] if whole else min(spare[j], len(nodes_of[j] & here)) for j in spare)
-        if need > len(idle_nodes & here) - claimed + shrinkable - reserved:
+        have = len(idle_nodes & here) - claimed + shrinkable - reserved
+        if need > have:
             blocked = r.job_id
+            ends = _releases(queue, here & usable, elastic)
+            idle_left = max(0, min(len(idle_nodes) - claimed - reserved, len(idle_nodes & here)))
+            kept = max(0, idle_left - _spare_at_start(need, have, ends))
             break
         reserved += need
         served.append(r.job_id)
-    capacity = max(0, len(usable) - len(foreign) - reserved - claimed)
+    else:
+        kept = 0
+    capacity = max(0, len(usable) - len(foreign) - reserved - claimed - kept)
     queued = sum(1 for r in in_partition if waits_for_nodes(r))
-    return Room(partition.name, capacity, reserved, tuple(served), blocked, foreign, len(idle_nodes) - claimed, queued)
+    return Room(partition.name, capacity, reserved, tuple(served), blocked, foreign, len(idle_nodes) - claimed, queued,
+                kept)
+
+
+def _releases(jobs: Sequence[SlurmJobRecord], nodes: set[str],
+              elastic: Mapping[int, tuple[int, int]]) -> list[tuple[float, int]]:
+    """When running ``jobs`` give nodes of ``nodes`` back (their end time, Slurm's start plus time
+    limit), and how many: all of them, or an elastic job its minimum (what it holds above is
+    counted as shrinkable already). Sorted by time; a job with no end time never gives any back."""
+    out = []
+    for r in jobs:
+        if r.state is not JobState.RUNNING or r.end_time is None:
+            continue
+        there = len(set(hostlist.expand(r.node_list)) & nodes)
+        count = min(elastic[r.job_id][0], there) if r.job_id in elastic else there
+        if count:
+            out.append((r.end_time, count))
+    return sorted(out)
+
+
+def _spare_at_start(need: int, have: int, releases: Sequence[tuple[float, int]]) -> int:
+    """Nodes to spare when a blocked job that needs ``need`` and has ``have`` now starts, as
+    ``releases`` come in: what is free then beyond its need (0 if it never starts)."""
+    for _, count in releases:
+        have += count
+        if have >= need:
+            return have - need
+    return 0
 
 
 def _neighbours(partition: Partition, others: Mapping[str, Partition]) -> dict[str, Partition]:

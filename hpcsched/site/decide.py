@@ -6,7 +6,7 @@ and never both count the same idle node: :mod:`.citizen`), the good-citizen rule
 nodes the elastic jobs may hold; the allocator (:func:`hpcsched.allocator.allocate`, with
 fairness between users: each job's ``user``) shares that capacity out among the partition's elastic jobs, running and
 waiting. A running job's current size is Slurm's (``squeue``), never the report's, since its
-agent may be down. Grows are dropped while someone waits for nodes in the partition; a job with a
+agent may be down. Grows go only into nodes nobody waits for (:mod:`.citizen`); a job with a
 resize still under way (``busy``) keeps its size and its nodes. A running job not measured yet
 keeps its size too (the prior says nothing of how it scales), unless the rules need its nodes for
 someone waiting: then it shrinks as far as that needs; one measured at a single node count may
@@ -244,12 +244,12 @@ def _action(current: int, target: int, minimum: int, rm: Room, why: str, hold: s
         target = minimum
     if target < current:
         return "shrink", target, _room_reason(rm, why)
-    if target > current and not rm.may_grow:
-        return "keep", current, f"no grow: Slurm job {rm.blocked} waits for nodes in partition {rm.partition}"
     if target > current and hold:
         return "keep", current, f"no grow until its share is known: {hold}"
     if target > current:
         return "grow", target, why
+    if rm.kept:
+        why = f"{rm.kept} idle node(s) kept for Slurm job {rm.blocked}, which waits for nodes in partition {rm.partition}; {why}"
     return "keep", current, why
 
 

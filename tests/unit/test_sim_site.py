@@ -133,6 +133,21 @@ def test_cli_refuses_bad_site_options_with_status_2(tmp_path: Path, option: str,
     assert option in result.output
 
 
+def test_while_a_plain_job_is_blocked_elastic_jobs_grow_only_into_what_its_reservation_leaves_spare() -> None:
+    """8 GPUs: a plain job on 4, an elastic job on 1 (3 idle), a plain 6-GPU job blocked behind
+    the first (at its end 7 GPUs are free: one to spare). The elastic job grows by that spare GPU
+    and no further: the other two idle GPUs are the blocked job's. Once the blocked job is gone,
+    the elastic job takes every idle GPU."""
+    policy = SitePolicy()
+    plain = running(policy, spec("p", 0.0, 4, rigid=True), 4)
+    grower = running(policy, spec("e", 0.0, 4, rigid=False), 1, executed_s=600.0)
+    wide = running(policy, spec("w", 10.0, 6, rigid=True), 0)
+    targets = policy.decide(600.0, [plain, grower, wide], Cluster(2, 4), RESTART)
+    assert targets.get("w", 0) == 0
+    assert targets["e"] == 2
+    assert policy.decide(600.0, [plain, grower], Cluster(2, 4), RESTART)["e"] == 4
+
+
 def test_a_waiting_elastic_job_backfills_at_its_minimum_beside_a_blocked_plain_job() -> None:
     """4 GPUs: a plain job on 2 (time limit ahead), a plain 3-GPU job blocked behind it (at the
     first one's end it has 4 GPUs, one to spare). An elastic job submitted for 4 GPUs queues at

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from site_helpers import partition, record, reported
 
 from hpcsched.jobs.model import JobState
@@ -25,15 +26,46 @@ def test_a_plain_job_waiting_for_nodes_that_elastic_jobs_hold_makes_them_shrink(
 
 
 def test_no_shrink_for_a_job_that_shrinking_would_not_start_and_no_grow_while_it_waits() -> None:
-    # Another user's rigid job holds two nodes; the elastic job holds one above its minimum of 1, and
-    # one node is idle. The waiting job needs four: even shrinking everything leaves it waiting.
+    # Another user's rigid job holds two nodes (no time limit); the elastic job holds one above its
+    # minimum of 1, and one node is idle. The waiting job needs four: even shrinking everything
+    # leaves it waiting, and it needs the idle node when it starts.
     queue = [record(1, 1001, R, 2, "n[1-2]"), record(5, 1003, R, 2, "n[3-4]"), record(3, 1002, P, 4, reason="Resources")]
     nodes = partition({"n1": "alloc", "n2": "alloc", "n3": "alloc", "n4": "alloc"}, 5)
     plan = decide({"p": nodes}, queue, {1: reported(1, 1001)})
     (d,) = plan.decisions
     assert d.action == "keep" and d.target == 2
-    assert plan.rooms[0].blocked == 3 and not plan.rooms[0].may_grow
-    assert "waits for nodes" in d.reason
+    assert plan.rooms[0].blocked == 3 and plan.rooms[0].kept == 1
+    assert "kept for Slurm job 3" in d.reason
+
+
+@pytest.mark.parametrize(("plain_ends", "kept", "grown_to"), [(1000.0, 2, 2), (None, 3, 1)])
+def test_while_a_job_is_blocked_elastic_jobs_grow_only_into_what_its_planned_start_leaves_spare(
+        plain_ends: float | None, kept: int, grown_to: int) -> None:
+    # Six nodes: B's plain job on two (ending at its time limit), A's elastic job on one, three idle.
+    # C's plain job needs four: it is blocked until B's job ends, and then has five, one to spare.
+    # A's job may grow into that one; the other two idle nodes are kept for C's job. If B's job
+    # had no end time, C's job could not count on it: every idle node is kept.
+    plain = dataclasses.replace(record(5, 1003, R, 2, "n[1-2]"), end_time=plain_ends)
+    queue = [plain, record(1, 1001, R, 1, "n3"), record(3, 1002, P, 4, reason="Resources")]
+    nodes = partition({"n1": "alloc", "n2": "alloc", "n3": "alloc"}, 6)
+    plan = decide({"p": nodes}, queue, {1: reported(1, 1001)})
+    (d,) = plan.decisions
+    assert plan.rooms[0].blocked == 3 and plan.rooms[0].kept == kept
+    assert d.target == grown_to and d.action == ("grow" if grown_to > 1 else "keep")
+
+
+def test_a_blocked_job_counts_an_elastic_job_once_what_it_holds_above_its_minimum_and_then_its_minimum() -> None:
+    # Five nodes: B's plain job on n1 (ends at 1000), A's elastic job on n2-n3 (minimum 1, ends at
+    # 500), two idle. C's plain job needs four: two idle plus A's one above its minimum is three;
+    # at 500 A's minimum comes back and C's job can start with none to spare, so both idle nodes
+    # are kept for it. (Counting A's two nodes at its end as well would count one twice.)
+    queue = [dataclasses.replace(record(5, 1003, R, 1, "n1"), end_time=1000.0),
+             dataclasses.replace(record(1, 1001, R, 2, "n[2-3]"), end_time=500.0),
+             record(3, 1002, P, 4, reason="Resources")]
+    plan = decide({"p": partition({"n1": "alloc", "n2": "alloc", "n3": "alloc"}, 5)}, queue, {1: reported(1, 1001)})
+    (d,) = plan.decisions
+    assert plan.rooms[0].blocked == 3 and plan.rooms[0].kept == 2
+    assert d.target <= 2 and d.action != "grow"
 
 
 def test_elastic_jobs_grow_into_idle_nodes_nobody_waits_for() -> None:

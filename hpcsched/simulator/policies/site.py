@@ -11,8 +11,10 @@
     now, it starts and the elastic jobs shrink (in place, paying the restart model's shrink);
   - a waiting elastic job queues at its minimum in Slurm's order (the coordinator sizes a waiting
     elastic job down so that it can start), and the allocator sizes it once it runs;
-  - while a rigid job is blocked (even shrinking every elastic job would not start it), no
-    elastic job grows and a waiting elastic job starts only where backfill lets it.
+  - while a rigid job is blocked (even shrinking every elastic job would not start it), elastic
+    jobs grow only into the idle GPUs its reservation leaves spare (those it will not need when
+    it starts: Slurm's backfill starts a grow's new allocation there and nowhere else), and a
+    waiting elastic job starts only where backfill lets it.
 
 Elastic jobs plan with the simulator's current information (the fitted step-time models, the
 work their scripts declare), as :mod:`.elastic` does, and grow make-before-break.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from hpcsched.allocator import HPCSCHED, Cluster, ElasticJob, allocate
+from hpcsched.allocator import HPCSCHED, Cluster, allocate
 
 from ..jobs import Config, SimJob, fixed_config
 from ..restarts import RestartModel
@@ -98,13 +100,16 @@ class SitePolicy(ElasticPolicy):
         held = sum(job.gpus for job in jobs if job.spec.rigid)
         floor = ELASTIC_MIN_GPUS * sum(1 for job in jobs if job.gpus and not job.spec.rigid)
         starts, shadow = self._slurm_starts(now, jobs, cluster.capacity - held - floor, restart)
-        rigid_starts = {name: size for name, size in starts.items() if name in {j.name for j in jobs if j.spec.rigid}}
+        rigid = {j.name for j in jobs if j.spec.rigid}
+        rigid_starts = {name: size for name, size in starts.items() if name in rigid}
         held += sum(rigid_starts.values())
         targets = {job.name: job.gpus for job in jobs if job.spec.rigid and job.gpus} | rigid_starts
-        blocked = shadow is not None
+        if shadow is not None:  # the idle GPUs the blocked job's reservation needs are kept for it
+            elastic = sum(j.gpus for j in jobs if not j.spec.rigid) + sum(starts.values()) - sum(rigid_starts.values())
+            held += max(0, cluster.capacity - held - elastic - shadow[1])
         load = len(jobs) / max(cluster.capacity, 1)
-        admitted = [j for j in jobs if not j.spec.rigid and (j.gpus or j.name in starts or not blocked)]
-        requests = [self._request(job, now, restart, load, starts.get(job.name, job.gpus) if blocked else 0) for job in admitted]
+        admitted = [j for j in jobs if not j.spec.rigid and (j.gpus or j.name in starts or shadow is None)]
+        requests = [self._elastic(job, now, restart, load) for job in admitted]
         if requests:
             targets |= allocate(foreign_cluster(cluster, held), requests, self.allocator).targets()
         idle = cluster.capacity - sum(targets.values())
@@ -112,15 +117,6 @@ class SitePolicy(ElasticPolicy):
             if not targets.get(name) and size <= idle:
                 targets[name], idle = size, idle - size
         return targets
-
-    def _request(self, job: SimJob, now: float, restart: RestartModel, load: float, cap: int) -> ElasticJob:
-        """The allocator's view of an elastic job; ``cap`` (when a rigid job waits: no grows) its
-        most GPUs."""
-        request = self._elastic(job, now, restart, load)
-        if cap:
-            most = max(ELASTIC_MIN_GPUS, min(request.max_gpus, cap))
-            request = dataclasses.replace(request, min_gpus=ELASTIC_MIN_GPUS, max_gpus=most)
-        return request
 
     def admit(
         self, now: float, jobs: Sequence[SimJob], cluster: Cluster, restart: RestartModel
