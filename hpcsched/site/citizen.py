@@ -159,17 +159,17 @@ def room(partition: Partition, queue: Sequence[SlurmJobRecord], elastic: Mapping
 
 def _releases(jobs: Sequence[SlurmJobRecord], nodes: set[str],
               elastic: Mapping[int, tuple[int, int]]) -> list[tuple[float, int]]:
-    """When running ``jobs`` give nodes of ``nodes`` back (their end time, Slurm's start plus time
-    limit), and how many: all of them, or an elastic job its minimum (what it holds above is
+    """When running ``jobs`` give nodes of ``nodes`` back (at their time limit: Slurm's end time),
+    and how many: all of them, or an elastic job its minimum (what it holds above is
     counted as shrinkable already). Sorted by time; a job with no end time never gives any back."""
     out = []
     for r in jobs:
-        if r.state is not JobState.RUNNING or r.end_time is None:
+        if r.state is not JobState.RUNNING or r.limit_end is None:
             continue
         there = len(set(hostlist.expand(r.node_list)) & nodes)
         count = min(elastic[r.job_id][0], there) if r.job_id in elastic else there
         if count:
-            out.append((r.end_time, count))
+            out.append((r.limit_end, count))
     return sorted(out)
 
 

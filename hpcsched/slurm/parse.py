@@ -43,6 +43,7 @@ class SlurmJobRecord:
     uid: int | None = None  # squeue only: the owner's uid (site mode checks who may report a job)
     partition: str = ""
     priority: int = 0
+    limit_end: float | None = None  # squeue only: when a running job reaches its time limit (Slurm's end_time)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ def _squeue_job(schema: Schema, j: dict[str, Any]) -> SlurmJobRecord:
         uid=schema.number(j.get("user_id")),
         partition=str(j.get("partition") or ""),
         priority=int(schema.number(j.get("priority")) or 0),
+        limit_end=_time(schema, j.get("end_time")) if state is JobState.RUNNING else None,
     )
 
 

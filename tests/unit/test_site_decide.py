@@ -45,7 +45,7 @@ def test_while_a_job_is_blocked_elastic_jobs_grow_only_into_what_its_planned_sta
     # C's plain job needs four: it is blocked until B's job ends, and then has five, one to spare.
     # A's job may grow into that one; the other two idle nodes are kept for C's job. If B's job
     # had no end time, C's job could not count on it: every idle node is kept.
-    plain = dataclasses.replace(record(5, 1003, R, 2, "n[1-2]"), end_time=plain_ends)
+    plain = dataclasses.replace(record(5, 1003, R, 2, "n[1-2]"), limit_end=plain_ends)
     queue = [plain, record(1, 1001, R, 1, "n3"), record(3, 1002, P, 4, reason="Resources")]
     nodes = partition({"n1": "alloc", "n2": "alloc", "n3": "alloc"}, 6)
     plan = decide({"p": nodes}, queue, {1: reported(1, 1001)})
@@ -59,8 +59,8 @@ def test_a_blocked_job_counts_an_elastic_job_once_what_it_holds_above_its_minimu
     # 500), two idle. C's plain job needs four: two idle plus A's one above its minimum is three;
     # at 500 A's minimum comes back and C's job can start with none to spare, so both idle nodes
     # are kept for it. (Counting A's two nodes at its end as well would count one twice.)
-    queue = [dataclasses.replace(record(5, 1003, R, 1, "n1"), end_time=1000.0),
-             dataclasses.replace(record(1, 1001, R, 2, "n[2-3]"), end_time=500.0),
+    queue = [dataclasses.replace(record(5, 1003, R, 1, "n1"), limit_end=1000.0),
+             dataclasses.replace(record(1, 1001, R, 2, "n[2-3]"), limit_end=500.0),
              record(3, 1002, P, 4, reason="Resources")]
     plan = decide({"p": partition({"n1": "alloc", "n2": "alloc", "n3": "alloc"}, 5)}, queue, {1: reported(1, 1001)})
     (d,) = plan.decisions

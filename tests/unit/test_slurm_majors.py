@@ -92,13 +92,14 @@ def test_squeue_running_jobs(rec: Recording) -> None:
         assert job.partition in rec.partition.split(",")
         assert job.node_list and job.start_time and job.submit_time and job.uid
         assert (job.end_time, job.exit_code, job.restart_count) == (None, None, 0)
+        assert job.limit_end and job.limit_end > job.start_time  # its time limit, for site mode's backfill plan
     assert queue["resized"].node_count == 2
     assert queue["running"].node_count == 1
 
 
 def test_squeue_pending_job_has_reason_and_no_nodes(rec: Recording) -> None:
     job = rec.queue("squeue-running.json")["pending"]
-    assert (job.state, job.reason, job.node_list, job.start_time) == (JobState.PENDING, "BeginTime", "", None)
+    assert (job.state, job.reason, job.node_list, job.start_time, job.limit_end) == (JobState.PENDING, "BeginTime", "", None, None)
     assert rec.text("squeue-state.txt").strip() == "PENDING"
 
 
