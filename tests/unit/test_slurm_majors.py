@@ -99,7 +99,8 @@ def test_squeue_running_jobs(rec: Recording) -> None:
 
 def test_squeue_pending_job_has_reason_and_no_nodes(rec: Recording) -> None:
     job = rec.queue("squeue-running.json")["pending"]
-    assert (job.state, job.reason, job.node_list, job.start_time, job.limit_end) == (JobState.PENDING, "BeginTime", "", None, None)
+    assert (job.state, job.reason, job.node_list, job.start_time) == (JobState.PENDING, "BeginTime", "", None)
+    assert job.limit_end is None
     assert rec.text("squeue-state.txt").strip() == "PENDING"
 
 
