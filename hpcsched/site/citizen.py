@@ -43,6 +43,9 @@ from hpcsched.slurm import hostlist
 from hpcsched.slurm.parse import SlurmJobRecord
 
 WAITS_FOR_NODES = ("Resources", "Priority")
+# Idle: free now. Slurm (22.05 on) shows as ``plnd`` (PLANNED) an idle node its backfill plan keeps
+# for a waiting job; it is free, and rule 3 keeps it for that job as its planned start needs.
+IDLE = ("idle", "plnd")
 UNUSABLE = ("down", "drain", "drng", "drained", "draining", "fail", "maint", "resv", "boot", "futr", "unk")
 
 
@@ -67,7 +70,7 @@ class Partition:
 
     @property
     def idle(self) -> list[str]:
-        return [n for n in self.nodes if base_state(self.states[n]) == "idle"]
+        return [n for n in self.nodes if base_state(self.states[n]) in IDLE]
 
 
 def partitions(rows: Iterable[tuple[str, str, str]]) -> dict[str, Partition]:
@@ -117,7 +120,7 @@ def room(partition: Partition, queue: Sequence[SlurmJobRecord], elastic: Mapping
     nodes_of = {r.job_id: set(hostlist.expand(r.node_list)) for r in in_partition
                 if r.job_id in elastic and r.state is JobState.RUNNING}
     held_by_elastic: set[str] = set().union(*nodes_of.values())
-    busy = {n for n in partition.nodes if base_state(partition.states[n]) != "idle"}
+    busy = {n for n in partition.nodes if base_state(partition.states[n]) not in IDLE}
     foreign = frozenset((busy & usable) - held_by_elastic)
     idle_nodes = set(partition.idle) & usable
     claimed = min(max(0, claimed), len(idle_nodes))

@@ -46,9 +46,10 @@ def slurm_job(slurm_id: int) -> tuple[str, int]:
     return (out[0], int(out[1])) if len(out) == 2 else ("", 0)
 
 
-def plain_sbatch(user: str, nodes: int, seconds: int, partition: str = "") -> int:
-    """A plain Slurm job of a user who does not use hpcsched."""
+def plain_sbatch(user: str, nodes: int, seconds: int, partition: str = "", limit: str = "") -> int:
+    """A plain Slurm job of a user who does not use hpcsched (``limit``: its ``--time``)."""
     where = [f"--partition={partition}"] if partition else []
+    where += [f"--time={limit}"] if limit else []
     out = subprocess.run(["sbatch", "--parsable", f"--nodes={nodes}", *where, "--output=/dev/null", f"--wrap=sleep {seconds}"],
                          user=user, group=user, cwd="/tmp", capture_output=True, text=True, check=True, timeout=60)
     return int(out.stdout.strip().split(";")[0])

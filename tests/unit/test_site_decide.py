@@ -54,6 +54,20 @@ def test_while_a_job_is_blocked_elastic_jobs_grow_only_into_what_its_planned_sta
     assert d.target == grown_to and d.action == ("grow" if grown_to > 1 else "keep")
 
 
+def test_nodes_slurms_backfill_plans_for_the_blocked_job_are_idle_and_kept_for_it() -> None:
+    # As seen on the local cluster (Slurm 22.05): wide's 8 nodes, B's plain job on four (10-minute
+    # limit), A's elastic job on one, and C's plain job waiting for six. Slurm's backfill marks two
+    # of the three idle nodes PLANNED for C (bob's four and those two); the third is spare, and
+    # A's job may grow onto it. Counting the planned nodes as others' would keep the spare one too.
+    queue = [dataclasses.replace(record(5, 1003, R, 4, "n[1-4]"), limit_end=600.0),
+             dataclasses.replace(record(1, 1001, R, 1, "n7"), limit_end=3e7), record(3, 1002, P, 6, reason="Resources")]
+    busy = {"n1": "mix", "n2": "mix", "n3": "mix", "n4": "mix", "n5": "plnd", "n6": "plnd", "n7": "mix"}
+    plan = decide({"p": partition(busy, 8)}, queue, {1: reported(1, 1001)})
+    (d,) = plan.decisions
+    assert plan.rooms[0].blocked == 3 and plan.rooms[0].kept == 2 and plan.rooms[0].capacity == 2
+    assert (d.action, d.target) == ("grow", 2)
+
+
 def test_a_blocked_job_counts_an_elastic_job_once_what_it_holds_above_its_minimum_and_then_its_minimum() -> None:
     # Five nodes: B's plain job on n1 (ends at 1000), A's elastic job on n2-n3 (minimum 1, ends at
     # 500), two idle. C's plain job needs four: two idle plus A's one above its minimum is three;
