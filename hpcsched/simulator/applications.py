@@ -3,7 +3,8 @@ gradient statistics over training, read from its recorded profiles.
 
 Where the numbers come from (``traces/<name>/`` in the Pollux data, see its README):
 
-* step time: ``placements.csv`` and ``scalability.csv`` fitted with :func:`hpcsched.models.fit`.
+* step time: ``placements.csv`` and ``scalability.csv`` fitted with :func:`hpcsched.models.fit`
+  and a prior of its own (:data:`TRUTH_PRIOR`, not the daemon's tunable default).
   The fitted model is the simulator's ground truth *and* what the policies are told (an oracle
   model, as if every job had been profiled before); Pollux interpolates the measured rows instead
   and lets its policy learn (docs/simulator.md discusses the difference).
@@ -39,7 +40,7 @@ from hpcsched.models.efficiency import GradientNoise
 from hpcsched.models.goodput import BatchLimits
 from hpcsched.models.profiles import observations_from_placements, observations_from_scalability
 from hpcsched.models.throughput import ThroughputParams
-from hpcsched.models.throughput_fit import fit
+from hpcsched.models.throughput_fit import ThroughputPrior, fit
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -48,6 +49,10 @@ MAX_LOCAL_BSZ: Mapping[str, int] = {"yolov3": 8}
 # Pollux's simulator never gives ncf more than one GPU (its goodput model does not fit ncf).
 MAX_GPUS: Mapping[str, int] = {"ncf": 1}
 MAX_ACCUM_STEPS = 15
+# The prior of the ground truth's fit, where the profiles leave a constant open. Fixed here, so that
+# tuning the daemon's default prior (DEFAULT_PRIOR) never moves the simulated world; these are the
+# values of that default when they were fixed, which every published result was run with.
+TRUTH_PRIOR = ThroughputPrior(compute_overhead=0.35, alpha_r=0.1, beta_r=0.02, alpha_n=0.5, beta_n=0.02)
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,7 +127,7 @@ def load_application(directory: Path, epochs: int | None = None) -> Application:
     accum = min(MAX_ACCUM_STEPS, max(0, math.ceil(sizes[-1] / max_local) - 1))
     return Application(
         name=name,
-        params=fit(observations),
+        params=fit(observations, TRUTH_PRIOR),
         limits=BatchLimits(min_global_bsz=base, max_global_bsz=sizes[-1], max_local_bsz=max_local, max_accum_steps=accum),
         epoch_ends=ends,
         grad_batch_sizes=np.array(sizes, np.float64),

@@ -31,6 +31,18 @@ def test_packaged_profiles_fit_all_six_applications() -> None:
     assert sorted(default_applications(PACKAGED_DATA)) == APPLICATIONS
 
 
+def test_the_simulated_truth_does_not_move_with_the_daemons_default_prior(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tuning the daemon's prior must not change the world every policy is scored in: the
+    applications' true step-time models are fitted with a prior of their own."""
+    from hpcsched.models import throughput_fit
+    from hpcsched.simulator import applications
+
+    before = {name: app.params for name, app in default_applications(PACKAGED_DATA).items()}
+    monkeypatch.setattr(throughput_fit, "DEFAULT_PRIOR", throughput_fit.ThroughputPrior(alpha_r=0.5, alpha_n=2.0))
+    after = {name: app.params for name, app in applications.load_applications(PACKAGED_DATA / "traces").items()}
+    assert after == before
+
+
 @pytest.mark.parametrize("folder", sorted(JOBS_PER_FOLDER))
 def test_packaged_workloads_have_the_published_job_counts(folder: str) -> None:
     prefix = "" if folder == "workloads" else f"{folder}/"
