@@ -132,7 +132,7 @@ def room(partition: Partition, queue: Sequence[SlurmJobRecord], elastic: Mapping
                and (r.job_id in own or parse_tag(r.comment) is None)}
     waiting = sorted((r for r in queue if reaches.get(r.job_id)),
                      key=lambda r: (-r.priority, r.submit_time or 0.0, r.job_id))
-    reserved, served, blocked = 0, [], None
+    reserved, served, blocked, kept = 0, [], None, 0
     for r in waiting:
         reach = reaches[r.job_id]
         elsewhere = sorted(outside_idle & reach)[: max(1, r.node_count)]  # idle nodes it may take outside
@@ -148,12 +148,10 @@ def room(partition: Partition, queue: Sequence[SlurmJobRecord], elastic: Mapping
             blocked = r.job_id
             ends = _releases(queue, here & usable, elastic)
             idle_left = max(0, min(len(idle_nodes) - claimed - reserved, len(idle_nodes & here)))
-            kept = max(0, idle_left - _spare_at_start(need, have, ends))
+            kept = max(0, idle_left - planned_start(need, have, ends)[1])
             break
         reserved += need
         served.append(r.job_id)
-    else:
-        kept = 0
     capacity = max(0, len(usable) - len(foreign) - reserved - claimed - kept)
     queued = sum(1 for r in in_partition if waits_for_nodes(r))
     return Room(partition.name, capacity, reserved, tuple(served), blocked, foreign, len(idle_nodes) - claimed, queued,
@@ -176,14 +174,15 @@ def _releases(jobs: Sequence[SlurmJobRecord], nodes: set[str],
     return sorted(out)
 
 
-def _spare_at_start(need: int, have: int, releases: Sequence[tuple[float, int]]) -> int:
-    """Nodes to spare when a blocked job that needs ``need`` and has ``have`` now starts, as
-    ``releases`` come in: what is free then beyond its need (0 if it never starts)."""
-    for _, count in releases:
+def planned_start(need: int, have: int, releases: Sequence[tuple[float, int]]) -> tuple[float, int]:
+    """When a blocked job that needs ``need`` (nodes, or GPUs in the simulator) and has ``have``
+    now can start as ``releases`` (``(time, count)``, sorted) come in, and what is free then
+    beyond its need: Slurm's backfill reservation. ``(inf, 0)`` if it never can."""
+    for when, count in releases:
         have += count
         if have >= need:
-            return have - need
-    return 0
+            return when, have - need
+    return float("inf"), 0
 
 
 def _neighbours(partition: Partition, others: Mapping[str, Partition]) -> dict[str, Partition]:

@@ -26,6 +26,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from hpcsched.allocator import HPCSCHED, Cluster, allocate
+from hpcsched.site.citizen import planned_start
 
 from ..jobs import Config, SimJob, fixed_config
 from ..restarts import RestartModel
@@ -78,7 +79,7 @@ class SitePolicy(ElasticPolicy):
             size = self._queue_size(job)
             end = predicted_end(job, size, self.config(job, size), now, restart)
             if shadow is None and size > free:
-                shadow = _shadow(ends, free, size) if job.spec.rigid else None
+                shadow = planned_start(size, free, ends) if job.spec.rigid else None
                 continue
             if size > free or (shadow is not None and end > shadow[0] and size > shadow[1]):
                 continue
@@ -126,14 +127,3 @@ class SitePolicy(ElasticPolicy):
         starts = any(not job.gpus and targets.get(job.name, 0) for job in jobs)
         shrinks = {j.name: targets.get(j.name, 0) for j in jobs if not j.spec.rigid and targets.get(j.name, 0) < j.gpus}
         return targets, shrinks if starts else {}
-
-
-def _shadow(ends: Sequence[tuple[float, int]], free: int, size: int) -> tuple[float, int]:
-    """When a rigid job of ``size`` GPUs can start as the running rigid jobs end (``(end,
-    GPUs)``, sorted), and how many GPUs are spare for it then."""
-    for end, gpus in ends:
-        free += gpus
-        if free >= size:
-            return end, free - size
-    return float("inf"), 0
-
