@@ -23,7 +23,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from hpcsched.daemon.requeue import RequeueTracker
 from hpcsched.daemon.resize import Handovers, resend_pending_requests, waiting_successor
 from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
+from hpcsched.jobs import layout
 from hpcsched.jobs.model import Job, JobState
 from hpcsched.slurm.client import SlurmClient, poll_delay
 from hpcsched.slurm.parse import SlurmJobRecord, SlurmParseError
@@ -228,9 +229,42 @@ class Monitor:
                 log.warning("sacct failed, jobs missing from squeue keep their state: %s", e)
                 self._sacct_error = e
         self.handovers.check(self.store.open_jobs(), queue)
+        self._drop_needless_grows()
         updates = reconcile.reconcile(attempts, queue, accounting)
         now = self.clock()
+        jobs_now = {j.id: j for j in self.store.open_jobs()}
         for u in updates:
             with self._isolated(u.job_id):
+                if self._withdraw_grow(jobs_now.get(u.job_id), u, queue, now):
+                    continue
                 self.store.update_attempt(u.job_id, u.number, now, **u.changes)
         return len(updates)
+
+    def _drop_needless_grows(self) -> None:
+        """A job that completed while its grow's allocation waited: that allocation is cancelled
+        and the grow withdrawn, so the job shows COMPLETED now, not once the allocation starts."""
+        for job in self.store.open_jobs():
+            if not reconcile.completed_while_growing(job):
+                continue
+            with self._isolated(job.id):
+                previous, cur = job.attempts[-2], job.attempts[-1]
+                assert cur.slurm_job_id is not None
+                self.client.cancel(cur.slurm_job_id)
+                self.store.remove_attempt(job.id, cur.number, self.clock(),
+                                          f"grow withdrawn: the job completed in Slurm job {previous.slurm_job_id} "
+                                          f"before its larger allocation, Slurm job {cur.slurm_job_id}, started; "
+                                          "that one was cancelled")
+
+    def _withdraw_grow(self, job: Job | None, update: reconcile.AttemptUpdate,
+                       queue: Mapping[int, SlurmJobRecord], now: float) -> bool:
+        """A grow whose allocation ended before it started is withdrawn (:func:`reconcile.withdrawn_grow`)."""
+        if job is None or len(job.attempts) < 2:
+            return False
+        previous, cur = job.attempts[-2], job.attempts[-1]
+        started = cur.slurm_job_id is not None and layout.ran_in(job.job_dir, cur.slurm_job_id)
+        why = reconcile.withdrawn_grow(job, update, queue.get(previous.slurm_job_id or -1), started)
+        if why is None:
+            return False
+        log.warning("job %s: %s", job.id, why)
+        self.store.remove_attempt(job.id, cur.number, now, why)
+        return True

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from hpcsched.jobs.model import Attempt, Job, JobState
+from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
 from hpcsched.slurm.parse import SlurmJobRecord
 
 
@@ -91,6 +91,42 @@ def reconcile(
         if changes:
             updates.append(AttemptUpdate(a.job_id, a.number, changes))
     return updates
+
+
+def withdrawn_grow(job: Job, update: AttemptUpdate, predecessor: SlurmJobRecord | None,
+                   driver_started: bool) -> str | None:
+    """Why ``update`` withdraws a grow of ``job`` instead of being applied, or None.
+
+    A grown successor allocation that Slurm ended before its driver ever ran (cancelled while it
+    waited: by its owner's ``scancel``, an administrator, a limit; or it failed to launch) never
+    took over, and the job still trains in its previous allocation. Applying the successor's end
+    would mark the whole job ended while it trains on unwatched; instead the grow is withdrawn and
+    the job goes back to that attempt. Only while the previous allocation runs, and never when
+    the job is being cancelled."""
+    state = update.changes.get("state")
+    if len(job.attempts) < 2 or job.cancel_requested or driver_started or not isinstance(state, JobState):
+        return None
+    cur, previous = job.attempts[-1], job.attempts[-2]
+    if (update.number != cur.number or cur.reason is not AttemptReason.RESIZE or not state.is_final
+            or cur.slurm_job_id is None or cur.slurm_job_id == previous.slurm_job_id):
+        return None
+    if predecessor is None or predecessor.job_id != previous.slurm_job_id or predecessor.state is not JobState.RUNNING:
+        return None
+    how = f"{state.value}, {update.changes['state_reason']}" if update.changes.get("state_reason") else state.value
+    return (f"grow withdrawn: its allocation, Slurm job {cur.slurm_job_id}, ended before it started ({how}); "
+            f"the job trains on in Slurm job {previous.slurm_job_id} on {previous.nodes} node(s)")
+
+
+def completed_while_growing(job: Job) -> bool:
+    """Whether the job finished its training in its old allocation (the driver's outcome
+    ``completed``, exit 0) while the allocation of a grow still waits in the queue (pure). That
+    allocation has nothing left to do: started, it would only find the job done."""
+    if len(job.attempts) < 2 or job.cancel_requested:
+        return False
+    cur, previous = job.attempts[-1], job.attempts[-2]
+    return (cur.reason is AttemptReason.RESIZE and cur.state is JobState.PENDING and cur.slurm_job_id is not None
+            and cur.slurm_job_id != previous.slurm_job_id and previous.state is JobState.COMPLETED
+            and previous.exit_code == 0)
 
 
 def find_by_tag(records: Iterable[SlurmJobRecord], tag: str) -> SlurmJobRecord | None:

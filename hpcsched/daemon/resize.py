@@ -13,7 +13,7 @@ Every resize is a new attempt with reason "resize", committed before anything is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from hpcsched.daemon.store import Store
 from hpcsched.daemon.submission import Submitter
@@ -21,6 +21,7 @@ from hpcsched.errors import HpcschedError, ValidationError
 from hpcsched.jobs import layout
 from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
 from hpcsched.planning.fields import format_count, parse_nodes
+from hpcsched.site.citizen import waits_for_nodes
 from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.parse import SlurmJobRecord
 from hpcsched.slurm.runner import SlurmCommandError
@@ -143,18 +144,36 @@ def waiting_successor(job: Job) -> tuple[Attempt, Attempt] | None:
     return None
 
 
+def ahead_of(successor: SlurmJobRecord, queue: Iterable[SlurmJobRecord]) -> SlurmJobRecord | None:
+    """A job that Slurm would serve before ``successor`` on the nodes a hand-over frees, or None
+    (pure): another job waiting for nodes (reason Resources or Priority) in one of the successor's
+    partitions, with a priority at least as high. Slurm would start it there, or keep the nodes
+    for it (a backfill reservation), and the successor would not start on them."""
+    mine = set(successor.partition.split(","))
+    for r in queue:
+        if (r.job_id != successor.job_id and waits_for_nodes(r) and r.priority >= successor.priority
+                and mine & set(r.partition.split(","))):
+            return r
+    return None
+
+
 class Handovers:
     """Make-before-break needs room for the new allocation beside the old one. When the successor
     waits only for nodes the job itself holds (idle nodes + the old allocation's >= the new
     size), the old allocation checkpoints and hands its nodes over; the successor, first in the
     queue, starts on them. Idle nodes count only in the successor's partition. One ``sinfo`` per
-    partition per cycle, and only while a job is growing."""
+    partition per cycle, and only while a job is growing.
+
+    Not while a job of anybody that Slurm ranks first waits for nodes in that partition
+    (:func:`ahead_of`, one ``squeue`` of all users): the freed nodes would go to it, and the job
+    would wait in the queue with no allocation instead of training on. The grow waits instead."""
 
     def __init__(self, store: Store, client: SlurmClient, clock: Callable[[], float]) -> None:
         self.store = store
         self.client = client
         self.clock = clock
         self.requested: set[tuple[int, int]] = set()
+        self.held: set[tuple[int, int]] = set()  # hand-overs held back, told once
 
     def check(self, jobs: list[Job], queue: Mapping[int, SlurmJobRecord]) -> None:
         growing = [pair for pair in map(waiting_successor, jobs) if pair is not None]
@@ -163,14 +182,24 @@ class Handovers:
         if not growing:
             return
         idle_by_partition: dict[str, int] = {}
+        everyone: list[SlurmJobRecord] | None = None
         for old, new in growing:
             partition = queue[new.slurm_job_id].partition if new.slurm_job_id is not None else ""
             if partition not in idle_by_partition:
                 idle_by_partition[partition] = self.client.idle_nodes(partition)
             if idle_by_partition[partition] + old.nodes < new.nodes or old.slurm_job_id is None:
                 continue
+            everyone = self.client.queue_all() if everyone is None else everyone
+            first = ahead_of(queue[new.slurm_job_id], everyone) if new.slurm_job_id is not None else None
             job = self.store.get_job(old.job_id)
             assert job is not None
+            if first is not None:
+                if (old.job_id, new.number) not in self.held:
+                    self.held.add((old.job_id, new.number))
+                    self.store.record_event(job.id, self.clock(), "handover_held",
+                                            f"Slurm job {first.job_id} waits for nodes in {first.partition} ahead of "
+                                            f"attempt {new.number}; the job trains on at {old.nodes} node(s)")
+                continue
             layout.write_json(layout.resize_request(job.job_dir), {"mode": "handover", "nodes": new.nodes,
                                                                    "time": self.clock()})
             self.store.record_event(job.id, self.clock(), "handover",

@@ -182,6 +182,18 @@ def allocate_attempt(job_dir: str, at_least: int = 1) -> int:
             n += 1
 
 
+def ran_in(job_dir: str, slurm_job_id: int) -> bool:
+    """Whether a driver started an attempt of the job in Slurm job ``slurm_job_id`` (its
+    ``info.json`` names that allocation)."""
+    if not job_dir:
+        return False
+    for n in existing_attempts(job_dir):
+        info = read_json(attempt_dir(job_dir, n) / "info.json")
+        if info is not None and info.get("slurm_job_id") == slurm_job_id:
+            return True
+    return False
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write-new, fsync, rename: readers see the old file or the whole new one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

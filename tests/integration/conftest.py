@@ -145,6 +145,12 @@ def end_session(session: UserSession) -> None:
         for out in job_dir.glob("slurm-*.out"):
             slurm_id = out.stem.split("-", 1)[1]
             subprocess.run(["scancel", slurm_id], capture_output=True, timeout=30)
+    # Jobs that never started have no output file: those whose batch script lies in the session.
+    listed = subprocess.run(["squeue", "-h", "-u", session.user, "-o", "%i|%o"], capture_output=True, text=True,
+                            timeout=30).stdout.splitlines()
+    mine = [line.split("|", 1)[0] for line in listed if line.partition("|")[2].startswith(f"{session.root}/")]
+    if mine:
+        subprocess.run(["scancel", *mine], capture_output=True, timeout=30)
     # Processes on a node whose slurmd a test killed are not cleaned up by Slurm: end them here.
     subprocess.run(["pkill", "-KILL", "-f", str(session.root)], capture_output=True, timeout=30)
     shutil.rmtree(session.root, ignore_errors=True)

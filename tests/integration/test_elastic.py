@@ -165,6 +165,93 @@ def test_completion_estimate_matches_when_the_job_really_ends(session: UserSessi
     assert info["progress"]["throughput"] and info["progress"]["throughput"] > 0
 
 
+def waiting_grow(session: UserSession, epochs: int) -> tuple[int, str, int]:
+    """A job training on 1 of debug's 3 nodes whose grow to 2 waits in the queue, since another
+    user's plain job holds the other 2 for 10 minutes: (job, the plain job's id, the grow's)."""
+    blocker = subprocess.run(["sbatch", "--parsable", "--nodes=2", "--partition=debug", "--output=/dev/null",
+                              "--wrap=sleep 600"], user="hpcuser2", group="hpcuser2", cwd="/tmp",
+                             capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    copy_example(session, "digits_cnn.py")
+    job = session.run_job("digits_cnn.py", "--nodes", "1-2", "--start-nodes", "1", "--", "--epochs", str(epochs),
+                          *DIGITS)
+    running_attempt(session, job, 1, nodes=1)
+    session.hs("resize", str(job), "--nodes", "2", "--mode", "grow")
+
+    def successor() -> int | None:
+        grown = [a for a in session.status(job)["attempts"] if a["number"] == 2]
+        return grown[0]["slurm_job_id"] if grown and grown[0]["state"] == "PENDING" else None
+
+    wait_for(lambda: successor() is not None, 60, "the grown allocation to wait in the queue")
+    grown = successor()
+    assert grown is not None
+    return job, blocker, grown
+
+
+def slurm_state(slurm_id: int | str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", str(slurm_id), "-o", "%T"], capture_output=True, text=True).stdout.strip()
+
+
+def test_a_grow_whose_waiting_allocation_is_cancelled_is_withdrawn_and_the_job_trains_on(
+        session: UserSession) -> None:
+    """The user cancels the grow's waiting allocation with plain ``scancel``: the job trains on in
+    its allocation, ``status`` says so (before: CANCELLED, and the daemon stopped watching it), and
+    it completes."""
+    job, blocker, grown = 0, "", 0
+    try:
+        job, blocker, grown = waiting_grow(session, epochs=20)
+        assert session.as_user(["scancel", str(grown)]).returncode == 0
+        wait_for(lambda: len(session.status(job)["attempts"]) == 1, 60, "the grow to be withdrawn")
+        info = session.status(job)
+        assert (info["state"], info["nodes"]) == ("RUNNING", 1), info
+        subprocess.run(["scancel", blocker], capture_output=True, timeout=30)
+        info = session.wait(job, timeout=600)
+        assert info["state"] == "COMPLETED", session.logs(job)
+        assert [(a["number"], a["nodes"]) for a in info["attempts"]] == [(1, 1)]
+        assert final_accuracy(session, job) >= 0.9
+    finally:
+        subprocess.run(["scancel", blocker], capture_output=True, timeout=30)
+
+
+def test_a_job_that_completes_while_its_grow_waits_reads_completed_and_the_waiting_allocation_goes(
+        session: UserSession) -> None:
+    """Before, the job read PENDING until the grow's allocation started, only to find the job done."""
+    job, blocker, grown = 0, "", 0
+    try:
+        job, blocker, grown = waiting_grow(session, epochs=6)
+        info = session.wait(job, timeout=300)
+        assert info["state"] == "COMPLETED", info
+        assert slurm_state(grown) in ("", "CANCELLED"), "the allocation with nothing left to do is gone"
+        assert final_accuracy(session, job) >= 0.8
+    finally:
+        subprocess.run(["scancel", blocker], capture_output=True, timeout=30)
+
+
+def test_a_grow_does_not_hand_its_nodes_to_a_job_that_slurm_serves_first(session: UserSession) -> None:
+    """The job runs on 2 of debug's 3 nodes; another user's plain job waits for 2; the job is grown
+    to 3. Its larger allocation waits for the job's own nodes (1 idle + 2 held), but handing them
+    over would start the plain job there (first in Slurm's order) and leave the job with none: the
+    job trains on at 2 nodes, the grow waits, and the plain job waits as it did before the grow."""
+    copy_example(session, "digits_cnn.py")
+    job = session.run_job("digits_cnn.py", "--nodes", "1-3", "--start-nodes", "2", "--", "--epochs", "60", *DIGITS)
+    running_attempt(session, job, 1, nodes=2)
+    plain = subprocess.run(["sbatch", "--parsable", "--nodes=2", "--partition=debug", "--output=/dev/null",
+                            "--wrap=sleep 600"], user="hpcuser2", group="hpcuser2", cwd="/tmp",
+                           capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    try:
+        session.hs("resize", str(job), "--nodes", "3", "--mode", "grow")
+        time.sleep(20)  # a hand-over would be asked for on the daemon's next cycle (1 s here)
+        info = session.status(job)
+        first = next(a for a in info["attempts"] if a["number"] == 1)
+        assert (first["state"], first["nodes"]) == ("RUNNING", 2), info["attempts"]
+        assert not (Path(info["job_dir"]) / "attempts" / "1" / "end.json").exists(), "attempt 1 was stopped"
+        state = slurm_state(plain)
+        assert state == "PENDING", f"the plain job is {state}: the job's nodes were handed over to it"
+        assert len(steps_of_attempt(session, job, 1)) > 0
+    finally:
+        subprocess.run(["scancel", plain], capture_output=True, timeout=30)
+    session.hs("cancel", str(job), "--wait", timeout=180)
+
+
 def test_plain_script_runs_but_is_never_resized(session: UserSession) -> None:
     session.write("plain.py", "import time\nprint('plain script', flush=True)\ntime.sleep(20)\n")
     job = session.run_job("plain.py", "--nodes", "1-2", "--start-nodes", "1")

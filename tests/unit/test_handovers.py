@@ -1,5 +1,7 @@
 """Make-before-break hand-over: the old allocation gives its nodes to the grown successor only when
-the successor's own partition has room; idle nodes of another partition do not count."""
+the successor's own partition has room (idle nodes of another partition do not count) and no job
+that Slurm ranks first waits for nodes there (it would take them, and the job would wait with no
+allocation at all)."""
 
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ OLD_ID, NEW_ID = 501, 502
 class Client:
     """Idle nodes per partition as ``sinfo -p`` would count them; signals sent."""
 
-    def __init__(self, idle: dict[str, int]) -> None:
+    def __init__(self, idle: dict[str, int], others: list[SlurmJobRecord] | None = None) -> None:
         self.idle = idle
+        self.others = others or []
         self.asked: list[str] = []
         self.signalled: list[int] = []
 
@@ -30,6 +33,9 @@ class Client:
 
     def signal_batch(self, slurm_job_id: int, signal: str = "USR1") -> None:
         self.signalled.append(slurm_job_id)
+
+    def queue_all(self) -> list[SlurmJobRecord]:
+        return self.others
 
 
 def growing_job(tmp_path: Path) -> tuple[Store, int]:
@@ -46,10 +52,10 @@ def growing_job(tmp_path: Path) -> tuple[Store, int]:
     return store, job_id
 
 
-def pending(partition: str) -> SlurmJobRecord:
-    return SlurmJobRecord(job_id=NEW_ID, name="grow", comment="", slurm_state="PENDING", state=JobState.PENDING,
-                          reason="Resources", node_count=3, node_list="", submit_time=None, start_time=None,
-                          end_time=None, exit_code=None, restart_count=0, partition=partition)
+def pending(partition: str, job_id: int = NEW_ID, priority: int = 100, reason: str = "Resources") -> SlurmJobRecord:
+    return SlurmJobRecord(job_id=job_id, name="grow", comment="", slurm_state="PENDING", state=JobState.PENDING,
+                          reason=reason, node_count=3, node_list="", submit_time=None, start_time=None,
+                          end_time=None, exit_code=None, restart_count=0, partition=partition, priority=priority)
 
 
 @pytest.mark.parametrize(("idle", "hands_over"), [
@@ -69,3 +75,29 @@ def test_hand_over_counts_idle_nodes_of_the_successors_partition_only(
     assert client.asked == ["wide"]
     assert client.signalled == ([OLD_ID] if hands_over else [])
     assert layout.resize_request(job.job_dir).exists() is hands_over
+
+
+@pytest.mark.parametrize(("other", "hands_over"), [
+    (pending("wide", 700, priority=101), False),  # bob's plain job, first in Slurm's order, waits in wide
+    (pending("wide", 700, priority=100), False),  # as high: Slurm's order between them is not ours to know
+    (pending("debug,wide", 700, priority=101), False),  # one of its partitions
+    (pending("wide", 700, priority=99), True),  # behind the successor: Slurm starts the successor first
+    (pending("debug", 700, priority=101), True),  # waits elsewhere
+    (pending("wide", 700, priority=101, reason="Dependency"), True),  # free nodes would not start it
+])
+def test_no_hand_over_while_a_job_slurm_serves_first_waits_for_nodes_there(
+        tmp_path: Path, other: SlurmJobRecord, hands_over: bool) -> None:
+    store, job_id = growing_job(tmp_path)
+    client = Client({"wide": 2}, [pending("wide"), other])
+    handovers = Handovers(store, client, lambda: 10.0)  # type: ignore[arg-type]
+    job = store.get_job(job_id)
+    assert job is not None
+
+    for _ in range(2):
+        handovers.check([job], {NEW_ID: pending("wide")})
+
+    assert client.signalled == ([OLD_ID] if hands_over else [])
+    assert layout.resize_request(job.job_dir).exists() is hands_over
+    held = [detail for _, kind, detail in store.events(job_id) if kind == "handover_held"]
+    assert held == ([] if hands_over else ["Slurm job 700 waits for nodes in " + other.partition
+                                           + " ahead of attempt 2; the job trains on at 1 node(s)"])
