@@ -60,17 +60,20 @@ def result_numbers(name: str) -> list[float] | None:
     return [float(n) for t in texts for n in NUMBER.findall(t.replace(",", ""))]
 
 
-def reproduces(quoted: str, numbers: list[float]) -> bool:
+def reproduces(quoted: str, numbers: list[float], unit: str = "") -> bool:
+    """Some number rounds to the quoted one: as it is, as a fraction quoted in percent, or (for
+    milliseconds) as seconds."""
     value = float(quoted.replace(",", ""))
     decimals = len(quoted.split(".")[1]) if "." in quoted else 0
     half = 0.5 * 10**-decimals + 1e-9
-    return any(abs(n - value) <= half or abs(n * 100 - value) <= half for n in numbers)
+    scales = (1, 100, 1000) if unit == "ms" else (1, 100)
+    return any(abs(n * k - value) <= half for n in numbers for k in scales)
 
 
-def verdict(quoted: str, numbers: list[float]) -> str:
+def verdict(quoted: str, numbers: list[float], unit: str = "") -> str:
     if not numbers:
         return "no results file"
-    return "reproduces" if reproduces(quoted, numbers) else "stale"
+    return "reproduces" if reproduces(quoted, numbers, unit) else "stale"
 
 
 def audit_block(doc: str, start: int, block: str) -> list[Figure]:
@@ -82,7 +85,8 @@ def audit_block(doc: str, start: int, block: str) -> list[Figure]:
     found = []
     for offset, line in enumerate(block.splitlines()):
         for match in FIGURE.finditer(line):
-            found.append(Figure(doc, start + offset, match.group(0), sources, verdict(match.group(1), numbers)))
+            unit = match.group(0)[len(match.group(1)):].strip()
+            found.append(Figure(doc, start + offset, match.group(0), sources, verdict(match.group(1), numbers, unit)))
     return found
 
 

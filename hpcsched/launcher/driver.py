@@ -40,6 +40,10 @@ from hpcsched.slurm.client import poll_delay
 from hpcsched.slurm.runner import SlurmCommandError
 
 TAKEOVER_TIMEOUT = 900.0
+GONE = ("", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL",
+        "DEADLINE")
+CANCEL_GRACE = 120.0  # after scancel, how long the predecessor may still be listed (Slurm's KillWait and epilog)
+QUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED")  # a predecessor waiting to run again
 TAKEOVER_POLL_S, TAKEOVER_POLL_MAX_S = 1.0, 10.0  # squeue for the predecessor: 1 s doubling to 10 s
 STEP_WAIT_SECONDS = 120  # after the first task of a step ends, how long the others may take
 STOP_FILE_DELAY = 10.0  # the signal normally arrives within a second; the file is the fallback
@@ -302,7 +306,12 @@ class Driver:
 
     def take_over(self, predecessor: str) -> bool:
         """Ask the predecessor to checkpoint and wait until it stopped. False if the job already
-        finished there (nothing left to do)."""
+        finished there (nothing left to do).
+
+        The job must never train in two allocations at once (both would write its checkpoints):
+        a predecessor back in the queue (requeued at its time limit or after a node failure; it
+        checkpointed before) is cancelled at once, and one that has not stopped within
+        ``TAKEOVER_TIMEOUT`` is cancelled before this allocation goes on."""
         layout.superseded(self.job_dir).write_text(self.slurm_job_id)
         layout.stop_request(self.job_dir).touch()
         try:
@@ -310,20 +319,37 @@ class Driver:
         except SlurmCommandError:
             pass  # already gone
         deadline = self.clock() + TAKEOVER_TIMEOUT
-        polls = 0
-        while self.clock() < deadline:
-            try:
-                state = self.slurm(["squeue", "-h", "-j", predecessor, "-o", "%T"], timeout=30).stdout.strip()
-            except SlurmCommandError:
-                state = ""  # no longer known to the controller
-            if state in ("", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL"):
+        polls, cancelled = 0, False
+        while (state := self._state_of(predecessor)) not in GONE:
+            if state in QUEUED:  # it checkpointed before it went back; nothing of it runs
+                self._cancel(predecessor, "is back in the queue")
                 break
+            if self.clock() >= deadline + (CANCEL_GRACE if cancelled else 0):
+                if cancelled:
+                    say(self.out, f"allocation {predecessor} is still listed as {state}; going on")
+                    break
+                self._cancel(predecessor, f"did not stop within {TAKEOVER_TIMEOUT:.0f} s")
+                cancelled = True
             self.sleep(poll_delay(TAKEOVER_POLL_S, TAKEOVER_POLL_MAX_S, polls))  # 1, 2, 4, 8, 10, 10 ... s
             polls += 1
         layout.superseded(self.job_dir).unlink(missing_ok=True)
         done = [layout.read_json(layout.attempt_dir(self.job_dir, n) / "end.json")
                 for n in layout.existing_attempts(self.job_dir)]
         return not any(d is not None and d.get("exit_code") == 0 for d in done)
+
+    def _state_of(self, slurm_job_id: str) -> str:
+        """The job's state as squeue shows it; "" once the controller no longer lists it."""
+        try:
+            return self.slurm(["squeue", "-h", "-j", slurm_job_id, "-o", "%T"], timeout=30).stdout.strip()
+        except SlurmCommandError:
+            return ""
+
+    def _cancel(self, slurm_job_id: str, why: str) -> None:
+        say(self.out, f"allocation {slurm_job_id} {why}: cancelling it, so that the job trains in one allocation only")
+        try:
+            self.slurm(["scancel", slurm_job_id])
+        except SlurmCommandError:
+            pass  # gone already
 
 
 def first_reason(job_dir: str) -> str:

@@ -252,6 +252,32 @@ def test_a_grow_does_not_hand_its_nodes_to_a_job_that_slurm_serves_first(session
     session.hs("cancel", str(job), "--wait", timeout=180)
 
 
+def test_a_predecessor_requeued_at_its_time_limit_is_cancelled_when_the_grow_takes_over(
+        session: UserSession) -> None:
+    """The job runs on 1 node with a 3-minute limit and its grow to 3 waits (another user's plain
+    job holds a node). At the limit's warning the old allocation checkpoints and goes back to the
+    queue; the plain job ends and the grown allocation starts. The old one, still queued, would start
+    again beside it and train the same job: it is cancelled at once (before: waited for 15 min)."""
+    blocker = subprocess.run(["sbatch", "--parsable", "--nodes=1", "--partition=debug", "--output=/dev/null",
+                              "--wrap=sleep 600"], user="hpcuser2", group="hpcuser2", cwd="/tmp",
+                             capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    try:
+        copy_example(session, "digits_cnn.py")
+        job = session.run_job("digits_cnn.py", "--nodes", "1-3", "--start-nodes", "1", "--time", "3",
+                              "--", "--epochs", "200", *DIGITS)
+        running_attempt(session, job, 1, nodes=1)
+        old = session.status(job)["slurm_job_id"]
+        session.hs("resize", str(job), "--nodes", "3", "--mode", "grow")
+        wait_for(lambda: slurm_state(old) == "PENDING", 240, "the old allocation's time-limit requeue")
+        subprocess.run(["scancel", blocker], capture_output=True, timeout=30)
+        wait_for(lambda: slurm_state(old) in ("", "CANCELLED"), 90, "the requeued old allocation to be cancelled")
+        running_attempt(session, job, 2, nodes=3)
+        assert slurm_state(old) in ("", "CANCELLED"), "the old allocation never started again"
+    finally:
+        subprocess.run(["scancel", blocker], capture_output=True, timeout=30)
+    session.hs("cancel", str(job), "--wait", timeout=180)
+
+
 def test_plain_script_runs_but_is_never_resized(session: UserSession) -> None:
     session.write("plain.py", "import time\nprint('plain script', flush=True)\ntime.sleep(20)\n")
     job = session.run_job("plain.py", "--nodes", "1-2", "--start-nodes", "1")

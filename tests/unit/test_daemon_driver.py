@@ -239,11 +239,13 @@ def test_a_grown_allocation_waits_for_its_predecessor_to_stop_then_takes_over(jo
     assert not layout.superseded(job_dir).exists()
 
 
-def test_a_predecessor_that_never_stops_is_waited_for_at_most_the_takeover_timeout(job_dir: str) -> None:
+def test_a_predecessor_that_never_stops_is_cancelled_after_the_takeover_timeout(job_dir: str) -> None:
+    """Two allocations must never train the job at once: they would both write its checkpoints."""
     a = allocation(job_dir)
     a.slurm.jobs[700] = FakeJob(700, "hpcsched:abc:5", runs=[Run("RUNNING")])
     assert a.driver().take_over("700") is True
-    assert TAKEOVER_TIMEOUT <= sum(a.slept) < TAKEOVER_TIMEOUT + 10
+    assert TAKEOVER_TIMEOUT <= sum(a.slept) < TAKEOVER_TIMEOUT + 20
+    assert a.slurm.called("scancel", "700") and a.slurm.jobs[700].state == "CANCELLED"
 
 
 def test_nothing_is_taken_over_when_the_job_already_finished_in_the_predecessor(job_dir: str) -> None:
@@ -283,3 +285,13 @@ def test_a_site_decision_newer_than_the_attempt_shrinks_it_in_place(job_dir: str
     assert a.slurm.called("scontrol", "update", f"JobId={SLURM_ID}", "NumNodes=1")
     second = a.record(2, "info.json")
     assert second is not None and (second["reason"], second["nodes"]) == ("resize", 1)
+
+
+def test_a_predecessor_requeued_while_its_successor_waited_is_cancelled_not_waited_for(job_dir: str) -> None:
+    """It checkpointed before its time-limit requeue; left in the queue it would start again and
+    train beside the grown allocation."""
+    a = allocation(job_dir)
+    a.slurm.jobs[700] = FakeJob(700, "hpcsched:abc:5", runs=[Run("RUNNING")])
+    a.slurm.requeue(700)
+    assert a.driver().take_over("700") is True
+    assert a.slurm.jobs[700].state == "CANCELLED" and sum(a.slept) < 5

@@ -40,3 +40,8 @@ def test_a_measured_figure_without_an_existing_results_file_is_reported(figures:
 
 def test_a_paragraph_that_names_no_benchmark_and_no_measurement_is_not_a_source(figures: ModuleType) -> None:
     assert verdicts(figures, "The daemon polls every 5 s.") == {}
+
+
+def test_milliseconds_are_checked_against_seconds_in_the_results(figures: ModuleType) -> None:
+    block = "benchmarks/overhead.py: 381 ms per node (not 514 s)."
+    assert verdicts(figures, block) == {"381 ms": "reproduces", "514 s": "stale"}
