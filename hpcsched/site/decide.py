@@ -152,7 +152,7 @@ def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: M
     if not views:
         return out, rm
     allocation = allocate(Cluster(num_nodes=max(0, capacity), gpus_per_node=1), views, policy)
-    targets = _keep_unproven(allocation.decisions, mine, capacity)
+    targets = _whole_grows(_keep_unproven(allocation.decisions, mine, capacity), current, rm)
     for d in allocation.decisions:
         sid = int(d.key)
         rep = mine[sid]
@@ -205,6 +205,25 @@ def _keep_unproven(decisions: Sequence[Decision], mine: Mapping[int, Reported], 
             targets[sid] += back
             slack -= back
     return targets
+
+
+def _whole_grows(targets: dict[int, int], current: Callable[[int], int], rm: Room) -> dict[int, int]:
+    """While a job is blocked, grows cut to what fits whole in the spare idle nodes: a grow's
+    larger allocation takes over from the old one only once it starts, and the hand-over of the
+    job's own nodes waits while a job that Slurm serves first (the blocked one) waits
+    (:class:`hpcsched.daemon.resize.Handovers`). A grow that cannot start would only sit in the
+    queue, and its job count as busy (never shrunk) while it does."""
+    if rm.blocked is None:
+        return targets
+    free = max(0, rm.idle - rm.reserved - rm.kept) - sum(t for sid, t in targets.items() if not current(sid))
+    out = dict(targets)
+    for sid, want in sorted(targets.items()):
+        now = current(sid)
+        if now and want > now:
+            fits = min(want, max(0, free))
+            out[sid] = fits if fits > now else now
+            free -= out[sid] if fits > now else 0
+    return out
 
 
 def _hold_unmeasured(jobs: Mapping[int, Reported], current: Callable[[int], int], capacity: int, rm: Room,

@@ -35,6 +35,7 @@ class Client:
         self.signalled.append(slurm_job_id)
 
     def queue_all(self) -> list[SlurmJobRecord]:
+        self.asked.append("squeue")
         return self.others
 
 
@@ -72,7 +73,7 @@ def test_hand_over_counts_idle_nodes_of_the_successors_partition_only(
 
     handovers.check([job], {NEW_ID: pending("wide")})
 
-    assert client.asked == ["wide"]
+    assert client.asked == (["wide", "squeue"] if hands_over else ["wide"]), "all users' queue only when a hand-over is due"
     assert client.signalled == ([OLD_ID] if hands_over else [])
     assert layout.resize_request(job.job_dir).exists() is hands_over
 

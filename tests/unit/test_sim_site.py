@@ -133,18 +133,21 @@ def test_cli_refuses_bad_site_options_with_status_2(tmp_path: Path, option: str,
     assert option in result.output
 
 
-def test_while_a_plain_job_is_blocked_elastic_jobs_grow_only_into_what_its_reservation_leaves_spare() -> None:
-    """8 GPUs: a plain job on 4, an elastic job on 1 (3 idle), a plain 6-GPU job blocked behind
-    the first (at its end 7 GPUs are free: one to spare). The elastic job grows by that spare GPU
-    and no further: the other two idle GPUs are the blocked job's. Once the blocked job is gone,
-    the elastic job takes every idle GPU."""
+@pytest.mark.parametrize(("blocked_needs", "grows_to"), [(6, 1), (5, 2)])
+def test_while_a_plain_job_is_blocked_elastic_jobs_grow_only_where_the_whole_allocation_fits_in_the_spare(
+        blocked_needs: int, grows_to: int) -> None:
+    """8 GPUs: a plain job on 4, an elastic job on 1 (3 idle), a plain job blocked behind the first
+    (at its end 7 GPUs are free). Needing 6, it leaves 1 to spare: the elastic job's grow to 2
+    would need 2 beside its 1 (the hand-over of its own GPUs waits while the blocked job is served
+    first), so it stays at 1. Needing 5, it leaves 2: the elastic job grows to 2 and no further.
+    Once the blocked job is gone, the elastic job takes every idle GPU."""
     policy = SitePolicy()
     plain = running(policy, spec("p", 0.0, 4, rigid=True), 4)
     grower = running(policy, spec("e", 0.0, 4, rigid=False), 1, executed_s=600.0)
-    wide = running(policy, spec("w", 10.0, 6, rigid=True), 0)
+    wide = running(policy, spec("w", 10.0, blocked_needs, rigid=True), 0)
     targets = policy.decide(600.0, [plain, grower, wide], Cluster(2, 4), RESTART)
     assert targets.get("w", 0) == 0
-    assert targets["e"] == 2
+    assert targets["e"] == grows_to
     assert policy.decide(600.0, [plain, grower], Cluster(2, 4), RESTART)["e"] == 4
 
 

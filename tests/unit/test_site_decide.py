@@ -38,34 +38,50 @@ def test_no_shrink_for_a_job_that_shrinking_would_not_start_and_no_grow_while_it
     assert "kept for Slurm job 3" in d.reason
 
 
-@pytest.mark.parametrize(("plain_ends", "kept", "grown_to"), [(1000.0, 2, 2), (None, 3, 1)])
+@pytest.mark.parametrize(("plain_ends", "kept", "grown_to"), [(1000.0, 2, 2), (None, 4, 1)])
 def test_while_a_job_is_blocked_elastic_jobs_grow_only_into_what_its_planned_start_leaves_spare(
         plain_ends: float | None, kept: int, grown_to: int) -> None:
-    # Six nodes: B's plain job on two (ending at its time limit), A's elastic job on one, three idle.
-    # C's plain job needs four: it is blocked until B's job ends, and then has five, one to spare.
-    # A's job may grow into that one; the other two idle nodes are kept for C's job. If B's job
-    # had no end time, C's job could not count on it: every idle node is kept.
-    plain = dataclasses.replace(record(5, 1003, R, 2, "n[1-2]"), limit_end=plain_ends)
-    queue = [plain, record(1, 1001, R, 1, "n3"), record(3, 1002, P, 4, reason="Resources")]
-    nodes = partition({"n1": "alloc", "n2": "alloc", "n3": "alloc"}, 6)
+    # Eight nodes: B's plain job on three (ending at its time limit), A's elastic job on one, four
+    # idle. C's plain job needs five: it is blocked until B's job ends, and then has seven, two to
+    # spare. A's job may grow into those two (its whole 2-node allocation fits there beside its
+    # old one); the other two idle nodes are kept for C's job. If B's job had no end time, C's job
+    # could not count on it: every idle node is kept.
+    plain = dataclasses.replace(record(5, 1003, R, 3, "n[1-3]"), limit_end=plain_ends)
+    queue = [plain, record(1, 1001, R, 1, "n4"), record(3, 1002, P, 5, reason="Resources")]
+    nodes = partition({"n1": "alloc", "n2": "alloc", "n3": "alloc", "n4": "alloc"}, 8)
     plan = decide({"p": nodes}, queue, {1: reported(1, 1001)})
     (d,) = plan.decisions
     assert plan.rooms[0].blocked == 3 and plan.rooms[0].kept == kept
     assert d.target == grown_to and d.action == ("grow" if grown_to > 1 else "keep")
 
 
+def test_while_a_job_is_blocked_a_grow_that_would_not_fit_whole_beside_the_old_allocation_is_not_offered() -> None:
+    # Six nodes: B's plain job on two (ending at 1000), A's elastic job on one, three idle; C's job
+    # needs four and, at B's end, has one node to spare. Growing A to 2 needs a 2-node allocation:
+    # the spare node plus A's own, which A could hand over only if nobody Slurm serves first
+    # waited. C does, so the grow could not start: none is offered (before: grow to 2, which then
+    # waited in the queue with A counted as busy, never shrunk, for up to 30 minutes).
+    plain = dataclasses.replace(record(5, 1003, R, 2, "n[1-2]"), limit_end=1000.0)
+    queue = [plain, record(1, 1001, R, 1, "n3"), record(3, 1002, P, 4, reason="Resources")]
+    plan = decide({"p": partition({"n1": "alloc", "n2": "alloc", "n3": "alloc"}, 6)}, queue, {1: reported(1, 1001)})
+    (d,) = plan.decisions
+    assert plan.rooms[0].blocked == 3 and plan.rooms[0].kept == 2
+    assert (d.action, d.target) == ("keep", 1)
+
+
 def test_nodes_slurms_backfill_plans_for_the_blocked_job_are_idle_and_kept_for_it() -> None:
     # As seen on the local cluster (Slurm 22.05): wide's 8 nodes, B's plain job on four (10-minute
     # limit), A's elastic job on one, and C's plain job waiting for six. Slurm's backfill marks two
     # of the three idle nodes PLANNED for C (bob's four and those two); the third is spare, and
-    # A's job may grow onto it. Counting the planned nodes as others' would keep the spare one too.
+    # A's job's room includes it (capacity 2), but a 2-node allocation would not fit whole beside its
+    # one: no grow is offered. Counting the planned nodes as others' would keep the spare one too.
     queue = [dataclasses.replace(record(5, 1003, R, 4, "n[1-4]"), limit_end=600.0),
              dataclasses.replace(record(1, 1001, R, 1, "n7"), limit_end=3e7), record(3, 1002, P, 6, reason="Resources")]
     busy = {"n1": "mix", "n2": "mix", "n3": "mix", "n4": "mix", "n5": "plnd", "n6": "plnd", "n7": "mix"}
     plan = decide({"p": partition(busy, 8)}, queue, {1: reported(1, 1001)})
     (d,) = plan.decisions
     assert plan.rooms[0].blocked == 3 and plan.rooms[0].kept == 2 and plan.rooms[0].capacity == 2
-    assert (d.action, d.target) == ("grow", 2)
+    assert (d.action, d.target) == ("keep", 1)
 
 
 def test_a_blocked_job_counts_an_elastic_job_once_what_it_holds_above_its_minimum_and_then_its_minimum() -> None:

@@ -13,7 +13,8 @@
     elastic job down so that it can start), and the allocator sizes it once it runs;
   - while a rigid job is blocked (even shrinking every elastic job would not start it), elastic
     jobs grow only into the idle GPUs its reservation leaves spare (those it will not need when
-    it starts: Slurm's backfill starts a grow's new allocation there and nowhere else), and a
+    it starts: Slurm's backfill starts a grow's new allocation there and nowhere else), a grow's
+    whole larger allocation must fit there beside the old one (:func:`whole_grows`), and a
     waiting elastic job starts only where backfill lets it.
 
 Elastic jobs plan with the simulator's current information (the fitted step-time models, the
@@ -34,6 +35,27 @@ from .elastic import ElasticPolicy
 from .static import predicted_end
 
 ELASTIC_MIN_GPUS = 1
+
+
+def whole_grows(jobs: Sequence[SimJob], targets: Mapping[str, int], free: int) -> dict[str, int]:
+    """While a rigid job is blocked, the sizes that running elastic jobs' grows are cut to.
+
+    A grow's larger allocation takes over from the old one only when it starts; the hand-over
+    that would give it the old one's nodes is held back while a job that Slurm serves first (the
+    blocked one) waits (hpcsched.daemon.resize.Handovers). So it must fit whole beside the old
+    allocation, in ``free`` (the GPUs neither rigid jobs hold nor the blocked job keeps) less what
+    the elastic jobs keep and what waiting ones start on: each grow is cut to what is left, in
+    order, and a cut to the current size or below is no grow."""
+    elastic = [j for j in jobs if not j.spec.rigid]
+    free -= sum(min(j.gpus, targets.get(j.name, 0)) if j.gpus else targets.get(j.name, 0) for j in elastic)
+    cut = {}
+    for job in elastic:
+        want = targets.get(job.name, 0)
+        if job.gpus and want > job.gpus:
+            fits = min(want, max(free, 0))
+            cut[job.name] = fits if fits > job.gpus else job.gpus
+            free -= cut[job.name] if fits > job.gpus else 0
+    return cut
 
 
 def foreign_cluster(cluster: Cluster, held: int) -> Cluster:
@@ -113,6 +135,8 @@ class SitePolicy(ElasticPolicy):
         requests = [self._elastic(job, now, restart, load) for job in admitted]
         if requests:
             targets |= allocate(foreign_cluster(cluster, held), requests, self.allocator).targets()
+            if shadow is not None:
+                targets |= whole_grows(jobs, targets, cluster.capacity - held)
         idle = cluster.capacity - sum(targets.values())
         for name, size in starts.items():  # Slurm starts what its queue let start, paid or not
             if not targets.get(name) and size <= idle:
