@@ -36,7 +36,12 @@ SMALL = ("--mem", "400M")  # jobs share a node only when none takes all of its m
 
 
 def seen(session: UserSession, job: int) -> list[dict[str, Any]]:
-    return [json.loads(line.split(" ", 1)[1]) for line in session.logs(job).splitlines() if line.startswith("GPUSEEN ")]
+    """Every rank's GPUSEEN record in the job's log. Two ranks of a node write to one stream, and
+    once (CI, 2026-12-06) their two records came out on one line: each is read where it starts."""
+    log, decoder, out = session.logs(job), json.JSONDecoder(), []
+    for match in re.finditer(r"GPUSEEN ", log):
+        out.append(decoder.raw_decode(log, match.end())[0])
+    return out
 
 
 def wait_ranks(session: UserSession, tag: str, ranks: int, timeout: float = 150) -> None:
