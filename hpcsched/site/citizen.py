@@ -36,12 +36,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from hpcsched.jobs.model import JobState
 from hpcsched.planning.plan import parse_tag
 from hpcsched.slurm import hostlist
 from hpcsched.slurm.parse import SlurmJobRecord
 
+K = TypeVar("K")
 WAITS_FOR_NODES = ("Resources", "Priority")
 # Idle: free now. Slurm (22.05 on) shows as ``plnd`` (PLANNED) an idle node its backfill plan keeps
 # for a waiting job; it is free, and rule 3 keeps it for that job as its planned start needs.
@@ -183,6 +185,20 @@ def planned_start(need: int, have: int, releases: Sequence[tuple[float, int]]) -
         if have >= need:
             return when, have - need
     return float("inf"), 0
+
+
+def fit_grows(grows: Iterable[tuple[K, int, int]], free: int) -> dict[K, int]:
+    """While a job is blocked, the sizes grows are cut to (pure): each ``(key, current, wanted)``
+    in order gets what fits whole in ``free`` (nodes, or GPUs in the simulator) beside its old
+    allocation, or keeps its current size when that is no more. A grow's larger allocation takes
+    over only once it starts, and the hand-over of the job's own nodes waits while a job that
+    Slurm serves first (the blocked one) waits (:class:`hpcsched.daemon.resize.Handovers`)."""
+    out = {}
+    for key, current, wanted in grows:
+        fits = min(wanted, max(0, free))
+        out[key] = fits if fits > current else current
+        free -= fits if fits > current else 0
+    return out
 
 
 def _neighbours(partition: Partition, others: Mapping[str, Partition]) -> dict[str, Partition]:

@@ -35,7 +35,7 @@ from hpcsched.jobs.model import JobState
 from hpcsched.planning.plan import parse_tag
 from hpcsched.slurm.parse import SlurmJobRecord
 
-from .citizen import Partition, Room, jobs_in, room, waits_for_nodes
+from .citizen import Partition, Room, fit_grows, jobs_in, room, waits_for_nodes
 from .shares import weight_of
 
 # A job carrying hpcsched's tag that its agent has not reported yet holds grows back this long
@@ -208,22 +208,14 @@ def _keep_unproven(decisions: Sequence[Decision], mine: Mapping[int, Reported], 
 
 
 def _whole_grows(targets: dict[int, int], current: Callable[[int], int], rm: Room) -> dict[int, int]:
-    """While a job is blocked, grows cut to what fits whole in the spare idle nodes: a grow's
-    larger allocation takes over from the old one only once it starts, and the hand-over of the
-    job's own nodes waits while a job that Slurm serves first (the blocked one) waits
-    (:class:`hpcsched.daemon.resize.Handovers`). A grow that cannot start would only sit in the
-    queue, and its job count as busy (never shrunk) while it does."""
+    """While a job is blocked, grows cut to what fits whole in the spare idle nodes
+    (:func:`.citizen.fit_grows`): a grow that cannot start would only sit in the queue, and its
+    job count as busy (never shrunk) while it does."""
     if rm.blocked is None:
         return targets
     free = max(0, rm.idle - rm.reserved - rm.kept) - sum(t for sid, t in targets.items() if not current(sid))
-    out = dict(targets)
-    for sid, want in sorted(targets.items()):
-        now = current(sid)
-        if now and want > now:
-            fits = min(want, max(0, free))
-            out[sid] = fits if fits > now else now
-            free -= out[sid] if fits > now else 0
-    return out
+    grows = [(sid, current(sid), want) for sid, want in sorted(targets.items()) if current(sid) and want > current(sid)]
+    return {**targets, **fit_grows(grows, free)}
 
 
 def _hold_unmeasured(jobs: Mapping[int, Reported], current: Callable[[int], int], capacity: int, rm: Room,

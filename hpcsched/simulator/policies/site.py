@@ -27,7 +27,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from hpcsched.allocator import HPCSCHED, Cluster, allocate
-from hpcsched.site.citizen import planned_start
+from hpcsched.site.citizen import fit_grows, planned_start
 
 from ..jobs import Config, SimJob, fixed_config
 from ..restarts import RestartModel
@@ -38,24 +38,14 @@ ELASTIC_MIN_GPUS = 1
 
 
 def whole_grows(jobs: Sequence[SimJob], targets: Mapping[str, int], free: int) -> dict[str, int]:
-    """While a rigid job is blocked, the sizes that running elastic jobs' grows are cut to.
-
-    A grow's larger allocation takes over from the old one only when it starts; the hand-over
-    that would give it the old one's nodes is held back while a job that Slurm serves first (the
-    blocked one) waits (hpcsched.daemon.resize.Handovers). So it must fit whole beside the old
-    allocation, in ``free`` (the GPUs neither rigid jobs hold nor the blocked job keeps) less what
-    the elastic jobs keep and what waiting ones start on: each grow is cut to what is left, in
-    order, and a cut to the current size or below is no grow."""
+    """While a rigid job is blocked, the sizes running elastic jobs' grows are cut to
+    (:func:`hpcsched.site.citizen.fit_grows`): what fits whole beside the old allocation in
+    ``free`` (the GPUs neither rigid jobs hold nor the blocked job keeps) less what the elastic
+    jobs keep and what waiting ones start on."""
     elastic = [j for j in jobs if not j.spec.rigid]
     free -= sum(min(j.gpus, targets.get(j.name, 0)) if j.gpus else targets.get(j.name, 0) for j in elastic)
-    cut = {}
-    for job in elastic:
-        want = targets.get(job.name, 0)
-        if job.gpus and want > job.gpus:
-            fits = min(want, max(free, 0))
-            cut[job.name] = fits if fits > job.gpus else job.gpus
-            free -= cut[job.name] if fits > job.gpus else 0
-    return cut
+    return fit_grows(((j.name, j.gpus, targets.get(j.name, 0)) for j in elastic
+                      if j.gpus and targets.get(j.name, 0) > j.gpus), free)
 
 
 def foreign_cluster(cluster: Cluster, held: int) -> Cluster:
