@@ -31,6 +31,7 @@ from hpcsched.models.goodput import BatchLimits
 from hpcsched.models.throughput import Observation
 from hpcsched.models.throughput_fit import fit
 from hpcsched.planning.fields import parse_nodes
+from hpcsched.site.citizen import WAITS_FOR_NODES
 
 FLAT_NOISE = GradientNoise(grad_sqr=1.0, grad_var=1e9)
 CHECKPOINT_S = 5.0  # measured: benchmarks/results/resize_cycle.md (save + stop)
@@ -123,11 +124,6 @@ def elastic_job(job: Job, records: Sequence[Mapping[str, Any]], now: float, queu
     # grows are make-before-break (daemon/resize.py): the queue wait only delays the speedup
     restart = RestartCost(checkpoint_s=CHECKPOINT_S, start_s=START_S, queue_wait_s=queue_wait_s, grow_before_break=True)
     return _view(job, model, measured, now, cur.nodes, started, max(0.0, now - (cur.start_time or now)), restart)
-
-
-# Slurm's reasons for a pending job that free nodes would start (not a dependency, a hold, a
-# limit of the account or QOS, or a begin time).
-WAITS_FOR_NODES = ("Resources", "Priority")
 
 
 def waiting(job: Job) -> bool:

@@ -21,7 +21,7 @@ from hpcsched.errors import HpcschedError, ValidationError
 from hpcsched.jobs import layout
 from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
 from hpcsched.planning.fields import format_count, parse_nodes
-from hpcsched.site.citizen import waits_for_nodes
+from hpcsched.site.citizen import unexamined, waits_for_nodes
 from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.parse import SlurmJobRecord
 from hpcsched.slurm.runner import SlurmCommandError
@@ -148,11 +148,15 @@ def ahead_of(successor: SlurmJobRecord, queue: Iterable[SlurmJobRecord]) -> Slur
     """A job that Slurm would serve before ``successor`` on the nodes a hand-over frees, or None
     (pure): another job waiting for nodes (reason Resources or Priority) in one of the successor's
     partitions, with a priority at least as high. Slurm would start it there, or keep the nodes
-    for it (a backfill reservation), and the successor would not start on them."""
+    for it (a backfill reservation), and the successor would not start on them.
+
+    A pending job Slurm has not looked at yet (reason None: its scheduler has not run since the
+    submission, which took 6 s and more on the local cluster while jobs were starting) counts too:
+    its next pass may well start it on the freed nodes."""
     mine = set(successor.partition.split(","))
     for r in queue:
-        if (r.job_id != successor.job_id and waits_for_nodes(r) and r.priority >= successor.priority
-                and mine & set(r.partition.split(","))):
+        if (r.job_id != successor.job_id and (waits_for_nodes(r) or unexamined(r))
+                and r.priority >= successor.priority and mine & set(r.partition.split(","))):
             return r
     return None
 

@@ -44,6 +44,8 @@ from hpcsched.slurm import hostlist
 from hpcsched.slurm.parse import SlurmJobRecord
 
 K = TypeVar("K")
+# Slurm's reasons for a pending job that free nodes would start (not a dependency, a hold, a
+# limit of the account or QOS, or a begin time).
 WAITS_FOR_NODES = ("Resources", "Priority")
 # Idle: free now. Slurm (22.05 on) shows as ``plnd`` (PLANNED) an idle node its backfill plan keeps
 # for a waiting job; it is free, and rule 3 keeps it for that job as its planned start needs.
@@ -100,6 +102,11 @@ class Room:
 
 def waits_for_nodes(record: SlurmJobRecord) -> bool:
     return record.state is JobState.PENDING and record.reason in WAITS_FOR_NODES
+
+
+def unexamined(record: SlurmJobRecord) -> bool:
+    """A pending job whose reason Slurm has not set yet (its scheduler has not run since the submission)."""
+    return record.state is JobState.PENDING and record.reason in ("", "None")
 
 
 def jobs_in(partition: Partition, queue: Sequence[SlurmJobRecord]) -> list[SlurmJobRecord]:

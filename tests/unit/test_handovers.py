@@ -85,6 +85,7 @@ def test_hand_over_counts_idle_nodes_of_the_successors_partition_only(
     (pending("wide", 700, priority=99), True),  # behind the successor: Slurm starts the successor first
     (pending("debug", 700, priority=101), True),  # waits elsewhere
     (pending("wide", 700, priority=101, reason="Dependency"), True),  # free nodes would not start it
+    (pending("wide", 700, priority=101, reason="None"), False),  # not looked at yet: Slurm's next pass may start it
 ])
 def test_no_hand_over_while_a_job_slurm_serves_first_waits_for_nodes_there(
         tmp_path: Path, other: SlurmJobRecord, hands_over: bool) -> None:
