@@ -3,11 +3,12 @@
 hpcsched shares the cluster with people who have never heard of it, and it must never make them
 wait longer. Per partition, from one ``squeue`` and one ``sinfo`` of the whole cluster:
 
-1. A job that waits for nodes (Slurm's reason ``Resources`` or ``Priority``; not a dependency, a
-   hold, a limit or a begin time, which free nodes would not end) and is not an elastic job of
-   hpcsched's is served in Slurm's order (priority, then submission): its nodes are *reserved*,
-   first from the idle nodes, then from what elastic jobs hold above their minimum. Those elastic
-   jobs shrink, Slurm starts the waiting job on the nodes they release.
+1. A job that waits for nodes (Slurm's reason ``Resources`` or ``Priority``, or none yet: one
+   submitted since Slurm's scheduler last ran; not a dependency, a hold, a limit or a begin time,
+   which free nodes would not end) and is not an elastic job of hpcsched's is served in Slurm's
+   order (priority, then submission): its nodes are *reserved*, first from the idle nodes, then
+   from what elastic jobs hold above their minimum. Those elastic jobs shrink, Slurm starts the
+   waiting job on the nodes they release.
 2. The first waiting job that even shrinking every elastic job to its minimum would not start
    (other jobs hold too much) *blocks*: Slurm plans its start for when enough running jobs have
    ended (their time limits, elastic jobs' minimums included), so nothing is reserved for the
@@ -137,7 +138,7 @@ def room(partition: Partition, queue: Sequence[SlurmJobRecord], elastic: Mapping
     neighbours = _neighbours(partition, others or {})
     outside_idle = {n for p in neighbours.values() for n in set(p.idle) & set(p.usable) if n not in mine}
     own = {r.job_id for r in in_partition}
-    reaches = {r.job_id: _reach(r, neighbours) for r in queue if waits_for_nodes(r) and r.job_id not in elastic
+    reaches = {r.job_id: _reach(r, neighbours) for r in queue if (waits_for_nodes(r) or unexamined(r)) and r.job_id not in elastic
                and (r.job_id in own or parse_tag(r.comment) is None)}
     waiting = sorted((r for r in queue if reaches.get(r.job_id)),
                      key=lambda r: (-r.priority, r.submit_time or 0.0, r.job_id))

@@ -105,6 +105,16 @@ def test_elastic_jobs_grow_into_idle_nodes_nobody_waits_for() -> None:
     assert d.action == "grow" and d.target > 1
 
 
+def test_a_plain_job_slurm_has_not_looked_at_yet_keeps_the_idle_node_it_would_start_on() -> None:
+    # Submitted a moment ago: Slurm has not run its scheduler since, so its reason is still None.
+    # Its next pass would start the job on the idle node; the elastic job must not grow into it.
+    queue = [record(1, 1001, R, 1, "n1"), record(3, 1002, P, 1, reason="None")]
+    plan = decide({"p": partition({"n1": "alloc"}, 2)}, queue, {1: reported(1, 1001)})
+    (d,) = plan.decisions
+    assert d.action == "keep" and d.target == 1
+    assert plan.rooms[0].served == (3,)
+
+
 def test_jobs_waiting_for_a_dependency_or_a_limit_reserve_nothing() -> None:
     queue = [record(1, 1001, R, 4, "n[1-4]"), record(3, 1002, P, 2, reason="Dependency"),
              record(4, 1002, P, 2, reason="QOSMaxNodePerUserLimit")]
