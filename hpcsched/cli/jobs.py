@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -217,3 +218,40 @@ def cancel(job: int, wait: bool, as_json: bool) -> None:
 
 def _final(state: str) -> bool:
     return state in {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY"}
+
+
+@click.command(context_settings=HELP)
+@click.argument("job", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON.")
+@reports_errors
+def events(job: int, as_json: bool) -> None:
+    """Show what happened to JOB, oldest first: submissions and state changes, resizes, hand-overs
+    (and why one was held back), grows withdrawn, the rebalance passes' decisions and actions an
+    operator took on it.
+
+    The JSON form is an object with the keys job and events (a list of objects with the keys
+    time (Unix seconds), kind and detail; a rebalance decision's detail is itself a JSON object).
+    """
+    cfg = settings()
+    client.ensure_daemon(cfg)
+    result = client.call(cfg, "events", {"job": job})
+    if as_json:
+        print_json(result)
+        return
+    for event in result["events"]:
+        click.echo(event_line(event))
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """``2026-12-06 12:44:28  handover_held  Slurm job 2159 waits ...`` in local time; a rebalance
+    decision as ``grow 2 -> 3 nodes: <its reason>``."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event["time"]))
+    detail = str(event.get("detail") or "")
+    if event["kind"] == "rebalance":
+        try:
+            d = json.loads(detail)
+            detail = (f"{d['action']} {d['current_nodes']} -> {format_count(d['target_nodes'], 'node')}: {d['reason']}"
+                      + ("" if d.get("applied", True) else " (not carried out)"))
+        except (ValueError, KeyError, TypeError):
+            pass  # an older record: shown as stored
+    return f"{when}  {event['kind']:<16} {detail}".rstrip()

@@ -18,6 +18,7 @@ COMMANDS = {
     "run": "hpcsched.cli.run:run",
     "status": "hpcsched.cli.jobs:status",
     "logs": "hpcsched.cli.jobs:logs",
+    "events": "hpcsched.cli.jobs:events",
     "cancel": "hpcsched.cli.jobs:cancel",
     "resize": "hpcsched.cli.jobs:resize",
     "rebalance": "hpcsched.cli.cluster:rebalance",

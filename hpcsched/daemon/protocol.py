@@ -13,7 +13,7 @@ from collections.abc import Set
 from typing import Any
 
 MAX_REQUEST_BYTES = 1024 * 1024
-OPS = frozenset({"ping", "run", "plan", "status", "cancel", "resize", "rebalance", "log_path", "shutdown"})
+OPS = frozenset({"ping", "run", "plan", "status", "events", "cancel", "resize", "rebalance", "log_path", "shutdown"})
 
 
 class ProtocolError(ValueError):

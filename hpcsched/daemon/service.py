@@ -110,6 +110,13 @@ class JobService:
         jobs = self.store.list_jobs(None if caller.operator else caller.uid, limit=limit)
         return [j.as_dict(now) for j in jobs]
 
+    def op_events(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """What happened to a job, oldest first (the store's events: state changes, resizes,
+        hand-overs held, grows withdrawn, rebalance decisions, operators' actions)."""
+        job = self._job_for(args, caller)
+        return {"job": job.id, "events": [{"time": t, "kind": kind, "detail": detail}
+                                          for t, kind, detail in self.store.events(job.id)]}
+
     def op_cancel(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         job = self._job_for(args, caller, acting=True)
         if job.state.is_final:

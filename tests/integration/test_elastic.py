@@ -203,6 +203,8 @@ def test_a_grow_whose_waiting_allocation_is_cancelled_is_withdrawn_and_the_job_t
         wait_for(lambda: len(session.status(job)["attempts"]) == 1, 60, "the grow to be withdrawn")
         info = session.status(job)
         assert (info["state"], info["nodes"]) == ("RUNNING", 1), info
+        told = session.hs("events", str(job)).stdout  # the user can see why the grow went
+        assert f"grow withdrawn: its allocation, Slurm job {grown}, ended before it started" in told, told
         subprocess.run(["scancel", blocker], capture_output=True, timeout=30)
         info = session.wait(job, timeout=600)
         assert info["state"] == "COMPLETED", session.logs(job)
@@ -246,6 +248,8 @@ def test_a_grow_does_not_hand_its_nodes_to_a_job_that_slurm_serves_first(session
         assert not (Path(info["job_dir"]) / "attempts" / "1" / "end.json").exists(), "attempt 1 was stopped"
         state = slurm_state(plain)
         assert state == "PENDING", f"the plain job is {state}: the job's nodes were handed over to it"
+        told = session.hs("events", str(job)).stdout  # the user can see why the grow waits
+        assert f"handover_held    Slurm job {plain} waits for nodes in debug ahead of attempt 2" in told, told
         assert len(steps_of_attempt(session, job, 1)) > 0
     finally:
         subprocess.run(["scancel", plain], capture_output=True, timeout=30)

@@ -40,6 +40,7 @@ DENIED_OPERATIONS = [
     ("log_path", {}),
     ("log_path", {"attempt": 1}),
     ("status", {}),
+    ("events", {}),
 ]
 
 
@@ -74,6 +75,17 @@ def test_G1_the_owner_may_cancel_their_job(core: Core) -> None:
     assert core.slurm.called("scancel", str(slurm_id))
 
 
+def test_the_owner_sees_what_happened_to_their_job_in_order(core: Core) -> None:
+    job_id, slurm_id = running(core, nodes="1-2", start_nodes=2)
+    core.service.handle("cancel", {"job": job_id}, ALICE)
+    result = core.service.handle("events", {"job": job_id}, ALICE)
+    kinds = [e["kind"] for e in result["events"]]
+    assert result["job"] == job_id and kinds[0] == "created"
+    assert kinds.index("submitted") < kinds.index("cancel_requested")
+    assert f"Slurm job {slurm_id}" in result["events"][kinds.index("submitted")]["detail"]
+    assert [e["time"] for e in result["events"]] == sorted(e["time"] for e in result["events"])
+
+
 # --- operators (site mode) ---------------------------------------------------------------------
 
 
@@ -92,7 +104,7 @@ def test_an_operator_looking_at_a_job_is_not_an_action(core: Core) -> None:
 
 
 @pytest.mark.parametrize("raw", ["x", "1; drop", [1], True, 1.5, 10**30, 1.5e300, -1, 0])
-@pytest.mark.parametrize("op", ["cancel", "status", "log_path", "resize"])
+@pytest.mark.parametrize("op", ["cancel", "status", "log_path", "resize", "events"])
 def test_a_job_argument_that_is_not_an_id_is_a_validation_error_naming_it(core: Core, op: str, raw: object) -> None:
     """Found by fuzzing the socket: an id beyond SQLite's integers was an internal error."""
     with pytest.raises(ValidationError, match=r"^JOB: "):
