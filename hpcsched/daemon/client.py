@@ -65,10 +65,21 @@ def send(path: str, op: str, args: dict[str, Any] | None = None, timeout: float 
         return response.get("result")
     kind = str(response.get("kind", "error"))
     message = str(response.get("error", "unknown error"))
+    if kind == "protocol" and message == f"unknown operation {op!r}":
+        raise DaemonError(_older(op, who))
     if kind == "validation":
         field, _, rest = message.partition(": ")
         raise ValidationError(field, rest or message)
     raise _KINDS.get(kind, DaemonError)(message)
+
+
+def _older(op: str, who: str) -> str:
+    """The message for an operation the running daemon does not know: it started from an older
+    hpcsched than the command's (an upgrade while it ran)."""
+    if who == "daemon":
+        return (f"the running daemon does not know `{op}`: it started from an older hpcsched than this command. "
+                "Stop it with `hpcsched daemon stop` (your jobs keep running; the next command starts the new one)")
+    return f"the {who} does not know `{op}`: it runs an older hpcsched than this command; the site's staff restart it"
 
 
 def _cut_off(op: str, what: str) -> str:

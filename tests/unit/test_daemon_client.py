@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hpcsched.config import Settings
-from hpcsched.daemon import client
+from hpcsched.daemon import client, protocol
 from hpcsched.errors import DaemonError
 
 
@@ -67,3 +67,21 @@ def test_no_daemon_is_daemon_not_running(tmp_path: Path) -> None:
     assert not os.path.exists(cfg.socket_path)
     with pytest.raises(client.DaemonNotRunning):
         client.call(cfg, "ping", timeout=5)
+
+
+def test_a_daemon_older_than_the_command_gives_the_way_out_not_a_protocol_error(tmp_path: Path) -> None:
+    """After an upgrade the daemon that kept running does not know a newer command's operation."""
+    cfg = settings(tmp_path)
+    older = protocol.OPS - {"events"}
+
+    def answer_as_older_daemon(conn: socket.socket) -> None:
+        try:
+            protocol.decode_request(b'{"op": "events", "args": {"job": 1}}', older)
+        except protocol.ProtocolError as e:  # what the server answers to a request it cannot decode
+            conn.sendall(protocol.encode({"ok": False, "kind": "protocol", "error": str(e)}))
+
+    thread = serve_once(Path(cfg.socket_path), answer_as_older_daemon)
+    with pytest.raises(DaemonError) as raised:
+        client.call(cfg, "events", {"job": 1}, timeout=10)
+    thread.join(timeout=10)
+    assert "does not know `events`" in str(raised.value) and "`hpcsched daemon stop`" in str(raised.value)
