@@ -27,6 +27,8 @@ from hpcsched.slurm.parse import SlurmJobRecord
 from hpcsched.slurm.runner import SlurmCommandError
 
 MODES = ("auto", "shrink", "grow", "requeue")
+# A held hand-over (Handovers) is looked at again after this long.
+HELD_RECHECK_S = 30.0
 
 
 def resize_in_flight(job: Job, request_pending: bool, started: bool) -> str | None:
@@ -170,19 +172,22 @@ class Handovers:
 
     Not while a job of anybody that Slurm ranks first waits for nodes in that partition
     (:func:`ahead_of`, one ``squeue`` of all users): the freed nodes would go to it, and the job
-    would wait in the queue with no allocation instead of training on. The grow waits instead."""
+    would wait in the queue with no allocation instead of training on. The grow waits instead, and
+    the hand-over is looked at again after ``HELD_RECHECK_S`` (not every cycle: that ``squeue`` of
+    all users is the most expensive query a daemon makes, and a held grow may wait for hours)."""
 
     def __init__(self, store: Store, client: SlurmClient, clock: Callable[[], float]) -> None:
         self.store = store
         self.client = client
         self.clock = clock
         self.requested: set[tuple[int, int]] = set()
-        self.held: set[tuple[int, int]] = set()  # hand-overs held back, told once
+        self.held: dict[tuple[int, int], float] = {}  # hand-overs held back (told once): when to look again
 
     def check(self, jobs: list[Job], queue: Mapping[int, SlurmJobRecord]) -> None:
+        now = self.clock()
         growing = [pair for pair in map(waiting_successor, jobs) if pair is not None]
         growing = [(old, new) for old, new in growing if (old.job_id, new.number) not in self.requested
-                   and new.slurm_job_id in queue]
+                   and new.slurm_job_id in queue and self.held.get((old.job_id, new.number), 0.0) <= now]
         if not growing:
             return
         idle_by_partition: dict[str, int] = {}
@@ -199,10 +204,10 @@ class Handovers:
             assert job is not None
             if first is not None:
                 if (old.job_id, new.number) not in self.held:
-                    self.held.add((old.job_id, new.number))
-                    self.store.record_event(job.id, self.clock(), "handover_held",
+                    self.store.record_event(job.id, now, "handover_held",
                                             f"Slurm job {first.job_id} waits for nodes in {first.partition} ahead of "
                                             f"attempt {new.number}; the job trains on at {old.nodes} node(s)")
+                self.held[(old.job_id, new.number)] = now + HELD_RECHECK_S
                 continue
             layout.write_json(layout.resize_request(job.job_dir), {"mode": "handover", "nodes": new.nodes,
                                                                    "time": self.clock()})

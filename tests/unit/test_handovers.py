@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hpcsched.daemon import resize
 from hpcsched.daemon.resize import Handovers
 from hpcsched.daemon.store import Store
 from hpcsched.jobs import layout
@@ -103,3 +104,27 @@ def test_no_hand_over_while_a_job_slurm_serves_first_waits_for_nodes_there(
     held = [detail for _, kind, detail in store.events(job_id) if kind == "handover_held"]
     assert held == ([] if hands_over else ["Slurm job 700 waits for nodes in " + other.partition
                                            + " ahead of attempt 2; the job trains on at 1 node(s)"])
+
+
+def test_a_held_hand_over_is_looked_at_again_only_after_a_while_and_then_goes_ahead(tmp_path: Path) -> None:
+    # bob's plain job waits ahead of the successor: held. The all-users squeue is not asked again
+    # on every cycle (1 s apart here) while the grow waits, only after HELD_RECHECK_S; by then bob's
+    # job has started elsewhere, and the hand-over goes ahead.
+    store, job_id = growing_job(tmp_path)
+    client = Client({"wide": 2}, [pending("wide"), pending("wide", 700, priority=101)])
+    now = [10.0]
+    handovers = Handovers(store, client, lambda: now[0])  # type: ignore[arg-type]
+    job = store.get_job(job_id)
+    assert job is not None
+
+    for _ in range(20):
+        handovers.check([job], {NEW_ID: pending("wide")})
+        now[0] += 1.0
+    assert client.asked.count("squeue") == 1 and client.signalled == []
+
+    client.others = [pending("wide")]  # bob's job is no longer waiting
+    now[0] = 10.0 + resize.HELD_RECHECK_S
+    handovers.check([job], {NEW_ID: pending("wide")})
+    assert client.asked.count("squeue") == 2 and client.signalled == [OLD_ID]
+    kinds = [kind for _, kind, _ in store.events(job_id)]
+    assert kinds.count("handover_held") == 1 and kinds.count("handover") == 1
