@@ -21,7 +21,7 @@ from hpcsched.errors import HpcschedError, ValidationError
 from hpcsched.jobs import layout
 from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
 from hpcsched.planning.fields import format_count, parse_nodes
-from hpcsched.site.citizen import unexamined, waits_for_nodes
+from hpcsched.site.citizen import may_take_free_nodes
 from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.parse import SlurmJobRecord
 from hpcsched.slurm.runner import SlurmCommandError
@@ -157,7 +157,7 @@ def ahead_of(successor: SlurmJobRecord, queue: Iterable[SlurmJobRecord]) -> Slur
     its next pass may well start it on the freed nodes."""
     mine = set(successor.partition.split(","))
     for r in queue:
-        if (r.job_id != successor.job_id and (waits_for_nodes(r) or unexamined(r))
+        if (r.job_id != successor.job_id and may_take_free_nodes(r)
                 and r.priority >= successor.priority and mine & set(r.partition.split(","))):
             return r
     return None

@@ -105,9 +105,10 @@ def waits_for_nodes(record: SlurmJobRecord) -> bool:
     return record.state is JobState.PENDING and record.reason in WAITS_FOR_NODES
 
 
-def unexamined(record: SlurmJobRecord) -> bool:
-    """A pending job whose reason Slurm has not set yet (its scheduler has not run since the submission)."""
-    return record.state is JobState.PENDING and record.reason in ("", "None")
+def may_take_free_nodes(record: SlurmJobRecord) -> bool:
+    """A pending job that Slurm may start on nodes as they free up: it waits for nodes, or Slurm
+    has not looked at it yet (no reason set: its scheduler has not run since the submission)."""
+    return waits_for_nodes(record) or (record.state is JobState.PENDING and record.reason in ("", "None"))
 
 
 def jobs_in(partition: Partition, queue: Sequence[SlurmJobRecord]) -> list[SlurmJobRecord]:
@@ -138,7 +139,7 @@ def room(partition: Partition, queue: Sequence[SlurmJobRecord], elastic: Mapping
     neighbours = _neighbours(partition, others or {})
     outside_idle = {n for p in neighbours.values() for n in set(p.idle) & set(p.usable) if n not in mine}
     own = {r.job_id for r in in_partition}
-    reaches = {r.job_id: _reach(r, neighbours) for r in queue if (waits_for_nodes(r) or unexamined(r)) and r.job_id not in elastic
+    reaches = {r.job_id: _reach(r, neighbours) for r in queue if may_take_free_nodes(r) and r.job_id not in elastic
                and (r.job_id in own or parse_tag(r.comment) is None)}
     waiting = sorted((r for r in queue if reaches.get(r.job_id)),
                      key=lambda r: (-r.priority, r.submit_time or 0.0, r.job_id))
