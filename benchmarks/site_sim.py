@@ -9,22 +9,24 @@ hpcsched/simulator/knowledge.py) and grow make-before-break.
 
     .venv/bin/python benchmarks/site_sim.py
 
-writes benchmarks/results/site_sim.{json,md} (about two minutes on two cores).
+writes benchmarks/results/site_sim.{json,md} (about twelve minutes: each row also runs the
+labelled references of :func:`references`).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from hpcsched.allocator import Cluster
-from hpcsched.simulator import RestartModel, read_workload
+from hpcsched.simulator import Application, JobSpec, RestartModel, read_workload, simulate
 from hpcsched.simulator.data import data_dir, default_applications, resolve_workload
-from hpcsched.simulator.fairness import compare_site
-from hpcsched.simulator.owners import assign_owners
+from hpcsched.simulator.fairness import SITE_POLICY, SiteComparison, compare_site, jct_ratio, user_ftf
+from hpcsched.simulator.owners import all_elastic, assign_owners
 
 RESULTS = Path(__file__).parent / "results"
 WORKLOADS = (5, 6, 7, 8)
@@ -49,10 +51,32 @@ def run() -> list[dict[str, float]]:
         for seed in SEEDS:
             began = time.perf_counter()
             owned = assign_owners(workload, USERS, RIGID_SHARE, seed)
-            metrics = compare_site(owned, CLUSTER, restart, seed, applications).metrics()
+            site = compare_site(owned, CLUSTER, restart, seed, applications)
+            metrics = {**site.metrics(), **references(owned, site, restart, seed, applications)}
             rows.append({"workload": number, "seed": seed, **metrics, "seconds": time.perf_counter() - began})
             print(f"workload {number} seed {seed}: {json.dumps({k: round(v, 3) for k, v in metrics.items()})}", flush=True)
     return rows
+
+
+def references(
+    owned: list[JobSpec], site: SiteComparison, restart: RestartModel, seed: int, applications: Mapping[str, Application]
+) -> dict[str, float]:
+    """Two labelled references beside a run, against the same all-rigid baseline: the upper
+    bound (``site-oracle``, free restarts: the same rules, told the truth, resizing for nothing)
+    and the same jobs with none rigid (what the rigid half and the good-citizen rules take from
+    the elastic half)."""
+    bound = compare_site(owned, CLUSTER, restart, seed, applications, upper_bound=True).metrics()
+    everyone = all_elastic(owned)
+    free_run = simulate(everyone, SITE_POLICY, CLUSTER, restart, seed=seed, applications=applications)
+    elastic = [spec.name for spec in owned if not spec.rigid]
+    return {
+        "bound_rigid_jct_ratio": bound["rigid_jct_ratio"],
+        "bound_elastic_jct_ratio": bound["elastic_jct_ratio"],
+        "bound_worst_user_ftf": bound["worst_user_ftf"],
+        "no_rigid_jct_ratio": jct_ratio(free_run, site.baseline, [spec.name for spec in owned]),
+        "no_rigid_elastic_half_ratio": jct_ratio(free_run, site.baseline, elastic),
+        "no_rigid_worst_user_ftf": max(user_ftf(everyone, free_run, CLUSTER, restart, seed, applications).values()),
+    }
 
 
 def markdown(rows: list[dict[str, float]]) -> str:
@@ -85,7 +109,37 @@ def markdown(rows: list[dict[str, float]]) -> str:
     util = [r["utilisation"] for r in rows]
     base = [r["utilisation_baseline"] for r in rows]
     lines += ["", f"Utilisation: {np.mean(util):.1%} (all-rigid {np.mean(base):.1%}), mean over runs.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + reference_table(rows))
+
+
+def reference_table(rows: list[dict[str, float]]) -> list[str]:
+    """The labelled references of :func:`references`, per run and on the mean."""
+    columns = {  # key: header
+        "elastic_jct_ratio": "site: elastic JCT",
+        "bound_elastic_jct_ratio": "upper bound: elastic JCT",
+        "bound_rigid_jct_ratio": "upper bound: rigid JCT",
+        "bound_worst_user_ftf": "upper bound: worst user FTF",
+        "no_rigid_elastic_half_ratio": "none rigid: the same elastic jobs' JCT",
+        "no_rigid_jct_ratio": "none rigid: all jobs' JCT",
+        "no_rigid_worst_user_ftf": "none rigid: worst user FTF",
+    }
+    lines = [
+        "## References (labelled; not results)",
+        "",
+        "Against the same all-rigid baseline. *Upper bound*: the mixed run under `site-oracle` with free restarts "
+        "(the same good-citizen rules, the elastic jobs told the true step-time models and remaining work, and "
+        "every start and resize free). *None rigid*: the same jobs and users with no job rigid (site policy, "
+        "restart cost `slurm`): what the elastic jobs would gain if the other half were elastic too.",
+        "",
+        "| workload | seed | " + " | ".join(columns.values()) + " |",
+        "|---:|---:|" + "---:|" * len(columns),
+    ]
+    for r in rows:
+        cells = [f"{r[key]:.2f}" + ("" if key.endswith("ftf") else "x") for key in columns]
+        lines.append(f"| {r['workload']:.0f} | {r['seed']:.0f} | " + " | ".join(cells) + " |")
+    means = [f"{np.mean([r[key] for r in rows]):.2f}" + ("" if key.endswith("ftf") else "x") for key in columns]
+    lines += ["| mean | | " + " | ".join(means) + " |", ""]
+    return lines
 
 
 def main() -> None:

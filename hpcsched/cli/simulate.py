@@ -64,7 +64,7 @@ def _run_all(workload_spec: str, policies: Sequence[str], cluster: Cluster, cost
                    "workloads-0.5/workload-1 and the like for 0.5x/1.5x/2.0x, philly for the Philly trace), "
                    "or the path of a workload CSV or Philly trace file.")
 @click.option("--policy", "policies", multiple=True, type=click.Choice(tuple(FACTORIES)),
-              help="Policy to compare; repeat for several (default: all but site).")
+              help="Policy to compare; repeat for several (default: all but site and the -oracle bounds).")
 @click.option("--restart-cost", default="30", show_default=True, help="Seconds per re-allocation, or 'slurm'.")
 @click.option("--nodes", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--gpus-per-node", default=4, show_default=True, type=click.IntRange(min=1))
@@ -89,7 +89,9 @@ def simulate(workload_spec: str, policies: tuple[str, ...], restart_cost: str, n
     Policies: static (submitted sizes, FIFO with backfill, tuned configurations), static-realistic
     (the same with user-style configurations), tiresias, pollux (elastic, restart-cost blind) and
     hpcsched (elastic, restart-cost aware); site (rigid jobs of --rigid-share through Slurm, the
-    rest elastic in what they leave, never delaying a rigid job; docs/fairness.md).
+    rest elastic in what they leave, never delaying a rigid job; docs/fairness.md). The -oracle
+    variants (pollux-oracle, hpcsched-oracle, site-oracle) are told the true step-time models and
+    remaining work: labelled upper bounds, never a baseline.
     """
     cost = _restart_cost(restart_cost)
     chosen = list(dict.fromkeys(policies)) or list(POLICY_NAMES)

@@ -25,6 +25,7 @@ from .restarts import RestartModel
 from .workload import JobSpec
 
 SITE_POLICY = "site"
+ORACLE_POLICY = "site-oracle"
 Measure = Callable[[JobOutcome], float]
 
 
@@ -69,6 +70,11 @@ def _mean(result: SimulationResult, names: Sequence[str], of: Measure) -> float:
     return float(np.mean(values)) if values else 0.0
 
 
+def jct_ratio(result: SimulationResult, baseline: SimulationResult, names: Sequence[str]) -> float:
+    """Mean JCT of the jobs ``names`` in ``result`` over their mean JCT in ``baseline``."""
+    return _ratio(result, baseline, names, _jct)
+
+
 def _ratio(result: SimulationResult, baseline: SimulationResult, names: Sequence[str], of: Measure) -> float:
     below = _mean(baseline, names, of)
     return _mean(result, names, of) / below if below else 1.0
@@ -81,16 +87,17 @@ def user_ftf(
     restart: RestartModel,
     seed: int,
     applications: Mapping[str, Application],
+    policy: str = SITE_POLICY,
 ) -> dict[str, float]:
     """``rho_u`` for each user of ``workload`` (module docstring), from ``result`` and one run per
-    user alone on their slice."""
+    user alone on their slice under ``policy``."""
     users = sorted({spec.user for spec in workload})
     piece = Cluster(max(1, cluster.num_nodes // len(users)), cluster.gpus_per_node)
     shared = {job.name: job.jct for job in result.jobs}
     rho = {}
     for user in users:
         mine = of_user(workload, user)
-        alone = simulate(mine, SITE_POLICY, piece, restart, seed=seed, applications=applications)
+        alone = simulate(mine, policy, piece, restart, seed=seed, applications=applications)
         rho[user] = float(np.mean([shared[spec.name] for spec in mine]) / np.mean(alone.jcts))
     return rho
 
@@ -101,15 +108,20 @@ def compare_site(
     restart: RestartModel,
     seed: int,
     applications: Mapping[str, Application],
+    upper_bound: bool = False,
 ) -> SiteComparison:
     """Run ``workload`` (users and rigid jobs assigned, :func:`.owners.assign_owners`) under the
-    site policy, and again with every job rigid (same seed), with per-user FTF for both."""
+    site policy, and again with every job rigid (same seed), with per-user FTF for both.
+    ``upper_bound``: the mixed run (and each user's run alone) under ``site-oracle`` with free
+    restarts, the same rules told the truth and resizing for nothing, against the same baseline:
+    what better information and cheaper resizes could give at most."""
+    policy, mixed_restart = (ORACLE_POLICY, RestartModel(kind="fixed", seconds=0.0)) if upper_bound else (SITE_POLICY, restart)
     baseline_workload = all_rigid(workload)
-    mixed = simulate(workload, SITE_POLICY, cluster, restart, seed=seed, applications=applications)
+    mixed = simulate(workload, policy, cluster, mixed_restart, seed=seed, applications=applications)
     baseline = simulate(baseline_workload, SITE_POLICY, cluster, restart, seed=seed, applications=applications)
     return SiteComparison(
         mixed=mixed,
         baseline=baseline,
-        mixed_user_ftf=user_ftf(workload, mixed, cluster, restart, seed, applications),
+        mixed_user_ftf=user_ftf(workload, mixed, cluster, mixed_restart, seed, applications, policy),
         baseline_user_ftf=user_ftf(baseline_workload, baseline, cluster, restart, seed, applications),
     )

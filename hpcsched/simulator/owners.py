@@ -43,5 +43,10 @@ def all_rigid(workload: Sequence[JobSpec]) -> list[JobSpec]:
     return [dataclasses.replace(spec, rigid=True) for spec in workload]
 
 
+def all_elastic(workload: Sequence[JobSpec]) -> list[JobSpec]:
+    """The same jobs and users, every job elastic (the reference of what the rigid jobs cost)."""
+    return [dataclasses.replace(spec, rigid=False) for spec in workload]
+
+
 def of_user(workload: Sequence[JobSpec], user: str) -> list[JobSpec]:
     return [spec for spec in workload if spec.user == user]

@@ -14,11 +14,11 @@ from hpcsched.cli.simulate import simulate as simulate_cli
 from hpcsched.errors import ValidationError
 from hpcsched.models import BatchLimits, ThroughputParams
 from hpcsched.simulator import Application, JobSpec, RestartModel, simulate
-from hpcsched.simulator.fairness import compare_site
+from hpcsched.simulator.fairness import compare_site, jct_ratio
 from hpcsched.simulator.jobs import JobView, ReplayJob
 from hpcsched.simulator.knowledge import observe
-from hpcsched.simulator.owners import all_rigid, assign_owners
-from hpcsched.simulator.policies import SitePolicy
+from hpcsched.simulator.owners import all_elastic, all_rigid, assign_owners
+from hpcsched.simulator.policies import POLICY_NAMES, SitePolicy, make_policy
 
 RESTART = RestartModel.parse("30")
 
@@ -115,6 +115,37 @@ def test_plain_jobs_start_and_finish_no_later_beside_elastic_jobs_than_all_plain
     metrics = compare_site(workload, Cluster(1, 4), RESTART, seed=0, applications=APPS).metrics()
     assert metrics["rigid_wait_ratio"] <= 1.0
     assert metrics["rigid_jct_ratio"] <= 1.0
+
+
+def test_the_upper_bound_is_told_the_truth_resizes_for_free_and_keeps_the_same_baseline() -> None:
+    workload = assign_owners([spec(f"j{i}", 100.0 * i, 2, rigid=False) for i in range(8)], 2, 0.5, seed=1)
+    plain = compare_site(workload, Cluster(1, 4), RESTART, seed=0, applications=APPS)
+    bound = compare_site(workload, Cluster(1, 4), RESTART, seed=0, applications=APPS, upper_bound=True)
+    assert bound.mixed.policy == "site-oracle" and bound.mixed.restart_cost != plain.mixed.restart_cost
+    assert bound.baseline == plain.baseline and bound.baseline_user_ftf == plain.baseline_user_ftf
+    assert any(job.restart_gpu_s > 0 for job in plain.mixed.jobs)
+    assert all(job.restart_gpu_s == 0 for job in bound.mixed.jobs)
+    assert set(bound.mixed_user_ftf) == set(plain.mixed_user_ftf)
+
+
+def test_the_oracle_site_policy_is_a_labelled_bound_never_a_default_comparison() -> None:
+    policy = make_policy("site-oracle")
+    assert isinstance(policy, SitePolicy) and policy.oracle and policy.name == "site-oracle"
+    assert not make_policy("site").oracle
+    assert "site-oracle" not in POLICY_NAMES and "site" not in POLICY_NAMES
+
+
+def test_the_none_rigid_reference_runs_the_same_jobs_and_users_all_elastic() -> None:
+    workload = assign_owners([spec(f"j{i}", 100.0 * i, 2, rigid=False) for i in range(8)], 2, 0.5, seed=1)
+    everyone = all_elastic(workload)
+    assert [(job.name, job.user) for job in everyone] == [(job.name, job.user) for job in workload]
+    free = simulate(everyone, "site", Cluster(1, 4), RESTART, seed=0, applications=APPS)
+    baseline = simulate(all_rigid(workload), "site", Cluster(1, 4), RESTART, seed=0, applications=APPS)
+    assert not any(job.rigid for job in free.jobs) and all(job.rigid for job in baseline.jobs)
+    names = [job.name for job in workload if job.rigid]
+    by_name = {job.name: job.jct for job in free.jobs}, {job.name: job.jct for job in baseline.jobs}
+    expected = np.mean([by_name[0][n] for n in names]) / np.mean([by_name[1][n] for n in names])
+    assert jct_ratio(free, baseline, names) == pytest.approx(expected)
 
 
 def test_cli_site_policy_with_users_and_rigid_jobs(tmp_path: Path) -> None:

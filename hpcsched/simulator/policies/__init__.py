@@ -23,11 +23,12 @@ FACTORIES: dict[str, Callable[[], Policy]] = {
     "pollux-oracle": lambda: pollux_policy(oracle=True),
     "hpcsched-oracle": lambda: hpcsched_policy(oracle=True),
     "site": SitePolicy,
+    "site-oracle": lambda: SitePolicy(oracle=True),
 }
 #: The policies ``hpcsched simulate`` compares by default: the same information for all (the
 #: ``-oracle`` ones are upper bounds, told the truth); ``site`` needs rigid jobs and users
 #: (:func:`hpcsched.simulator.owners.assign_owners`) to differ from ``hpcsched``.
-POLICY_NAMES = tuple(name for name in FACTORIES if name != "site" and not name.endswith("-oracle"))
+POLICY_NAMES = tuple(name for name in FACTORIES if not name.startswith("site") and not name.endswith("-oracle"))
 
 
 def make_policy(name: str) -> Policy:

@@ -19,6 +19,8 @@
 
 Elastic jobs plan with the simulator's current information (the fitted step-time models, the
 work their scripts declare), as :mod:`.elastic` does, and grow make-before-break.
+``SitePolicy(oracle=True)`` (``site-oracle``) tells them the truth instead: a labelled upper
+bound on what better information could give under the same rules.
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ def foreign_cluster(cluster: Cluster, held: int) -> Cluster:
 
 
 class SitePolicy(ElasticPolicy):
-    def __init__(self) -> None:
-        super().__init__("site", HPCSCHED, on_arrival=True, before_break=True)
+    def __init__(self, oracle: bool = False) -> None:
+        super().__init__("site-oracle" if oracle else "site", HPCSCHED, on_arrival=True, before_break=True, oracle=oracle)
 
     def rigid_size(self, job: SimJob) -> int:
         return max(1, min(job.spec.num_replicas, self._capacity))
