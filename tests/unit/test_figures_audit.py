@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
+from benchmark_loader import load_benchmark
 
 
 @pytest.fixture
 def figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("figures", REPO / "benchmarks/figures.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "figures", module)
-    spec.loader.exec_module(module)
+    module = load_benchmark("figures", monkeypatch)
     monkeypatch.setattr(module, "RESULTS", tmp_path)
     (tmp_path / "overhead.json").write_text('{"added_per_node_median_s": 0.3812, "ratio": 0.514}\n')
     return module

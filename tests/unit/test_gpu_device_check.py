@@ -4,24 +4,18 @@ reads what its attempts report, judges the results and writes them with the devi
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
+from benchmark_loader import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def check() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_device_check", REPO / "benchmarks/gpu_device_check.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_device_check")
 
 
 def attempt(n: int, device: str, backend: str, code: int, resumed: int | None, step: int | None = None) -> dict[str, Any]:

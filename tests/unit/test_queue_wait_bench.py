@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_loader import load_benchmark
 
 from hpcsched.simulator.restarts import RestartModel
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("queue_wait", REPO / "benchmarks/queue_wait.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "queue_wait", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("queue_wait", monkeypatch)
 
 
 def test_the_arrivals_offer_the_asked_load(bench: ModuleType) -> None:

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
+from benchmark_loader import load_benchmark
 
 
 @pytest.fixture
 def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("search_baselines", REPO / "benchmarks/search_baselines.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "search_baselines", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("search_baselines", monkeypatch)
 
 
 def run(trial: str, seed: int, config: str, reached_at: float | None, final: float) -> dict[str, Any]:

@@ -3,23 +3,16 @@ how a subsample is reported."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_loader import load_benchmark
 
 from hpcsched.simulator.data import data_dir
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def fidelity() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pollux_fidelity", REPO / "benchmarks/pollux_fidelity.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("pollux_fidelity")
 
 
 def test_the_published_table_has_every_workload_at_every_load() -> None:
