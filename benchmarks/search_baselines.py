@@ -6,8 +6,13 @@ of --batches, with the learning rate scaled from the script's reference (batch 1
 by the square-root rule (--lr-rule; sqrt is the usual rule for Adam and the one the adaptive mode
 applies itself, linear gives Adam learning rates that diverge at the top of the grid), and once
 with --adaptive (starting at the reference batch and learning rate, no tuning; largest batch the
-top of the grid). The task is made harder with --image-size/--augment/--noise (WORKLOAD) so that a
+top of the grid). The task is made harder with --image-size/--augment/--noise (WORKLOADS) so that a
 trial trains for about a minute instead of seconds.
+
+``--workload fixed-step`` adds ``--step-delay`` to every micro-batch: a step then costs about the
+same at every batch size, as on an accelerator that a small batch leaves idle (the CPU runs' step
+time grows with the batch). Its trials take minutes, mostly asleep, so ``--parallel N`` can run N
+configurations at once without their step times disturbing each other much.
 
 Trials run one after the other as plain local processes, one CPU thread each, with
 HPCSCHED_JOB_DIR set: the ElasticTrainer and its AdaptiveBatch are the same code a cluster job runs,
@@ -18,8 +23,10 @@ The configurations of one (trial, seed) run back to back, in an order rotated pe
     .venv/bin/python benchmarks/search_baselines.py            # full run (about 35 min on 2 cores)
     .venv/bin/python benchmarks/search_baselines.py --quick    # first pass: one trial, one seed
     .venv/bin/python benchmarks/search_baselines.py --summarise-only   # re-score the last run's log
+    .venv/bin/python benchmarks/search_baselines.py --workload fixed-step --parallel 4 --epochs 10 --target 0.85
 
-Writes benchmarks/results/search_baselines.{md,json}; each run is appended to RUNS as it ends.
+Writes benchmarks/results/search_baselines{,-fixed-step}.{md,json}; each run is appended to a log
+under /tmp/hpcsched-bench/search_baselines/ as it ends.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +49,11 @@ from common import write_results
 from nas_adaptive import trial_result
 
 REPO = Path(__file__).resolve().parents[1]
-RUNS = Path("/tmp/hpcsched-bench/search_baselines/runs.jsonl")
-WORKLOAD = ["--image-size", "24", "--augment", "8", "--noise", "0.3"]
+LOGS = Path("/tmp/hpcsched-bench/search_baselines")
+WORKLOADS = {
+    "cpu": ["--image-size", "24", "--augment", "8", "--noise", "0.3"],
+    "fixed-step": ["--image-size", "8", "--augment", "24", "--noise", "0.2", "--step-delay", "0.03"],
+}
 REF_BATCH, REF_LR = 16, 1e-3
 Runs = list[dict[str, Any]]
 
@@ -63,7 +75,8 @@ def run_one(trial: str, seed: int, name: str, extra: list[str], args: argparse.N
     """Train one configuration of one trial as a local process; its outcome from progress.jsonl."""
     channels, depth = (int(part[1:]) for part in trial.split("-"))
     argv = [sys.executable, str(REPO / "examples" / "digits_nas.py"), "--channels", str(channels), "--depth", str(depth),
-            "--epochs", str(args.epochs), "--seed", str(seed), "--checkpoint-every", "1000000", *WORKLOAD, *extra]  # fmt: skip
+            "--epochs", str(args.epochs), "--seed", str(seed), "--checkpoint-every", "1000000", *WORKLOADS[args.workload],
+            *extra]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="search-") as job_dir:
         env = {**os.environ, "HPCSCHED_JOB_DIR": job_dir, "OMP_NUM_THREADS": "1"}
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=3600)
@@ -73,23 +86,36 @@ def run_one(trial: str, seed: int, name: str, extra: list[str], args: argparse.N
     return {"trial": trial, "seed": seed, "config": name, "argv": argv[2:], **result}
 
 
+def runs_log(args: argparse.Namespace) -> Path:
+    return LOGS / f"runs-{args.workload}.jsonl"
+
+
 def run_all(args: argparse.Namespace) -> Runs:
+    """Every configuration of every (trial, seed), ``args.parallel`` at a time, in an order rotated
+    per (trial, seed); each run is logged as it ends."""
     configs = configurations(args.batches, args.lr_rule)
     names = list(configs)
-    RUNS.parent.mkdir(parents=True, exist_ok=True)
-    RUNS.write_text("")
-    runs = []
+    log = runs_log(args)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    todo = []
     for s, seed in enumerate(args.seeds):
         for t, trial in enumerate(args.trials):
             shift = (s * len(args.trials) + t) % len(names)
-            for name in names[shift:] + names[:shift]:
-                run = run_one(trial, seed, name, configs[name], args)
-                runs.append(run)
-                with RUNS.open("a") as log:
-                    log.write(json.dumps(run) + "\n")
-                print(f"{trial} seed {seed} {name}: to target {run['time_to_target']} s, final {run['final_acc']:.3f}, "
-                      f"trained {run['train_time']:.1f} s", file=sys.stderr, flush=True)  # fmt: skip
-    return runs
+            todo += [(trial, seed, name) for name in names[shift:] + names[:shift]]
+    lock = threading.Lock()
+
+    def one(item: tuple[str, int, str]) -> dict[str, Any]:
+        trial, seed, name = item
+        run = run_one(trial, seed, name, configs[name], args)
+        with lock, log.open("a") as out:
+            out.write(json.dumps(run) + "\n")
+        print(f"{trial} seed {seed} {name}: to target {run['time_to_target']} s, final {run['final_acc']:.3f}, "
+              f"trained {run['train_time']:.1f} s", file=sys.stderr, flush=True)  # fmt: skip
+        return run
+
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        return list(pool.map(one, todo))
 
 
 def time_to(run: dict[str, Any], target: float) -> float:
@@ -162,8 +188,8 @@ def summarise(runs: Runs, args: argparse.Namespace) -> tuple[dict[str, Any], str
     lines += ["", *whole.pop("lines"), "", f"Highest val_acc that every fixed-batch run reached: {ceiling:.3f}.", "",
               *batches_lines(runs), "", "Reproduce: `" + command(args) + "`", ""]  # fmt: skip
     data = {"date": args.date, "command": command(args), "target": args.target, "lr_rule": args.lr_rule,
-            "workload": WORKLOAD, "epochs": args.epochs, "seeds": seeds, "per_trial": rows, "whole_search": whole,
-            "runs": runs}  # fmt: skip
+            "workload": WORKLOADS[args.workload], "workload_name": args.workload, "parallel": args.parallel,
+            "epochs": args.epochs, "seeds": seeds, "per_trial": rows, "whole_search": whole, "runs": runs}  # fmt: skip
     return json.loads(json.dumps(data, default=str).replace("Infinity", "null")), "\n".join(lines)
 
 
@@ -215,7 +241,7 @@ def intro(args: argparse.Namespace, seeds: list[int]) -> list[str]:
     scaled = f"B/{REF_BATCH}" if args.lr_rule == "linear" else f"sqrt(B/{REF_BATCH})"
     when = "Re-scored" if args.summarise_only else "Run"
     return [
-        f"{when} {args.date}. examples/digits_nas.py {' '.join(WORKLOAD)} --epochs {args.epochs}, trials "
+        f"{when} {args.date}. examples/digits_nas.py {' '.join(WORKLOADS[args.workload])} --epochs {args.epochs}, trials "
         f"{', '.join(args.trials)}, seeds {', '.join(map(str, seeds))}. Fixed batches {', '.join(map(str, args.batches))} "
         f"with lr = {REF_LR} x {scaled} (Adam); adaptive starts at batch {REF_BATCH}, lr {REF_LR}, "
         f"max batch {max(args.batches)}, no tuning.",
@@ -227,9 +253,10 @@ def intro(args: argparse.Namespace, seeds: list[int]) -> list[str]:
 
 
 def command(args: argparse.Namespace) -> str:
+    extra = f" --workload {args.workload} --parallel {args.parallel}" if args.workload != "cpu" or args.parallel > 1 else ""
     return ("nice -n 10 .venv/bin/python benchmarks/search_baselines.py " + ("--quick" if args.quick else
             f"--trials {' '.join(args.trials)} --seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs}")
-            + f" --target {args.target} --lr-rule {args.lr_rule}")  # fmt: skip
+            + f" --target {args.target} --lr-rule {args.lr_rule}" + extra)  # fmt: skip
 
 
 def main() -> None:
@@ -242,7 +269,11 @@ def main() -> None:
     parser.add_argument("--lr-rule", choices=("sqrt", "linear"), default="sqrt")
     parser.add_argument("--quick", action="store_true", help="one trial (c16-d2), seed 9 (not one of the full run's)")
     parser.add_argument("--summarise-only", action="store_true", help="re-score the runs logged by the last run")
+    parser.add_argument("--workload", choices=tuple(WORKLOADS), default="cpu", help="the task's options (module docstring)")
+    parser.add_argument("--parallel", type=int, default=1, help="configurations run at once (for --workload fixed-step)")
     args = parser.parse_args()
+    if args.parallel < 1:
+        parser.error(f"--parallel must be at least 1, got {args.parallel}")
     if args.quick:
         args.trials, args.seeds = ["c16-d2"], [9]
     for trial in args.trials:
@@ -250,9 +281,10 @@ def main() -> None:
         if len(parts) != 2 or parts[0][:1] != "c" or parts[1][:1] != "d" or not (parts[0][1:] + parts[1][1:]).isdigit():
             parser.error(f"trial {trial!r} is not cC-dD, e.g. c16-d2")
     args.date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    runs = [json.loads(line) for line in RUNS.read_text().splitlines()] if args.summarise_only else run_all(args)
+    runs = [json.loads(line) for line in runs_log(args).read_text().splitlines()] if args.summarise_only else run_all(args)
     data, table = summarise(runs, args)
-    write_results("search_baselines-quick" if args.quick else "search_baselines", data, table)
+    name = "search_baselines" + ("" if args.workload == "cpu" else f"-{args.workload}") + ("-quick" if args.quick else "")
+    write_results(name, data, table)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -24,7 +26,8 @@ def run(trial: str, seed: int, config: str, reached_at: float | None, final: flo
 
 def args(target: float = 0.9) -> argparse.Namespace:
     return argparse.Namespace(target=target, lr_rule="sqrt", trials=["a", "b"], batches=[16, 32, 64], epochs=3,
-                              summarise_only=True, quick=False, seeds=[0, 1], date="today")  # fmt: skip
+                              summarise_only=True, quick=False, seeds=[0, 1], date="today", workload="cpu",
+                              parallel=1)  # fmt: skip
 
 
 def test_adaptive_is_scored_against_the_best_and_the_median_fixed_batch(bench: ModuleType) -> None:
@@ -62,3 +65,23 @@ def test_an_interrupted_run_is_scored_on_the_seeds_it_completed(bench: ModuleTyp
     runs = [run(t, s, c, at, 0.95) for t in ("a", "b") for s in (0, 1) for c, at in times.items()]
     data, _ = bench.summarise(runs[:-1], args())  # seed 1 of trial b lacks its adaptive run
     assert data["seeds"] == [0]
+
+
+def test_runs_in_parallel_train_every_configuration_once_and_log_each(
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(bench, "LOGS", tmp_path)
+    ran = []
+
+    def fake(trial: str, seed: int, name: str, extra: list[str], _: argparse.Namespace) -> dict[str, Any]:
+        ran.append((trial, seed, name))
+        return {**run(trial, seed, name, 1.0, 0.95), "time_to_target": 1.0, "train_time": 2.0}
+
+    monkeypatch.setattr(bench, "run_one", fake)
+    settings = argparse.Namespace(**{**vars(args()), "parallel": 3, "workload": "fixed-step", "summarise_only": False})
+    runs = bench.run_all(settings)
+    expected = {(t, s, c) for t in ("a", "b") for s in (0, 1) for c in ("fixed-16", "fixed-32", "fixed-64", "adaptive")}
+    assert sorted(ran) == sorted(expected) and len(runs) == len(expected)
+    logged = (tmp_path / "runs-fixed-step.jsonl").read_text().splitlines()
+    assert sorted((r["trial"], r["seed"], r["config"]) for r in map(json.loads, logged)) == sorted(expected)
+    assert "--workload fixed-step --parallel 3" in bench.command(settings)
