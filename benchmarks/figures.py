@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 UNITS = r"(?:ms|µs|s|min|h|x|×|%|pp|GiB|MiB|KiB|GB|MB|jobs/s|req/s)"
 FIGURE = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s?" + UNITS + r"(?![\w])")
-SOURCE = re.compile(r"(?:benchmarks/|results/)([a-z_0-9]+)\.(?:py|md|json)")
+SOURCE = re.compile(r"(?:benchmarks/|results/)([a-z_0-9-]+)\.(?:py|md|json)")
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
 
 

@@ -23,7 +23,7 @@ The configurations of one (trial, seed) run back to back, in an order rotated pe
     .venv/bin/python benchmarks/search_baselines.py            # full run (about 35 min on 2 cores)
     .venv/bin/python benchmarks/search_baselines.py --quick    # first pass: one trial, one seed
     .venv/bin/python benchmarks/search_baselines.py --summarise-only   # re-score the last run's log
-    .venv/bin/python benchmarks/search_baselines.py --workload fixed-step --parallel 4 --epochs 10 --target 0.85
+    .venv/bin/python benchmarks/search_baselines.py --workload fixed-step --parallel 4 --target auto   # about 50 minutes
 
 Writes benchmarks/results/search_baselines{,-fixed-step}.{md,json}; each run is appended to a log
 under /tmp/hpcsched-bench/search_baselines/ as it ends.
@@ -82,7 +82,7 @@ def run_one(trial: str, seed: int, name: str, extra: list[str], args: argparse.N
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=3600)
         if proc.returncode != 0:
             raise SystemExit(f"{trial} seed {seed} {name} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-        result = trial_result(Path(job_dir) / "progress.jsonl", args.target)
+        result = trial_result(Path(job_dir) / "progress.jsonl", 0.85 if args.target == "auto" else float(args.target))
     return {"trial": trial, "seed": seed, "config": name, "argv": argv[2:], **result}
 
 
@@ -123,11 +123,22 @@ def time_to(run: dict[str, Any], target: float) -> float:
     return next((t for t, acc in run["curve"] if acc >= target), math.inf)
 
 
-def table_of(runs: Runs, target: float) -> dict[str, dict[str, dict[int, dict[str, float]]]]:
+def targets_of(runs: Runs, spec: str) -> dict[str, float]:
+    """trial -> the val_acc to reach. ``auto``: per trial, the highest val_acc that every fixed-batch run
+    of it reached, floored to 0.01 (chosen without looking at the adaptive runs); else one number."""
+    trials = sorted({r["trial"] for r in runs})
+    if spec != "auto":
+        return dict.fromkeys(trials, float(spec))
+    reached = lambda trial: min(max(a for _, a in r["curve"]) for r in runs  # noqa: E731
+                                if r["trial"] == trial and r["config"] != "adaptive")  # fmt: skip
+    return {t: math.floor(100 * reached(t) + 1e-9) / 100 for t in trials}
+
+
+def table_of(runs: Runs, targets: dict[str, float]) -> dict[str, dict[str, dict[int, dict[str, float]]]]:
     """trial -> config -> seed -> {"time", "acc"}."""
     out: dict[str, dict[str, dict[int, dict[str, float]]]] = {}
     for r in runs:
-        cell = {"time": time_to(r, target), "acc": r["final_acc"]}
+        cell = {"time": time_to(r, targets[r["trial"]]), "acc": r["final_acc"]}
         out.setdefault(r["trial"], {}).setdefault(r["config"], {})[r["seed"]] = cell
     return out
 
@@ -154,17 +165,19 @@ def ratio(a: float, b: float) -> float:
 
 def search_totals(table: dict[str, Any], seeds: list[int]) -> dict[str, list[float]]:
     """config -> per seed, the whole search's time to target (sum over trials)."""
-    configs = next(iter(table.values())).keys()
+    configs = sorted(next(iter(table.values())), key=lambda c: int(c.split("-")[1]) if c.startswith("fixed-") else math.inf)
     return {c: [sum(table[t][c][s]["time"] for t in table) for s in seeds] for c in configs}
 
 
 def summarise(runs: Runs, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     runs = complete_seeds(runs)
-    table = table_of(runs, args.target)
+    targets = targets_of(runs, args.target)
+    table = table_of(runs, targets)
     seeds = sorted({r["seed"] for r in runs})
     fixed = [c for c in next(iter(table.values())) if c.startswith("fixed-")]
     fixed.sort(key=lambda c: int(c.split("-")[1]))
-    lines = [f"# Search: adaptive batch vs every fixed batch ({args.lr_rule} lr scaling), target val_acc {args.target}", "",
+    shown = ", ".join(f"{t} {v:.2f}" for t, v in targets.items()) if args.target == "auto" else args.target
+    lines = [f"# Search: adaptive batch vs every fixed batch ({args.lr_rule} lr scaling), target val_acc {shown}", "",
              *intro(args, seeds), "", "## Per trial: mean time to target over seeds (s), final val_acc", "",
              "| trial | " + " | ".join(c.replace("fixed-", "fixed ") for c in fixed) + " | adaptive | adaptive / best fixed "
              "| adaptive / median fixed | best fixed final acc | adaptive final acc |",
@@ -187,7 +200,7 @@ def summarise(runs: Runs, args: argparse.Namespace) -> tuple[dict[str, Any], str
     ceiling = min(max(acc for _, acc in r["curve"]) for r in runs if r["config"] != "adaptive")
     lines += ["", *whole.pop("lines"), "", f"Highest val_acc that every fixed-batch run reached: {ceiling:.3f}.", "",
               *batches_lines(runs), "", "Reproduce: `" + command(args) + "`", ""]  # fmt: skip
-    data = {"date": args.date, "command": command(args), "target": args.target, "lr_rule": args.lr_rule,
+    data = {"date": args.date, "command": command(args), "target": args.target, "targets": targets, "lr_rule": args.lr_rule,
             "workload": WORKLOADS[args.workload], "workload_name": args.workload, "parallel": args.parallel,
             "epochs": args.epochs, "seeds": seeds, "per_trial": rows, "whole_search": whole, "runs": runs}  # fmt: skip
     return json.loads(json.dumps(data, default=str).replace("Infinity", "null")), "\n".join(lines)
@@ -265,13 +278,18 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--batches", nargs="+", type=int, default=[16, 32, 64, 128, 256, 512])
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--target", type=float, default=0.85)
+    parser.add_argument("--target", default="0.85", help="val_acc to reach, or 'auto' (per trial: see targets_of)")
     parser.add_argument("--lr-rule", choices=("sqrt", "linear"), default="sqrt")
     parser.add_argument("--quick", action="store_true", help="one trial (c16-d2), seed 9 (not one of the full run's)")
     parser.add_argument("--summarise-only", action="store_true", help="re-score the runs logged by the last run")
     parser.add_argument("--workload", choices=tuple(WORKLOADS), default="cpu", help="the task's options (module docstring)")
     parser.add_argument("--parallel", type=int, default=1, help="configurations run at once (for --workload fixed-step)")
     args = parser.parse_args()
+    if args.target != "auto":
+        try:
+            float(args.target)
+        except ValueError:
+            parser.error(f"--target must be a number or 'auto', got {args.target!r}")
     if args.parallel < 1:
         parser.error(f"--parallel must be at least 1, got {args.parallel}")
     if args.quick:

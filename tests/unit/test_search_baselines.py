@@ -85,3 +85,17 @@ def test_runs_in_parallel_train_every_configuration_once_and_log_each(
     logged = (tmp_path / "runs-fixed-step.jsonl").read_text().splitlines()
     assert sorted((r["trial"], r["seed"], r["config"]) for r in map(json.loads, logged)) == sorted(expected)
     assert "--workload fixed-step --parallel 3" in bench.command(settings)
+
+
+def test_auto_target_is_what_every_fixed_batch_of_a_trial_reached_whatever_adaptive_did(bench: ModuleType) -> None:
+    runs = [run("a", s, c, 10.0 * (i + 1), acc) for s in (0, 1)
+            for i, (c, acc) in enumerate([("fixed-16", 0.934), ("fixed-32", 0.957), ("adaptive", 0.70)])]  # fmt: skip
+    runs += [run("b", s, c, 10.0, 0.88) for s in (0, 1) for c in ("fixed-16", "fixed-32", "adaptive")]
+    assert bench.targets_of(runs, "auto") == {"a": 0.93, "b": 0.88}
+    assert bench.targets_of(runs, "0.8") == {"a": 0.8, "b": 0.8}
+    data, table = bench.summarise(runs, argparse.Namespace(**{**vars(args()), "target": "auto"}))
+    assert data["whole_search"]["mean_time"]["adaptive"] is None  # adaptive never reached trial a's 0.93
+    assert data["whole_search"]["mean_time"]["fixed-16"] == pytest.approx(20.0)
+    assert "target val_acc a 0.93, b 0.88" in table
+    rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith(("| fixed-", "| adaptive |"))]
+    assert rows == ["| fixed-16", "| fixed-32", "| adaptive"]  # the whole search's rows in grid order
