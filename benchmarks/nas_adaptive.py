@@ -40,8 +40,10 @@ def trial_result(progress: Path, target: float) -> dict[str, Any]:
     done = next((r["time"] - start for r in records if r["event"] == "done"), None)
     reached = next((t for t, acc in curve if acc >= target), None)
     batches = [r["global_batch"] for r in records if r["event"] == "adapt"]
+    last = records[-1] if records else {}
+    noise = {"grad_sqr": last["grad_sqr"], "grad_var": last["grad_var"]} if last.get("grad_sqr") is not None else None
     return {"time_to_target": reached, "final_acc": curve[-1][1] if curve else None, "train_time": done,
-            "curve": curve, "batches": batches}  # fmt: skip
+            "curve": curve, "batches": batches, "final_noise": noise}  # fmt: skip
 
 
 def run_sweep(mode: str, round_: int, args: argparse.Namespace) -> dict[str, dict[str, Any]]:

@@ -199,7 +199,8 @@ def summarise(runs: Runs, args: argparse.Namespace) -> tuple[dict[str, Any], str
     whole = whole_search(totals, fixed, rows, seeds)
     ceiling = min(max(acc for _, acc in r["curve"]) for r in runs if r["config"] != "adaptive")
     lines += ["", *whole.pop("lines"), "", f"Highest val_acc that every fixed-batch run reached: {ceiling:.3f}.", "",
-              *batches_lines(runs), "", "Reproduce: `" + command(args) + "`", ""]  # fmt: skip
+              *epochs_lines(runs, targets, [*fixed, "adaptive"]), "", *batches_lines(runs), "",
+              "Reproduce: `" + command(args) + "`", ""]  # fmt: skip
     data = {"date": args.date, "command": command(args), "target": args.target, "targets": targets, "lr_rule": args.lr_rule,
             "workload": WORKLOADS[args.workload], "workload_name": args.workload, "parallel": args.parallel,
             "epochs": args.epochs, "seeds": seeds, "per_trial": rows, "whole_search": whole, "runs": runs}  # fmt: skip
@@ -242,11 +243,32 @@ def whole_search(totals: Totals, fixed: list[str], rows: list[dict[str, Any]], s
             "per_seed_ratio_best": per_seed_best, "per_seed_ratio_median": per_seed_median, "lines": lines}  # fmt: skip
 
 
+def epochs_lines(runs: Runs, targets: dict[str, float], configs: list[str]) -> list[str]:
+    """Epochs each configuration needed to its trial's target (mean over seeds), and the statistical
+    efficiency that implies: epochs at the smallest batch / epochs at this one (samples per epoch
+    are the same at every batch, so it is the ratio of the samples each needed)."""
+    lines = ["## Epochs to target (mean over seeds) and the efficiency they imply", "",
+             "| trial | " + " | ".join(configs) + " |", "|---|" + "---:|" * len(configs)]  # fmt: skip
+    for trial in targets:
+        epochs = {}
+        for c in configs:
+            per_seed = [next((i + 1 for i, (_, a) in enumerate(r["curve"]) if a >= targets[trial]), math.inf)
+                        for r in runs if r["trial"] == trial and r["config"] == c]  # fmt: skip
+            epochs[c] = mean(per_seed)
+        base = epochs[configs[0]]
+        cells = [f"{epochs[c]:.1f} ({ratio(base, epochs[c]):.2f})" if math.isfinite(epochs[c]) else "not reached"
+                 for c in configs]  # fmt: skip
+        lines.append(f"| {trial} | " + " | ".join(cells) + " |")
+    return [*lines, "", f"In brackets: epochs with {configs[0]} / epochs with the configuration."]
+
+
 def batches_lines(runs: Runs) -> list[str]:
     lines = ["## Adaptive batches chosen (global batch after each re-choice)", ""]
     for r in runs:
         if r["config"] == "adaptive":
-            lines.append(f"- {r['trial']} seed {r['seed']}: {' → '.join(map(str, r['batches']))}")
+            noise = r.get("final_noise") or {}
+            scale = f" (noise scale at the end {noise['grad_var'] / noise['grad_sqr']:.0f})" if noise.get("grad_sqr") else ""
+            lines.append(f"- {r['trial']} seed {r['seed']}: {' → '.join(map(str, r['batches']))}{scale}")
     return lines
 
 

@@ -99,3 +99,26 @@ def test_auto_target_is_what_every_fixed_batch_of_a_trial_reached_whatever_adapt
     assert "target val_acc a 0.93, b 0.88" in table
     rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith(("| fixed-", "| adaptive |"))]
     assert rows == ["| fixed-16", "| fixed-32", "| adaptive"]  # the whole search's rows in grid order
+
+
+def test_epochs_to_target_give_each_batch_its_measured_efficiency(bench: ModuleType) -> None:
+    def curve_run(config: str, epochs_to_09: int) -> dict[str, Any]:
+        curve = [[10.0 * e, 0.95 if e >= epochs_to_09 else 0.5] for e in range(1, 6)]
+        return {"trial": "a", "seed": 0, "config": config, "curve": curve, "final_acc": 0.95, "batches": [16]}
+
+    runs = [curve_run("fixed-16", 2), curve_run("fixed-64", 4), curve_run("adaptive", 3)]
+    lines = bench.epochs_lines(runs, {"a": 0.9}, ["fixed-16", "fixed-64", "adaptive"])
+    assert "| a | 2.0 (1.00) | 4.0 (0.50) | 3.0 (0.67) |" in lines
+
+
+def test_a_trial_reports_its_last_noise_measurement(bench: ModuleType, tmp_path: Path) -> None:
+    progress = tmp_path / "progress.jsonl"
+    lines = [{"event": "start", "time": 100.0}, {"event": "adapt", "time": 100.5, "global_batch": 32},
+             {"event": "metrics", "time": 110.0, "metrics": {"val_acc": 0.91}},
+             {"event": "done", "time": 111.0, "grad_sqr": 2.0, "grad_var": 500.0}]  # fmt: skip
+    progress.write_text("\n".join(map(json.dumps, lines)) + "\n")
+    result = bench.trial_result(progress, 0.9)
+    assert result["final_noise"] == {"grad_sqr": 2.0, "grad_var": 500.0}
+    assert result["time_to_target"] == pytest.approx(10.0) and result["batches"] == [32]
+    run = {"trial": "a", "seed": 0, "config": "adaptive", **result}
+    assert bench.batches_lines([run])[-1] == "- a seed 0: 32 (noise scale at the end 250)"
