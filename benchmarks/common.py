@@ -80,3 +80,11 @@ def job_dir(root: Path, job_id: int) -> Path:
     """A job's directory under the workspace: ``<store id>-<id>`` (``<id>`` for older stores)."""
     found = sorted((root / "jobs").glob(f"*-{job_id}"))
     return found[0] if found else root / "jobs" / str(job_id)
+
+
+def trial_shape(trial: str) -> tuple[int, int]:
+    """(channels, depth) of a search trial named ``cC-dD`` (examples/digits_nas.py); ValueError otherwise."""
+    parts = trial.split("-")
+    if len(parts) != 2 or parts[0][:1] != "c" or parts[1][:1] != "d" or not (parts[0][1:] + parts[1][1:]).isdigit():
+        raise ValueError(f"trial {trial!r} is not cC-dD, e.g. c16-d2")
+    return int(parts[0][1:]), int(parts[1][1:])

@@ -45,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from common import write_results
+from common import trial_shape, write_results
 from nas_adaptive import trial_result
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def configurations(batches: list[int], rule: str) -> dict[str, list[str]]:
 
 def run_one(trial: str, seed: int, name: str, extra: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """Train one configuration of one trial as a local process; its outcome from progress.jsonl."""
-    channels, depth = (int(part[1:]) for part in trial.split("-"))
+    channels, depth = trial_shape(trial)
     argv = [sys.executable, str(REPO / "examples" / "digits_nas.py"), "--channels", str(channels), "--depth", str(depth),
             "--epochs", str(args.epochs), "--seed", str(seed), "--checkpoint-every", "1000000", *WORKLOADS[args.workload],
             *extra]  # fmt: skip
@@ -317,9 +317,10 @@ def main() -> None:
     if args.quick:
         args.trials, args.seeds = ["c16-d2"], [9]
     for trial in args.trials:
-        parts = trial.split("-")
-        if len(parts) != 2 or parts[0][:1] != "c" or parts[1][:1] != "d" or not (parts[0][1:] + parts[1][1:]).isdigit():
-            parser.error(f"trial {trial!r} is not cC-dD, e.g. c16-d2")
+        try:
+            trial_shape(trial)
+        except ValueError as error:
+            parser.error(str(error))
     args.date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     runs = [json.loads(line) for line in runs_log(args).read_text().splitlines()] if args.summarise_only else run_all(args)
     data, table = summarise(runs, args)
