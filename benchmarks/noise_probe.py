@@ -1,8 +1,9 @@
 """Benchmark (issue 16, item 1: gradient noise as measured): the runtime's noise probe against the
 true gradient noise scale of the search task, and the statistical efficiency each implies.
 
-Trains examples/digits_nas.py's model (--trial, default c8-d2) on the data of the fixed-step search
-(``search_baselines.py --workload fixed-step``: images 8x8, 24 shifted copies, noise 0.2) with Adam
+Trains examples/digits_nas.py's model (--trial, default c8-d2) on the data of one of the search's
+workloads (--workload, as ``search_baselines.py``; default fixed-step: images 8x8, 24 shifted
+copies, noise 0.2) with Adam
 at one fixed batch (--batch, learning rate scaled from 1e-3 at 16 by sqrt(B/16), as the fixed runs
 there), one CPU thread. At step 50 and after every epoch it measures, at the same weights:
 
@@ -17,11 +18,11 @@ estimator the adaptive mode keeps (``NoiseScaleEstimator``, fed the probe's meas
 step, as the runtime does): the noise scale the adaptive choice uses. The noise scale
 ``phi = tr(Sigma) / |g|^2`` implies a batch B's statistical efficiency relative to batch 16,
 ``(phi + 16) / (phi + B)`` (the goodput model's); the fixed runs of the search measured it directly
-(epochs to target, ``results/search_baselines-fixed-step.md``).
+(epochs to target, ``results/search_baselines-<workload>.md``).
 
     nice -n 10 .venv/bin/python benchmarks/noise_probe.py       # about 2 minutes
 
-Writes benchmarks/results/noise_probe.{md,json}.
+Writes benchmarks/results/noise_probe.{md,json} (``noise_probe-cpu`` for ``--workload cpu``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 
 import torch
 from common import trial_shape, write_results
+from search_baselines import WORKLOADS, search_results
 from torch import nn
 
 from hpcsched.models.efficiency import NoiseScaleEstimator, noise_from_two_batch_sizes
@@ -53,6 +55,12 @@ def load_example() -> Any:
     return importlib.import_module("digits_nas")
 
 
+def data_options(workload: str) -> tuple[int, int, float]:
+    """(image size, copies, pixel noise) of a search workload's digits_nas.py options."""
+    options = dict(zip(WORKLOADS[workload][::2], WORKLOADS[workload][1::2], strict=True))
+    return int(options["--image-size"]), int(options["--augment"]), float(options["--noise"])
+
+
 def efficiency(phi: float, batch: int, base: int = 16) -> float:
     """The goodput model's statistical efficiency of ``batch`` relative to ``base`` at noise scale ``phi``."""
     return (phi + base) / (phi + batch) if phi >= 0 else math.nan
@@ -64,9 +72,10 @@ class Task:
         torch.manual_seed(args.seed)
         train, _ = example.digits(args.seed)
         self.generator = torch.Generator().manual_seed(args.seed)
-        self.x, self.y = example.harder(train, 8, 24, 0.2, self.generator).tensors
+        size, copies, noise = data_options(args.workload)
+        self.x, self.y = example.harder(train, size, copies, noise, self.generator).tensors
         channels, depth = trial_shape(args.trial)
-        self.model = example.make_model(channels, depth, 64, 3, 8)
+        self.model = example.make_model(channels, depth, 64, 3, size)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3 * math.sqrt(args.batch / 16))
         self.params = list(self.model.parameters())
         self.loss = nn.CrossEntropyLoss()
@@ -157,8 +166,9 @@ def phi_of(estimator: NoiseScaleEstimator) -> float:
 
 
 def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    data_args = " ".join(WORKLOADS[args.workload][:6])
     lines = [f"# The noise probe against the true gradient noise scale ({args.trial}, batch {args.batch})", "",
-             f"Run {args.date}. Fixed-step search data (examples/digits_nas.py --image-size 8 --augment 24 --noise 0.2), "
+             f"Run {args.date}. Search data of workload {args.workload} (examples/digits_nas.py {data_args}), "
              f"Adam at batch {args.batch} (lr 1e-3 x sqrt({args.batch}/16)), seed {args.seed}, {args.draws} draws per "
              "measurement. phi = tr(Sigma) / |g|^2. Command: `" + command(args) + "`", "",
              "| when | step | true \\|g\\|^2 | probe \\|g\\|^2 | true tr(Sigma) | probe tr(Sigma) | true phi | probe phi "
@@ -169,7 +179,7 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[dic
         lines.append(f"| {r['when']} | {r['step']} | {raw['true_sqr']:.3g} | {raw['probe_sqr']:.3g} | {raw['true_var']:.3g} | "
                      f"{raw['probe_var']:.3g} | {raw['true_phi']:.0f} | {raw['probe_phi']:.0f} | {adam['true_phi']:.0f} | "
                      f"{adam['probe_phi']:.0f} | {r['running_phi']:.0f} |")  # fmt: skip
-    later = rows[1:] or rows  # after the first epoch
+    later = [r for r in rows if r["when"].startswith("epoch") and r["when"] != "epoch 1"] or rows  # after the first epoch
     ratio_of_means = {k: statistics.fmean(r[k]["true_var"] for r in later) / statistics.fmean(r[k]["true_sqr"] for r in later)
                       for k in KINDS}  # fmt: skip
     final = rows[-1]["running_phi"]
@@ -183,7 +193,7 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[dic
     for label, phi in effs.items():
         lines.append(f"| {label} | {phi:.0f} | {efficiency(phi, 256):.2f} | {efficiency(phi, 512):.2f} |")
     lines += ["", "Ratio of means: over the measurements after the first epoch. The fixed runs of the search measured "
-              "the efficiency itself (epochs to target, `results/search_baselines-fixed-step.md`).", ""]  # fmt: skip
+              f"the efficiency itself (epochs to target, `results/{search_results(args.workload)}.md`).", ""]  # fmt: skip
     data = {"date": args.date, "command": command(args), "trial": args.trial, "batch": args.batch, "seed": args.seed,
             "draws": args.draws, "rows": rows, "phi": effs,
             "efficiency": {k: {"256": efficiency(v, 256), "512": efficiency(v, 512)} for k, v in effs.items()}}  # fmt: skip
@@ -191,12 +201,13 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[dic
 
 
 def command(args: argparse.Namespace) -> str:
-    return (f"nice -n 10 .venv/bin/python benchmarks/noise_probe.py --trial {args.trial} --batch {args.batch} "
-            f"--epochs {args.epochs} --draws {args.draws} --seed {args.seed}")  # fmt: skip
+    return (f"nice -n 10 .venv/bin/python benchmarks/noise_probe.py --workload {args.workload} --trial {args.trial} "
+            f"--batch {args.batch} --epochs {args.epochs} --draws {args.draws} --seed {args.seed}")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=tuple(WORKLOADS), default="fixed-step", help="the search workload's data")
     parser.add_argument("--trial", default="c8-d2", help="cC-dD: channels and depth")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=8)
@@ -212,7 +223,7 @@ def main() -> None:
     torch.set_num_threads(1)
     args.date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     data, table = summarise(train(Task(args), args), args)
-    write_results("noise_probe", data, table)
+    write_results("noise_probe" + ("" if args.workload == "fixed-step" else f"-{args.workload}"), data, table)
 
 
 if __name__ == "__main__":

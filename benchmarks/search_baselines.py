@@ -58,6 +58,11 @@ REF_BATCH, REF_LR = 16, 1e-3
 Runs = list[dict[str, Any]]
 
 
+def search_results(workload: str) -> str:
+    """The results file's name (without suffix) of a workload's full run."""
+    return "search_baselines" + ("" if workload == "cpu" else f"-{workload}")
+
+
 def fixed_lr(batch: int, rule: str) -> float:
     """The learning rate a user would give a fixed ``batch``, scaled from the reference."""
     ratio = batch / REF_BATCH
@@ -324,8 +329,7 @@ def main() -> None:
     args.date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     runs = [json.loads(line) for line in runs_log(args).read_text().splitlines()] if args.summarise_only else run_all(args)
     data, table = summarise(runs, args)
-    name = "search_baselines" + ("" if args.workload == "cpu" else f"-{args.workload}") + ("-quick" if args.quick else "")
-    write_results(name, data, table)
+    write_results(search_results(args.workload) + ("-quick" if args.quick else ""), data, table)
 
 
 if __name__ == "__main__":

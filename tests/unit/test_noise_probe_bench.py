@@ -31,10 +31,15 @@ def test_report_compares_truth_probe_and_running_estimate(bench: ModuleType) -> 
     rows = [row("step 50", 50, cell(2.0, 100.0), cell(1.0, 100.0), 40.0),
             row("epoch 1", 100, cell(1.0, 200.0), cell(1.0, 300.0), 150.0),
             row("epoch 2", 200, cell(3.0, 400.0), cell(1.0, 300.0), 160.0)]  # fmt: skip
-    args = argparse.Namespace(trial="c8-d2", batch=256, epochs=2, draws=4, seed=0, date="today")
+    args = argparse.Namespace(trial="c8-d2", batch=256, epochs=2, draws=4, seed=0, date="today", workload="fixed-step")
     data, table = bench.summarise(rows, args)
-    assert data["phi"]["true (raw), ratio of means"] == pytest.approx(600 / 4)  # means after the first epoch's row
+    assert data["phi"]["true (raw), ratio of means"] == pytest.approx(400 / 3)  # only the epochs after the first count
     assert data["phi"]["true (Adam-weighted), ratio of means"] == pytest.approx(300.0)
     assert data["phi"]["running estimate at the end"] == pytest.approx(160.0)
     assert data["efficiency"]["running estimate at the end"]["512"] == pytest.approx(176 / 672)
     assert "| epoch 2 | 200 | 3 | 3 | 400 | 400 | 133 | 133 | 300 | 300 | 160 |" in table
+
+
+def test_each_search_workload_gives_its_data_options(bench: ModuleType) -> None:
+    assert bench.data_options("fixed-step") == (8, 24, 0.2)
+    assert bench.data_options("cpu") == (24, 8, 0.3)
