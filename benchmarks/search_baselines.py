@@ -73,6 +73,7 @@ def configurations(batches: list[int], rule: str) -> dict[str, list[str]]:
     """Name -> digits_nas.py arguments of every fixed batch and of the adaptive mode."""
     out = {f"fixed-{b}": ["--batch-size", str(b), "--lr", f"{fixed_lr(b, rule):.6g}"] for b in batches}
     out["adaptive"] = ["--batch-size", str(REF_BATCH), "--lr", str(REF_LR), "--adaptive", "--max-batch-size", str(max(batches))]
+    out["adaptive-sqrt"] = [*out["adaptive"], "--efficiency", "sqrt"]  # AdaptiveBatch(efficiency="sqrt")
     return out
 
 
@@ -135,7 +136,7 @@ def targets_of(runs: Runs, spec: str) -> dict[str, float]:
     if spec != "auto":
         return dict.fromkeys(trials, float(spec))
     reached = lambda trial: min(max(a for _, a in r["curve"]) for r in runs  # noqa: E731
-                                if r["trial"] == trial and r["config"] != "adaptive")  # fmt: skip
+                                if r["trial"] == trial and r["config"].startswith("fixed-"))  # fmt: skip
     return {t: math.floor(100 * reached(t) + 1e-9) / 100 for t in trials}
 
 
@@ -182,67 +183,85 @@ def summarise(runs: Runs, args: argparse.Namespace) -> tuple[dict[str, Any], str
     fixed = [c for c in next(iter(table.values())) if c.startswith("fixed-")]
     fixed.sort(key=lambda c: int(c.split("-")[1]))
     shown = ", ".join(f"{t} {v:.2f}" for t, v in targets.items()) if args.target == "auto" else args.target
+    variants = sorted({c for c in next(iter(table.values())) if c.startswith("adaptive")})
     lines = [f"# Search: adaptive batch vs every fixed batch ({args.lr_rule} lr scaling), target val_acc {shown}", "",
-             *intro(args, seeds), "", "## Per trial: mean time to target over seeds (s), final val_acc", "",
-             "| trial | " + " | ".join(c.replace("fixed-", "fixed ") for c in fixed) + " | adaptive | adaptive / best fixed "
-             "| adaptive / median fixed | best fixed final acc | adaptive final acc |",
+             *intro(args, seeds), ""]  # fmt: skip
+    totals = search_totals(table, seeds)
+    scored = {}
+    for name in variants:
+        rows, trial_lines = per_trial(table, fixed, seeds, name)
+        whole = whole_search(totals, fixed, rows, seeds, name, list_configs=name == variants[0])
+        heading = "" if name == variants[0] else f" ({name})"
+        lines += [f"## Per trial{heading}: mean time to target over seeds (s), final val_acc", "", *trial_lines, "",
+                  *whole.pop("lines"), ""]  # fmt: skip
+        scored[name] = {"per_trial": rows, "whole_search": whole}
+    ceiling = min(max(acc for _, acc in r["curve"]) for r in runs if r["config"].startswith("fixed-"))
+    lines += [f"Highest val_acc that every fixed-batch run reached: {ceiling:.3f}.", "",
+              *epochs_lines(runs, targets, [*fixed, *variants]), "", *batches_lines(runs), "",
+              "Reproduce: `" + command(args) + "`", ""]  # fmt: skip
+    rows, whole = scored[variants[0]]["per_trial"], scored[variants[0]]["whole_search"]
+    data = {"date": args.date, "command": command(args), "target": args.target, "targets": targets, "lr_rule": args.lr_rule,
+            "workload": WORKLOADS[args.workload], "workload_name": args.workload, "parallel": args.parallel,
+            "epochs": args.epochs, "seeds": seeds, "per_trial": rows, "whole_search": whole, "variants": scored,
+            "runs": runs}  # fmt: skip
+    return json.loads(json.dumps(data, default=str).replace("Infinity", "null")), "\n".join(lines)
+
+
+def per_trial(table: dict[str, Any], fixed: list[str], seeds: list[int], name: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per trial: every fixed batch's and adaptive variant ``name``'s mean time to target and accuracy."""
+    lines = ["| trial | " + " | ".join(c.replace("fixed-", "fixed ") for c in fixed) + f" | {name} | {name} / best fixed "
+             f"| {name} / median fixed | best fixed final acc | {name} final acc |",
              "|---|" + "---:|" * (len(fixed) + 5)]  # fmt: skip
     rows = []
     for trial, by_config in table.items():
-        means = {c: mean([by_config[c][s]["time"] for s in seeds]) for c in [*fixed, "adaptive"]}
-        accs = {c: statistics.mean(by_config[c][s]["acc"] for s in seeds) for c in [*fixed, "adaptive"]}
+        means = {c: mean([by_config[c][s]["time"] for s in seeds]) for c in [*fixed, name]}
+        accs = {c: statistics.mean(by_config[c][s]["acc"] for s in seeds) for c in [*fixed, name]}
         best = min(means[c] for c in fixed)
         med = statistics.median(means[c] for c in fixed)
         best_acc = max(accs[c] for c in fixed)
         rows.append({"trial": trial, "mean_time": means, "mean_final_acc": accs, "best_fixed": best, "median_fixed": med,
-                     "best_fixed_acc": best_acc, "acc_gap_pp": 100 * (accs["adaptive"] - best_acc)})  # fmt: skip
+                     "best_fixed_acc": best_acc, "acc_gap_pp": 100 * (accs[name] - best_acc)})  # fmt: skip
         cells = " | ".join(f"{fmt(means[c])} ({accs[c]:.3f})" for c in fixed)
-        lines.append(f"| {trial} | {cells} | {fmt(means['adaptive'])} ({accs['adaptive']:.3f}) | "
-                     f"{ratio(means['adaptive'], best):.2f} | {ratio(means['adaptive'], med):.2f} | {best_acc:.3f} | "
-                     f"{accs['adaptive']:.3f} |")  # fmt: skip
-    totals = search_totals(table, seeds)
-    whole = whole_search(totals, fixed, rows, seeds)
-    ceiling = min(max(acc for _, acc in r["curve"]) for r in runs if r["config"] != "adaptive")
-    lines += ["", *whole.pop("lines"), "", f"Highest val_acc that every fixed-batch run reached: {ceiling:.3f}.", "",
-              *epochs_lines(runs, targets, [*fixed, "adaptive"]), "", *batches_lines(runs), "",
-              "Reproduce: `" + command(args) + "`", ""]  # fmt: skip
-    data = {"date": args.date, "command": command(args), "target": args.target, "targets": targets, "lr_rule": args.lr_rule,
-            "workload": WORKLOADS[args.workload], "workload_name": args.workload, "parallel": args.parallel,
-            "epochs": args.epochs, "seeds": seeds, "per_trial": rows, "whole_search": whole, "runs": runs}  # fmt: skip
-    return json.loads(json.dumps(data, default=str).replace("Infinity", "null")), "\n".join(lines)
+        lines.append(f"| {trial} | {cells} | {fmt(means[name])} ({accs[name]:.3f}) | {ratio(means[name], best):.2f} | "
+                     f"{ratio(means[name], med):.2f} | {best_acc:.3f} | {accs[name]:.3f} |")  # fmt: skip
+    return rows, lines
 
 
 Totals = dict[str, list[float]]
 
 
-def whole_search(totals: Totals, fixed: list[str], rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
-    """The whole search: adaptive vs the best single fixed batch, the per-trial oracle and the median choice."""
+def whole_search(totals: Totals, fixed: list[str], rows: list[dict[str, Any]], seeds: list[int], name: str = "adaptive",
+                 list_configs: bool = True) -> dict[str, Any]:  # fmt: skip
+    """The whole search: adaptive variant ``name`` vs the best single fixed batch, the per-trial oracle and the
+    median choice (``list_configs``: with the table of every configuration's time)."""
     means = {c: mean(v) for c, v in totals.items()}
     best_config = min(fixed, key=lambda c: means[c])
     oracle = sum(r["best_fixed"] for r in rows)
     median = statistics.median(means[c] for c in fixed)
-    adaptive = means["adaptive"]
-    per_seed_best = [ratio(totals["adaptive"][i], min(totals[c][i] for c in fixed)) for i in range(len(seeds))]
-    per_seed_median = [ratio(totals["adaptive"][i], statistics.median(totals[c][i] for c in fixed)) for i in range(len(seeds))]
+    adaptive = means[name]
+    per_seed_best = [ratio(totals[name][i], min(totals[c][i] for c in fixed)) for i in range(len(seeds))]
+    per_seed_median = [ratio(totals[name][i], statistics.median(totals[c][i] for c in fixed)) for i in range(len(seeds))]
     worst_gap = min(r["acc_gap_pp"] for r in rows)
     checks = [
-        ("adaptive <= 1.0x the best single fixed batch in hindsight", ratio(adaptive, means[best_config]), 1.0),
-        ("adaptive <= 1.0x the best fixed batch per trial in hindsight", ratio(adaptive, oracle), 1.0),
-        ("adaptive <= 0.7x the median fixed choice", ratio(adaptive, median), 0.7),
+        (f"{name} <= 1.0x the best single fixed batch in hindsight", ratio(adaptive, means[best_config]), 1.0),
+        (f"{name} <= 1.0x the best fixed batch per trial in hindsight", ratio(adaptive, oracle), 1.0),
+        (f"{name} <= 0.7x the median fixed choice", ratio(adaptive, median), 0.7),
     ]
     spread = lambda xs: f"{min(xs):.2f}-{max(xs):.2f}"  # noqa: E731
-    lines = ["## Whole search (sum over trials; mean over seeds)", "",
-             "| configuration | time to target (s) | per seed |", "|---|---:|---|"]  # fmt: skip
-    for c, v in totals.items():
-        lines.append(f"| {c} | {fmt(means[c])} | {', '.join(fmt(x) for x in v)} |")
-    lines += ["", f"Best single fixed batch in hindsight: {best_config}; best per trial (oracle): {fmt(oracle)} s; "
-              f"median fixed choice: {fmt(median)} s.", "", "| target | measured | met |", "|---|---:|---|"]  # fmt: skip
+    lines = []
+    if list_configs:
+        lines += ["## Whole search (sum over trials; mean over seeds)", "",
+                  "| configuration | time to target (s) | per seed |", "|---|---:|---|"]  # fmt: skip
+        lines += [f"| {c} | {fmt(means[c])} | {', '.join(fmt(x) for x in v)} |" for c, v in totals.items()]
+        lines += ["", f"Best single fixed batch in hindsight: {best_config}; best per trial (oracle): {fmt(oracle)} s; "
+                  f"median fixed choice: {fmt(median)} s.", ""]  # fmt: skip
+    lines += [f"Whole search, {name}:", "", "| target | measured | met |", "|---|---:|---|"]
     for label, value, limit in checks:
         lines.append(f"| {label} | {value:.2f}x | {'yes' if value <= limit else 'NO'} |")
-    lines.append(f"| final accuracy within 1 point of the best fixed batch (worst trial, adaptive - best) | "
+    lines.append(f"| final accuracy within 1 point of the best fixed batch (worst trial, {name} - best) | "
                  f"{worst_gap:+.2f} pp | {'yes' if worst_gap >= -1.0 else 'NO'} |")  # fmt: skip
-    lines += ["", f"Spread over seeds, adaptive / best fixed batch of that seed: {spread(per_seed_best)}; "
-              f"adaptive / median fixed of that seed: {spread(per_seed_median)}."]  # fmt: skip
+    lines += ["", f"Spread over seeds, {name} / best fixed batch of that seed: {spread(per_seed_best)}; "
+              f"{name} / median fixed of that seed: {spread(per_seed_median)}."]  # fmt: skip
     return {"mean_time": means, "per_seed": totals, "best_single_fixed": best_config, "per_trial_oracle": oracle,
             "median_fixed": median, "checks": {label: value for label, value, _ in checks}, "worst_acc_gap_pp": worst_gap,
             "per_seed_ratio_best": per_seed_best, "per_seed_ratio_median": per_seed_median, "lines": lines}  # fmt: skip
@@ -270,10 +289,11 @@ def epochs_lines(runs: Runs, targets: dict[str, float], configs: list[str]) -> l
 def batches_lines(runs: Runs) -> list[str]:
     lines = ["## Adaptive batches chosen (global batch after each re-choice)", ""]
     for r in runs:
-        if r["config"] == "adaptive":
+        if r["config"].startswith("adaptive"):
             noise = r.get("final_noise") or {}
             scale = f" (noise scale at the end {noise['grad_var'] / noise['grad_sqr']:.0f})" if noise.get("grad_sqr") else ""
-            lines.append(f"- {r['trial']} seed {r['seed']}: {' → '.join(map(str, r['batches']))}{scale}")
+            variant = "" if r["config"] == "adaptive" else f" ({r['config']})"
+            lines.append(f"- {r['trial']} seed {r['seed']}{variant}: {' → '.join(map(str, r['batches']))}{scale}")
     return lines
 
 

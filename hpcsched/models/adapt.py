@@ -70,7 +70,7 @@ def initial_config(num_replicas: int, limits: BatchLimits) -> tuple[int, int]:
 
 def _choice(
     local: int, accum: int, replicas: int, limits: BatchLimits, noise: GradientNoise, rule: str, reason: str,
-    step_time: float | None,
+    step_time: float | None, form: str,
 ) -> AdaptChoice:  # fmt: skip
     global_bsz = replicas * local * (accum + 1)
     base = limits.min_global_bsz
@@ -79,17 +79,17 @@ def _choice(
         accum_steps=accum,
         global_bsz=global_bsz,
         lr_factor=lr_factor(rule, noise, global_bsz, base),
-        efficiency=float(statistical_efficiency(noise, global_bsz, base)),
+        efficiency=float(statistical_efficiency(noise, global_bsz, base, form)),
         reason=reason,
         predicted_step_time=step_time,
     )
 
 
 def _goodput(params: ThroughputParams, noise: GradientNoise, nodes: int, replicas: int, local: int, accum: int,
-             base: int) -> tuple[float, float]:  # fmt: skip
+             base: int, form: str) -> tuple[float, float]:  # fmt: skip
     step_time = float(predict_step_time(params, nodes, replicas, local, accum))
     batch = replicas * local * (accum + 1)
-    return batch / step_time * float(statistical_efficiency(noise, batch, base)), step_time
+    return batch / step_time * float(statistical_efficiency(noise, batch, base, form)), step_time
 
 
 def choose(
@@ -103,17 +103,21 @@ def choose(
     current: tuple[int, int] | None = None,
     prior: ThroughputPrior | None = None,
     switch_gain: float = SWITCH_GAIN,
+    efficiency: str = "sgd",
 ) -> AdaptChoice:
     """The configuration to run next on ``num_replicas`` replicas over ``num_nodes`` nodes.
 
     ``observations`` are the job's measured step times (any sizes; the fit predicts the others),
     ``noise`` its smoothed gradient noise, ``current`` the (local batch, accumulation) it runs
-    at now, if any. Raises ``ValueError`` for an unknown ``lr_rule`` or limits nothing fits.
+    at now, if any; ``efficiency`` the form of statistical efficiency
+    (:func:`~.efficiency.statistical_efficiency`). Raises ``ValueError`` for an unknown
+    ``lr_rule`` or ``efficiency``, or limits nothing fits.
     """
     lr_factor(lr_rule, noise, limits.min_global_bsz, limits.min_global_bsz)  # validates the rule early
+    statistical_efficiency(noise, limits.min_global_bsz, limits.min_global_bsz, efficiency)  # and the form
     local, accum = initial_config(num_replicas, limits)
     if not observations:
-        return _choice(local, accum, num_replicas, limits, noise, lr_rule, "initial", None)
+        return _choice(local, accum, num_replicas, limits, noise, lr_rule, "initial", None, efficiency)
     params = fit(observations, prior)
     base = limits.min_global_bsz
     if noise != NO_NOISE_DATA and len({o.local_bsz for o in observations}) < 2:
@@ -122,18 +126,19 @@ def choose(
         # Worth a look only if the noise allows the larger batch to pay at all: at efficiency e
         # the larger batch needs more than 1/e times the throughput, at most its size ratio.
         ratio = num_replicas * explore * (accum + 1) / base
-        efficiency = float(statistical_efficiency(noise, num_replicas * explore * (accum + 1), base))
-        if explore > local and efficiency * ratio > switch_gain:
+        worth = float(statistical_efficiency(noise, num_replicas * explore * (accum + 1), base, efficiency))
+        if explore > local and worth * ratio > switch_gain:
             step_time = float(predict_step_time(params, num_nodes, num_replicas, explore, accum))
-            return _choice(explore, accum, num_replicas, limits, noise, lr_rule, "explore", step_time)
-    best = best_config(params, noise, num_nodes, num_replicas, limits)
-    best_goodput, best_time = _goodput(params, noise, num_nodes, num_replicas, best.local_bsz, best.accum_steps, base)
+            return _choice(explore, accum, num_replicas, limits, noise, lr_rule, "explore", step_time, efficiency)
+    best = best_config(params, noise, num_nodes, num_replicas, limits, efficiency)
+    best_goodput, best_time = _goodput(params, noise, num_nodes, num_replicas, best.local_bsz, best.accum_steps, base,
+                                       efficiency)  # fmt: skip
     if current is not None and current != (best.local_bsz, best.accum_steps):
         cur_local, cur_accum = current
         fits = cur_local <= limits.max_local_bsz and cur_accum <= limits.max_accum_steps
         batch = num_replicas * cur_local * (cur_accum + 1)
         if fits and limits.min_global_bsz <= batch <= limits.max_global_bsz:
-            cur_goodput, cur_time = _goodput(params, noise, num_nodes, num_replicas, cur_local, cur_accum, base)
+            cur_goodput, cur_time = _goodput(params, noise, num_nodes, num_replicas, cur_local, cur_accum, base, efficiency)
             if best_goodput < switch_gain * cur_goodput:
-                return _choice(cur_local, cur_accum, num_replicas, limits, noise, lr_rule, "keep", cur_time)
-    return _choice(best.local_bsz, best.accum_steps, num_replicas, limits, noise, lr_rule, "goodput", best_time)
+                return _choice(cur_local, cur_accum, num_replicas, limits, noise, lr_rule, "keep", cur_time, efficiency)
+    return _choice(best.local_bsz, best.accum_steps, num_replicas, limits, noise, lr_rule, "goodput", best_time, efficiency)

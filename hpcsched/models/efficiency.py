@@ -64,17 +64,32 @@ class GradientNoise:
 NO_NOISE_DATA = GradientNoise(grad_sqr=0.0, grad_var=0.0)
 
 
-def statistical_efficiency(noise: GradientNoise, batch_size: npt.ArrayLike, base_bsz: float) -> FloatArray:
-    """``(phi + M0) / (phi + M)`` for ``M = batch_size``, ``M0 = base_bsz``.
+EFFICIENCY_FORMS = ("sgd", "sqrt")
 
-    Without any measurement (both terms 0) this returns ``M0 / M``: nothing is known to be gained
-    from a larger batch, so a scheduler keeps ``M0`` until the job has measured its noise.
+
+def statistical_efficiency(
+    noise: GradientNoise, batch_size: npt.ArrayLike, base_bsz: float, form: str = "sgd"
+) -> FloatArray:
+    """``(phi + M0) / (phi + M)`` for ``M = batch_size``, ``M0 = base_bsz`` (``form="sgd"``), or
+    its square root (``form="sqrt"``).
+
+    The square root is for an adaptive optimiser (Adam) whose learning rate grows with
+    ``sqrt(M / M0)``: while noise dominates (``M << phi``) a sample is worth as much at any batch,
+    as for SGD, but once the gradient dominates a step's progress grows with the learning rate,
+    ``sqrt(M / M0)``, not with ``M / M0``, so a sample at ``M`` is worth ``sqrt(M0 / M)`` of one at
+    ``M0`` where SGD's form gives ``M0 / M``; the root of SGD's form has both limits.
+
+    Without any measurement (both terms 0) this returns ``M0 / M`` in either form: nothing is known
+    to be gained from a larger batch, so a scheduler keeps ``M0`` until the job has measured its noise.
     """
+    if form not in EFFICIENCY_FORMS:
+        raise ValueError(f"unknown efficiency form {form!r}; use one of {', '.join(EFFICIENCY_FORMS)}")
     batch = np.asarray(batch_size, dtype=np.float64)
     if noise.grad_sqr == 0.0 and noise.grad_var == 0.0:
         return np.asarray(base_bsz / batch, np.float64)
     numerator = noise.grad_var + noise.grad_sqr * base_bsz
-    return np.asarray(numerator / (noise.grad_var + noise.grad_sqr * batch), np.float64)
+    value = numerator / (noise.grad_var + noise.grad_sqr * batch)
+    return np.asarray(np.sqrt(value) if form == "sqrt" else value, np.float64)
 
 
 def adascale_gain(noise: GradientNoise, batch_size: npt.ArrayLike, base_bsz: float) -> FloatArray:

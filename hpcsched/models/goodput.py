@@ -87,20 +87,22 @@ def _grid(params: ThroughputParams, num_nodes: IntArray, num_replicas: IntArray,
     return _Grid(replicas.astype(np.float64), network, accum.astype(np.float64), low, high)
 
 
-def _goodput(params: ThroughputParams, noise: GradientNoise, base_bsz: int, grid: _Grid, local: FloatArray) -> FloatArray:
+def _goodput(
+    params: ThroughputParams, noise: GradientNoise, base_bsz: int, grid: _Grid, local: FloatArray, form: str
+) -> FloatArray:
     compute = compute_time(params, local)
     step_time = grid.accum * compute + overlap(compute, grid.network, params.gamma)
     batch = grid.replicas * local * (grid.accum + 1.0)
-    return np.asarray(batch / step_time * statistical_efficiency(noise, batch, base_bsz))
+    return np.asarray(batch / step_time * statistical_efficiency(noise, batch, base_bsz, form))
 
 
-def _best_local_bsz(params: ThroughputParams, noise: GradientNoise, base_bsz: int, grid: _Grid) -> IntArray:
+def _best_local_bsz(params: ThroughputParams, noise: GradientNoise, base_bsz: int, grid: _Grid, form: str) -> IntArray:
     """Per grid cell, the local batch in [low, high] where goodput stops rising (module doc)."""
     left = grid.low.copy()
     right = np.maximum(grid.high, grid.low)
     while np.any(active := left < right):
         mid = (left + right) // 2
-        pair = _goodput(params, noise, base_bsz, grid, np.stack([mid, mid + 1]).astype(np.float64))
+        pair = _goodput(params, noise, base_bsz, grid, np.stack([mid, mid + 1]).astype(np.float64), form)
         falling = pair[1] <= pair[0]
         right = np.where(active & falling, mid, right)
         left = np.where(active & ~falling, mid + 1, left)
@@ -113,14 +115,15 @@ def _search(
     num_nodes: npt.ArrayLike,
     num_replicas: npt.ArrayLike,
     limits: BatchLimits,
+    form: str = "sgd",
 ) -> tuple[FloatArray, IntArray, IntArray]:
     """Best (goodput, local_bsz, accum_steps) per allocation; goodput 0 where nothing fits."""
     nodes, replicas = np.broadcast_arrays(np.asarray(num_nodes, np.int64), np.asarray(num_replicas, np.int64))
     if np.any(nodes < 1) or np.any(replicas < nodes):
         raise ValueError("need 1 <= num_nodes <= num_replicas for every allocation")
     grid = _grid(params, nodes.ravel(), replicas.ravel(), limits)
-    local = _best_local_bsz(params, noise, limits.min_global_bsz, grid)
-    goodput = _goodput(params, noise, limits.min_global_bsz, grid, local.astype(np.float64))
+    local = _best_local_bsz(params, noise, limits.min_global_bsz, grid, form)
+    goodput = _goodput(params, noise, limits.min_global_bsz, grid, local.astype(np.float64), form)
     goodput = np.where(grid.low <= grid.high, goodput, 0.0)
     accum = np.argmax(goodput, axis=1)
     rows = np.arange(len(accum))
@@ -146,13 +149,15 @@ def best_config(
     num_nodes: int,
     num_replicas: int,
     limits: BatchLimits,
+    form: str = "sgd",
 ) -> BatchConfig:
-    """The (global batch, local batch, accumulation) with the highest goodput on this allocation.
+    """The (global batch, local batch, accumulation) with the highest goodput on this allocation,
+    statistical efficiency in ``form`` (:func:`~.efficiency.statistical_efficiency`).
 
     Exact over every integer local batch and accumulation count within ``limits`` (up to ties).
     Raises ``ValueError`` if none fits, e.g. more replicas than ``max_global_bsz`` allows.
     """
-    goodputs, locals_, accums = _search(params, noise, num_nodes, num_replicas, limits)
+    goodputs, locals_, accums = _search(params, noise, num_nodes, num_replicas, limits, form)
     goodput, local, accum = float(goodputs), int(locals_), int(accums)
     if goodput <= 0.0:
         raise ValueError(f"no batch configuration fits {limits} on {num_replicas} replicas")
@@ -162,7 +167,7 @@ def best_config(
         local_bsz=local,
         accum_steps=accum,
         throughput=float(predict_throughput(params, num_nodes, num_replicas, local, accum)),
-        efficiency=float(statistical_efficiency(noise, global_bsz, limits.min_global_bsz)),
+        efficiency=float(statistical_efficiency(noise, global_bsz, limits.min_global_bsz, form)),
     )
 
 

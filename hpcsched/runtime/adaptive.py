@@ -36,7 +36,12 @@ from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_
 from torch.nn.parallel import DistributedDataParallel
 
 from hpcsched.models.adapt import LR_RULES, AdaptChoice, choose, lr_factor
-from hpcsched.models.efficiency import NoiseMeasurement, NoiseScaleEstimator, noise_from_two_batch_sizes
+from hpcsched.models.efficiency import (
+    EFFICIENCY_FORMS,
+    NoiseMeasurement,
+    NoiseScaleEstimator,
+    noise_from_two_batch_sizes,
+)
 from hpcsched.models.goodput import BatchLimits
 from hpcsched.models.throughput import Observation
 from hpcsched.runtime.distributed import Collectives
@@ -57,7 +62,10 @@ class AdaptiveBatch:
     accumulation per optimizer step; ``lr_scaling``: "sqrt" (Adam and other adaptive optimisers),
     "adascale" (SGD) or "none" (the script scales the learning rate itself); ``max_growth``: the
     largest global batch a decision may pick is this many times the largest one measured so far
-    (0: no such cap), so the step-time fit is not trusted far beyond what was measured.
+    (0: no such cap), so the step-time fit is not trusted far beyond what was measured;
+    ``efficiency``: the form of statistical efficiency the choice weighs batches by, "sgd"
+    (Pollux's, the default) or "sqrt" (its square root, for Adam with square-root learning-rate
+    scaling: :func:`hpcsched.models.efficiency.statistical_efficiency`).
     """
 
     max_batch_size: int
@@ -69,6 +77,7 @@ class AdaptiveBatch:
     measure_every: int = 4
     min_timed_steps: int = 3
     max_growth: float = 2.0
+    efficiency: str = "sgd"
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1 or (self.max_local_batch is not None and self.max_local_batch < 1):
@@ -81,6 +90,8 @@ class AdaptiveBatch:
             raise ValueError(f"max_growth must be 0 (no cap) or 1 or more: {self}")
         if self.lr_scaling not in LR_RULES:
             raise ValueError(f"lr_scaling {self.lr_scaling!r} is not one of {', '.join(LR_RULES)}")
+        if self.efficiency not in EFFICIENCY_FORMS:
+            raise ValueError(f"efficiency {self.efficiency!r} is not one of {', '.join(EFFICIENCY_FORMS)}")
 
 
 Key = tuple[int, int, int, int]  # nodes, replicas, local batch, accumulation steps
@@ -230,7 +241,7 @@ class AdaptiveRun:
                 choice = choose(
                     self.times.observations(self.options.min_timed_steps), self.noise.estimate,
                     num_nodes=self.nodes, num_replicas=self.world_size, limits=self.limits(),
-                    lr_rule=self.options.lr_scaling, current=self.config,
+                    lr_rule=self.options.lr_scaling, current=self.config, efficiency=self.options.efficiency,
                 )  # fmt: skip
             except ValueError as error:
                 print(f"hpcsched: batch size not adapted: {error}", file=sys.stderr, flush=True)

@@ -165,3 +165,33 @@ def test_noisy_noise_measurements_do_not_make_the_batch_flap(noise_scale: float)
     # The old constants on the same measurements: the scenario is one that made the batch flap.
     old = [_chosen_batches(noise_scale, 0.3, seed, 1.05, 0.9)[5:] for seed in range(3)]
     assert max(_changes(run) for run in old) >= 5
+
+
+def test_the_square_root_efficiency_values_large_batches_more_and_keeps_both_limits() -> None:
+    noise = GradientNoise(grad_sqr=1.0, grad_var=150.0)  # the search task's noise scale, about 150
+    sgd = statistical_efficiency(noise, [16, 256, 512], 16)
+    root = statistical_efficiency(noise, [16, 256, 512], 16, "sqrt")
+    assert root == pytest.approx(np.sqrt(sgd))
+    assert root[0] == 1.0 and np.all(root[1:] > sgd[1:])
+    # all noise: every sample counts fully in both forms; no noise: SGD wastes M0 / M, Adam sqrt(M0 / M)
+    assert statistical_efficiency(GradientNoise(1e-12, 1.0), 512, 16, "sqrt") == pytest.approx(1.0)
+    assert statistical_efficiency(GradientNoise(1.0, 0.0), 400, 16, "sqrt") == pytest.approx(0.2)
+    # nothing measured: nothing is known to be gained, in either form
+    assert statistical_efficiency(NO_NOISE_DATA, 64, 16, "sqrt") == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="efficiency form"):
+        statistical_efficiency(noise, 64, 16, "linear")
+
+
+def test_with_the_square_root_efficiency_a_step_that_costs_the_same_at_any_batch_goes_larger() -> None:
+    # A step costs about the same at every batch (an accelerator a small batch leaves idle).
+    flat = ThroughputParams(alpha_c=0.030, beta_c=0.000002, alpha_n=0.0, beta_n=0.0, alpha_r=0.0, beta_r=0.0, gamma=1.0)
+    limits = BatchLimits(min_global_bsz=16, max_global_bsz=512, max_local_bsz=512, max_accum_steps=0)
+    seen = measured(flat, [(1, 1, 16, 0), (1, 1, 32, 0), (1, 1, 64, 0), (1, 1, 128, 0), (1, 1, 256, 0)])
+    noise = GradientNoise(grad_sqr=1.0, grad_var=150.0)
+    sgd = choose(seen, noise, num_nodes=1, num_replicas=1, limits=limits, current=(256, 0))
+    root = choose(seen, noise, num_nodes=1, num_replicas=1, limits=limits, current=(256, 0), efficiency="sqrt")
+    assert (sgd.reason, sgd.global_bsz) == ("keep", 256)  # SGD's form: 512 gains less than SWITCH_GAIN
+    assert (root.reason, root.global_bsz) == ("goodput", 512)
+    assert root.efficiency == pytest.approx(math.sqrt(166 / 662))
+    with pytest.raises(ValueError, match="efficiency form"):
+        choose(seen, noise, num_nodes=1, num_replicas=1, limits=limits, efficiency="adam")

@@ -205,3 +205,22 @@ class SingleProcess:
 
     def broadcast_ints(self, values: list[int]) -> list[int]:
         return values
+
+
+def test_the_efficiency_form_is_the_users_choice_and_reaches_the_decision() -> None:
+    def decided(form: str) -> tuple[int, int] | None:
+        run = adaptive_module.AdaptiveRun(AdaptiveBatch(max_batch_size=512, efficiency=form), nodes=1, world_size=1,
+                                          rank=0)  # fmt: skip
+        run.base_batch, run.config = 16, (256, 0)
+        for local in (16, 32, 64, 128, 256):  # a step costs the same at every batch
+            for _ in range(5):
+                run.times.add((1, 1, local, 0), 0.030 + 0.000002 * local)
+        for _ in range(200):
+            run.noise = run.noise.update(adaptive_module.NoiseMeasurement(grad_sqr=1.0, grad_var=150.0))
+        run.decide(SingleProcess())
+        return run.config
+
+    assert decided("sgd") == (256, 0)
+    assert decided("sqrt") == (512, 0)
+    with pytest.raises(ValueError, match="efficiency 'adam'"):
+        AdaptiveBatch(max_batch_size=64, efficiency="adam")

@@ -80,7 +80,8 @@ def test_runs_in_parallel_train_every_configuration_once_and_log_each(
     monkeypatch.setattr(bench, "run_one", fake)
     settings = argparse.Namespace(**{**vars(args()), "parallel": 3, "workload": "fixed-step", "summarise_only": False})
     runs = bench.run_all(settings)
-    expected = {(t, s, c) for t in ("a", "b") for s in (0, 1) for c in ("fixed-16", "fixed-32", "fixed-64", "adaptive")}
+    configs = ("fixed-16", "fixed-32", "fixed-64", "adaptive", "adaptive-sqrt")
+    expected = {(t, s, c) for t in ("a", "b") for s in (0, 1) for c in configs}
     assert sorted(ran) == sorted(expected) and len(runs) == len(expected)
     logged = (tmp_path / "runs-fixed-step.jsonl").read_text().splitlines()
     assert sorted((r["trial"], r["seed"], r["config"]) for r in map(json.loads, logged)) == sorted(expected)
@@ -122,3 +123,15 @@ def test_a_trial_reports_its_last_noise_measurement(bench: ModuleType, tmp_path:
     assert result["time_to_target"] == pytest.approx(10.0) and result["batches"] == [32]
     run = {"trial": "a", "seed": 0, "config": "adaptive", **result}
     assert bench.batches_lines([run])[-1] == "- a seed 0: 32 (noise scale at the end 250)"
+
+
+def test_each_adaptive_variant_is_scored_against_the_same_fixed_batches(bench: ModuleType) -> None:
+    times = {"fixed-16": 30.0, "fixed-32": 20.0, "fixed-64": 40.0, "adaptive": 25.0, "adaptive-sqrt": 10.0}
+    runs = [run(t, s, c, at, 0.95) for t in ("a", "b") for s in (0, 1) for c, at in times.items()]
+    data, table = bench.summarise(runs, args())
+    assert data["whole_search"]["checks"]["adaptive <= 1.0x the best single fixed batch in hindsight"] == pytest.approx(1.25)
+    sqrt = data["variants"]["adaptive-sqrt"]["whole_search"]["checks"]
+    assert sqrt["adaptive-sqrt <= 1.0x the best single fixed batch in hindsight"] == pytest.approx(0.5)
+    assert sqrt["adaptive-sqrt <= 0.7x the median fixed choice"] == pytest.approx(1 / 3)
+    assert "## Per trial (adaptive-sqrt): mean time to target over seeds (s), final val_acc" in table
+    assert table.count("## Whole search (sum over trials; mean over seeds)") == 1
