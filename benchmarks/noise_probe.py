@@ -15,7 +15,9 @@ there), one CPU thread. At step 50 and after every epoch it measures, at the sam
 each on the raw gradients and on the gradients as Adam weighs them (each coordinate divided by
 ``sqrt(sqrt(v_hat) + eps)``, v_hat from the optimizer's state). During training it also keeps the
 estimator the adaptive mode keeps (``NoiseScaleEstimator``, fed the probe's measurement every 4th
-step, as the runtime does): the noise scale the adaptive choice uses. The noise scale
+step, as the runtime does with ``noise_probe="split"``) and, beside it, the one the default probe
+feeds (``"pairs"``: the gradients of every 4th step and the step after it, taken across the
+optimizer's update between them): the noise scale the adaptive choice uses. The noise scale
 ``phi = tr(Sigma) / |g|^2`` implies a batch B's statistical efficiency relative to batch 16,
 ``(phi + 16) / (phi + B)`` (the goodput model's); the fixed runs of the search measured it directly
 (epochs to target, ``results/search_baselines-<workload>.md``).
@@ -41,7 +43,7 @@ from common import trial_shape, write_results
 from search_baselines import WORKLOADS, search_results
 from torch import nn
 
-from hpcsched.models.efficiency import NoiseScaleEstimator, noise_from_two_batch_sizes
+from hpcsched.models.efficiency import NoiseScaleEstimator, noise_from_micro_batches, noise_from_two_batch_sizes
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = 32  # samples per draw of the true tr(Sigma)
@@ -114,6 +116,12 @@ def two_batch(small: torch.Tensor, big: torch.Tensor, batch: int) -> Any:
     return noise_from_two_batch_sizes(float(small.pow(2).sum()), batch // 2, float(big.pow(2).sum()), batch)
 
 
+def consecutive(first: torch.Tensor, second: torch.Tensor, batch: int) -> Any:
+    """What the runtime's pairs probe measures from two consecutive steps' gradients."""
+    a, b, dot = float(first.pow(2).sum()), float(second.pow(2).sum()), float(first.dot(second))
+    return noise_from_micro_batches((a + b) / 2, (a + b + 2 * dot) / 4, batch, 2)
+
+
 def checkpoint(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     """Truth and probe at the current weights, raw and Adam-weighted."""
     g = task.full_grad()
@@ -138,26 +146,36 @@ def checkpoint(task: Task, args: argparse.Namespace) -> dict[str, Any]:
 
 def train(task: Task, args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    running = NoiseScaleEstimator()
-    step, n = 0, len(task.x)
+    running, pairs = NoiseScaleEstimator(), NoiseScaleEstimator()
+    step, n, previous = 0, len(task.x), None
     for epoch in range(args.epochs):
         order = torch.randperm(n, generator=task.generator)
         for start in range(0, n - args.batch + 1, args.batch):
             idx = order[start : start + args.batch]
             if step % MEASURE_EVERY == 0:  # the probe's split step, as a single-process adaptive job takes it
                 small = task.grad(idx[: args.batch // 2])
-                big = task.grad(idx)
-                running = running.update(two_batch(small, big, args.batch))
+                gradient = task.grad(idx)
+                running = running.update(two_batch(small, gradient, args.batch))
             else:
-                task.grad(idx)
+                gradient = task.grad(idx)
+            if previous is not None:  # the second of a pair of consecutive steps (noise_probe="pairs")
+                pairs = pairs.update(consecutive(previous, gradient, args.batch))
+            previous = gradient if step % MEASURE_EVERY == 0 else None
             task.optimizer.step()
             step += 1
             if step == 50:
-                rows.append({"when": "step 50", "step": step, **checkpoint(task, args), "running_phi": phi_of(running)})
-        rows.append({"when": f"epoch {epoch + 1}", "step": step, **checkpoint(task, args), "running_phi": phi_of(running)})
-        print(f"{rows[-1]['when']}: true phi {rows[-1]['raw']['true_phi']:.0f}, probe {rows[-1]['raw']['probe_phi']:.0f}, "
-              f"running {rows[-1]['running_phi']:.0f}", file=sys.stderr, flush=True)  # fmt: skip
+                rows.append(measured("step 50", step, task, args, running, pairs))
+        rows.append(measured(f"epoch {epoch + 1}", step, task, args, running, pairs))
+        r = rows[-1]
+        print(f"{r['when']}: true phi {r['raw']['true_phi']:.0f}, probe {r['raw']['probe_phi']:.0f}, "
+              f"running {r['running_phi']:.0f}, pairs {r['pairs_phi']:.0f}", file=sys.stderr, flush=True)  # fmt: skip
     return rows
+
+
+def measured(when: str, step: int, task: Task, args: argparse.Namespace, running: NoiseScaleEstimator,
+             pairs: NoiseScaleEstimator) -> dict[str, Any]:  # fmt: skip
+    """One row: truth and probe now, and both running estimates so far."""
+    return {"when": when, "step": step, **checkpoint(task, args), "running_phi": phi_of(running), "pairs_phi": phi_of(pairs)}
 
 
 def phi_of(estimator: NoiseScaleEstimator) -> float:
@@ -172,13 +190,13 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[dic
              f"Adam at batch {args.batch} (lr 1e-3 x sqrt({args.batch}/16)), seed {args.seed}, {args.draws} draws per "
              "measurement. phi = tr(Sigma) / |g|^2. Command: `" + command(args) + "`", "",
              "| when | step | true \\|g\\|^2 | probe \\|g\\|^2 | true tr(Sigma) | probe tr(Sigma) | true phi | probe phi "
-             "| Adam-weighted: true phi | probe phi | running estimate phi |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+             "| Adam-weighted: true phi | probe phi | running estimate phi | pairs: running estimate phi |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
         raw, adam = r["raw"], r["adam"]
         lines.append(f"| {r['when']} | {r['step']} | {raw['true_sqr']:.3g} | {raw['probe_sqr']:.3g} | {raw['true_var']:.3g} | "
                      f"{raw['probe_var']:.3g} | {raw['true_phi']:.0f} | {raw['probe_phi']:.0f} | {adam['true_phi']:.0f} | "
-                     f"{adam['probe_phi']:.0f} | {r['running_phi']:.0f} |")  # fmt: skip
+                     f"{adam['probe_phi']:.0f} | {r['running_phi']:.0f} | {r['pairs_phi']:.0f} |")  # fmt: skip
     later = [r for r in rows if r["when"].startswith("epoch") and r["when"] != "epoch 1"] or rows  # after the first epoch
     ratio_of_means = {k: statistics.fmean(r[k]["true_var"] for r in later) / statistics.fmean(r[k]["true_sqr"] for r in later)
                       for k in KINDS}  # fmt: skip
@@ -187,12 +205,15 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[dic
         "true (raw), ratio of means": ratio_of_means["raw"],
         "true (Adam-weighted), ratio of means": ratio_of_means["adam"],
         "running estimate at the end": final,
+        "pairs: running estimate at the end": rows[-1]["pairs_phi"],
     }
     lines += ["", "## Efficiency each implies relative to batch 16 (the goodput model's (phi + 16) / (phi + B))", "",
               "| noise scale | phi | batch 256 | batch 512 |", "|---|---:|---:|---:|"]  # fmt: skip
     for label, phi in effs.items():
         lines.append(f"| {label} | {phi:.0f} | {efficiency(phi, 256):.2f} | {efficiency(phi, 512):.2f} |")
-    lines += ["", "Ratio of means: over the measurements after the first epoch. The fixed runs of the search measured "
+    lines += ["", "Running estimate: fed the split probe's measurement every 4th step (noise_probe='split'); pairs: fed "
+              "the default probe's, every 4th step and the one after it, across the optimizer's update between them.",
+              "Ratio of means: over the measurements after the first epoch. The fixed runs of the search measured "
               f"the efficiency itself (epochs to target, `results/{search_results(args.workload)}.md`).", ""]  # fmt: skip
     data = {"date": args.date, "command": command(args), "trial": args.trial, "batch": args.batch, "seed": args.seed,
             "draws": args.draws, "rows": rows, "phi": effs,

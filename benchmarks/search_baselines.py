@@ -74,6 +74,8 @@ def configurations(batches: list[int], rule: str) -> dict[str, list[str]]:
     out = {f"fixed-{b}": ["--batch-size", str(b), "--lr", f"{fixed_lr(b, rule):.6g}"] for b in batches}
     out["adaptive"] = ["--batch-size", str(REF_BATCH), "--lr", str(REF_LR), "--adaptive", "--max-batch-size", str(max(batches))]
     out["adaptive-sqrt"] = [*out["adaptive"], "--efficiency", "sqrt"]  # AdaptiveBatch(efficiency="sqrt")
+    for name in ("adaptive", "adaptive-sqrt"):  # the probe that splits a step in two (the default before "pairs")
+        out[f"{name}-split"] = [*out[name], "--noise-probe", "split"]
     return out
 
 

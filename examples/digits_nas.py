@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=512, help="largest global batch when adaptive")
     parser.add_argument("--efficiency", choices=("sgd", "sqrt"), default="sgd",
                         help="form of statistical efficiency when adaptive (sqrt: for Adam, docs/adaptive.md)")
+    parser.add_argument("--noise-probe", choices=("pairs", "split"), default="pairs",
+                        help="how the adaptive mode measures gradient noise in one process (docs/adaptive.md)")
     parser.add_argument("--checkpoint-every", type=int, default=200, help="steps")
     parser.add_argument(
         "--step-delay",
@@ -100,7 +102,9 @@ def main() -> None:
         val = harder(val, args.image_size, args.augment, args.noise, generator)
     model = make_model(args.channels, args.depth, args.width, args.kernel, args.image_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    adaptive = AdaptiveBatch(max_batch_size=args.max_batch_size, efficiency=args.efficiency) if args.adaptive else None
+    adaptive = None
+    if args.adaptive:
+        adaptive = AdaptiveBatch(max_batch_size=args.max_batch_size, efficiency=args.efficiency, noise_probe=args.noise_probe)
     trainer = ElasticTrainer(model, optimizer, checkpoint_every=args.checkpoint_every, adaptive=adaptive)
     loss_fn = nn.CrossEntropyLoss()
     for epoch in trainer.epochs(args.epochs):

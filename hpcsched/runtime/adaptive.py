@@ -18,8 +18,11 @@ The decision is :func:`hpcsched.models.adapt.choose`; this module measures its i
 * Gradient noise (:class:`NoiseProbe`): with several replicas, a DDP communication hook takes
   each replica's squared gradient norm before the all-reduce, and the norm of the averaged
   gradient after it gives the second batch size; one small all-reduce per step. A single replica
-  uses its first accumulation micro-batch instead, and without accumulation splits every
-  ``measure_every``-th step in two micro-batches (such steps are timed as their own configuration).
+  uses its first accumulation micro-batch instead. Without accumulation it takes the gradients
+  of two consecutive steps as two batches (``noise_probe="pairs"``, the default, as AdaptDL
+  does: every ``measure_every``-th step keeps a copy of its gradient for the next one), or splits
+  every ``measure_every``-th step in two micro-batches (``"split"``; such steps cost a second
+  pass and are timed as their own configuration).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from hpcsched.models.efficiency import (
     EFFICIENCY_FORMS,
     NoiseMeasurement,
     NoiseScaleEstimator,
+    noise_from_micro_batches,
     noise_from_two_batch_sizes,
 )
 from hpcsched.models.goodput import BatchLimits
@@ -50,6 +54,7 @@ from hpcsched.runtime.sampler import MicroBatch
 from hpcsched.runtime.snapshot import DataPosition
 
 STATE_KEY = "hpcsched.adaptive"
+NOISE_PROBES = ("pairs", "split")
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,11 @@ class AdaptiveBatch:
     (0: no such cap), so the step-time fit is not trusted far beyond what was measured;
     ``efficiency``: the form of statistical efficiency the choice weighs batches by, "sgd"
     (Pollux's, the default) or "sqrt" (its square root, for Adam with square-root learning-rate
-    scaling: :func:`hpcsched.models.efficiency.statistical_efficiency`).
+    scaling: :func:`hpcsched.models.efficiency.statistical_efficiency`); ``noise_probe``: how a
+    single replica without accumulation measures gradient noise, "pairs" (two consecutive steps'
+    gradients: no extra pass, one copy of the gradients in memory; the optimizer's step between
+    them counts as noise, so it measures high) or "split" (a step in two halves: unbiased, but
+    such a step costs a second pass).
     """
 
     max_batch_size: int
@@ -78,6 +87,7 @@ class AdaptiveBatch:
     min_timed_steps: int = 3
     max_growth: float = 2.0
     efficiency: str = "sgd"
+    noise_probe: str = "pairs"
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1 or (self.max_local_batch is not None and self.max_local_batch < 1):
@@ -92,6 +102,13 @@ class AdaptiveBatch:
             raise ValueError(f"lr_scaling {self.lr_scaling!r} is not one of {', '.join(LR_RULES)}")
         if self.efficiency not in EFFICIENCY_FORMS:
             raise ValueError(f"efficiency {self.efficiency!r} is not one of {', '.join(EFFICIENCY_FORMS)}")
+        if self.noise_probe not in NOISE_PROBES:
+            raise ValueError(f"noise_probe {self.noise_probe!r} is not one of {', '.join(NOISE_PROBES)}")
+
+    @property
+    def split_every(self) -> int:
+        """How often a single replica without accumulation splits a step in two (0: never)."""
+        return self.measure_every if self.noise_probe == "split" else 0
 
 
 Key = tuple[int, int, int, int]  # nodes, replicas, local batch, accumulation steps
@@ -132,13 +149,18 @@ def squared_norm(parameters: Iterable[nn.Parameter]) -> float:
 
 
 class NoiseProbe:
-    """Squared gradient norms of one optimizer step at two batch sizes (module docstring)."""
+    """Squared gradient norms of one optimizer step at two batch sizes (module docstring).
 
-    def __init__(self, model: nn.Module, world_size: int) -> None:
-        self.world_size = world_size
+    ``pairs_every``: a single replica without accumulation keeps the gradient of every such
+    step (0: never) and measures with the next step's.
+    """
+
+    def __init__(self, model: nn.Module, world_size: int, pairs_every: int = 0) -> None:
+        self.world_size, self.pairs_every = world_size, pairs_every
         self.local_sqr = 0.0
         self.small_sqr: float | None = None
         self.small_bsz = 0
+        self.kept: tuple[int, int, float, list[torch.Tensor | None]] | None = None  # step, batch, |g|^2, g
         self.hooked = False
         if world_size > 1 and isinstance(model, DistributedDataParallel):
             try:
@@ -164,8 +186,23 @@ class NoiseProbe:
                 measurement = noise_from_two_batch_sizes(local_sum / reported, share, total_sqr, micro.end - micro.begin)
         elif self.small_sqr is not None and self.small_bsz < micro.share:
             measurement = noise_from_two_batch_sizes(self.small_sqr, self.small_bsz, total_sqr, micro.share)
+        elif self.world_size == 1 and micro.count == 1 and self.pairs_every:
+            measurement = self._pair(micro, parameters, total_sqr)
         self.local_sqr, self.small_sqr = 0.0, None
         return measurement
+
+    def _pair(self, micro: MicroBatch, parameters: list[nn.Parameter], total_sqr: float) -> NoiseMeasurement | None:
+        """The second step of a pair measures with the first one's gradient; a step due keeps its own."""
+        kept, self.kept = self.kept, None
+        if kept is not None and kept[0] == micro.step - 1 and kept[1] == micro.share:
+            dot = sum(float(p.grad.detach().double().mul(g.double()).sum())
+                      for p, g in zip(parameters, kept[3], strict=True) if p.grad is not None and g is not None)  # fmt: skip
+            first = kept[2]
+            return noise_from_micro_batches((first + total_sqr) / 2, (first + total_sqr + 2 * dot) / 4, micro.share, 2)
+        if micro.step % self.pairs_every == 0:
+            grads = [None if p.grad is None else p.grad.detach().clone() for p in parameters]
+            self.kept = (micro.step, micro.share, total_sqr, grads)
+        return None
 
 
 def step_at_scaled_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:

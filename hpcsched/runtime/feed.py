@@ -97,7 +97,7 @@ class DataFeed:
 
     def _sampler(self, size: int, batch_size: int, seed: int, shuffle: bool) -> ElasticBatchSampler:
         local, accum = self.adaptive.config or (batch_size, 0) if self.adaptive else (batch_size, 0)
-        measure = self.adaptive.options.measure_every if self.adaptive and self.topology.world_size == 1 and accum == 0 else 0
+        measure = self.adaptive.options.split_every if self.adaptive and self.topology.world_size == 1 and accum == 0 else 0
         sampler = ElasticBatchSampler(
             size, local, rank=self.topology.rank, world_size=self.topology.world_size, seed=seed, shuffle=shuffle,
             accum_steps=accum, measure_every=measure, first_step=self.position.step,

@@ -89,7 +89,8 @@ class ElasticTrainer(DataFeed):
         self.optimizer, self.scheduler, self.extra_state = optimizer, scheduler, dict(extra_state or {})
         nodes = max(1, self.topology.world_size // max(1, self.topology.local_world_size))
         self.adaptive = AdaptiveRun(adaptive, nodes=nodes, world_size=self.world_size, rank=self.rank) if adaptive else None
-        self._probe = NoiseProbe(self.model, self.world_size) if adaptive else None
+        pairs_every = adaptive.measure_every if adaptive and adaptive.noise_probe == "pairs" else 0
+        self._probe = NoiseProbe(self.model, self.world_size, pairs_every) if adaptive else None
         if self.adaptive is not None:
             self.extra_state[STATE_KEY] = self.adaptive
         self.checkpoint_every, self.agree_every = checkpoint_every, agree_every

@@ -6,6 +6,7 @@ import argparse
 from types import ModuleType
 
 import pytest
+import torch
 from benchmark_loader import load_benchmark
 
 
@@ -26,7 +27,7 @@ def test_report_compares_truth_probe_and_running_estimate(bench: ModuleType) -> 
         return {"true_sqr": sqr, "true_var": var, "true_phi": phi, "probe_sqr": sqr, "probe_var": var, "probe_phi": phi}
 
     def row(when: str, step: int, raw: dict[str, float], adam: dict[str, float], running: float) -> dict[str, object]:
-        return {"when": when, "step": step, "raw": raw, "adam": adam, "running_phi": running}
+        return {"when": when, "step": step, "raw": raw, "adam": adam, "running_phi": running, "pairs_phi": 3 * running}
 
     rows = [row("step 50", 50, cell(2.0, 100.0), cell(1.0, 100.0), 40.0),
             row("epoch 1", 100, cell(1.0, 200.0), cell(1.0, 300.0), 150.0),
@@ -37,7 +38,15 @@ def test_report_compares_truth_probe_and_running_estimate(bench: ModuleType) -> 
     assert data["phi"]["true (Adam-weighted), ratio of means"] == pytest.approx(300.0)
     assert data["phi"]["running estimate at the end"] == pytest.approx(160.0)
     assert data["efficiency"]["running estimate at the end"]["512"] == pytest.approx(176 / 672)
-    assert "| epoch 2 | 200 | 3 | 3 | 400 | 400 | 133 | 133 | 300 | 300 | 160 |" in table
+    assert data["phi"]["pairs: running estimate at the end"] == pytest.approx(480.0)
+    assert "| epoch 2 | 200 | 3 | 3 | 400 | 400 | 133 | 133 | 300 | 300 | 160 | 480 |" in table
+
+
+def test_pairs_measurement_is_two_batches_against_their_mean(bench: ModuleType) -> None:
+    same = bench.consecutive(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0]), 8)
+    assert same.grad_var == pytest.approx(0.0) and same.grad_sqr == pytest.approx(5.0)  # equal gradients: no noise
+    opposite = bench.consecutive(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 0.0]), 8)
+    assert opposite.grad_var > 0 and opposite.grad_sqr < 0  # all noise (the estimate of |g|^2 is unbiased, not clipped)
 
 
 def test_each_search_workload_gives_its_data_options(bench: ModuleType) -> None:

@@ -74,8 +74,9 @@ def reference(tmp_path: Path) -> list[torch.Tensor]:
 @pytest.mark.parametrize(
     ("limits", "micro"),
     [(AdaptiveBatch(max_batch_size=BATCH, max_local_batch=4), (4, 1)),  # accumulation: 2 x 4
-     (AdaptiveBatch(max_batch_size=BATCH, measure_every=2), (8, 0))],   # every 2nd step split to measure noise
-    ids=["accumulation", "measurement-split"],
+     (AdaptiveBatch(max_batch_size=BATCH, measure_every=2, noise_probe="split"), (8, 0)),  # every 2nd step split
+     (AdaptiveBatch(max_batch_size=BATCH, measure_every=2), (8, 0))],   # pairs of consecutive steps: nothing split
+    ids=["accumulation", "measurement-split", "measurement-pairs"],
 )  # fmt: skip
 def test_micro_batches_train_exactly_like_the_whole_batch(
     job: Path, reference: list[torch.Tensor], limits: AdaptiveBatch, micro: tuple[int, int]
@@ -224,3 +225,32 @@ def test_the_efficiency_form_is_the_users_choice_and_reaches_the_decision() -> N
     assert decided("sqrt") == (512, 0)
     with pytest.raises(ValueError, match="efficiency 'adam'"):
         AdaptiveBatch(max_batch_size=64, efficiency="adam")
+
+
+def test_pairs_probe_measures_two_consecutive_steps_of_one_batch_size() -> None:
+    weight = nn.Parameter(torch.zeros(3))
+    probe = adaptive_module.NoiseProbe(nn.Linear(1, 1), world_size=1, pairs_every=4)
+    micro = adaptive_module.MicroBatch  # one micro-batch per step: (step, begin, end, index, count, size, share)
+
+    def step(number: int, grad: list[float], share: int = 8) -> Any:
+        weight.grad = torch.tensor(grad)
+        return probe.measure(micro(number, 0, share, 0, 1, share, share), [weight], collectives=None)  # type: ignore[arg-type]
+
+    assert step(3, [9.0, 9.0, 9.0]) is None  # not due (3 % 4): nothing kept
+    assert step(4, [1.0, 2.0, 2.0]) is None  # due: kept for the next step
+    got = step(5, [3.0, 0.0, 4.0])
+    # |g1|^2 = 9, |g2|^2 = 25, g1.g2 = 11: the mean of two batches of 8 against one of 16
+    assert got == adaptive_module.noise_from_micro_batches((9 + 25) / 2, (9 + 25 + 2 * 11) / 4, 8, 2)
+    assert got.grad_var > 0
+    assert step(6, [1.0, 1.0, 1.0]) is None  # the pair is used once
+    assert step(8, [1.0, 2.0, 2.0]) is None
+    assert step(9, [3.0, 0.0, 4.0], share=16) is None  # the batch changed in between: no measurement
+    assert step(12, [1.0, 2.0, 2.0]) is None
+    assert step(14, [3.0, 0.0, 4.0]) is None  # not consecutive
+    with pytest.raises(ValueError, match="noise_probe 'halves'"):
+        AdaptiveBatch(max_batch_size=64, noise_probe="halves")
+
+
+def test_only_the_split_probe_splits_steps() -> None:
+    assert AdaptiveBatch(max_batch_size=64, measure_every=4).split_every == 0
+    assert AdaptiveBatch(max_batch_size=64, measure_every=4, noise_probe="split").split_every == 4

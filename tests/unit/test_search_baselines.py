@@ -80,7 +80,7 @@ def test_runs_in_parallel_train_every_configuration_once_and_log_each(
     monkeypatch.setattr(bench, "run_one", fake)
     settings = argparse.Namespace(**{**vars(args()), "parallel": 3, "workload": "fixed-step", "summarise_only": False})
     runs = bench.run_all(settings)
-    configs = ("fixed-16", "fixed-32", "fixed-64", "adaptive", "adaptive-sqrt")
+    configs = ("fixed-16", "fixed-32", "fixed-64", "adaptive", "adaptive-sqrt", "adaptive-split", "adaptive-sqrt-split")
     expected = {(t, s, c) for t in ("a", "b") for s in (0, 1) for c in configs}
     assert sorted(ran) == sorted(expected) and len(runs) == len(expected)
     logged = (tmp_path / "runs-fixed-step.jsonl").read_text().splitlines()
