@@ -141,11 +141,16 @@ class StepTimes:
 
 def squared_norm(parameters: Iterable[nn.Parameter]) -> float:
     """Sum of squares of all gradients, in float64."""
-    total = 0.0
-    for p in parameters:
-        if p.grad is not None:
-            total += float(p.grad.detach().double().pow(2).sum())
-    return total
+    return _device_sum(p.grad.detach().double().pow(2).sum() for p in parameters if p.grad is not None)
+
+
+def _device_sum(parts: Iterable[torch.Tensor]) -> float:
+    """The sum of scalar tensors, read back once per device (not once per tensor: each read of
+    an accelerator's value waits for it)."""
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for part in parts:
+        by_device.setdefault(part.device, []).append(part)
+    return sum(float(torch.stack(group).sum()) for group in by_device.values())
 
 
 class NoiseProbe:
@@ -176,32 +181,33 @@ class NoiseProbe:
             self.small_sqr, self.small_bsz = squared_norm(parameters) / weight**2, micro.size
 
     def measure(self, micro: MicroBatch, parameters: list[nn.Parameter], collectives: Collectives) -> NoiseMeasurement | None:
-        """At the end of a step, after the optimizer's gradients are final (all ranks call this)."""
-        total_sqr = squared_norm(parameters)
+        """At the end of a step, after the optimizer's gradients are final (all ranks call this).
+        The gradients are read only on steps that measure."""
         measurement = None
         if self.hooked:
             local_sum, reported = collectives.sum_floats([self.local_sqr, 1.0 if self.local_sqr > 0.0 else 0.0])
             share = (micro.end - micro.begin) / self.world_size
             if reported == self.world_size and share > 0:
+                total_sqr = squared_norm(parameters)
                 measurement = noise_from_two_batch_sizes(local_sum / reported, share, total_sqr, micro.end - micro.begin)
         elif self.small_sqr is not None and self.small_bsz < micro.share:
-            measurement = noise_from_two_batch_sizes(self.small_sqr, self.small_bsz, total_sqr, micro.share)
+            measurement = noise_from_two_batch_sizes(self.small_sqr, self.small_bsz, squared_norm(parameters), micro.share)
         elif self.world_size == 1 and micro.count == 1 and self.pairs_every:
-            measurement = self._pair(micro, parameters, total_sqr)
+            measurement = self._pair(micro, parameters)
         self.local_sqr, self.small_sqr = 0.0, None
         return measurement
 
-    def _pair(self, micro: MicroBatch, parameters: list[nn.Parameter], total_sqr: float) -> NoiseMeasurement | None:
+    def _pair(self, micro: MicroBatch, parameters: list[nn.Parameter]) -> NoiseMeasurement | None:
         """The second step of a pair measures with the first one's gradient; a step due keeps its own."""
         kept, self.kept = self.kept, None
         if kept is not None and kept[0] == micro.step - 1 and kept[1] == micro.share:
-            dot = sum(float(p.grad.detach().double().mul(g.double()).sum())
-                      for p, g in zip(parameters, kept[3], strict=True) if p.grad is not None and g is not None)  # fmt: skip
-            first = kept[2]
-            return noise_from_micro_batches((first + total_sqr) / 2, (first + total_sqr + 2 * dot) / 4, micro.share, 2)
+            both = [(p.grad, g) for p, g in zip(parameters, kept[3], strict=True) if p.grad is not None and g is not None]
+            dot = _device_sum(now.detach().double().mul(before.double()).sum() for now, before in both)
+            first, second = kept[2], squared_norm(parameters)
+            return noise_from_micro_batches((first + second) / 2, (first + second + 2 * dot) / 4, micro.share, 2)
         if micro.step % self.pairs_every == 0:
             grads = [None if p.grad is None else p.grad.detach().clone() for p in parameters]
-            self.kept = (micro.step, micro.share, total_sqr, grads)
+            self.kept = (micro.step, micro.share, squared_norm(parameters), grads)
         return None
 
 
