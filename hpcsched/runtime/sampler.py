@@ -14,8 +14,9 @@ left than ranks skips those (at most world_size - 1) samples for that epoch.
 
 Gradient accumulation splits each rank's share of a step into ``accum_steps + 1`` near-equal
 micro-batches (fewer if the share is smaller). For measuring the gradient noise on a single
-replica without accumulation, ``measure_every`` splits every n-th step in two
-(:class:`MicroBatch` tells the trainer which micro-batch of which step each batch is).
+replica without accumulation (``AdaptiveBatch(noise_probe="split")``), ``measure_every`` splits
+every n-th step in two (:class:`MicroBatch` tells the trainer which micro-batch of which step
+each batch is).
 """
 
 from __future__ import annotations
