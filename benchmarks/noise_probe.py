@@ -43,7 +43,7 @@ from common import trial_shape, write_results
 from search_baselines import WORKLOADS, search_results
 from torch import nn
 
-from hpcsched.models.efficiency import NoiseScaleEstimator, noise_from_micro_batches, noise_from_two_batch_sizes
+from hpcsched.models.efficiency import NoiseScaleEstimator, noise_from_consecutive_steps, noise_from_two_batch_sizes
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = 32  # samples per draw of the true tr(Sigma)
@@ -118,8 +118,7 @@ def two_batch(small: torch.Tensor, big: torch.Tensor, batch: int) -> Any:
 
 def consecutive(first: torch.Tensor, second: torch.Tensor, batch: int) -> Any:
     """What the runtime's pairs probe measures from two consecutive steps' gradients."""
-    a, b, dot = float(first.pow(2).sum()), float(second.pow(2).sum()), float(first.dot(second))
-    return noise_from_micro_batches((a + b) / 2, (a + b + 2 * dot) / 4, batch, 2)
+    return noise_from_consecutive_steps(float(first.pow(2).sum()), float(second.pow(2).sum()), float(first.dot(second)), batch)
 
 
 def checkpoint(task: Task, args: argparse.Namespace) -> dict[str, Any]:

@@ -150,6 +150,12 @@ def noise_from_micro_batches(
     return noise_from_two_batch_sizes(micro_sqr_mean, micro_bsz, total_sqr, float(micro_bsz) * num_micro_batches)
 
 
+
+def noise_from_consecutive_steps(first_sqr: float, second_sqr: float, dot: float, batch: float) -> NoiseMeasurement:
+    """One measurement from two consecutive steps' gradients of ``batch`` samples each (squared
+    norms and their dot product): the pair as two micro-batches of one step of ``2 * batch``."""
+    return noise_from_micro_batches((first_sqr + second_sqr) / 2, (first_sqr + second_sqr + 2 * dot) / 4, batch, 2)
+
 # Weight the noise estimate keeps per measurement: about the last 100 measurements count (400
 # steps of a single process, which measures every 4th step; 100 of several replicas). One
 # measurement's error is of the order of what it measures; at 0.9 the estimate, and with it the

@@ -43,7 +43,7 @@ from hpcsched.models.efficiency import (
     EFFICIENCY_FORMS,
     NoiseMeasurement,
     NoiseScaleEstimator,
-    noise_from_micro_batches,
+    noise_from_consecutive_steps,
     noise_from_two_batch_sizes,
 )
 from hpcsched.models.goodput import BatchLimits
@@ -203,8 +203,7 @@ class NoiseProbe:
         if kept is not None and kept[0] == micro.step - 1 and kept[1] == micro.share:
             both = [(p.grad, g) for p, g in zip(parameters, kept[3], strict=True) if p.grad is not None and g is not None]
             dot = _device_sum(now.detach().double().mul(before.double()).sum() for now, before in both)
-            first, second = kept[2], squared_norm(parameters)
-            return noise_from_micro_batches((first + second) / 2, (first + second + 2 * dot) / 4, micro.share, 2)
+            return noise_from_consecutive_steps(kept[2], squared_norm(parameters), dot, micro.share)
         if micro.step % self.pairs_every == 0:
             grads = [None if p.grad is None else p.grad.detach().clone() for p in parameters]
             self.kept = (micro.step, micro.share, squared_norm(parameters), grads)

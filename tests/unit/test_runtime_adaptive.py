@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from hpcsched.models.adapt import AdaptChoice
+from hpcsched.models.efficiency import noise_from_micro_batches
 from hpcsched.runtime import EXIT_CHECKPOINTED, AdaptiveBatch, ElasticTrainer
 from hpcsched.runtime import adaptive as adaptive_module
 
@@ -240,7 +241,7 @@ def test_pairs_probe_measures_two_consecutive_steps_of_one_batch_size() -> None:
     assert step(4, [1.0, 2.0, 2.0]) is None  # due: kept for the next step
     got = step(5, [3.0, 0.0, 4.0])
     # |g1|^2 = 9, |g2|^2 = 25, g1.g2 = 11: the mean of two batches of 8 against one of 16
-    assert got == adaptive_module.noise_from_micro_batches((9 + 25) / 2, (9 + 25 + 2 * 11) / 4, 8, 2)
+    assert got == noise_from_micro_batches((9 + 25) / 2, (9 + 25 + 2 * 11) / 4, 8, 2)
     assert got.grad_var > 0
     assert step(6, [1.0, 1.0, 1.0]) is None  # the pair is used once
     assert step(8, [1.0, 2.0, 2.0]) is None
