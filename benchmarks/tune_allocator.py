@@ -9,9 +9,10 @@ shown, ``hpcsched.models.ThroughputPrior``), replayed on Pollux workloads 1-4 at
 30 s restart and at the Slurm-realistic cost (seed 0), beside the faithful Pollux baseline in the
 same settings as ``benchmarks/heldout.py``. The rule that picks a setting, written down before
 the run: the lowest average JCT over both costs among the variants with at most 3 restarts per
-job at both (the issue's restart target). Workloads 5-8 and the other loads are never run here;
-``benchmarks/heldout.py`` reports on them. Results merge into
-benchmarks/results/tune_allocator.{json,md} as each run finishes (about 20 minutes of CPU).
+job at both (the issue's restart target), less those ``SET_ASIDE`` names with the reason.
+Workloads 5-8 and the other loads are never run here; ``benchmarks/heldout.py`` reports on them.
+Results merge into benchmarks/results/tune_allocator.{json,md} as each run finishes (about 20
+minutes of CPU).
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ MIDDLE = {"compute_overhead": 0.35, "alpha_r": 0.1, "beta_r": 0.02, "alpha_n": 0
 POLLUX_VALUES = {name: getattr(POLLUX_PRIOR, name) for name in CAUTIOUS}
 # The allocator's defaults before the run; every variant changes some of them (the other knobs
 # are hpcsched's defaults, which the run left as they were).
-BEFORE: dict[str, Any] = {"prior": CAUTIOUS, "hysteresis": 1.0, "horizon_s": 1800.0, "settle_s": 1800.0, "srpt_weight": 1.0}
+BEFORE: dict[str, Any] = {"prior": CAUTIOUS, "hysteresis": 1.0, "horizon_s": 1800.0, "settle_s": 1800.0, "srpt_weight": 1.0,
+                          "settle_climbs": True}
+PICKED_FIRST = {"prior": MIDDLE, "hysteresis": 2.0, "horizon_s": 900.0}  # the first tuning run's pick
+PICKED_SECOND = PICKED_FIRST | {"hysteresis": 5.0, "settle_climbs": False}  # the second run's
 CHANGES: dict[str, dict[str, Any]] = {
     "before tuning": {},
     "hysteresis 0.5": {"hysteresis": 0.5},
@@ -58,9 +62,26 @@ CHANGES: dict[str, dict[str, Any]] = {
     "middle prior": {"prior": MIDDLE},
     "middle prior, hysteresis 2": {"prior": MIDDLE, "hysteresis": 2.0},
     "middle prior, horizon 900 s": {"prior": MIDDLE, "horizon_s": 900.0},
-    "middle prior, hysteresis 2, horizon 900 s": {"prior": MIDDLE, "hysteresis": 2.0, "horizon_s": 900.0},
+    "middle prior, hysteresis 2, horizon 900 s": PICKED_FIRST,
+    # Second run (2026-12-07), on the first run's pick: climbs (grows of a job at the largest size
+    # it has run at) without the settle term, at four hysteresis values.
+    **{f"middle prior, hysteresis {h}, horizon 900 s, climbs unsettled": PICKED_FIRST | {"hysteresis": float(h),
+       "settle_climbs": False} for h in (2, 3, 4, 5)},
+    # Third run (2026-12-07), on the second run's pick: the other damping knobs once more.
+    **{f"second pick, {name}": PICKED_SECOND | change for name, change in {
+        "settle 900 s": {"settle_s": 900.0}, "horizon 1800 s": {"horizon_s": 1800.0},
+        "srpt weight 2": {"srpt_weight": 2.0}, "hysteresis 4, settle 3600 s": {"hysteresis": 4.0, "settle_s": 3600.0},
+    }.items()},
 }
 VARIANTS = {name: BEFORE | change for name, change in CHANGES.items()}
+# Variants the rule would pick that a check outside the tuning workloads ruled out, each with
+# why (written after the run that measured it; the rule then picks among the others).
+SET_ASIDE = {
+    "second pick, srpt weight 2": "skews weighted fair shares in site mode: two users with 3:1 Slurm "
+    "shares got 7:1 of the nodes instead of 6:2 (tests/unit/test_site_shares.py), since a larger "
+    "share makes a job's remaining time at its fair share shorter and the squared weight favours it "
+    "twice; 0.5-1.4% faster here",
+}
 
 
 def settings(variant: str) -> tuple[AllocatorPolicy, ThroughputPrior]:
@@ -112,7 +133,7 @@ def aggregate(done: dict[str, Any], variant: str) -> dict[str, dict[str, float]]
 
 def pick(table: dict[str, dict[str, dict[str, float]]]) -> str | None:
     """The rule in the module docstring."""
-    allowed = [v for v in VARIANTS if v in table
+    allowed = [v for v in VARIANTS if v in table and v not in SET_ASIDE
                and all(table[v][c]["restarts_per_job"] <= MOST_RESTARTS for c in COSTS)]
     return min(allowed, key=lambda v: statistics.fmean(table[v][c]["avg_jct"] for c in COSTS), default=None)
 
@@ -142,6 +163,7 @@ def markdown(done: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     missing = [v for v in (BASELINE, *VARIANTS) if v not in table]
     today = current_defaults() or "none of these"
     lines += ["", f"Picked by the rule: {chosen or 'none yet'}. hpcsched's defaults today: {today}."]
+    lines += [f"Set aside after its run: {variant}: {why}." for variant, why in SET_ASIDE.items() if variant in table]
     if missing:
         lines.append(f"Not run yet: {', '.join(missing)}.")
     cpu = sum(r["cpu_s"] for r in done.values())

@@ -82,7 +82,9 @@ class ElasticJob:
     waiting (``current_gpus == 0``) or running at any size (otherwise): waiting time drives the
     no-starvation rule, running time protects a job just started from being preempted again.
     ``time_at_size_s`` is how long it has run at its current size: a job resized a moment ago is
-    charged more for the next resize (``AllocatorPolicy.settle_s``).
+    charged more for the next resize (``AllocatorPolicy.settle_s``), unless it is ``climbing``:
+    running at the largest size it has ever run at, so that a grow goes on up rather than back
+    (``AllocatorPolicy.settle_climbs``).
     """
 
     key: str
@@ -100,6 +102,7 @@ class ElasticJob:
     whole_nodes: bool = False
     user: str = ""  # the Slurm user (site mode); "" when unknown or one user's own jobs
     weight: float = 1.0  # the user's fair-share weight (site mode: from Slurm's shares); relative
+    climbing: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_gpus <= self.max_gpus:

@@ -56,13 +56,16 @@ def settle_factor(job: ElasticJob, sizes: IntArray, payoff: FloatArray, policy: 
     restart. The window is ``settle_s``; for a grow of a job below its fair share toward it
     (``fair_recovery``) it is only the new size's payoff window (``min(T_new, horizon_s)``): that
     grow restores a shortfall rather than chasing arrivals and departures, and a job with ten
-    minutes left cannot flip-flop for half an hour."""
+    minutes left cannot flip-flop for half an hour. A climbing job's grows have no window unless
+    ``settle_climbs`` (:class:`~.policy.AllocatorPolicy`)."""
     if not (job.current_gpus and job.restarts):
         return np.ones(len(sizes))
     window = np.full(len(sizes), policy.settle_s)
     if policy.fair_recovery:
         toward = (sizes > job.current_gpus) & (sizes <= fair_gpus)
         window = np.where(toward, np.minimum(window, payoff), window)
+    if job.climbing and not policy.settle_climbs:
+        window = np.where(sizes > job.current_gpus, 0.0, window)
     return np.asarray(1.0 + window / max(job.time_at_size_s, 1.0), np.float64)
 
 

@@ -39,6 +39,12 @@ class AllocatorPolicy:
     * ``settle_s``: the restart cost of a job that has been resized before is multiplied by
       ``1 + settle_s / time_at_size``, so a job resized a moment ago needs a much larger gain to
       be resized again (a job's first resize after its start pays the plain cost).
+    * ``settle_climbs``: whether ``settle_s`` also damps a *climb*, a grow of a job that runs at
+      the largest size it has run at (``ElasticJob.climbing``). Under the growth cap a job that
+      scales reaches its size in doublings, each a grow right after the last; that is not the
+      flip-flop ``settle_s`` is for (a climb never reverses a shrink), and damping it kept long
+      jobs below their size for half an hour per doubling. False (tuned): a climb pays its
+      restart with hysteresis, no settle term.
     * ``fair_recovery``: a job below its fair share that grows toward it is damped only over its
       own payoff window, ``1 + min(settle_s, T_new, horizon_s) / time_at_size``: without it a short
       job resized once early (while its best size was small) stayed far below its share to the end.
@@ -58,14 +64,15 @@ class AllocatorPolicy:
 
     Without ``settle_s`` and ``horizon_s`` the Pollux workloads showed long jobs resized every few
     minutes, each resize individually paying for itself against hours of remaining run
-    (docs/allocator.md has the numbers). ``hysteresis`` (2) and ``horizon_s`` (900 s) were picked,
-    with the step-time prior, by the tuning run on Pollux workloads 1-4 at 1.0x load
-    (benchmarks/tune_allocator.py); the other knobs were set before it, on all eight workloads.
+    (docs/allocator.md has the numbers). ``horizon_s`` (900 s) was picked, with the step-time
+    prior, by the first tuning run on Pollux workloads 1-4 at 1.0x load, ``settle_climbs`` (off)
+    and ``hysteresis`` (5) by the second, on the same workloads (benchmarks/tune_allocator.py);
+    the other knobs were set before, on all eight workloads.
     """
 
     fairness_p: float = -1.0
     pricing: RestartPricing = RestartPricing.REMAINING_RUN
-    hysteresis: float = 2.0
+    hysteresis: float = 5.0
     settle_s: float = 1800.0
     horizon_s: float = 900.0
     srpt_weight: float = 1.0
@@ -74,6 +81,7 @@ class AllocatorPolicy:
     round_s: float = 60.0
     pollux_delay_s: float = 30.0
     price_waiting: bool = False
+    settle_climbs: bool = False
     fair_recovery: bool = True
     admission_pays: bool = True
 

@@ -102,15 +102,20 @@ def _view(job: Job, model: GoodputModel, measured: Measurements, now: float, cur
         restarts=max(0, len(job.attempts) - 1),
         restart=restart,
         account=str(job.request.get("account") or ""),
+        climbing=0 < largest_nodes(job) <= current_gpus,
     )  # fmt: skip
+
+
+def largest_nodes(job: Job) -> int:
+    """The most nodes any attempt of the job has started on (0 before it has run)."""
+    return max((a.nodes for a in job.attempts if a.start_time), default=0)
 
 
 def growth_cap(job: Job, least: int, most: int, current: int) -> int:
     """The most nodes a pass may give the job: twice the most it has run on, within its range
     (its minimum before it has run), as Pollux caps growth. Its model has seen no larger size,
     and the prior's guess about one is only a guess; a job grows on as it shows it scales."""
-    largest = max((a.nodes for a in job.attempts if a.start_time), default=0)
-    return max(least, min(most, max(2 * largest, current)))
+    return max(least, min(most, max(2 * largest_nodes(job), current)))
 
 
 def elastic_job(job: Job, records: Sequence[Mapping[str, Any]], now: float, queue_wait_s: float) -> ElasticJob | None:

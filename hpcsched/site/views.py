@@ -35,6 +35,7 @@ def view_to_json(job: ElasticJob) -> dict[str, Any]:
         "remaining_work": None if math.isinf(job.remaining_work) else job.remaining_work,
         **{k: (None if math.isinf(getattr(job, k)) else getattr(job, k)) for k in TIMES},
         "restarts": job.restarts,
+        "climbing": job.climbing,
         "restart": {"checkpoint_s": job.restart.checkpoint_s, "start_s": job.restart.start_s,
                     "queue_wait_s": job.restart.queue_wait_s},
     }
@@ -54,6 +55,14 @@ def _count(data: dict[str, Any], key: str, where: str, low: int, high: int) -> i
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValidationError(f"{where}{key}", f"expected a whole number in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _flag(data: dict[str, Any], key: str) -> bool:
+    """An optional true/false field (absent: false; agents older than the field send none)."""
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ValidationError(key, f"expected true or false, got {value!r}")
     return value
 
 
@@ -93,6 +102,7 @@ def view_from_json(key: str, data: Any, user: str) -> ElasticJob:
                                 start_s=_number(restart, "start_s", "restart.", high=86400),
                                 queue_wait_s=_number(restart, "queue_wait_s", "restart.", high=10**7)),
             user=user,
+            climbing=_flag(data, "climbing"),
         )  # fmt: skip
     except ValueError as e:  # the models' own consistency checks (gamma >= 1, min <= max, ...)
         raise ValidationError("view", str(e)) from None

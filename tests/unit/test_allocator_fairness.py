@@ -32,11 +32,11 @@ def running(key: str, gpus: int, work: float, at_size_s: float, restarts: int, m
 
 def test_a_job_held_below_its_fair_share_grows_toward_it_though_resized_recently() -> None:
     """16 GPUs, two jobs, fair share 8. The short job was resized to 2 GPUs three minutes ago and
-    has about four minutes left there; the long one has run at 4 GPUs for hours. Settle's full
+    has about twelve minutes left there; the long one has run at 4 GPUs for hours. Settle's full
     half-hour window would keep the short job at 2 while the long job takes the free GPUs (the short
     job's finish-time fairness drifting past 2, as cifar10 jobs' did); over its own payoff window the
     grow pays."""
-    jobs = [running("short", 2, 2e5, at_size_s=180.0, restarts=1), running("long", 4, 1e9, at_size_s=1e4, restarts=0)]
+    jobs = [running("short", 2, 6e5, at_size_s=180.0, restarts=1), running("long", 4, 1e9, at_size_s=1e4, restarts=0)]
     allocation = allocate(Cluster(4, 4), jobs)
     assert 2 < allocation["short"].target_gpus <= 8
     assert allocation["short"].reason.startswith("grows 2->")
@@ -82,3 +82,18 @@ def test_a_newcomer_preempts_the_job_with_the_most_work_left_not_the_one_that_ra
     allocation = allocate(Cluster(1, 2), jobs)
     assert allocation.targets() == {"near-end": 1, "long": 0, "newcomer": 1}
     assert allocation["long"].reason.startswith("stops")
+
+
+def test_a_climbing_job_grows_on_into_idle_gpus_right_after_its_last_grow() -> None:
+    """The job of the test above at its fair share of 8 GPUs, grown there three minutes ago, but
+    it has never run larger (its growth cap lets it double): a climb, not a flip-flop, pays its
+    restart with hysteresis only and goes on into the idle GPUs. Unless settle_climbs (before
+    tuning), or the job was shrunk to 8 (it ran larger before: not climbing)."""
+    other = running("other", 4, 1e9, at_size_s=1e4, restarts=0, max_gpus=4)
+    job = dataclasses.replace(running("job", 8, 4e6, at_size_s=180.0, restarts=1), climbing=True)
+    unsettled = dataclasses.replace(HPCSCHED, settle_climbs=False)
+    assert allocate(Cluster(4, 4), [job, other], unsettled)["job"].target_gpus > 8
+    settled = dataclasses.replace(HPCSCHED, settle_climbs=True)
+    assert allocate(Cluster(4, 4), [job, other], settled)["job"].target_gpus == 8
+    shrunk = dataclasses.replace(job, climbing=False)
+    assert allocate(Cluster(4, 4), [shrunk, other], unsettled)["job"].target_gpus == 8

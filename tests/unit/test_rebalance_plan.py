@@ -76,6 +76,8 @@ def test_a_pass_offers_at_most_twice_the_nodes_a_job_has_run_on(nodes: str, atte
     if attempts:
         view = elastic_job(j, steps(len(attempts), 0.1), now=1000.0, queue_wait_s=60.0)
         assert view is not None and view.max_gpus == most
+        # climbing: it runs on the most nodes it has run on (not after a shrink from more)
+        assert view.climbing == (current == max(n for _, n in attempts))
         # grows are make-before-break: the queue wait costs only the speedup it delays
         full = view.restart.checkpoint_s + view.restart.start_s + 60.0
         assert most == current or view.restart.seconds(current, most) < full

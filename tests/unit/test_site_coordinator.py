@@ -18,7 +18,7 @@ from hpcsched.launcher.site_decision import read_decision
 from hpcsched.site.audit import AuditLog
 from hpcsched.site.coordinator import Coordinator
 from hpcsched.site.service import SiteService
-from hpcsched.site.views import view_to_json
+from hpcsched.site.views import view_from_json, view_to_json
 from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.parse import SlurmJobRecord
 from hpcsched.slurm.runner import SlurmCommandError
@@ -177,6 +177,7 @@ def test_a_report_about_another_users_job_is_refused(tmp_path: Path) -> None:
     {"jobs": [{"slurm_job_id": 7, "job_id": 1, "name": "x", "view": view_to_json(view()) | {"min_nodes": 0}}]},
     {"jobs": [{"slurm_job_id": 7, "job_id": 1, "name": "x", "view": view_to_json(view()) | {"remaining_work": float("nan")}}]},
     {"jobs": [{"slurm_job_id": 7, "job_id": 1, "name": "x" * 1000, "view": view_to_json(view())}]},
+    {"jobs": [{"slurm_job_id": 7, "job_id": 1, "name": "x", "view": view_to_json(view()) | {"climbing": "yes"}}]},
 ])
 def test_bad_reports_get_an_error_naming_the_field(tmp_path: Path, bad: dict[str, object]) -> None:
     c, s = make(tmp_path, full_cluster(), Clock())
@@ -259,3 +260,12 @@ def test_a_waiting_elastic_job_is_sized_to_its_share_by_the_coordinator_once(tmp
     clock.now += 10
     c.run_pass()
     assert slurm.updates == [(9, 4)], "sized once: Slurm now shows the job at its share"
+
+
+def test_a_view_says_whether_the_job_is_climbing_and_older_agents_say_nothing() -> None:
+    """The flag that spares a climb the settle term crosses the socket both ways; a report from
+    an agent that predates it (no field) reads as not climbing, the damped, cautious reading."""
+    climbing = dataclasses.replace(view(), climbing=True)
+    assert view_from_json("7", view_to_json(climbing), "alice").climbing
+    old = {k: v for k, v in view_to_json(climbing).items() if k != "climbing"}
+    assert not view_from_json("7", old, "alice").climbing

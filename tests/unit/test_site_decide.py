@@ -249,11 +249,12 @@ def test_a_job_measured_at_one_size_gives_up_only_the_nodes_others_need() -> Non
     from hpcsched.models.throughput import Observation
     from hpcsched.models.throughput_fit import ThroughputPrior, fit
 
-    # a prior that puts the all-reduce across nodes at twice the step: more nodes look no faster
+    # a prior that puts the all-reduce across nodes at twice the step: more nodes look no faster;
+    # a restart of 1 s, so that the few percent one node gains pays for it within the horizon
     gloomy = ThroughputPrior(compute_overhead=0.2, alpha_r=0.5, beta_r=0.1, alpha_n=2.0, beta_n=0.1)
     guess = GoodputModel(fit([Observation(1, 1, 1, 0, step_time=1.0)], gloomy), FLAT_NOISE, BatchLimits(1, 3, 1))
     view = ElasticJob(key="1", model=guess, min_gpus=1, max_gpus=3, current_gpus=3, remaining_work=1800.0, age_s=30,
-                      time_in_state_s=30, restart=RestartCost(0, 6, 0))
+                      time_in_state_s=30, restart=RestartCost(0, 1, 0))
     rep = dataclasses.replace(reported(1, 1001, max_nodes=3), view=view)
     full = partition({f"n{i}": "alloc" for i in range(1, 4)}, 3)
     running = [record(1, 1001, R, 3, "n[1-3]")]

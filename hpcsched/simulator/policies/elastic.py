@@ -99,6 +99,7 @@ class ElasticPolicy:
             restarts=job.restarts,
             restart=restart.expected(load, self.grows_before_break),
             user=job.spec.user,
+            climbing=0 < job.largest <= job.gpus,
         )
 
     def _allocate(self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel) -> Allocation:
