@@ -102,7 +102,7 @@ class ElasticJob:
     whole_nodes: bool = False
     user: str = ""  # the Slurm user (site mode); "" when unknown or one user's own jobs
     weight: float = 1.0  # the user's fair-share weight (site mode: from Slurm's shares); relative
-    climbing: bool = False
+    climbing: bool = False  # runs at the largest size it has run at (a grow goes on up)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_gpus <= self.max_gpus:
