@@ -51,10 +51,13 @@ class AllocatorPolicy:
     * ``horizon_s``: a new size is assumed to pay off for at most this long, because the next
       arrival or departure will move the optimum again; pricing a resize against the whole
       remaining run makes restarts of long jobs look free, and they then absorb every change.
-    * ``srpt_weight``: each job's term is weighted by ``(median T / T_j) ** srpt_weight`` (clipped
-      to [1/4, 4]), ``T_j`` its remaining time at its fair share: shortest-remaining-first, which
-      lowers the average completion time; Pollux does not use remaining work, hpcsched estimates it
+    * ``srpt_weight``: each job's term is weighted by ``(median T / T_j) ** srpt_weight``, ``T_j``
+      its remaining time on an equal split of the cluster: shortest-remaining-first, which lowers
+      the average completion time; Pollux does not use remaining work, hpcsched estimates it
       (:mod:`.remaining`).
+    * ``srpt_range``: the weights are clipped to ``[1/srpt_range, srpt_range]``, so that a long
+      job does not become so light that the allocator treats it as free buffer capacity (resizing
+      it at every arrival and departure).
     * ``starvation_s``: a job waiting this long for its minimum is admitted ahead of running
       jobs, and may preempt one that has run at least as long (:mod:`.admission`).
     * ``short_s``: a waiting job predicted to finish within this time at its minimum is admitted
@@ -66,16 +69,18 @@ class AllocatorPolicy:
     minutes, each resize individually paying for itself against hours of remaining run
     (docs/allocator.md has the numbers). ``horizon_s`` (900 s) was picked, with the step-time
     prior, by the first tuning run on Pollux workloads 1-4 at 1.0x load, ``settle_climbs`` (off)
-    and ``hysteresis`` (5) by the second, on the same workloads (benchmarks/tune_allocator.py);
-    the other knobs were set before, on all eight workloads.
+    by the second, ``srpt_weight`` (3), ``srpt_range`` (8) and ``hysteresis`` (6) by the fourth, on
+    the same workloads (benchmarks/tune_allocator.py); the other knobs were set before, on all
+    eight workloads.
     """
 
     fairness_p: float = -1.0
     pricing: RestartPricing = RestartPricing.REMAINING_RUN
-    hysteresis: float = 5.0
+    hysteresis: float = 6.0
     settle_s: float = 1800.0
     horizon_s: float = 900.0
-    srpt_weight: float = 1.0
+    srpt_weight: float = 3.0
+    srpt_range: float = 8.0
     starvation_s: float = 3600.0
     short_s: float = 600.0
     round_s: float = 60.0
@@ -87,8 +92,8 @@ class AllocatorPolicy:
 
     def __post_init__(self) -> None:
         nonnegative = (self.hysteresis, self.settle_s, self.srpt_weight, self.short_s, self.round_s, self.pollux_delay_s)
-        if min(nonnegative) < 0.0 or self.starvation_s <= 0.0 or self.horizon_s <= 0.0:
-            raise ValueError(f"need non-negative knobs and positive starvation_s, horizon_s: {self}")
+        if min(nonnegative) < 0.0 or self.starvation_s <= 0.0 or self.horizon_s <= 0.0 or self.srpt_range < 1.0:
+            raise ValueError(f"need non-negative knobs, positive starvation_s and horizon_s, srpt_range >= 1: {self}")
 
 
 HPCSCHED = AllocatorPolicy()

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from hpcsched.allocator import HPCSCHED, Cluster, ElasticJob, GoodputModel, RestartCost, allocate
-from hpcsched.allocator.candidates import goodput_at
+from hpcsched.allocator.allocate import _weights, fair_shares
+from hpcsched.allocator.candidates import goodput_at, job_table
+from hpcsched.allocator.cluster import Limits
+from hpcsched.allocator.policy import AllocatorPolicy
 from hpcsched.models import BatchLimits, GradientNoise, ThroughputParams
 
 SCALES = GoodputModel(
@@ -32,11 +37,11 @@ def running(key: str, gpus: int, work: float, at_size_s: float, restarts: int, m
 
 def test_a_job_held_below_its_fair_share_grows_toward_it_though_resized_recently() -> None:
     """16 GPUs, two jobs, fair share 8. The short job was resized to 2 GPUs three minutes ago and
-    has about twelve minutes left there; the long one has run at 4 GPUs for hours. Settle's full
-    half-hour window would keep the short job at 2 while the long job takes the free GPUs (the short
-    job's finish-time fairness drifting past 2, as cifar10 jobs' did); over its own payoff window the
-    grow pays."""
-    jobs = [running("short", 2, 6e5, at_size_s=180.0, restarts=1), running("long", 4, 1e9, at_size_s=1e4, restarts=0)]
+    has about twenty minutes left there (twelve were on the edge of a resize's 7x its restart);
+    the long one has run at 4 GPUs for hours. Settle's full half-hour window would keep the short
+    job at 2 while the long job takes the free GPUs (the short job's finish-time fairness drifting
+    past 2, as cifar10 jobs' did); over its own payoff window the grow pays."""
+    jobs = [running("short", 2, 1e6, at_size_s=180.0, restarts=1), running("long", 4, 1e9, at_size_s=1e4, restarts=0)]
     allocation = allocate(Cluster(4, 4), jobs)
     assert 2 < allocation["short"].target_gpus <= 8
     assert allocation["short"].reason.startswith("grows 2->")
@@ -97,3 +102,21 @@ def test_a_climbing_job_grows_on_into_idle_gpus_right_after_its_last_grow() -> N
     assert allocate(Cluster(4, 4), [job, other], settled)["job"].target_gpus == 8
     shrunk = dataclasses.replace(job, climbing=False)
     assert allocate(Cluster(4, 4), [shrunk, other], unsettled)["job"].target_gpus == 8
+
+
+def test_remaining_time_weights_rank_jobs_by_length_clipped_to_the_policys_range() -> None:
+    """Three waiting jobs of 1e4, 1e5 and 1e8 units of work: the shortest is weighted up to
+    ``srpt_range`` times the median's, the longest down to 1/``srpt_range`` (so it never becomes
+    free buffer capacity), and a range below 1 is refused."""
+    cluster = Cluster(4, 4)
+    jobs = [dataclasses.replace(running(f"j{i}", 0, work, 0.0, 0), age_s=0.0, time_in_state_s=0.0)
+            for i, work in enumerate((1e4, 1e5, 1e8))]
+    tables = [job_table(job, cluster, Limits()) for job in jobs]
+    fair = fair_shares(jobs, tables, cluster.capacity)
+    for bound in (4.0, 8.0):
+        policy = dataclasses.replace(HPCSCHED, srpt_weight=1.0, srpt_range=bound)
+        assert _weights(jobs, tables, fair, cluster.capacity, policy) == pytest.approx([bound, 1.0, 1.0 / bound])
+    squared = dataclasses.replace(HPCSCHED, srpt_weight=2.0, srpt_range=1e9)
+    assert _weights(jobs, tables, fair, cluster.capacity, squared) == pytest.approx([100.0, 1.0, 1e-6])
+    with pytest.raises(ValueError, match="srpt_range"):
+        AllocatorPolicy(srpt_range=0.5)

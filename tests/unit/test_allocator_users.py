@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from site_helpers import view
 
-from hpcsched.allocator import Cluster, allocate
+from hpcsched.allocator import HPCSCHED, Cluster, allocate
 from hpcsched.allocator.allocate import fair_shares
 from hpcsched.allocator.candidates import job_table
 from hpcsched.allocator.cluster import Limits
@@ -61,6 +61,16 @@ def test_a_user_with_three_times_the_shares_ends_with_about_three_times_the_gpus
     even = totals(allocate(Cluster(16, 1), weighted(1.0, 1.0)).decisions)
     assert by_user["a"] >= 2 * by_user["c"], by_user
     assert abs(even["a"] - even["c"]) <= 1, even
+
+
+@pytest.mark.parametrize("exponent", [1.0, 2.0, 3.0])
+def test_a_stronger_shortest_remaining_first_weight_does_not_multiply_a_users_share(exponent: float) -> None:
+    """Two equal jobs, Slurm shares 3:1: 12 and 4 of 16 GPUs whatever ``srpt_weight`` is. Measured
+    on the users' fair shares, alice's job looked shorter because of her share and the exponent
+    favoured it again: 13:3 at 2, 14:2 at 3."""
+    policy = dataclasses.replace(HPCSCHED, srpt_weight=exponent)
+    assert totals(allocate(Cluster(16, 1), weighted(3.0, 1.0), policy).decisions) == {"a": 12, "c": 4}
+    assert totals(allocate(Cluster(16, 1), weighted(1.0, 1.0), policy).decisions) == {"a": 8, "c": 8}
 
 
 def test_a_weight_must_be_positive() -> None:
