@@ -100,6 +100,8 @@ SET_ASIDE = {
     "(tests/unit/test_allocator_admission.py), since log(x) falls to -6.9 at zero GPUs where Pollux's "
     "-1/x falls to -1000; 0.9% faster at 30 s and 0.2% slower under slurm than the pick",
 }
+
+
 def settings(variant: str) -> tuple[AllocatorPolicy, ThroughputPrior]:
     over = dict(VARIANTS[variant])
     return dataclasses.replace(HPCSCHED, **{k: v for k, v in over.items() if k != "prior"}), ThroughputPrior(**over["prior"])
