@@ -31,6 +31,33 @@ LOGIN_HOST = "login1"
 NODE_PREFIX = os.environ.get("HPCSCHED_TEST_NODE_PREFIX", "node")
 REPO = Path(__file__).resolve().parents[2]
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY"}
+# The sessions of the test that runs now: a failed test's report carries their logs, which
+# end_session removes with the session.
+LIVE: list[UserSession] = []
+LOG_TAIL_LINES = 80
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed and report.when == "call":
+        for s in LIVE:
+            report.sections.append((f"logs of {s.user}'s session {s.root.name}", session_logs(s)))
+
+
+def session_logs(session: UserSession) -> str:
+    """The last lines of every log of a session: Slurm's output, each attempt's, the daemon's."""
+    jobs, state = session.root / "jobs", session.root / "state"
+    files = [*sorted(jobs.glob("*/slurm-*.out")), *sorted(jobs.glob("*/attempt-*.log")), *sorted(state.glob("daemon-*.log"))]
+    parts = []
+    for path in files:
+        try:
+            lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        except OSError as e:
+            lines = [f"(unreadable: {e})"]
+        parts.append("\n".join([f"==> {path} <==", *lines]))
+    return "\n".join(parts) or "(no log files)"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -135,7 +162,9 @@ def make_session(user: str) -> UserSession:
         "HPCSCHED_STATE_DIR": str(root / "state"), "HPCSCHED_JOBS_DIR": str(root / "jobs"),
         "HPCSCHED_POLL_INTERVAL": "1", "HPCSCHED_HOST": LOGIN_HOST,
     }
-    return UserSession(user=user, root=root, env=env)
+    session = UserSession(user=user, root=root, env=env)
+    LIVE.append(session)
+    return session
 
 
 def end_session(session: UserSession) -> None:
@@ -154,6 +183,8 @@ def end_session(session: UserSession) -> None:
     # Processes on a node whose slurmd a test killed are not cleaned up by Slurm: end them here.
     subprocess.run(["pkill", "-KILL", "-f", str(session.root)], capture_output=True, timeout=30)
     shutil.rmtree(session.root, ignore_errors=True)
+    if session in LIVE:
+        LIVE.remove(session)
 
 
 @pytest.fixture
