@@ -103,7 +103,8 @@ class Rebalancer:
         described = [(j, describe(j, records[j.id], now)) for j in open_jobs]
         jobs = {rep.slurm_job_id: j for j, rep in described if rep is not None}
         reports = {rep.slurm_job_id: rep for _, rep in described if rep is not None}
-        busy = frozenset(sid for sid, j in jobs.items() if not resizable(j) and not waiting(j))
+        # A job with a resize under way, at the nodes its newest attempt (the resize's) asks for.
+        busy = {sid: j.current.nodes if j.current else 0 for sid, j in jobs.items() if not resizable(j) and not waiting(j)}
         plan = decide(partitions(self.client.node_partitions()), self.client.queue_all(), reports, busy)
         making_room = {r.partition for r in plan.rooms if r.served} | {
             d.partition for d in plan.decisions if d.action == "start"}

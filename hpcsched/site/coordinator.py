@@ -13,13 +13,16 @@ Who executes a decision (docs/site.md):
   daemon is needed: a decision takes effect while the user's login node is down.
 - **grow**: the user's agent (make-before-break needs a new allocation submitted as the user). The
   coordinator offers it in its answer to the agent's next report; an agent that is down grows
-  nothing, which harms nobody.
+  nothing, which harms nobody. A grow not carried out within ``GROW_STALL_S`` is given up: the
+  offer is withdrawn, and a new allocation still waiting in the queue (for nodes somebody else
+  took since) is cancelled with the coordinator's Operator right; the job trains on at its size,
+  and its user's daemon withdraws the grow (:func:`hpcsched.daemon.reconcile.withdrawn_grow`).
 - **start at another size**: the coordinator, with its Operator right, changes the node count of
   a waiting elastic job (``scontrol update NumNodes``) to its fair size before Slurm starts it;
   nothing runs yet, so nothing needs the user's daemon or driver.
 
-Every action is written to the audit log before (``decided``) and after (``done``, ``failed``,
-``expired``). A resize under way is kept in the state file, so a coordinator killed mid-pass
+Every action is written to the audit log before (``decided``, ``abandoning``) and after (``done``,
+``failed``, ``expired``, ``abandoned``). A resize under way is kept in the state file, so a coordinator killed mid-pass
 neither forgets nor repeats it; a job with one under way is not resized again.
 """
 
@@ -45,12 +48,14 @@ from hpcsched.slurm.runner import SlurmCommandError
 from . import state as site_state
 from .audit import AuditLog
 from .citizen import Partition, partitions
-from .decide import Reported, SitePlan, SizeDecision, decide
+from .decide import Reported, SitePlan, SizeDecision, decide, successors_of
 from .shares import SharesParseError, parse_sshare, user_weights
 
 log = logging.getLogger(__name__)
 SHRINK_TIMEOUT_S = 600.0  # checkpoint + stop + restart in place; after this the decision is dropped
-GROW_TIMEOUT_S = 1800.0  # the successor may wait in the queue
+# Grows go only into idle nodes: a new allocation not started this long after the decision waits
+# for nodes somebody else took, and its job (counted busy) would hold every grow of its partition.
+GROW_STALL_S = 300.0
 SHARES_TTL_S = 300.0  # how long Slurm's fair-share tree is used before it is asked again
 
 
@@ -108,8 +113,9 @@ class Coordinator:
         with self.lock:
             if not dry_run:
                 self._follow_up(snap)
-            plan = decide(snap.partitions, snap.queue, self.live_reports(snap), frozenset(self.state.in_flight),
-                          self.policy, now=snap.time, weights=self.user_weights())
+            busy = {sid: f.target for sid, f in self.state.in_flight.items()}
+            plan = decide(snap.partitions, snap.queue, self.live_reports(snap), busy, self.policy, now=snap.time,
+                          weights=self.user_weights())
             if not dry_run:
                 self.last_plan = plan
                 for d in plan.decisions:
@@ -146,8 +152,10 @@ class Coordinator:
                 outcome = "done" if f.action == "grow" else "ended"
             elif f.action == "shrink" and record.state is JobState.RUNNING and record.node_count <= f.target:
                 outcome = "done"
-            elif now - f.since > (SHRINK_TIMEOUT_S if f.action == "shrink" else GROW_TIMEOUT_S):
+            elif f.action == "shrink" and now - f.since > SHRINK_TIMEOUT_S:
                 outcome = "expired"
+            elif f.action == "grow" and now - f.since > GROW_STALL_S:
+                outcome = self._give_up_grow(f, snap)
             if outcome is not None:
                 del self.state.in_flight[sid]
                 self._remove_decision(sid)
@@ -158,6 +166,35 @@ class Coordinator:
         for sid in [s for s in self.state.reports if s not in live and s not in self.state.in_flight]:
             if snap.time - self.state.reports[sid].received > 300:  # not in the queue for a while: ended
                 del self.state.reports[sid]
+
+    def _give_up_grow(self, f: site_state.InFlight, snap: Snapshot) -> str | None:
+        """A grow not carried out within ``GROW_STALL_S``: "expired" (the offer withdrawn; no new
+        allocation was submitted), "abandoned" (its new allocation, still waiting, cancelled), or
+        None while that allocation runs (the hand-over is under way) or could not be cancelled."""
+        rep = self.state.reports.get(f.slurm_job_id)
+        ids = successors_of(rep, snap.queue, self.state.reports.keys()) if rep is not None else set()
+        allocations = [r for r in snap.queue if r.job_id in ids and rep is not None and r.uid == rep.uid]
+        if any(r.state is JobState.RUNNING for r in allocations):
+            return None
+        for offers in self.state.offers.values():
+            offers[:] = [o for o in offers if o.get("decision") != f.decision_id]
+        waiting = [r.job_id for r in allocations if r.state is JobState.PENDING]
+        if not waiting:
+            return "expired"
+        waited = snap.time - f.since
+        self.audit.write({"time": snap.time, "event": "abandoning", "decision": f.decision_id,
+                          "slurm_job_id": f.slurm_job_id, "cancel": waiting,
+                          "reason": f"its new allocation waited {waited:.0f} s for nodes others hold now; "
+                                    f"the job trains on at {f.current} node(s)"})
+        try:
+            for sid in waiting:
+                self.client.cancel(sid)
+        except SlurmCommandError as e:
+            self.audit.write({"time": self.clock(), "event": "failed", "decision": f.decision_id,
+                              "slurm_job_id": f.slurm_job_id, "error": str(e)})
+            log.warning("grow of Slurm job %s not given up: %s", f.slurm_job_id, e)
+            return None
+        return "abandoned"
 
     def _execute(self, d: SizeDecision, snap: Snapshot) -> None:
         decision_id = uuid.uuid4().hex[:12]

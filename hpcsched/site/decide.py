@@ -7,7 +7,10 @@ nodes the elastic jobs may hold; the allocator (:func:`hpcsched.allocator.alloca
 fairness between users: each job's ``user``) shares that capacity out among the partition's elastic jobs, running and
 waiting. A running job's current size is Slurm's (``squeue``), never the report's, since its
 agent may be down. Grows go only into nodes nobody waits for (:mod:`.citizen`); a job with a
-resize still under way (``busy``) keeps its size and its nodes. A running job not measured yet
+resize still under way (``busy``) keeps its size and its nodes, counted at the larger of its size
+and the size its resize goes to, and no other job of its partition grows until that resize is done
+(a second grow decided on the same idle nodes could never start, and its job would count as busy,
+never shrunk, while its allocation waited in the queue). A running job not measured yet
 keeps its size too (the prior says nothing of how it scales), unless the rules need its nodes for
 someone waiting: then it shrinks as far as that needs; one measured at a single node count may
 grow, but gives up no more nodes than others need.
@@ -25,7 +28,7 @@ it never counts as somebody waiting for nodes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,9 +99,10 @@ class SitePlan:
 
 
 def decide(partitions: Mapping[str, Partition], queue: Sequence[SlurmJobRecord], reports: Mapping[int, Reported],
-           busy: frozenset[int] = frozenset(), policy: AllocatorPolicy = HPCSCHED, now: float | None = None,
+           busy: Mapping[int, int] | None = None, policy: AllocatorPolicy = HPCSCHED, now: float | None = None,
            weights: Mapping[str, float] | None = None) -> SitePlan:
-    """Every partition that holds a reported job, decided on its own (module docstring). ``now``
+    """Every partition that holds a reported job, decided on its own (module docstring). ``busy``:
+    the jobs with a resize under way, each with the node count that resize goes to. ``now``
     (the poll's time) lets a tagged job not reported yet hold grows back; None: it does not.
     ``weights``: each user's fair-share weight (:mod:`.shares`); None or empty: all equal."""
     records = {r.job_id: r for r in queue}
@@ -118,7 +122,7 @@ def decide(partitions: Mapping[str, Partition], queue: Sequence[SlurmJobRecord],
         nodes = set(partition.nodes)
         claimed = sum(min(grows, len(set(before.idle) & nodes)) for before, grows in grown)
         view = [r for r in queue if r.job_id not in served]
-        plan, rm = _partition(partition, view, records, mine, busy, policy, now, weights or {}, partitions, claimed)
+        plan, rm = _partition(partition, view, records, mine, busy or {}, policy, now, weights or {}, partitions, claimed)
         decisions += plan
         rooms.append(rm)
         served.update(rm.served)
@@ -127,7 +131,7 @@ def decide(partitions: Mapping[str, Partition], queue: Sequence[SlurmJobRecord],
 
 
 def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: Mapping[int, SlurmJobRecord],
-               mine: Mapping[int, Reported], busy: frozenset[int], policy: AllocatorPolicy,
+               mine: Mapping[int, Reported], busy: Mapping[int, int], policy: AllocatorPolicy,
                now: float | None, weights: Mapping[str, float], partitions: Mapping[str, Partition],
                claimed: int) -> tuple[list[SizeDecision], Room]:
     def current(sid: int) -> int:
@@ -138,13 +142,13 @@ def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: M
     elastic = {sid: (rep.view.min_gpus, current(sid)) for sid, rep in mine.items()}
     elastic.update({other: (0, 0) for other in successors})  # a grow's new allocation is the same job's
     rm = room(partition, queue, elastic, partitions, claimed)
-    pinned = {sid for sid in mine if sid in busy}
+    pinned = {sid: max(current(sid), busy[sid]) for sid in mine if sid in busy}
     unmeasured = {sid for sid, rep in mine.items() if not rep.measured and current(sid) and sid not in pinned}
-    hold = _grows_held(here, mine, successors, unmeasured, now)
+    hold = _grows_held(here, mine, successors, unmeasured, now, pinned)
     wait = queue_wait_estimate(rm.idle, rm.waiting)
     views = [_view(rep, sid, current(sid), wait, weight_of(weights, rep.user))
-             for sid, rep in mine.items() if sid not in pinned | unmeasured]
-    capacity = rm.capacity - sum(current(sid) for sid in pinned)
+             for sid, rep in mine.items() if sid not in pinned.keys() | unmeasured]
+    capacity = rm.capacity - sum(pinned.values())
     out = [_fixed(mine[sid], records[sid], partition.name, "busy", "a resize of this job is still under way")
            for sid in sorted(pinned)]
     held, capacity = _hold_unmeasured({sid: mine[sid] for sid in unmeasured}, current, capacity, rm, partition.name)
@@ -165,21 +169,29 @@ def _partition(partition: Partition, queue: Sequence[SlurmJobRecord], records: M
 
 
 def _successors(here: Sequence[SlurmJobRecord], mine: Mapping[int, Reported]) -> set[int]:
-    """Live Slurm jobs that are new allocations of a reported job: those its report names, and
-    those Slurm shows with its tag (store and job number) under the same owner, reported or not."""
-    out = {other for rep in mine.values() for other in rep.related}
-    owners = {(rep.uid, rep.store, rep.job_id) for rep in mine.values()}
-    for r in here:
+    """Live Slurm jobs that are new allocations of a reported job (:func:`successors_of`)."""
+    return {other for rep in mine.values() for other in successors_of(rep, here, mine.keys())}
+
+
+def successors_of(rep: Reported, queue: Sequence[SlurmJobRecord], reported: Collection[int]) -> set[int]:
+    """Live Slurm jobs that are new allocations of ``rep``'s job: those its report names, and those
+    Slurm shows with its tag (store and job number) under the same owner, unless ``reported``
+    (reported jobs are their own)."""
+    out = set(rep.related)
+    for r in queue:
         tag = parse_tag(r.comment)
-        if tag is not None and r.job_id not in mine and not r.state.is_final and (r.uid, *tag) in owners:
+        if tag is not None and r.job_id not in reported and not r.state.is_final and (r.uid, *tag) == (
+                rep.uid, rep.store, rep.job_id):
             out.add(r.job_id)
     return out
 
 
 def _grows_held(here: Sequence[SlurmJobRecord], mine: Mapping[int, Reported], successors: set[int],
-                unmeasured: set[int], now: float | None) -> str:
+                unmeasured: set[int], now: float | None, pinned: Mapping[int, int]) -> str:
     """Why no job of the partition may grow now ("" when they may): an elastic job whose share the
-    allocator cannot judge yet (module docstring)."""
+    allocator cannot judge yet, or a resize under way (module docstring)."""
+    if pinned:
+        return f"the resize of Slurm job {min(pinned)} is still under way"
     for r in sorted(here, key=lambda r: r.job_id):
         if r.job_id in mine and waits_for_nodes(r):
             return f"Slurm job {r.job_id} of hpcsched waits to start"

@@ -33,6 +33,7 @@ class FakeSlurm(SlurmClient):
     nodes: list[tuple[str, str, str]] = field(default_factory=list)
     signals: list[int] = field(default_factory=list)
     refuse_signal: bool = False
+    cancelled: list[int] = field(default_factory=list)
     updates: list[tuple[int, int]] = field(default_factory=list)
     shares: str = ""  # sshare's association tree; "" (no accounting): every user weighs the same
     shares_asked: int = 0
@@ -53,6 +54,10 @@ class FakeSlurm(SlurmClient):
         if self.refuse_signal:
             raise SlurmCommandError(["scancel"], 1, "", "Access/permission denied")
         self.signals.append(slurm_job_id)
+
+    def cancel(self, slurm_job_id: int, signal: str | None = None) -> None:
+        self.cancelled.append(slurm_job_id)
+        self.jobs = [r for r in self.jobs if r.job_id != slurm_job_id]
 
     def update_nodes(self, slurm_job_id: int, nodes: int) -> None:
         self.updates.append((slurm_job_id, nodes))
@@ -269,3 +274,60 @@ def test_a_view_says_whether_the_job_is_climbing_and_older_agents_say_nothing() 
     assert view_from_json("7", view_to_json(climbing), "alice").climbing
     old = {k: v for k, v in view_to_json(climbing).items() if k != "climbing"}
     assert not view_from_json("7", old, "alice").climbing
+
+
+def growing(tmp_path: Path) -> tuple[FakeSlurm, Clock, Coordinator, SiteService, dict[str, object]]:
+    """Alice's job 7 runs on n1 of four idle-but-one nodes; the coordinator offers her agent a grow."""
+    idle = [(f"n{i}", "p", "idle") for i in (2, 3, 4)]
+    slurm, clock = FakeSlurm(jobs=[record(7, 1001, R, 1, "n1")], nodes=[("n1", "p", "alloc"), *idle]), Clock()
+    c, s = make(tmp_path, slurm, clock)
+    c.poll()
+    report(s, A, 7, job_id=3)
+    c.run_pass()
+    return slurm, clock, c, s, {"slurm_job_id": 7, "job_id": 3, "name": "train", "view": view_to_json(view())}
+
+
+def tagged(r: SlurmJobRecord, comment: str) -> SlurmJobRecord:
+    return dataclasses.replace(r, comment=comment)
+
+
+def test_a_grow_whose_allocation_waits_for_nodes_others_took_is_given_up(tmp_path: Path) -> None:
+    slurm, clock, c, s, item = growing(tmp_path)
+    (offer,) = s.handle("report", {"jobs": [item]}, A)["actions"]
+    # Her agent submits the 4-node allocation; bob's plain jobs take three nodes meanwhile. A job
+    # of bob's carrying alice's tag is not hers and is never cancelled.
+    slurm.jobs += [tagged(record(20, 1001, P, offer["nodes"], reason="Resources"), "hpcsched::3:a2"),
+                   tagged(record(21, 1002, P, 4, reason="Resources"), "hpcsched::3:a2"),
+                   record(22, 1002, R, 3, "n[2-4]")]
+    slurm.nodes = [(f"n{i}", "p", "alloc") for i in range(1, 5)]
+    clock.now += 200
+    c.run_pass()
+    assert slurm.cancelled == [] and 7 in c.state.in_flight  # the grow may still start
+    clock.now += 101
+    c.run_pass()
+    assert slurm.cancelled == [20]
+    events = [e for e in c.audit.read() if e.get("slurm_job_id") == 7]
+    assert [e["event"] for e in events][-2:] == ["abandoning", "abandoned"]
+    assert events[-2]["cancel"] == [20] and "trains on at 1 node" in events[-2]["reason"]
+    assert 7 not in c.state.in_flight  # decided again from now on
+
+
+def test_a_grow_offer_nobody_took_up_is_withdrawn(tmp_path: Path) -> None:
+    # Alice's daemon is down: nobody submits the grow. It expires, and a daemon that comes back
+    # later is not handed a decision from long ago.
+    slurm, clock, c, s, item = growing(tmp_path)
+    slurm.jobs.append(record(22, 1002, R, 3, "n[2-4]"))
+    slurm.nodes = [(f"n{i}", "p", "alloc") for i in range(1, 5)]
+    clock.now += 301
+    c.run_pass()
+    assert [e["event"] for e in c.audit.read()][-1] == "expired" and slurm.cancelled == []
+    assert s.handle("report", {"jobs": [item]}, A)["actions"] == []
+
+
+def test_a_grow_whose_allocation_runs_is_left_to_finish_its_hand_over(tmp_path: Path) -> None:
+    slurm, clock, c, s, item = growing(tmp_path)
+    (offer,) = s.handle("report", {"jobs": [item]}, A)["actions"]
+    slurm.jobs.append(tagged(record(20, 1001, R, offer["nodes"], "n[1-4]"), "hpcsched::3:a2"))
+    clock.now += 301
+    c.run_pass()
+    assert slurm.cancelled == [] and 7 in c.state.in_flight

@@ -145,7 +145,7 @@ def test_a_user_with_four_jobs_gets_about_the_share_of_a_user_with_one() -> None
 def test_a_job_with_a_resize_under_way_keeps_its_size_and_its_nodes() -> None:
     queue = [record(1, 1001, R, 3, "n[1-3]"), record(2, 1002, R, 1, "n4"), record(3, 1004, P, 1, reason="Resources")]
     nodes = partition({f"n{i}": "alloc" for i in range(1, 5)}, 4)
-    plan = decide({"p": nodes}, queue, {1: reported(1, 1001), 2: reported(2, 1002)}, busy=frozenset({1}))
+    plan = decide({"p": nodes}, queue, {1: reported(1, 1001), 2: reported(2, 1002)}, busy={1: 3})
     by_id = {d.slurm_job_id: d for d in plan.decisions}
     assert by_id[1].action == "busy" and by_id[1].target == 3
     assert by_id[2].target <= 1  # only what is left beside the busy job and the reservation

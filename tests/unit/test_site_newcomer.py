@@ -13,7 +13,7 @@ from hpcsched.jobs.model import JobState
 from hpcsched.site.decide import UNREPORTED_GRACE_S, Reported, decide
 
 R, P = JobState.RUNNING, JobState.PENDING
-ALICE, CAROL, MALLORY = 1001, 1003, 1004
+ALICE, CAROL, MALLORY, DAVE = 1001, 1003, 1004, 1005
 FULL = partition({f"n{i}": "alloc" for i in range(1, 9)}, 8)
 
 
@@ -84,7 +84,7 @@ def test_a_grow_allocation_of_alices_never_makes_another_job_shrink() -> None:
     _, reports = alice_four()
     reports[9] = dataclasses.replace(reported(9, CAROL, max_nodes=4), measured=False)
     nodes = partition({f"n{i}": "alloc" for i in range(1, 7)}, 8)
-    plan = decide({"p": nodes}, queue, reports, busy=frozenset({1}))
+    plan = decide({"p": nodes}, queue, reports, busy={1: 3})
     by_id = {d.slurm_job_id: d for d in plan.decisions}
     assert (by_id[9].action, by_id[9].target) == ("keep", 2)
     assert plan.rooms[0].reserved == 0
@@ -97,3 +97,35 @@ def test_someone_elses_job_with_alices_tag_is_still_somebody_waiting() -> None:
     queue.append(tagged(record(30, MALLORY, P, 2, reason="Resources"), "hpcsched:sA:11:a2"))
     plan = decide({"p": FULL}, queue, reports)
     assert plan.rooms[0].served == (30,) and plan.rooms[0].reserved == 2
+
+
+def test_no_job_grows_into_the_idle_nodes_another_jobs_grow_is_about_to_take() -> None:
+    # Seen on the local cluster: carol's job grew 1 -> 2 nodes, and the next pass, before her new
+    # allocation had started, counted her at 1 and grew one of alice's jobs 1 -> 4 into the same
+    # idle nodes. Alice's 4-node allocation then waited in the queue for good, her job counted as
+    # busy (never shrunk), and carol's job was never given more.
+    queue = [record(i, ALICE, R, 1, f"n{i}") for i in (1, 2, 3, 4)] + [record(9, CAROL, R, 1, "n5")]
+    queue.append(tagged(record(20, CAROL, P, 2, reason="Resources"), "hpcsched:sC:1:a2"))
+    reports = {i: dataclasses.replace(reported(i, ALICE, max_nodes=4), store="sA", job_id=10 + i) for i in (1, 2, 3, 4)}
+    reports[9] = dataclasses.replace(reported(9, CAROL, max_nodes=4), store="sC", job_id=1)
+    nodes = partition({f"n{i}": "alloc" for i in range(1, 6)}, 8)
+    plan = decide({"p": nodes}, queue, reports, busy={9: 2})
+    by_id = {d.slurm_job_id: d for d in plan.decisions}
+    assert by_id[9].action == "busy"
+    assert [by_id[i].action for i in (1, 2, 3, 4)] == ["keep"] * 4  # the pass before the fix grew job 1 to 4
+    assert any("resize of Slurm job 9 is still under way" in by_id[i].reason for i in (1, 2, 3, 4))
+
+
+def test_a_grow_under_way_holds_the_nodes_it_goes_to_not_the_ones_it_has() -> None:
+    # Carol's job grows 1 -> 4 nodes (its new allocation waits). Dave's job waits to start: it
+    # gets what is left beside carol's 4 and alice's 1, not beside carol's 1 (before: 6 nodes,
+    # which with carol's allocation would need 12 of the 8).
+    queue = [record(1, ALICE, R, 1, "n1"), record(9, CAROL, R, 1, "n2"),
+             tagged(record(20, CAROL, P, 4, reason="Resources"), "hpcsched:sC:1:a2"),
+             tagged(record(30, DAVE, P, 1, reason="Resources"), "hpcsched:sD:1")]
+    reports = {1: dataclasses.replace(reported(1, ALICE), store="sA", job_id=11),
+               9: dataclasses.replace(reported(9, CAROL), store="sC", job_id=1),
+               30: dataclasses.replace(reported(30, DAVE), store="sD", job_id=1)}
+    plan = decide({"p": partition({"n1": "alloc", "n2": "alloc"}, 8)}, queue, reports, busy={9: 4})
+    by_id = {d.slurm_job_id: d for d in plan.decisions}
+    assert by_id[30].action == "start" and by_id[1].target + 4 + by_id[30].target <= 8
