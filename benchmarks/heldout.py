@@ -11,6 +11,8 @@ run settings (16 nodes x 4 GPUs, 60 s rounds, the information layer, Pollux's gr
   at those loads;
 * ``philly``: three 160-job samples of the Philly trace, from windows starting at the trace's
   25th, 50th and 75th percentile job, sample ``k`` drawn with seed ``k``;
+* not ``workloads-realistic``: the 1.0x jobs with user-style submitted configurations, which the
+  elastic policies do not use (both choose GPUs and batch), so its cells equal the 1.0x cells;
 * both restart costs, ``30`` (deterministic: one run) and ``slurm`` (seeded queue waits: seeds
   0 and 1; a Philly sample runs with its own seed).
 
