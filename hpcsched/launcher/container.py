@@ -188,10 +188,20 @@ def torchrun_argv(spec: LaunchSpec, ctx: NodeContext) -> list[str]:
         f"--node-rank={ctx.node_rank}",
         f"--master-addr={ctx.master_addr}",
         f"--master-port={ctx.master_port}",
+        f"--rdzv-id={rendezvous_id(ctx)}",
         "--max-restarts=0",
         spec.script,
         *spec.script_args,
     ]
+
+
+def rendezvous_id(ctx: NodeContext) -> str:
+    """The same on every node of an attempt and different for every other attempt and job.
+    torchrun prefixes its rendezvous keys with it: another job's node that reaches this job's
+    port (its own was taken, C4) waits for ranks under its own id and never starts workers in
+    this job (with torchrun's default id, "none", it took this job's ranks 1 and 2, and their
+    workers broke this job's all-reduce)."""
+    return f"hpcsched-{ctx.slurm_job_id}-{ctx.attempt}"
 
 
 def threads_per_process(cpus_per_node: int, procs_per_node: int) -> int:

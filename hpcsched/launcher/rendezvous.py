@@ -10,6 +10,7 @@ EADDRINUSE and the driver runs the attempt's step again on another port (``PORT_
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Callable, Collection
 
@@ -28,8 +29,13 @@ def first_guess(slurm_job_id: int) -> int:
 
 
 def candidate_ports(slurm_job_id: int, count: int = PORT_CANDIDATES) -> list[int]:
-    start = first_guess(slurm_job_id) - PORT_BASE
-    return [PORT_BASE + (start + k) % PORT_SPAN for k in range(count)]
+    """The first guess, then ports drawn at random with the job's id as the seed: not the next
+    ones, which are the first guesses of the jobs submitted next. Two jobs that start together
+    on one node would otherwise both find the second one's port free (the first one's torchrun
+    not listening yet) and meet on it."""
+    draw = random.Random(slurm_job_id)
+    rest = [PORT_BASE + k for k in draw.sample(range(PORT_SPAN), min(count, PORT_SPAN))]
+    return [first_guess(slurm_job_id), *[port for port in rest if port != first_guess(slurm_job_id)]][:count]
 
 
 def choose_port(slurm_job_id: int, avoid: Collection[int], is_free: Callable[[int], bool],

@@ -31,10 +31,11 @@ LOGIN_HOST = "login1"
 NODE_PREFIX = os.environ.get("HPCSCHED_TEST_NODE_PREFIX", "node")
 REPO = Path(__file__).resolve().parents[2]
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY"}
-# The sessions of the test that runs now: a failed test's report carries their logs, which
-# end_session removes with the session.
+# The sessions of the test that runs now: a failed test's report carries the end of their logs,
+# and a copy of each session's job directories is kept under KEPT (end_session removes them).
 LIVE: list[UserSession] = []
 LOG_TAIL_LINES = 80
+KEPT = Path(os.environ.get("HPCSCHED_TEST_KEPT", "/tmp/hpcsched-it-failed"))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -43,7 +44,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()  # type: ignore[attr-defined]
     if report.failed and report.when == "call":
         for s in LIVE:
-            report.sections.append((f"logs of {s.user}'s session {s.root.name}", session_logs(s)))
+            kept = keep_logs(s)
+            report.sections.append((f"logs of {s.user}'s session {s.root.name} (whole, in {kept})", session_logs(s)))
+
+
+def keep_logs(session: UserSession) -> Path:
+    """Copy the session's log files (their folders' layout kept) under KEPT; returns where."""
+    kept = KEPT / session.root.name
+    for path in [*(session.root / "jobs").glob("*/*.log"), *(session.root / "jobs").glob("*/*.out"),
+                 *(session.root / "state").glob("*.log")]:
+        target = kept / path.relative_to(session.root)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        except OSError:
+            pass  # a log that cannot be copied is still in the report's tail
+    return kept
 
 
 def session_logs(session: UserSession) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CLI, FINAL, LOGIN_HOST, UserSession, copy_example
+from test_elastic import final_accuracy, running_attempt
 
 OTHER_USER = os.environ.get("HPCSCHED_USER2", "hpcuser2")
 PROJECT_GROUP = "hpcproj"  # cluster/localcluster puts the cluster user in it
@@ -111,6 +112,36 @@ def test_C4_ports_held_by_another_process_never_fail_two_jobs_of_one_user_at_onc
         assert info["state"] == "COMPLETED", log
         ports = {int(p) for p in re.findall(r"rendezvous port (\d+)", log)}
         assert ports and not ports & busy_ports, ports
+
+
+# What a node of another job runs when that job's first node found its port taken before torchrun
+# listened on it, and this job's torchrun listens there: torchrun as node 1 of 2 against the port.
+# Its worker only leaves a mark that it was started.
+STRAY_WORKER = "import pathlib, sys\npathlib.Path(sys.argv[1]).write_text('started in the other job')\n"
+HOST_TORCHRUN = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "torchrun"
+
+
+def test_C4_another_jobs_node_that_reaches_this_jobs_port_never_joins_its_training(session: UserSession) -> None:
+    # Seen in `make long`: two multi-node jobs started together on one node met on one port; the
+    # second job's other nodes joined the first job's rendezvous (torchrun's default id is the same
+    # for every job), took its ranks 1 and 2, and the first job's ranks failed.
+    copy_example(session, "digits_cnn.py")
+    job = session.run_job("digits_cnn.py", "--nodes", "2", "--", "--epochs", "40", "--step-delay", "0.05")
+    running_attempt(session, job, 1, nodes=2, min_steps=3)
+    port = int(re.findall(r"rendezvous port (\d+)", session.logs(job))[-1])
+    worker, mark = session.write("stray.py", STRAY_WORKER), session.root / "work" / "stray-started"
+    stray = subprocess.Popen([str(HOST_TORCHRUN), "--nnodes=2", "--node-rank=1", "--nproc-per-node=1",
+                              "--master-addr=127.0.0.1", f"--master-port={port}", "--max-restarts=0",
+                              str(worker), str(mark)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        stray.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        stray.kill()  # it waits for ranks under its own rendezvous id, which nobody gives it
+    output = stray.communicate()[0]
+    assert not mark.exists(), f"the other job's node started a worker in this job's rendezvous:\n{output[-2000:]}"
+    info = session.wait(job, timeout=600)
+    assert info["state"] == "COMPLETED", session.logs(job)
+    assert final_accuracy(session, job) >= 0.9
 
 
 # --- group-shared work directory -----------------------------------------------------------------

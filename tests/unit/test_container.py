@@ -20,6 +20,7 @@ from hpcsched.launcher.container import (
     group_name,
     group_only_access,
     podman_run_argv,
+    rendezvous_id,
     ulimit_args,
     visible_device_env,
 )
@@ -93,7 +94,14 @@ def test_image_is_followed_by_torchrun_with_the_rendezvous_of_this_node(argv: li
     command = command[5:]
     assert command[0] == "torchrun"
     assert {"--nnodes=3", "--node-rank=1", "--master-addr=10.0.0.1", "--master-port=23456",
-            "--nproc-per-node=2"} <= set(command)
+            "--nproc-per-node=2", "--rdzv-id=hpcsched-1234-4"} <= set(command)
+
+
+def test_C4_the_rendezvous_id_is_the_same_on_every_node_and_differs_per_job_and_attempt() -> None:
+    ids = {rendezvous_id(dataclasses.replace(CTX, node_rank=rank)) for rank in range(3)}
+    assert ids == {"hpcsched-1234-4"}
+    assert rendezvous_id(dataclasses.replace(CTX, attempt=5)) not in ids
+    assert rendezvous_id(dataclasses.replace(CTX, slurm_job_id=1235)) not in ids
 
 
 def test_script_and_each_argument_are_separate_elements_at_the_end(argv: list[str]) -> None:

@@ -35,9 +35,19 @@ def test_candidates_start_at_the_first_guess_and_stay_below_the_ephemeral_range(
 
 
 def test_C4_busy_and_already_failed_ports_are_skipped() -> None:
-    busy = {first_guess(7), first_guess(7) + 1}
-    port = choose_port(7, avoid=[first_guess(7) + 2], is_free=lambda p: p not in busy, any_free=no_kernel_port)
-    assert port == first_guess(7) + 3
+    first, second, third, fourth = candidate_ports(7)[:4]
+    busy = {first, second}
+    port = choose_port(7, avoid=[third], is_free=lambda p: p not in busy, any_free=no_kernel_port)
+    assert port == fourth
+
+
+def test_C4_a_job_whose_port_is_taken_does_not_move_to_the_next_jobs_port() -> None:
+    # Slurm jobs 1286 and 1287 started together on one node; 1286's first guess was taken, and the
+    # next port it moved to was 1287's first guess, still free while 1286's torchrun was starting.
+    fallbacks = {port for job in range(1, 2000) for port in candidate_ports(job)[1:4]}
+    firsts = {first_guess(job) for job in range(1, 2000)}
+    assert len(fallbacks & firsts) < 0.5 * len(fallbacks)  # drawn at random, not the neighbours
+    assert not {first_guess(1286 + k) for k in range(1, 64)} & set(candidate_ports(1286)[1:4])
 
 
 def test_C4_when_every_candidate_is_busy_the_kernel_picks_a_free_port() -> None:
