@@ -4,6 +4,7 @@ listen on it starts the step again on another port; a busy port never fails a jo
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -85,17 +86,36 @@ class FakeStep:
         return self.returncode
 
 
+class WaitingStep(FakeStep):
+    """A step whose first node's torchrun has failed while the other nodes wait for it (srun
+    would end them ``STEP_WAIT_SECONDS`` later); it ends when signalled."""
+
+    def __init__(self, output: str, rc: int | None, stdout: int) -> None:
+        super().__init__(output, 0, stdout)
+        self.returncode: int | None = None  # type: ignore[assignment]
+        self.signals: list[int] = []
+
+    def poll(self) -> int | None:  # type: ignore[override]
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        self.signals.append(sig)
+        self.returncode = 143
+
+
 @dataclass
 class Srun:
     """The steps the driver started (with the port each was given) and the outcomes still to give."""
 
-    outcomes: list[tuple[str, int]] = field(default_factory=list)
+    outcomes: list[tuple[str, int | None]] = field(default_factory=list)  # rc None: it waits to be ended
     ports: list[int] = field(default_factory=list)
+    steps: list[FakeStep] = field(default_factory=list)
 
     def start_step(self, argv: list[str], *, stdout: int, env: dict[str, str]) -> FakeStep:
         self.ports.append(int(env[rendezvous.PORT_ENV]))
         output, rc = self.outcomes.pop(0)
-        return FakeStep(output, rc, stdout)
+        self.steps.append(FakeStep(output, rc, stdout) if rc is not None else WaitingStep(output, rc, stdout))
+        return self.steps[-1]
 
 
 @pytest.fixture
@@ -107,7 +127,7 @@ def srun(monkeypatch: pytest.MonkeyPatch) -> Srun:
     return fake
 
 
-def run_attempt(tmp_path: Path, srun: Srun, outcomes: list[tuple[str, int]]) -> tuple[int, str]:
+def run_attempt(tmp_path: Path, srun: Srun, outcomes: list[tuple[str, int | None]]) -> tuple[int, str]:
     srun.outcomes.extend(outcomes)
     (tmp_path / "job").mkdir()
     d = driver.Driver(5, str(tmp_path / "job"), ["python", "-m", "hpcsched.launcher"], sys.stdout)
@@ -121,6 +141,15 @@ def test_C4_port_taken_before_torchrun_listened_runs_the_step_again_on_another_p
     assert rc == 0
     assert len(srun.ports) == 2 and srun.ports[0] != srun.ports[1]
     assert f"rendezvous port {srun.ports[0]} was taken" in log
+
+
+def test_C4_a_step_whose_port_was_taken_is_ended_at_once_not_after_the_other_nodes_waited(
+        tmp_path: Path, srun: Srun) -> None:
+    rc, log = run_attempt(tmp_path, srun, [(TORCH_BUSY, None), ("done\n", 0)])
+    assert rc == 0 and len(srun.ports) == 2
+    first = srun.steps[0]
+    assert isinstance(first, WaitingStep) and first.signals == [signal.SIGTERM]
+    assert "could not listen on the rendezvous port: ending the step" in log
 
 
 def test_a_script_that_fails_for_another_reason_is_not_run_again(tmp_path: Path, srun: Srun) -> None:
