@@ -48,7 +48,6 @@ TAKEOVER_POLL_S, TAKEOVER_POLL_MAX_S = 1.0, 10.0  # squeue for the predecessor: 
 STEP_WAIT_SECONDS = 120  # after the first task of a step ends, how long the others may take
 STOP_FILE_DELAY = 10.0  # the signal normally arrives within a second; the file is the fallback
 HUNG_KILL_DELAY = 30.0  # a hung step that SIGTERM did not end by then gets SIGKILL
-BUSY_MARKER_OVERLAP = 256  # output kept between two reads, so a message split by them is still seen
 
 
 def say(log: IO[str], message: str) -> None:
@@ -86,32 +85,6 @@ def uses_runtime(job_dir: str, attempt: int) -> bool:
     except FileNotFoundError:
         return False
     return any(r.get("event") == "start" and r.get("attempt") == attempt and r.get("elastic") for r in lines)
-
-
-class BusyPortWatch:
-    """Reads a step's output as it grows (each byte once, at most every second) for torch's
-    message that the rendezvous port was taken."""
-
-    def __init__(self, path: str, offset: int) -> None:
-        self.path, self.offset, self.tail, self.next_read = path, offset, "", 0.0
-
-    def taken(self, now: float) -> bool:
-        if now < self.next_read:
-            return False
-        self.next_read = now + 1.0
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read()
-        self.offset += len(data)
-        seen = self.tail + data.decode("utf-8", "replace")
-        self.tail = seen[-BUSY_MARKER_OVERLAP:]
-        return rendezvous.port_was_busy(seen)
-
-
-def read_from(path: str, offset: int) -> str:
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read().decode("utf-8", "replace")
 
 
 def parse_line(line: str) -> dict[str, object]:
@@ -213,7 +186,7 @@ class Driver:
             start = os.fstat(log.fileno()).st_size
             rc = self.wait_step(argv, {**env, rendezvous.PORT_ENV: str(port)}, log, busy_port_since=start)
             if rc in (0, layout.EXIT_CHECKPOINTED) or self.terminate.is_set() or len(taken) >= rendezvous.PORT_RETRIES \
-                    or not rendezvous.port_was_busy(read_from(log.name, start)):
+                    or not rendezvous.port_was_busy(rendezvous.read_from(log.name, start)):
                 return rc
             taken.append(port)
             say(log, f"rendezvous port {port} was taken before torchrun could listen on it: starting again")
@@ -226,7 +199,7 @@ class Driver:
         self.stop_file_due = None
         watch = ProgressWatch(layout.progress_file(self.job_dir), self.attempt, self.hang_timeout, self.clock()) \
             if self.hang_timeout > 0 else None
-        port_watch = BusyPortWatch(log.name, busy_port_since) if busy_port_since is not None else None
+        port_watch = rendezvous.BusyPortWatch(log.name, busy_port_since) if busy_port_since is not None else None
         while self.step.poll() is None:
             if port_watch is not None and port_watch.taken(self.clock()):
                 say(log, "the first node's torchrun could not listen on the rendezvous port: ending the step")

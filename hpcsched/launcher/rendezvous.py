@@ -5,7 +5,8 @@ the same one. The batch driver runs on that node, so it picks the port when an a
 passes it to every launcher in ``HPCSCHED_MASTER_PORT``. Ports are looked for in 20000-29999,
 below the range the kernel hands out to outgoing connections, so a port found free stays free
 unless another program listens on it; if one does before torchrun starts, torchrun fails with
-EADDRINUSE and the driver runs the attempt's step again on another port (``PORT_RETRIES`` times).
+EADDRINUSE and the driver runs the attempt's step again on another port (``PORT_RETRIES`` times),
+ending the step as soon as its output says so (:class:`BusyPortWatch`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ PORT_CANDIDATES = 64  # ports tried in the span before asking the kernel for any
 PORT_RETRIES = 3  # steps run again after torchrun found its port taken
 # torch's messages when the rendezvous store cannot listen (2.x, then 1.x wording)
 BUSY_PORT_MARKERS = ("name: EADDRINUSE", "The server socket has failed to")
+BUSY_MARKER_OVERLAP = 256  # output kept between two reads, so a message split by them is still seen
 
 
 def first_guess(slurm_job_id: int) -> int:
@@ -66,3 +68,29 @@ def any_free_port() -> int:
 def port_was_busy(step_output: str) -> bool:
     """Whether torchrun's rendezvous failed because its port was taken."""
     return any(marker in step_output for marker in BUSY_PORT_MARKERS)
+
+
+class BusyPortWatch:
+    """Reads a step's output as it grows (each byte once, at most every second) for torch's
+    message that the rendezvous port was taken."""
+
+    def __init__(self, path: str, offset: int) -> None:
+        self.path, self.offset, self.tail, self.next_read = path, offset, "", 0.0
+
+    def taken(self, now: float) -> bool:
+        if now < self.next_read:
+            return False
+        self.next_read = now + 1.0
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        self.offset += len(data)
+        seen = self.tail + data.decode("utf-8", "replace")
+        self.tail = seen[-BUSY_MARKER_OVERLAP:]
+        return port_was_busy(seen)
+
+
+def read_from(path: str, offset: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode("utf-8", "replace")
