@@ -48,7 +48,7 @@ POLLUX_VALUES = {name: getattr(POLLUX_PRIOR, name) for name in CAUTIOUS}
 # The allocator's defaults before the run; every variant changes some of them (the other knobs
 # are hpcsched's defaults, which the run left as they were).
 BEFORE: dict[str, Any] = {"prior": CAUTIOUS, "hysteresis": 1.0, "horizon_s": 1800.0, "settle_s": 1800.0, "srpt_weight": 1.0,
-                          "srpt_range": 4.0, "settle_climbs": True, "fairness_p": -1.0}
+                          "srpt_range": 4.0, "settle_climbs": True, "fairness_p": -1.0, "never_ran_first": False}
 PICKED_FIRST = {"prior": MIDDLE, "hysteresis": 2.0, "horizon_s": 900.0}  # the first tuning run's pick
 PICKED_SECOND = PICKED_FIRST | {"hysteresis": 5.0, "settle_climbs": False}  # the second run's
 PICKED_FOURTH = PICKED_SECOND | {"srpt_weight": 3.0, "srpt_range": 8.0, "hysteresis": 6.0}  # the fourth run's
@@ -85,6 +85,10 @@ CHANGES: dict[str, dict[str, Any]] = {
     "second pick, fairness 0, srpt weight 2, range 8, hysteresis 6": PICKED_SECOND | {
         "fairness_p": 0.0, "srpt_weight": 2.0, "srpt_range": 8.0, "hysteresis": 6.0},
     "second pick, fairness 0.5": PICKED_SECOND | {"fairness_p": 0.5},
+    # Fifth run (2026-12-07), on the fourth pick: in a cluster with more jobs than GPUs, a job that
+    # has never run is admitted first and regardless (least attained service; before, it waited
+    # behind every running job until it starved).
+    "fourth pick, never-ran first": PICKED_FOURTH | {"never_ran_first": True},
 }
 VARIANTS = {name: BEFORE | change for name, change in CHANGES.items()}
 # Variants the rule would pick that a check outside the tuning workloads ruled out, each with
@@ -99,6 +103,10 @@ SET_ASIDE = {
     "though short and starving newcomers are to be admitted regardless "
     "(tests/unit/test_allocator_admission.py), since log(x) falls to -6.9 at zero GPUs where Pollux's "
     "-1/x falls to -1000; 0.9% faster at 30 s and 0.2% slower under slurm than the pick",
+    "second pick, srpt weight 3, range 8, hysteresis 6": "a job that has never run waits in a cluster "
+    "with more jobs than GPUs behind every running job until it starves, an hour "
+    "(tests/unit/test_allocator_admission.py); equal to the fifth run's setting in every tuning "
+    "cell, since the tuning workloads never hold more jobs than GPUs",
 }
 
 

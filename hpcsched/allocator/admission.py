@@ -6,18 +6,27 @@ Order, highest priority first:
    by jobs at their minimum (more jobs than GPUs), a job of a few minutes would otherwise wait
    for a departure; it preempts the job with the most work left instead (shortest remaining
    processing time first, at the price of one restart of a long job);
-1. running jobs that started less than ``starvation_s`` ago: a job just admitted is not
+1. only when the cluster is :func:`crowded` (the minimums of all jobs do not fit together) and
+   ``AllocatorPolicy.never_ran_first``: the starving jobs (3, below), then the waiting jobs that
+   have never run, oldest first. Nothing is known yet of how long a job that never ran will take
+   (its remaining work is the undeclared prior), so ``short_s`` cannot fire for it; least attained
+   service (Tiresias) takes the job with no GPU time at all as the likeliest to be short, and
+   without this rule it waited behind every running job until it starved, an hour. It preempts
+   even a job admitted less than ``starvation_s`` ago (2, below); the starving jobs go first
+   because otherwise a steady stream of newcomers, each protected once admitted, would keep a
+   job that was preempted waiting for ever;
+2. running jobs that started less than ``starvation_s`` ago: a job just admitted is not
    preempted again at once (that would only trade one waiting job for another);
-2. jobs that have waited ``starvation_s`` or longer, longest wait first: age-based priority, so
+3. jobs that have waited ``starvation_s`` or longer, longest wait first: age-based priority, so
    no job waits for ever (its wait is bounded by about ``starvation_s`` plus one ``starvation_s``
    per starving job ahead of it, as long as its minimum fits the cluster at all);
-3. the other running jobs, shortest predicted remaining time at their minimum first: a job that
+4. the other running jobs, shortest predicted remaining time at their minimum first: a job that
    must make room is the one with the most work left. It loses the least in proportion and, with
    the lowest remaining-time weight, the least in the objective; preempting the job that had run
    longest instead often stopped one close to its end, whose weight equals a short newcomer's, and
    the plan that admitted the newcomer then scored no better than leaving it waiting (one-minute
    jobs waited up to four rounds at twice the Pollux load);
-4. the other waiting jobs, shortest predicted remaining time at their minimum first (shortest
+5. the other waiting jobs, shortest predicted remaining time at their minimum first (shortest
    remaining processing time is what keeps the average completion time low), then oldest first.
 
 Within that order each job's minimum is placed if it fits (capacity, packing, account limit);
@@ -39,26 +48,44 @@ def starving(job: ElasticJob, policy: AllocatorPolicy) -> bool:
     return job.current_gpus == 0 and job.time_in_state_s >= policy.starvation_s
 
 
-def _priority(job: ElasticJob, table: JobTable, policy: AllocatorPolicy) -> tuple[int, float, float]:
+def crowded(jobs: Sequence[ElasticJob], capacity: int) -> bool:
+    """More jobs than room: the minimums of all jobs, waiting ones included, do not fit together."""
+    return sum(job.min_gpus for job in jobs) > capacity
+
+
+SHORT, CROWDED, PROTECTED, STARVING, RUNNING, WAITING = range(6)
+
+
+def _priority(job: ElasticJob, table: JobTable, policy: AllocatorPolicy, full: bool) -> tuple[int, int, float, float]:
+    """The job's place in the module docstring's order: (class, rank within it, tie-breakers)."""
     remaining = job.remaining_work / table.goodput[0] if len(table.goodput) else math.inf
     if job.current_gpus > 0:
         if job.time_in_state_s < policy.starvation_s:
-            return (1, job.time_in_state_s, -job.age_s)
-        return (3, remaining, -job.age_s)
+            return (PROTECTED, 0, job.time_in_state_s, -job.age_s)
+        return (RUNNING, 0, remaining, -job.age_s)
+    if remaining < policy.short_s:
+        return (SHORT, 0, remaining, -job.age_s)
+    las = full and policy.never_ran_first
     if starving(job, policy):
-        return (2, -job.time_in_state_s, -job.age_s)
-    return (0 if remaining < policy.short_s else 4, remaining, -job.age_s)
+        return (CROWDED if las else STARVING, 0, -job.time_in_state_s, -job.age_s)
+    if las and job.never_ran:
+        return (CROWDED, 1, -job.age_s, remaining)
+    return (WAITING, 0, remaining, -job.age_s)
 
 
-def admitted_regardless(job: ElasticJob, table: JobTable, policy: AllocatorPolicy) -> bool:
-    """A waiting job that is short (``short_s``) or starving: admitted even where making room for
-    it does not pay (:func:`unpaid_admissions`)."""
-    return job.current_gpus == 0 and _priority(job, table, policy)[0] in (0, 2)
+def admitted_regardless(job: ElasticJob, table: JobTable, policy: AllocatorPolicy, full: bool = False) -> bool:
+    """A waiting job that is short (``short_s``), starving, or in a ``full`` (:func:`crowded`)
+    cluster has never run: admitted even where making room for it does not pay
+    (:func:`unpaid_admissions`)."""
+    return job.current_gpus == 0 and _priority(job, table, policy, full)[0] in (SHORT, CROWDED, STARVING)
 
 
-def admission_order(jobs: Sequence[ElasticJob], tables: Sequence[JobTable], policy: AllocatorPolicy) -> list[int]:
-    """Job indices in the order their minimums are placed (module docstring)."""
-    return sorted(range(len(jobs)), key=lambda i: (*_priority(jobs[i], tables[i], policy), i))
+def admission_order(
+    jobs: Sequence[ElasticJob], tables: Sequence[JobTable], policy: AllocatorPolicy, full: bool = False
+) -> list[int]:
+    """Job indices in the order their minimums are placed (module docstring); ``full``: the
+    cluster is :func:`crowded`."""
+    return sorted(range(len(jobs)), key=lambda i: (*_priority(jobs[i], tables[i], policy, full), i))
 
 
 def admission_shrinks(current: Mapping[str, int], targets: Mapping[str, int], idle: int) -> dict[str, int]:

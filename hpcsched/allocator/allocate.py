@@ -16,7 +16,8 @@ The objective (as Pollux's) values a waiting job's minimum above almost anything
 starts a newcomer by shrinking running jobs is then checked against completion times
 (``AllocatorPolicy.admission_pays``, :func:`.admission.admission_pays`): if the newcomer's spared
 wait is less than what the shrinks cost, it is left waiting (for a job to end) and the others
-are decided again without it. Short newcomers (``short_s``) and starving ones are exempt.
+are decided again without it. Short newcomers (``short_s``) and starving ones are exempt, and
+so, in a cluster with more jobs than GPUs, are newcomers that have never run (``never_ran_first``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .admission import admission_order, admitted_regardless, starving, unpaid_admissions
+from .admission import admission_order, admitted_regardless, crowded, starving, unpaid_admissions
 from .candidates import JobTable, job_table
 from .cluster import Cluster, Limits
 from .decisions import Allocation, Decision
@@ -161,15 +162,16 @@ def allocate(
     if len(set(keys)) != len(keys):
         raise ValueError("job keys must be unique")
     limits = limits or Limits()
-    allocation, problem = _allocate(cluster, jobs, policy, limits)
+    full = crowded(jobs, cluster.capacity)
+    allocation, problem = _allocate(cluster, jobs, policy, limits, full)
     if not policy.admission_pays:
         return allocation
     idle = cluster.capacity - sum(job.current_gpus for job in jobs)
-    urgent = {job.key for job, table in zip(jobs, problem.tables, strict=True) if admitted_regardless(job, table, policy)}
+    urgent = {job.key for job, table in zip(jobs, problem.tables, strict=True) if admitted_regardless(job, table, policy, full)}
     held = unpaid_admissions(allocation, idle, urgent)
     if not held:
         return allocation
-    rest, _ = _allocate(cluster, [job for job in jobs if job.key not in held], policy, limits)
+    rest, _ = _allocate(cluster, [job for job in jobs if job.key not in held], policy, limits, full)
     decided = {d.key: d for d in rest.decisions}
     decisions = tuple(decided.get(d.key) or _held(d, allocation.next_free_s) for d in allocation.decisions)
     return dataclasses.replace(rest, decisions=decisions)
@@ -184,10 +186,10 @@ def _held(decision: Decision, wait_s: float) -> Decision:
 
 
 def _allocate(
-    cluster: Cluster, jobs: Sequence[ElasticJob], policy: AllocatorPolicy, limits: Limits
+    cluster: Cluster, jobs: Sequence[ElasticJob], policy: AllocatorPolicy, limits: Limits, full: bool
 ) -> tuple[Allocation, Problem]:
     problem = _problem(cluster, jobs, policy, limits)
-    order = admission_order(jobs, problem.tables, policy)
+    order = admission_order(jobs, problem.tables, policy, full)
     plan = _free_plan(problem, order)
     _revert_where_better(problem, plan)
     quo = _status_quo(problem, order, policy)

@@ -84,7 +84,9 @@ class ElasticJob:
     ``time_at_size_s`` is how long it has run at its current size: a job resized a moment ago is
     charged more for the next resize (``AllocatorPolicy.settle_s``), unless it is ``climbing``:
     running at the largest size it has ever run at, so that a grow goes on up rather than back
-    (``AllocatorPolicy.settle_climbs``).
+    (``AllocatorPolicy.settle_climbs``). ``never_ran``: a waiting job that has not run yet (no
+    attained service; ``AllocatorPolicy.never_ran_first``); a job that ran before and waits again
+    (preempted, requeued) has not.
     """
 
     key: str
@@ -103,6 +105,7 @@ class ElasticJob:
     user: str = ""  # the Slurm user (site mode); "" when unknown or one user's own jobs
     weight: float = 1.0  # the user's fair-share weight (site mode: from Slurm's shares); relative
     climbing: bool = False  # runs at the largest size it has run at (a grow goes on up)
+    never_ran: bool = False  # waits and has never run (least attained service)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_gpus <= self.max_gpus:
@@ -111,6 +114,8 @@ class ElasticJob:
             raise ValueError(f"a user's weight must be finite and positive: {self.key}")
         if self.current_gpus < 0 or min(self.remaining_work, self.age_s, self.time_in_state_s, self.time_at_size_s) < 0.0:
             raise ValueError(f"negative size, work or time: {self.key}")
+        if self.never_ran and self.current_gpus:
+            raise ValueError(f"a job that holds GPUs has run: {self.key}")
 
     @property
     def waiting_s(self) -> float:

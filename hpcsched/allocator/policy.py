@@ -62,6 +62,13 @@ class AllocatorPolicy:
       jobs, and may preempt one that has run at least as long (:mod:`.admission`).
     * ``short_s``: a waiting job predicted to finish within this time at its minimum is admitted
       ahead of everything, preempting if it must (0 disables).
+    * ``never_ran_first``: when the jobs' minimums do not all fit (more jobs than GPUs), a waiting
+      job that has never run ranks with the short jobs: admitted first and regardless, preempting
+      the running job with the most work left. Before it has run nothing is known of its length
+      (its remaining work is the undeclared prior, half an hour), so ``short_s`` cannot fire for
+      it; least attained service (Tiresias) takes the job that has had no GPU time yet as the one
+      most likely to be short, since training times are heavy-tailed. Without it such a job waited
+      behind every running job until it starved (``starvation_s``).
     * ``round_s``: the time between two allocation rounds, the least a deferred job waits.
     * ``pollux_delay_s``: the pause Pollux's restart penalty assumes.
 
@@ -89,6 +96,7 @@ class AllocatorPolicy:
     settle_climbs: bool = False
     fair_recovery: bool = True
     admission_pays: bool = True
+    never_ran_first: bool = True
 
     def __post_init__(self) -> None:
         nonnegative = (self.hysteresis, self.settle_s, self.srpt_weight, self.short_s, self.round_s, self.pollux_delay_s)
@@ -105,4 +113,5 @@ POLLUX = AllocatorPolicy(
     srpt_weight=0.0,
     short_s=0.0,
     admission_pays=False,
+    never_ran_first=False,
 )

@@ -103,6 +103,7 @@ def _view(job: Job, model: GoodputModel, measured: Measurements, now: float, cur
         restart=restart,
         account=str(job.request.get("account") or ""),
         climbing=0 < largest_nodes(job) <= current_gpus,
+        never_ran=current_gpus == 0 and largest_nodes(job) == 0,
     )  # fmt: skip
 
 

@@ -36,6 +36,7 @@ def view_to_json(job: ElasticJob) -> dict[str, Any]:
         **{k: (None if math.isinf(getattr(job, k)) else getattr(job, k)) for k in TIMES},
         "restarts": job.restarts,
         "climbing": job.climbing,
+        "never_ran": job.never_ran,
         "restart": {"checkpoint_s": job.restart.checkpoint_s, "start_s": job.restart.start_s,
                     "queue_wait_s": job.restart.queue_wait_s},
     }
@@ -103,6 +104,7 @@ def view_from_json(key: str, data: Any, user: str) -> ElasticJob:
                                 queue_wait_s=_number(restart, "queue_wait_s", "restart.", high=10**7)),
             user=user,
             climbing=_flag(data, "climbing"),
+            never_ran=_flag(data, "never_ran"),
         )  # fmt: skip
     except ValueError as e:  # the models' own consistency checks (gamma >= 1, min <= max, ...)
         raise ValidationError("view", str(e)) from None

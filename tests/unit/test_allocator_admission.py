@@ -144,3 +144,43 @@ def test_short_and_starving_newcomers_are_admitted_even_when_their_room_does_not
     for jobs in (running_and_newcomer(minute), running_and_newcomer(hour, waited_s=HPCSCHED.starvation_s)):
         decisions = {d.key: d for d in allocate(Cluster(1, 2), jobs).decisions}
         assert (decisions["ending"].target_gpus, decisions["new"].target_gpus) == (1, 1)
+
+
+def crowded_cluster(newcomer_ran_before: bool) -> list[ElasticJob]:
+    """Two GPUs held by two jobs with hours left, running for two hours; a third job waits for one
+    GPU with the undeclared prior's half hour as its remaining work (it declared nothing yet)."""
+    def long(key: str, hours: float) -> ElasticJob:
+        return ElasticJob(key=key, model=SCALES, min_gpus=1, max_gpus=2, current_gpus=1,
+                          remaining_work=goodput_at(SCALES, 2, 1) * hours * 3600.0, age_s=7200.0,
+                          time_in_state_s=7200.0, time_at_size_s=7200.0, restart=RestartCost.fixed(30.0))
+    prior = goodput_at(SCALES, 2, 1) * 1800.0
+    new = ElasticJob(key="new", model=SCALES, min_gpus=1, max_gpus=2, current_gpus=0, remaining_work=prior,
+                     age_s=120.0, time_in_state_s=120.0, restart=RestartCost.fixed(30.0), never_ran=not newcomer_ran_before)
+    return [long("ten-hours", 10.0), long("five-hours", 5.0), new]
+
+
+def test_in_a_crowded_cluster_a_job_that_never_ran_preempts_the_one_with_most_work_left() -> None:
+    """More jobs than GPUs: the job that has had no GPU time starts in this round, and the job
+    with the most work left makes room (least attained service). A job that ran before and waits
+    again, or the Pollux-like preset, leaves it waiting for a departure (hours) or starvation."""
+    sizes = {d.key: d.target_gpus for d in allocate(Cluster(1, 2), crowded_cluster(False)).decisions}
+    assert sizes == {"ten-hours": 0, "five-hours": 1, "new": 1}
+    again = {d.key: d.target_gpus for d in allocate(Cluster(1, 2), crowded_cluster(True)).decisions}
+    assert again["new"] == 0 and again["ten-hours"] == again["five-hours"] == 1
+    off = dataclasses.replace(HPCSCHED, never_ran_first=False)
+    assert {d.key: d.target_gpus for d in allocate(Cluster(1, 2), crowded_cluster(False), off).decisions}["new"] == 0
+
+
+def test_with_room_for_every_minimum_a_job_that_never_ran_still_needs_its_room_to_pay() -> None:
+    """Not crowded (one running job, one newcomer, two GPUs): never having run is no reason to
+    shrink a job about to end, so the admission check decides as for any newcomer."""
+    hour = goodput_at(SCALES, 2, 1) * 3600.0
+    jobs = running_and_newcomer(hour)
+    jobs[1] = dataclasses.replace(jobs[1], never_ran=True)
+    decisions = {d.key: d for d in allocate(Cluster(1, 2), jobs).decisions}
+    assert (decisions["ending"].target_gpus, decisions["new"].target_gpus) == (2, 0)
+
+
+def test_a_job_that_holds_gpus_cannot_claim_it_never_ran() -> None:
+    with pytest.raises(ValueError, match="has run"):
+        ElasticJob(key="x", model=SCALES, min_gpus=1, max_gpus=2, current_gpus=1, never_ran=True)

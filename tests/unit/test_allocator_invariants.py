@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -190,3 +191,37 @@ def test_keys_must_be_unique(policy: object) -> None:
     job = ElasticJob(key="x", model=MODELS[0], min_gpus=1, max_gpus=4)
     with pytest.raises(ValueError, match="unique"):
         allocate(Cluster(1, 4), [job, job], policy)  # type: ignore[arg-type]
+
+
+def test_a_steady_stream_of_newcomers_starves_no_job_in_a_crowded_cluster() -> None:
+    """A job that never ends arrives every 60 s round at a 4-GPU cluster. Each newcomer that never
+    ran may preempt (least attained service) and is then protected for ``starvation_s``; the jobs
+    it preempts must still come back: no wait, finished or still going after 40 rounds, is longer
+    than twice ``starvation_s``. (Before the starving jobs ranked ahead of the newcomers, the first
+    jobs preempted waited the whole run, 1,800 s, with ``starvation_s`` 300.)"""
+    policy = dataclasses.replace(HPCSCHED, starvation_s=300.0)
+    cluster, size, since, at_size, ran = Cluster(1, 4), {}, {}, {}, set()
+    waits = []
+    for round_ in range(40):
+        now = round_ * 60.0
+        key = f"j{round_}"
+        size[key], since[key], at_size[key] = 0, now, now
+        view = [ElasticJob(key=k, model=MODELS[0], min_gpus=1, max_gpus=4, current_gpus=size[k], remaining_work=1e12,
+                           age_s=now - int(k[1:]) * 60.0, time_in_state_s=now - since[k],
+                           time_at_size_s=now - at_size[k] if size[k] else math.inf, restart=RestartCost.fixed(30.0),
+                           never_ran=k not in ran)
+                for k in size]  # fmt: skip
+        allocation = allocate(cluster, view, policy)
+        check_capacity(cluster, allocation)
+        for d in allocation.decisions:
+            if (size[d.key] == 0) != (d.target_gpus == 0):
+                if size[d.key] == 0:
+                    waits.append(now - since[d.key])
+                since[d.key] = now
+            if size[d.key] != d.target_gpus:
+                at_size[d.key] = now
+            size[d.key] = d.target_gpus
+            ran |= {d.key} if d.target_gpus else set()
+    waits += [39 * 60.0 - since[k] for k in size if size[k] == 0]
+    assert len(ran) > 4, "newcomers did preempt"
+    assert max(waits) <= 2 * policy.starvation_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -221,7 +222,16 @@ def test_a_job_that_never_ran_is_admitted_at_its_minimum_with_the_undeclared_pri
     # the growth cap: a job that has run on no nodes is offered its minimum only
     assert (view.current_gpus, view.min_gpus, view.max_gpus) == (0, 1, 1)
     assert view.time_in_state_s == pytest.approx(100.0)  # waiting since its submission
+    assert view.never_ran  # least attained service: it may preempt where jobs outnumber nodes
     # half an hour of work on its minimum size, whatever step time the prior assumes
     assert view.remaining_work == pytest.approx(undeclared_prior(view.model, 1, 1))
     # the prior's all-reduce costs something: a second node is worth less than twice the first
     assert 1.0 < float(speedup(view.model.params, view.model.noise, 2, 2, view.model.limits)) < 2.0
+
+
+def test_a_requeued_job_that_ran_before_is_not_taken_for_one_that_never_ran() -> None:
+    ran = Attempt(job_id=2, number=1, reason=AttemptReason.SUBMIT, state=JobState.PREEMPTED, nodes=2, slurm_job_id=29,
+                  submit_time=880.0, start_time=890.0)  # fmt: skip
+    waits = dataclasses.replace(queued(attempt_reason=AttemptReason.REQUEUE).attempts[0], number=2)
+    view = waiting_job(dataclasses.replace(queued(), attempts=(ran, waits)), [], now=1000.0, queue_wait_s=0.0)
+    assert view.current_gpus == 0 and not view.never_ran

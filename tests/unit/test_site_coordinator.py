@@ -183,6 +183,10 @@ def test_a_report_about_another_users_job_is_refused(tmp_path: Path) -> None:
     {"jobs": [{"slurm_job_id": 7, "job_id": 1, "name": "x", "view": view_to_json(view()) | {"remaining_work": float("nan")}}]},
     {"jobs": [{"slurm_job_id": 7, "job_id": 1, "name": "x" * 1000, "view": view_to_json(view())}]},
     {"jobs": [{"slurm_job_id": 7, "job_id": 1, "name": "x", "view": view_to_json(view()) | {"climbing": "yes"}}]},
+    {"jobs": [{"slurm_job_id": 7, "job_id": 1, "name": "x", "view": view_to_json(view()) | {"never_ran": 1}}]},
+    # a job that holds nodes has run: it cannot claim the newcomer's least-attained-service rank
+    {"jobs": [{"slurm_job_id": 7, "job_id": 1, "name": "x", "view": view_to_json(view()) | {"current_nodes": 1,
+                                                                                           "never_ran": True}}]},
 ])
 def test_bad_reports_get_an_error_naming_the_field(tmp_path: Path, bad: dict[str, object]) -> None:
     c, s = make(tmp_path, full_cluster(), Clock())
@@ -274,6 +278,14 @@ def test_a_view_says_whether_the_job_is_climbing_and_older_agents_say_nothing() 
     assert view_from_json("7", view_to_json(climbing), "alice").climbing
     old = {k: v for k, v in view_to_json(climbing).items() if k != "climbing"}
     assert not view_from_json("7", old, "alice").climbing
+
+
+def test_a_view_says_whether_a_waiting_job_never_ran_and_older_agents_say_it_did() -> None:
+    """Older agents send no field: read as a job that ran, which claims no priority."""
+    new = dataclasses.replace(view(), current_gpus=0, never_ran=True)
+    assert view_from_json("7", view_to_json(new), "alice").never_ran
+    old = {k: v for k, v in view_to_json(new).items() if k != "never_ran"}
+    assert not view_from_json("7", old, "alice").never_ran
 
 
 def growing(tmp_path: Path) -> tuple[FakeSlurm, Clock, Coordinator, SiteService, dict[str, object]]:

@@ -100,6 +100,7 @@ class ElasticPolicy:
             restart=restart.expected(load, self.grows_before_break),
             user=job.spec.user,
             climbing=0 < job.largest <= job.gpus,
+            never_ran=job.largest == 0 and job.gpus == 0,
         )
 
     def _allocate(self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel) -> Allocation:
