@@ -264,7 +264,7 @@ def _action(current: int, target: int, minimum: int, rm: Room, why: str, hold: s
     if current == 0:
         return ("start", target, why) if target else ("wait", 0, why)
     if target == 0:  # the allocator would stop it; a running job is never stopped, only shrunk
-        target = minimum
+        target, why = minimum, f"never stopped, at most shrunk to its minimum (the allocator: {why})"
     if target < current:
         return "shrink", target, _room_reason(rm, why)
     if target > current and hold:

@@ -129,3 +129,17 @@ def test_a_grow_under_way_holds_the_nodes_it_goes_to_not_the_ones_it_has() -> No
     plan = decide({"p": partition({"n1": "alloc", "n2": "alloc"}, 8)}, queue, reports, busy={9: 4})
     by_id = {d.slurm_job_id: d for d in plan.decisions}
     assert by_id[30].action == "start" and by_id[1].target + 4 + by_id[30].target <= 8
+
+
+def test_in_a_crowded_partition_a_newcomer_that_never_ran_stops_nobody_on_the_real_cluster() -> None:
+    """Alice's eight jobs hold the eight nodes at their minimum; carol's job never ran. The
+    allocator would stop one of alice's jobs for it (least attained service), but a running job is
+    never stopped on the real cluster, only shrunk: every job of alice's keeps its node and says so."""
+    queue = [record(i, ALICE, R, 1, f"n{i}") for i in range(1, 9)]
+    reports = {i: dataclasses.replace(reported(i, ALICE, max_nodes=4), store="sA", job_id=10 + i) for i in range(1, 9)}
+    queue.append(tagged(record(9, CAROL, P, 1, reason="Resources"), "hpcsched:sC:1"))
+    carol = dataclasses.replace(reported(9, CAROL, max_nodes=4), store="sC", job_id=1)
+    reports[9] = dataclasses.replace(carol, view=dataclasses.replace(carol.view, current_gpus=0, never_ran=True))
+    by_id = {d.slurm_job_id: d for d in decide({"p": FULL}, queue, reports).decisions}
+    assert all((by_id[i].action, by_id[i].target) == ("keep", 1) for i in range(1, 9))
+    assert any(by_id[i].reason.startswith("never stopped") for i in range(1, 9))
