@@ -49,13 +49,18 @@ def site() -> None:
 @click.option("--operator", "operators", multiple=True, metavar="USER",
               help="A user who may see all users' jobs and the audit log (besides Slurm Operators and the site "
               "file's operators). Repeatable.")
+@click.option("--grow-stall", default=300.0, show_default=True, type=click.FloatRange(5.0, 86400.0), metavar="SECONDS",
+              help="A grow whose new allocation has not started this long after the decision is given up: the "
+              "offer is withdrawn and the allocation, still waiting, cancelled (audited).")
 @reports_errors
-def coordinator(state_dir: str, socket_path: str, decisions_dir: str, interval: float, operators: tuple[str, ...]) -> None:
+def coordinator(state_dir: str, socket_path: str, decisions_dir: str, interval: float, operators: tuple[str, ...],
+                grow_stall: float) -> None:
     """Run the site coordinator in the foreground (systemd runs it so: contrib/systemd). Refuses
     to run as root; its account should be a Slurm Operator (it signals users' jobs to shrink)."""
     from hpcsched.site.run import SiteOptions, run_coordinator
 
-    run_coordinator(SiteOptions(state_dir, socket_path, decisions_dir, interval, (*operators, *settings().operators)))
+    run_coordinator(SiteOptions(state_dir, socket_path, decisions_dir, interval, (*operators, *settings().operators),
+                                grow_stall))
 
 
 @site.command(context_settings=HELP)

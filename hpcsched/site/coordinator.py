@@ -13,7 +13,7 @@ Who executes a decision (docs/site.md):
   daemon is needed: a decision takes effect while the user's login node is down.
 - **grow**: the user's agent (make-before-break needs a new allocation submitted as the user). The
   coordinator offers it in its answer to the agent's next report; an agent that is down grows
-  nothing, which harms nobody. A grow not carried out within ``GROW_STALL_S`` is given up: the
+  nothing, which harms nobody. A grow not carried out within ``GROW_STALL_S`` (``--grow-stall``) is given up: the
   offer is withdrawn, and a new allocation still waiting in the queue (for nodes somebody else
   took since) is cancelled with the coordinator's Operator right; the job trains on at its size,
   and its user's daemon withdraws the grow (:func:`hpcsched.daemon.reconcile.withdrawn_grow`).
@@ -91,6 +91,7 @@ class Coordinator:
     last_plan: SitePlan | None = None
     fresh_s: float = 5.0  # a dry run within this long of the last poll reuses it (users cannot drive Slurm's load)
     shares_ttl_s: float = SHARES_TTL_S
+    grow_stall_s: float = GROW_STALL_S  # a grow not carried out within this long is given up
     weights: dict[str, float] = field(default_factory=dict)  # users' fair-share weights (.shares)
     weights_at: float | None = None
 
@@ -154,7 +155,7 @@ class Coordinator:
                 outcome = "done"
             elif f.action == "shrink" and now - f.since > SHRINK_TIMEOUT_S:
                 outcome = "expired"
-            elif f.action == "grow" and now - f.since > GROW_STALL_S:
+            elif f.action == "grow" and now - f.since > self.grow_stall_s:
                 outcome = self._give_up_grow(f, snap)
             if outcome is not None:
                 del self.state.in_flight[sid]
@@ -168,7 +169,7 @@ class Coordinator:
                 del self.state.reports[sid]
 
     def _give_up_grow(self, f: site_state.InFlight, snap: Snapshot) -> str | None:
-        """A grow not carried out within ``GROW_STALL_S``: "expired" (the offer withdrawn; no new
+        """A grow not carried out within ``grow_stall_s``: "expired" (the offer withdrawn; no new
         allocation was submitted), "abandoned" (its new allocation, still waiting, cancelled), or
         None while that allocation runs (the hand-over is under way) or could not be cancelled."""
         rep = self.state.reports.get(f.slurm_job_id)

@@ -22,7 +22,7 @@ from hpcsched.slurm.client import SlurmClient
 from hpcsched.slurm.runner import Runner, SlurmCommandError, run_slurm
 
 from .audit import AuditLog
-from .coordinator import Coordinator
+from .coordinator import GROW_STALL_S, Coordinator
 from .service import OPS, SiteService
 
 log = logging.getLogger("hpcsched.site")
@@ -37,6 +37,7 @@ class SiteOptions:
     decisions_dir: str
     interval: float = 10.0
     operators: tuple[str, ...] = ()
+    grow_stall: float = GROW_STALL_S
 
     @property
     def audit_path(self) -> str:
@@ -115,7 +116,7 @@ def run_coordinator(options: SiteOptions) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     shared_directory(options.decisions_dir)
     coordinator = Coordinator(SlurmClient(only_own_jobs=False), AuditLog(options.audit_path), options.state_path,
-                              options.decisions_dir)
+                              options.decisions_dir, grow_stall_s=options.grow_stall)
     service = SiteService(coordinator, options.interval, time.time)
     server = Server(bind_public_socket(options.socket_path), service, allowed=lambda uid: True,
                     is_operator=OperatorCheck(options.operators), ops=OPS)

@@ -31,9 +31,11 @@ def alice(coordinator: str) -> Iterator[UserSession]:
     end_session(s)
 
 
-def coordinator_ctl(action: str, fault: str = "") -> None:
+def coordinator_ctl(action: str, fault: str = "", grow_stall: str = "") -> None:
+    """``cluster/site-coordinator ACTION``; ``fault``: a fault point, ``grow_stall``: ``--grow-stall``."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HPCSCHED_SITE_FAULT": fault}
     subprocess.run([str(REPO / "cluster" / "site-coordinator"), action], check=True, capture_output=True, timeout=120,
-                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HPCSCHED_SITE_FAULT": fault})
+                   env=env | ({"HPCSCHED_SITE_GROW_STALL": grow_stall} if grow_stall else {}))
 
 
 def coordinator_running() -> bool:

@@ -336,6 +336,20 @@ def test_a_grow_offer_nobody_took_up_is_withdrawn(tmp_path: Path) -> None:
     assert s.handle("report", {"jobs": [item]}, A)["actions"] == []
 
 
+def test_the_time_a_grow_may_stall_is_the_coordinators_option(tmp_path: Path) -> None:
+    """``hpcsched site coordinator --grow-stall 60``: the untaken offer expires after a minute."""
+    slurm, clock, c, s, item = growing(tmp_path)
+    c.grow_stall_s = 60.0
+    slurm.jobs.append(record(22, 1002, R, 3, "n[2-4]"))
+    slurm.nodes = [(f"n{i}", "p", "alloc") for i in range(1, 5)]
+    clock.now += 59
+    c.run_pass()
+    assert 7 in c.state.in_flight
+    clock.now += 2
+    c.run_pass()
+    assert [e["event"] for e in c.audit.read()][-1] == "expired"
+
+
 def test_a_grow_whose_allocation_runs_is_left_to_finish_its_hand_over(tmp_path: Path) -> None:
     slurm, clock, c, s, item = growing(tmp_path)
     (offer,) = s.handle("report", {"jobs": [item]}, A)["actions"]
