@@ -338,7 +338,7 @@ def test_a_grow_offer_nobody_took_up_is_withdrawn(tmp_path: Path) -> None:
 
 def test_the_time_a_grow_may_stall_is_the_coordinators_option(tmp_path: Path) -> None:
     """``hpcsched site coordinator --grow-stall 60``: the untaken offer expires after a minute."""
-    slurm, clock, c, s, item = growing(tmp_path)
+    slurm, clock, c, _, _ = growing(tmp_path)
     c.grow_stall_s = 60.0
     slurm.jobs.append(record(22, 1002, R, 3, "n[2-4]"))
     slurm.nodes = [(f"n{i}", "p", "alloc") for i in range(1, 5)]
