@@ -16,6 +16,10 @@ run settings (16 nodes x 4 GPUs, 60 s rounds, the information layer, Pollux's gr
 * both restart costs, ``30`` (deterministic: one run) and ``slurm`` (seeded queue waits: seeds
   0 and 1; a Philly sample runs with its own seed).
 
+``hpcsched-nostop`` runs every cell too: hpcsched as the daemon and the coordinator act, never
+stopping a running job (the simulator's ``hpcsched`` stops one where the allocator says so); the
+md reports it in a table of its own beside the same Pollux cells.
+
 Each finished cell is merged into benchmarks/results/heldout.{json,md} at once, so a policy or a
 group can be rerun alone (``--policy``, ``--group``; ``--fresh`` forgets earlier cells). The md
 gives, per group and cost, each policy's mean over cells, hpcsched's ratio to Pollux with its
@@ -39,8 +43,8 @@ from hpcsched.simulator import JobSpec, RestartModel, read_philly, read_workload
 from hpcsched.simulator.data import data_dir, default_applications, workload_files
 
 NAME = "heldout"
-POLICIES = ("pollux-faithful", "hpcsched")
-BASELINE, OURS = POLICIES
+POLICIES = ("pollux-faithful", "hpcsched", "hpcsched-nostop")
+BASELINE, OURS, AS_DAEMON = POLICIES  # AS_DAEMON: never stops a running job, as the daemon acts
 WORKLOADS = (5, 6, 7, 8)
 LOAD_FOLDERS = {"1.0x": "workloads", "0.5x": "workloads-0.5", "1.5x": "workloads-1.5", "2.0x": "workloads-2.0"}
 PHILLY_STARTS = (0.25, 0.5, 0.75)  # where each sample's window starts, as a quantile of the trace
@@ -87,10 +91,10 @@ def load_previous() -> dict[str, Any]:
     return read_results(NAME, "cells")
 
 
-def _pairs(done: dict[str, Any], keep: list[Cell]) -> list[tuple[Cell, dict[str, Any], dict[str, Any]]]:
-    """The cells of ``keep`` that both policies have run: (cell, Pollux's, hpcsched's)."""
-    return [(c, done[key(BASELINE, c)], done[key(OURS, c)]) for c in keep
-            if key(BASELINE, c) in done and key(OURS, c) in done]
+def _pairs(done: dict[str, Any], keep: list[Cell], ours: str = OURS) -> list[tuple[Cell, dict[str, Any], dict[str, Any]]]:
+    """The cells of ``keep`` that both policies have run: (cell, Pollux's, ``ours``'s)."""
+    return [(c, done[key(BASELINE, c)], done[key(ours, c)]) for c in keep
+            if key(BASELINE, c) in done and key(ours, c) in done]
 
 
 def summary(pairs: list[tuple[Cell, dict[str, Any], dict[str, Any]]]) -> dict[str, float]:
@@ -155,6 +159,21 @@ def markdown(done: dict[str, Any]) -> tuple[str, dict[str, Any]]:
              s["hpcsched_restarts"] <= RESTARTS_PER_JOB),
         ]
         lines += [f"| {what} | {value} | {'yes' if ok else 'NO'} |" for what, value, ok in checks]
+    lines += ["", "As the daemon and the coordinator act today (`hpcsched-nostop`: a running job the allocator "
+              "would stop keeps its minimum, and the newcomers that no longer fit wait; docs/allocator.md, "
+              "Limitations), against the same Pollux cells:", "",
+              "| group | restart | cells | hpcsched-nostop avg JCT (s) | ratio mean (min-max) | worst FTF | restarts/job |",
+              "|---|---|---:|---:|---|---:|---:|"]
+    for group in [*groups(), "all"]:
+        for cost in TARGETS:
+            wanted = groups() if group == "all" else [group]
+            pairs = _pairs(done, [c for c in all_cells if c[0] in wanted and c[2] == cost], AS_DAEMON)
+            if not pairs:
+                continue
+            s = summaries[f"nostop/{group}/{cost}"] = summary(pairs)
+            lines.append(f"| {group} | {cost} | {s['cells']} | {s['hpcsched_jct']:,.0f} | {s['ratio_mean']:.3f} "
+                         f"({s['ratio_min']:.2f}-{s['ratio_max']:.2f}) | {s['hpcsched_worst_ftf']:.2f} | "
+                         f"{s['hpcsched_restarts']:.2f} |")
     ran = sum(1 for c in all_cells for p in POLICIES if key(p, c) in done)
     cpu = sum(r["cpu_s"] for r in done.values())
     lines += ["", f"Runs on record: {ran} of {len(all_cells) * len(POLICIES)}; {cpu:,.0f} s of CPU.", ""]

@@ -64,7 +64,8 @@ def _run_all(workload_spec: str, policies: Sequence[str], cluster: Cluster, cost
                    "workloads-0.5/workload-1 and the like for 0.5x/1.5x/2.0x, philly for the Philly trace), "
                    "or the path of a workload CSV or Philly trace file.")
 @click.option("--policy", "policies", multiple=True, type=click.Choice(tuple(FACTORIES)),
-              help="Policy to compare; repeat for several (default: all but site and the -oracle bounds).")
+              help="Policy to compare; repeat for several (default: all but site, the -oracle bounds and "
+                   "hpcsched-nostop).")
 @click.option("--restart-cost", default="30", show_default=True, help="Seconds per re-allocation, or 'slurm'.")
 @click.option("--nodes", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--gpus-per-node", default=4, show_default=True, type=click.IntRange(min=1))
@@ -91,7 +92,9 @@ def simulate(workload_spec: str, policies: tuple[str, ...], restart_cost: str, n
     hpcsched (elastic, restart-cost aware); site (rigid jobs of --rigid-share through Slurm, the
     rest elastic in what they leave, never delaying a rigid job; docs/fairness.md). The -oracle
     variants (pollux-oracle, hpcsched-oracle, site-oracle) are told the true step-time models and
-    remaining work: labelled upper bounds, never a baseline.
+    remaining work: labelled upper bounds, never a baseline. hpcsched-nostop is hpcsched as the
+    daemon acts on a real cluster: it never stops a running job (the simulated hpcsched does where
+    its allocator says so).
     """
     cost = _restart_cost(restart_cost)
     chosen = list(dict.fromkeys(policies)) or list(POLICY_NAMES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .base import Policy
-from .elastic import ElasticPolicy, hpcsched_policy, pollux_policy
+from .elastic import ElasticPolicy, hpcsched_nostop_policy, hpcsched_policy, pollux_policy
 from .pollux import PolluxPolicy
 from .site import SitePolicy
 from .slurm_backfill import SlurmBackfillPolicy
@@ -22,13 +22,16 @@ FACTORIES: dict[str, Callable[[], Policy]] = {
     "hpcsched": hpcsched_policy,
     "pollux-oracle": lambda: pollux_policy(oracle=True),
     "hpcsched-oracle": lambda: hpcsched_policy(oracle=True),
+    "hpcsched-nostop": hpcsched_nostop_policy,
     "site": SitePolicy,
     "site-oracle": lambda: SitePolicy(oracle=True),
 }
 #: The policies ``hpcsched simulate`` compares by default: the same information for all (the
 #: ``-oracle`` ones are upper bounds, told the truth); ``site`` needs rigid jobs and users
-#: (:func:`hpcsched.simulator.owners.assign_owners`) to differ from ``hpcsched``.
-POLICY_NAMES = tuple(name for name in FACTORIES if not name.startswith("site") and not name.endswith("-oracle"))
+#: (:func:`hpcsched.simulator.owners.assign_owners`) to differ from ``hpcsched``; ``hpcsched-nostop``
+#: (hpcsched as the daemon acts, never stopping a running job) is a labelled variant.
+POLICY_NAMES = tuple(name for name in FACTORIES
+                     if not name.startswith("site") and not name.endswith(("-oracle", "-nostop")))
 
 
 def make_policy(name: str) -> Policy:

@@ -18,6 +18,11 @@ Pollux, a job may grow to at most twice the largest size it has run at (``explor
 growth cap): its fitted model has only seen that much. ``oracle=True`` hands the policy the
 truth instead (the true models and remaining work): an upper bound, named ``...-oracle``.
 
+``stops=False`` (``hpcsched-nostop``) is hpcsched as the daemon and the coordinator act today: a
+running job the allocator would stop keeps its minimum (one GPU here), and the waiting jobs that
+would have taken its GPUs wait, the latest submitted first (:func:`never_stopped`); figures
+beside ``hpcsched`` show what the simulator's preemption is worth.
+
 Remaining work is what the daemon could know: :func:`hpcsched.allocator.estimate_remaining_work`
 from the progress the job has made and the total its script declares (``declared=False``: as if
 no script declared one), never the simulation's true total.
@@ -58,8 +63,10 @@ class ElasticPolicy:
         oracle: bool = False,
         before_break: bool = False,
         prior: ThroughputPrior = DEFAULT_PRIOR,
+        stops: bool = True,
     ) -> None:
         self.name = name
+        self.stops = stops
         self.prior = prior
         self.grows_before_break = before_break
         self.oracle = oracle
@@ -110,7 +117,8 @@ class ElasticPolicy:
         return allocate(cluster, requests, self.allocator)
 
     def decide(self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel) -> Mapping[str, int]:
-        return self._allocate(now, jobs, cluster, restart).targets()
+        targets = self._allocate(now, jobs, cluster, restart).targets()
+        return targets if self.stops else never_stopped(targets, jobs, cluster.capacity)
 
     def admit(
         self, now: float, jobs: Sequence[JobView], cluster: Cluster, restart: RestartModel
@@ -118,7 +126,36 @@ class ElasticPolicy:
         """The daemon's admission pass: :func:`hpcsched.allocator.admission` of a decision."""
         allocation = self._allocate(now, jobs, cluster, restart)
         idle = cluster.capacity - sum(job.gpus for job in jobs)
-        return allocation.targets(), admission(allocation, idle)
+        targets, room = allocation.targets(), admission(allocation, idle)
+        if self.stops:
+            return targets, room
+        return never_stopped(targets, jobs, cluster.capacity), {name: max(size, 1) for name, size in room.items()}
+
+
+def never_stopped(targets: Mapping[str, int], jobs: Sequence[JobView], capacity: int) -> dict[str, int]:
+    """``targets`` as the daemon carries them out: a running job set to 0 keeps one GPU (its
+    minimum), and the newcomers that no longer fit wait, the latest submitted first (Slurm starts
+    the earlier ones); if that is not enough, the grows give the GPUs back, the largest first."""
+    out = dict(targets)
+    by_name = {job.name: job for job in jobs}
+    for name, size in targets.items():
+        if size == 0 and by_name[name].gpus > 0:
+            out[name] = 1
+    over = sum(out.values()) - capacity
+    newcomers = sorted((n for n, size in out.items() if size and by_name[n].gpus == 0),
+                       key=lambda n: by_name[n].spec.submit_time, reverse=True)
+    for name in newcomers:
+        if over <= 0:
+            break
+        over -= out[name]
+        out[name] = 0
+    for name in sorted(out, key=lambda n: by_name[n].gpus - out[n]):
+        if over <= 0:
+            break
+        back = min(over, max(0, out[name] - max(by_name[name].gpus, 1)))
+        out[name] -= back
+        over -= back
+    return out
 
 
 def hpcsched_policy(
@@ -128,6 +165,11 @@ def hpcsched_policy(
     ``allocator`` and ``prior``: other knobs than the defaults (benchmarks/tune_allocator.py)."""
     name = "hpcsched-oracle" if oracle else "hpcsched"
     return ElasticPolicy(name, allocator, explore and not oracle, on_arrival=True, oracle=oracle, before_break=True, prior=prior)
+
+
+def hpcsched_nostop_policy() -> ElasticPolicy:
+    """hpcsched as the daemon acts: it never stops a running job (module docstring)."""
+    return ElasticPolicy("hpcsched-nostop", HPCSCHED, True, on_arrival=True, before_break=True, stops=False)
 
 
 def pollux_policy(explore: bool = True, oracle: bool = False) -> ElasticPolicy:
