@@ -214,14 +214,16 @@ def test_a_grow_abandoned_while_it_waits_leaves_the_job_at_its_old_size() -> Non
     assert result.jobs[0].jct == pytest.approx(5 + w1 + 60000.0 / 100.0)
 
 
-def test_hpcsched_as_the_daemon_acts_never_stops_a_running_job() -> None:
+@pytest.mark.parametrize("as_daemon", ["hpcsched-nostop", "site"])
+def test_hpcsched_as_the_daemon_acts_never_stops_a_running_job(as_daemon: str) -> None:
     """Single-GPU jobs of hours (so no resize is possible) arriving at a 2-GPU cluster faster
     than they end: the allocator stops running jobs for newcomers that never ran, and each resume
-    is a restart. ``hpcsched-nostop`` keeps every running job to its end, within the cluster."""
+    is a restart. ``hpcsched-nostop`` and the site policy (the coordinator never stops a job, all
+    jobs elastic here) keep every running job to its end, within the cluster."""
     apps = {"toy": toy(work=1_000_000.0, epochs=3, max_gpus=1)}
     jobs = [JobSpec(f"j{i}", 300.0 * i, "toy", num_replicas=1, batch_size=10) for i in range(4)]
     stops = simulate(jobs, "hpcsched", Cluster(1, 2), RestartModel.parse("30"), applications=apps)
-    kept = simulate(jobs, "hpcsched-nostop", Cluster(1, 2), RestartModel.parse("30"), applications=apps)
+    kept = simulate(jobs, as_daemon, Cluster(1, 2), RestartModel.parse("30"), applications=apps)
     assert stops.restarts > 0
     assert kept.restarts == 0
     assert max(used for _, used in kept.usage) <= 2

@@ -9,6 +9,9 @@
   - the queue sees every running elastic job at its minimum (1 GPU), which it gives back at the
     time limit of a run at that size: when shrinking elastic jobs lets a waiting rigid job start
     now, it starts and the elastic jobs shrink (in place, paying the restart model's shrink);
+  - a running elastic job is never stopped, only shrunk to its minimum, as the coordinator acts
+    (:func:`.elastic.never_stopped`: the allocator's stops keep their minimum, and the elastic
+    newcomers that would have taken those GPUs wait);
   - a waiting elastic job queues at its minimum in Slurm's order (the coordinator sizes a waiting
     elastic job down so that it can start), and the allocator sizes it once it runs;
   - while a rigid job is blocked (even shrinking every elastic job would not start it), elastic
@@ -33,7 +36,7 @@ from hpcsched.site.citizen import fit_grows, planned_start
 
 from ..jobs import Config, SimJob, fixed_config
 from ..restarts import RestartModel
-from .elastic import ElasticPolicy
+from .elastic import ElasticPolicy, never_stopped
 from .static import predicted_end
 
 ELASTIC_MIN_GPUS = 1
@@ -63,7 +66,8 @@ def foreign_cluster(cluster: Cluster, held: int) -> Cluster:
 
 class SitePolicy(ElasticPolicy):
     def __init__(self, oracle: bool = False) -> None:
-        super().__init__("site-oracle" if oracle else "site", HPCSCHED, on_arrival=True, before_break=True, oracle=oracle)
+        super().__init__("site-oracle" if oracle else "site", HPCSCHED, on_arrival=True, before_break=True, oracle=oracle,
+                         stops=False)
 
     def rigid_size(self, job: SimJob) -> int:
         return max(1, min(job.spec.num_replicas, self._capacity))
@@ -126,7 +130,8 @@ class SitePolicy(ElasticPolicy):
         admitted = [j for j in jobs if not j.spec.rigid and (j.gpus or j.name in starts or shadow is None)]
         requests = [self._elastic(job, now, restart, load) for job in admitted]
         if requests:
-            targets |= allocate(foreign_cluster(cluster, held), requests, self.allocator).targets()
+            shared = foreign_cluster(cluster, held)
+            targets |= never_stopped(allocate(shared, requests, self.allocator).targets(), admitted, shared.capacity)
             if shadow is not None:
                 targets |= whole_grows(jobs, targets, cluster.capacity - held)
         idle = cluster.capacity - sum(targets.values())
