@@ -196,7 +196,7 @@ def _allocate(
     quo_value = problem.objective(quo) if quo is not None else None
     if quo is not None and quo_value is not None and quo_value >= problem.objective(plan):
         plan = quo
-    decisions = tuple(_decision(problem, plan, j, policy) for j in range(len(jobs)))
+    decisions = tuple(_decision(problem, plan, j, policy, full) for j in range(len(jobs)))
     allocation = Allocation(
         decisions=decisions,
         objective=problem.objective(plan),
@@ -206,7 +206,7 @@ def _allocate(
     return allocation, problem
 
 
-def _decision(problem: Problem, plan: Plan, job: int, policy: AllocatorPolicy) -> Decision:
+def _decision(problem: Problem, plan: Plan, job: int, policy: AllocatorPolicy, full: bool) -> Decision:
     spec, table = problem.jobs[job], problem.tables[job]
     target = plan.size(job, problem.tables)
     gain = time_saved(table, spec, spec.current_gpus, target)
@@ -220,6 +220,6 @@ def _decision(problem: Problem, plan: Plan, job: int, policy: AllocatorPolicy) -
         placement=plan.ledger.holdings.get(job, ()),
         gain_s=gain,
         cost_s=cost,
-        reason=explain(spec, table, target, gain, cost, policy),
+        reason=explain(spec, table, target, gain, cost, policy, full),
         remaining_s=remaining,
     )

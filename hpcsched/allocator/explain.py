@@ -25,8 +25,10 @@ def _waiting(job: ElasticJob, table: JobTable, policy: AllocatorPolicy) -> str:
     return f"waits: {waited}; its minimum of {format_count(job.min_gpus, 'GPU')} does not fit behind jobs of higher priority"
 
 
-def explain(job: ElasticJob, table: JobTable, target: int, gain: float, cost: float, policy: AllocatorPolicy) -> str:
-    """Why ``job`` goes from its current size to ``target``."""
+def explain(job: ElasticJob, table: JobTable, target: int, gain: float, cost: float, policy: AllocatorPolicy,
+            full: bool = False) -> str:
+    """Why ``job`` goes from its current size to ``target``; ``full``: the cluster is crowded
+    (:func:`.admission.crowded`)."""
     current = job.current_gpus
     pause = f"restart {_s(cost)}"
     if target == 0:
@@ -34,7 +36,12 @@ def explain(job: ElasticJob, table: JobTable, target: int, gain: float, cost: fl
             return f"stops ({pause}): its GPUs go to jobs that waited longer or to new jobs' minimums"
         return _waiting(job, table, policy)
     if current == 0:
-        why = "starving, admitted first" if starving(job, policy) else f"waited {_s(job.time_in_state_s)}"
+        if starving(job, policy):
+            why = "starving, admitted first"
+        elif full and policy.never_ran_first and job.never_ran:
+            why = f"never ran, admitted first where jobs outnumber GPUs; waited {_s(job.time_in_state_s)}"
+        else:
+            why = f"waited {_s(job.time_in_state_s)}"
         return f"starts on {format_count(target, 'GPU')} ({why}; start {_s(cost)})"
     if target == current:
         return f"keeps {format_count(current, 'GPU')}: no change saves more than it costs"

@@ -163,8 +163,9 @@ def test_in_a_crowded_cluster_a_job_that_never_ran_preempts_the_one_with_most_wo
     """More jobs than GPUs: the job that has had no GPU time starts in this round, and the job
     with the most work left makes room (least attained service). A job that ran before and waits
     again, or the Pollux-like preset, leaves it waiting for a departure (hours) or starvation."""
-    sizes = {d.key: d.target_gpus for d in allocate(Cluster(1, 2), crowded_cluster(False)).decisions}
-    assert sizes == {"ten-hours": 0, "five-hours": 1, "new": 1}
+    decisions = {d.key: d for d in allocate(Cluster(1, 2), crowded_cluster(False)).decisions}
+    assert {k: d.target_gpus for k, d in decisions.items()} == {"ten-hours": 0, "five-hours": 1, "new": 1}
+    assert "never ran, admitted first where jobs outnumber GPUs" in decisions["new"].reason
     again = {d.key: d.target_gpus for d in allocate(Cluster(1, 2), crowded_cluster(True)).decisions}
     assert again["new"] == 0 and again["ten-hours"] == again["five-hours"] == 1
     off = dataclasses.replace(HPCSCHED, never_ran_first=False)
