@@ -122,6 +122,27 @@ def load(image: str, manifest: Manifest, where: NodeImages, say: Callable[[str],
     return None
 
 
+def recover_stale_state(where: NodeImages, say: Callable[[str], None], lock: Lock = node_lock) -> str | None:
+    """Reset Podman's state on this node when it names containers whose processes are gone (see
+    :meth:`Podman.stale`); why no container can start here if that fails, else None. No container of
+    the user's runs in that state (Podman would have joined its namespace), so the reset loses
+    nothing; it is done under the node lock, so a second launcher of the user's starting beside
+    this one cannot reset a container this one has just started."""
+    if not where.podman.stale():
+        return None
+    with lock(where.lock_path):
+        if not where.podman.stale():
+            return None
+        say("Podman's state here names containers whose processes are gone (a job killed with its conmon and "
+            "Podman's pause process); resetting it with `podman system migrate`")
+        result = where.podman.try_("system", "migrate")
+        if result.returncode == 0 and not where.podman.stale():
+            return None
+    last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+    return (f"Podman on {where.node} refuses every command (its state names containers whose processes are gone) "
+            f"and `podman system migrate` did not repair it: {last}; ask your admin to look at this node")
+
+
 def ensure_image(image: str, where: NodeImages, say: Callable[[str], None], lock: Lock = node_lock) -> str | None:
     """Why no container of ``image`` can start on this node, or None once the image is there.
     A pushed archive whose id differs from the node's copy (a newer push) is loaded again."""

@@ -42,6 +42,14 @@ def run_podman(argv: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> PodmanR
 
 Runner = Callable[[Sequence[str]], PodmanResult]
 
+# What Podman says when its state names containers whose processes are all gone.
+STALE_STATE_HINT = "system migrate"
+
+
+def podman_failed(result: PodmanResult) -> bool:
+    """Podman itself failed (it logged an error) rather than answering "no" with exit status 1."""
+    return any("level=error" in line or line.startswith("Error:") for line in result.stderr.splitlines())
+
 
 @dataclass(frozen=True)
 class Podman:
@@ -64,11 +72,18 @@ class Podman:
             raise PodmanError(result)
         return result.stdout
 
+    def stale(self) -> bool:
+        """Podman refuses every command until ``podman system migrate``: its state names running
+        containers whose conmon and pause process are gone (killed with a job's cgroup, by the OOM
+        killer), so it cannot join their user namespace nor make a new one."""
+        probe = self.try_("container", "ls", "--quiet")
+        return probe.returncode != 0 and STALE_STATE_HINT in probe.stderr
+
     def image_id(self, image: str) -> str | None:
         """The full id of ``image`` in this storage, or None when it is not there; raises
         :class:`PodmanError` when Podman cannot tell (its storage is broken or misconfigured)."""
         exists = self.try_("image", "exists", image)
-        if exists.returncode == 1:
+        if exists.returncode == 1 and not podman_failed(exists):
             return None
         if exists.returncode != 0:
             raise PodmanError(exists)

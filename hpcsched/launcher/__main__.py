@@ -15,9 +15,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from functools import partial
 from types import FrameType
 
-from hpcsched.images.node import ensure_image, node_images
+from hpcsched.images.node import ensure_image, node_images, recover_stale_state
 from hpcsched.jobs import layout
 from hpcsched.launcher.cdi import missing_gpus
 from hpcsched.launcher.container import (
@@ -113,8 +114,9 @@ def main(argv: list[str]) -> int:
     ctx = NodeContext.from_env(os.environ)
     user = os.environ.get("USER") or str(os.getuid())
     images = node_images(ctx.node_name, os.environ)
+    tell = partial(say, ctx.node_name)
     problem = (check_subordinate_ids(user) or check_gpu_devices(spec, ctx) or check_node_storage(ctx.node_name, os.environ)
-               or ensure_image(spec.image, images, lambda text: say(ctx.node_name, text)))
+               or recover_stale_state(images, tell) or ensure_image(spec.image, images, tell))
     if problem:
         print(f"hpcsched launcher on {ctx.node_name}: {problem}", file=sys.stderr)
         record_problem(spec, ctx, problem)

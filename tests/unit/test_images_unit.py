@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from hpcsched.cli.main import cli
 from hpcsched.errors import HpcschedError, ValidationError
 from hpcsched.images import check, distribute
-from hpcsched.images.node import NodeImages, ensure_image, node_images
+from hpcsched.images.node import NodeImages, ensure_image, node_images, recover_stale_state
 from hpcsched.images.podman import Podman, PodmanResult
 from hpcsched.images.shared import image_dir, manifest_path, read_manifest
 from hpcsched.launcher.storage import node_storage_paths
@@ -27,15 +27,22 @@ class FakePodman:
     """Images by name -> id; ``save`` writes the id into the archive and ``load`` reads it back
     (``tamper`` makes a load give another id, as an archive changed after its push would)."""
 
-    def __init__(self, images: dict[str, str] | None = None, tamper: str = "", broken: str = "") -> None:
+    def __init__(self, images: dict[str, str] | None = None, tamper: str = "", broken: str = "",
+                 stale: str = "") -> None:
         self.images = dict(images or {})
         self.tamper, self.broken = tamper, broken
+        self.stale = stale  # "" fine; "repairable" or "for good": every command fails until migrate
         self.calls: list[list[str]] = []
 
     def __call__(self, argv: Sequence[str]) -> PodmanResult:
         self.calls.append(list(argv))
         args = [a for a in argv[1:] if not a.startswith("--root") and not a.startswith("/")]
         verb = args[0] if args else ""
+        if args[:2] == ["system", "migrate"] and self.stale == "repairable":
+            self.stale = ""
+        if self.stale:
+            return PodmanResult(tuple(argv), 1, "", 'level=error msg="invalid internal status, try resetting the '
+                                'pause process with \\"podman system migrate\\": could not find any running process"\n')
         if verb == "image" and args[1] == "exists":
             if self.broken:
                 return PodmanResult(tuple(argv), 125, "", f"Error: {self.broken}\n")
@@ -108,6 +115,26 @@ def test_a_node_whose_podman_cannot_look_is_named_with_podmans_error(tmp_path: P
     assert problem == (f"Podman on node2 cannot look for {IMAGE}: podman image exists failed: "
                        "Error: the specified runroot is longer than 50 characters")
     assert broken.loads() == 0
+
+
+@pytest.mark.parametrize("stale", ["repairable", ""])
+def test_podman_state_naming_killed_containers_is_reset_once_and_the_image_found(stale: str) -> None:
+    fake, said = FakePodman({IMAGE: NEW}, stale=stale), []
+    assert recover_stale_state(where(fake, ""), said.append, no_lock) is None
+    assert ensure_image(IMAGE, where(fake, ""), said.append, no_lock) is None
+    migrations = [c for c in fake.calls if c[-2:] == ["system", "migrate"]]
+    assert len(migrations) == (1 if stale else 0)
+    assert bool(said) == bool(stale) and all("podman system migrate" in s for s in said)
+
+
+def test_podman_state_that_migrate_cannot_repair_is_a_problem_naming_the_node() -> None:
+    problem = recover_stale_state(where(FakePodman({IMAGE: NEW}, stale="for good"), ""), print, no_lock)
+    assert problem and "node2" in problem and "podman system migrate` did not repair it" in problem
+
+
+def test_podman_that_fails_with_exit_1_is_not_read_as_a_missing_image() -> None:
+    problem = ensure_image(IMAGE, where(FakePodman({IMAGE: NEW}, stale="for good"), ""), print, no_lock)
+    assert problem and problem.startswith("Podman on node2 cannot look for") and "push it" not in problem
 
 
 def test_a_launcher_that_waited_for_the_lock_does_not_load_again(tmp_path: Path) -> None:
