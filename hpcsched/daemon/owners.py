@@ -10,11 +10,13 @@ asked about a job it does not have can say which login node's daemon has it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass
 
 from hpcsched.daemon import statedir
+from hpcsched.errors import HpcschedError
 
 OWNERS_DIR = ".owners"
 MAX_CLAIM_TRIES = 100_000
@@ -27,25 +29,57 @@ class Owner:
     store_id: str
 
 
+class JobsDirectoryError(HpcschedError):
+    """No job id could be claimed in the jobs directory (no room, no permission); nothing was recorded."""
+
+
 def owners_dir(jobs_root: str) -> str:
     return os.path.join(jobs_root, OWNERS_DIR)
 
 
 def claim_job_id(jobs_root: str, first: int, owner: Owner) -> int:
-    """The lowest id from ``first`` on that no daemon has claimed, now claimed for ``owner``."""
-    directory = statedir.private_directory(owners_dir(jobs_root))
+    """The lowest id from ``first`` on that no daemon has claimed, now claimed for ``owner``.
+    A claim that cannot be written whole (a full disk, an exceeded quota) is taken back and raises
+    :class:`JobsDirectoryError` naming the directory and the reason."""
+    directory = owners_dir(jobs_root)
     record = json.dumps({"host": owner.host, "store_id": owner.store_id}).encode()
-    for job_id in range(first, first + MAX_CLAIM_TRIES):
-        try:
-            fd = os.open(os.path.join(directory, str(job_id)),
-                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except FileExistsError:
-            continue
-        with os.fdopen(fd, "wb") as f:
-            f.write(record)
-        return job_id
+    try:
+        statedir.private_directory(directory)
+        for job_id in range(first, first + MAX_CLAIM_TRIES):
+            path = os.path.join(directory, str(job_id))
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                continue
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(record)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError:
+                release_claim(jobs_root, job_id)
+                raise
+            return job_id
+    except OSError as e:
+        raise JobsDirectoryError(f"cannot claim a job id in the jobs directory {jobs_root}: {e.strerror or e}"
+                                 f"{room_hint(e)}; nothing was recorded or submitted") from e
     raise statedir.UnsafePath(f"{directory} holds {MAX_CLAIM_TRIES} claimed job ids after {first}; remove "
                               "the files of jobs that no daemon keeps any more")
+
+
+def release_claim(jobs_root: str, job_id: int) -> None:
+    """Take back a claim whose job was never recorded (its record could not be written)."""
+    try:
+        os.unlink(os.path.join(owners_dir(jobs_root), str(job_id)))
+    except FileNotFoundError:
+        pass
+
+
+def room_hint(error: OSError) -> str:
+    """What to check when a write failed for want of room."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return " (the disk or your quota there is full: see `df -h` and `quota`, then free some space)"
+    return ""
 
 
 def owner_of(jobs_root: str, job_id: int) -> Owner | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -18,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from hpcsched.daemon import statedir
+from hpcsched.errors import HpcschedError
 from hpcsched.jobs import layout
 from hpcsched.jobs.model import Attempt, AttemptReason, Job, JobState
 from hpcsched.planning.fields import format_count
@@ -86,6 +88,7 @@ class Store:
         node whose daemon owns it, so two daemons of one user on two login nodes never share an id
         (the id names their job directories in the shared jobs directory)."""
         statedir.refuse_link(path)  # SQLite would follow it (G5)
+        self.path = path
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
@@ -117,7 +120,7 @@ class Store:
             self._db.close()
 
     def _tx(self) -> _Transaction:
-        return _Transaction(self._db, self._lock)
+        return _Transaction(self._db, self._lock, self.path)
 
     @property
     def store_id(self) -> str:
@@ -299,19 +302,50 @@ def _attempt(row: sqlite3.Row) -> Attempt:
     )
 
 
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT under the store's lock; ROLLBACK on any exception."""
+class StoreWriteError(HpcschedError):
+    """The store could not be written (a full disk or quota, an I/O error); the change was rolled back."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
+
+# SQLite's words for a write the disk refused: SQLITE_FULL, and SQLITE_IOERR (an exceeded quota).
+_REFUSED_WRITES = ("database or disk is full", "disk i/o error")
+
+
+def refused_write(error: BaseException | None, path: str) -> StoreWriteError | None:
+    """The user-facing error for a write the disk refused, or None for any other error."""
+    if not isinstance(error, sqlite3.OperationalError) or not any(w in str(error).lower() for w in _REFUSED_WRITES):
+        return None
+    return StoreWriteError(f"the daemon's store {path} could not be written ({error}): is the disk or your quota "
+                           f"there full? (`df -h {os.path.dirname(path)}`, `quota`); nothing of this request "
+                           "was recorded, try again once there is room")
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT under the store's lock; ROLLBACK on any exception. A write the
+    disk refused raises :class:`StoreWriteError` naming the store."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, path: str) -> None:
         self._db = db
         self._lock = lock
+        self._path = path
 
     def __enter__(self) -> None:
         self._lock.acquire()
         self._db.execute("BEGIN IMMEDIATE")
 
-    def __exit__(self, exc_type: Any, *_: Iterable[Any]) -> None:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, _tb: Any) -> None:
+        failed = exc
         try:
-            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+            if failed is None:
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.OperationalError as e:
+                    failed = e
+            if failed is not None and self._db.in_transaction:
+                self._db.execute("ROLLBACK")
         finally:
             self._lock.release()
+        refused = refused_write(failed, self._path)
+        if refused is not None:
+            raise refused from failed
+        if failed is not None and exc is None:
+            raise failed

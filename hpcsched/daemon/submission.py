@@ -71,10 +71,14 @@ class Submitter:
         """Commit the job (intent) and return its id; nothing is submitted yet. The id is claimed
         in the shared jobs directory first, so no daemon of this user on another login node has it."""
         job_id = owners.claim_job_id(self.settings.jobs_dir, self.store.next_job_id(), self.owner)
-        return self.store.create_job(
-            name=request.name, uid=uid, user=user, request=request.to_options(),
-            nodes=request.nodes.max, jobs_root=self.settings.jobs_dir, now=self.clock(), job_id=job_id,
-        )
+        try:
+            return self.store.create_job(
+                name=request.name, uid=uid, user=user, request=request.to_options(),
+                nodes=request.nodes.max, jobs_root=self.settings.jobs_dir, now=self.clock(), job_id=job_id,
+            )
+        except BaseException:
+            owners.release_claim(self.settings.jobs_dir, job_id)  # the store has no such job: no claim either
+            raise
 
     @property
     def owner(self) -> owners.Owner:

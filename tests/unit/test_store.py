@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcsched.daemon.store import Store
+from hpcsched.daemon.store import Store, StoreWriteError
 from hpcsched.jobs.model import AttemptReason, Job, JobState
 
 REQUEST = {"script": "/w/train.py", "workdir": "/w", "nodes": "2"}
@@ -241,3 +241,19 @@ def test_open_jobs_are_read_while_another_process_holds_a_write_transaction(fill
         assert len(filled.open_jobs()) == 9  # the committed state, not the writer's
         writer.execute("COMMIT")
     assert filled.open_jobs() == []
+
+
+def test_a_store_whose_disk_is_full_says_so_naming_it_and_keeps_what_it_had(store: Store, db_path: str) -> None:
+    create(store)
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own SQLITE_FULL, as on a full disk
+    created = 1
+    with pytest.raises(StoreWriteError, match=f"the daemon's store {db_path} could not be written .*full"):
+        for _ in range(1000):
+            store.create_job(name="x" * 4000, uid=1000, user="alice", request=REQUEST, nodes=2, jobs_root="/jobs",
+                             now=101.0)
+            created += 1
+    listed = store.list_jobs()
+    assert len(listed) == created and all(len(job.attempts) == 1 for job in listed)  # no half-written job
+    store._db.execute(f"PRAGMA max_page_count = {pages * 100}")
+    assert create(store) == created + 1 and store.integrity_ok()
