@@ -26,6 +26,7 @@ from hpcsched.launcher.container import (
     NodeContext,
     container_name,
     group_only_access,
+    missing_directory,
     parse_launch_args,
     podman_run_argv,
     ulimit_args,
@@ -115,7 +116,8 @@ def main(argv: list[str]) -> int:
     user = os.environ.get("USER") or str(os.getuid())
     images = node_images(ctx.node_name, os.environ)
     tell = partial(say, ctx.node_name)
-    problem = (check_subordinate_ids(user) or check_gpu_devices(spec, ctx) or check_node_storage(ctx.node_name, os.environ)
+    problem = (missing_directory(spec, ctx.node_name, os.path.isdir) or check_subordinate_ids(user)
+               or check_gpu_devices(spec, ctx) or check_node_storage(ctx.node_name, os.environ)
                or recover_stale_state(images, tell) or ensure_image(spec.image, images, tell))
     if problem:
         print(f"hpcsched launcher on {ctx.node_name}: {problem}", file=sys.stderr)

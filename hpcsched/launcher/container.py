@@ -6,12 +6,13 @@ import argparse
 import grp
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hpcsched.launcher.rendezvous import PORT_ENV, first_guess
 
 MAX_NOFILE = 1 << 20
+JOB_LABEL = "org.hpcsched.job"  # on every container of a job: its hpcsched job id
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,19 @@ def visible_device_env(gpus: Sequence[str], style: str) -> list[tuple[str, str]]
     return [*cuda, ("NVIDIA_VISIBLE_DEVICES", nvidia)]
 
 
+def missing_directory(spec: LaunchSpec, node: str, is_dir: Callable[[str], bool]) -> str | None:
+    """The work or job directory the container mounts is not there on this node: it lies on a
+    disk only the login node has (its /tmp, a local scratch), or a mount the node lacks."""
+    if not is_dir(spec.workdir):
+        return (f"the work directory {spec.workdir} does not exist on {node}: the job was submitted from a "
+                "directory the compute nodes do not see (a login node's /tmp or local disk?); submit from a "
+                "directory on a file system every node mounts (your home, project or scratch directory)")
+    if not is_dir(spec.job_dir):
+        return (f"the job directory {spec.job_dir} does not exist on {node}: jobs_dir must be on a file system "
+                "every node mounts (`hpcsched doctor` checks it; docs/configuration.md)")
+    return None
+
+
 def checkpointed_marker(spec: LaunchSpec, ctx: NodeContext) -> str:
     return f"{spec.job_dir}/attempts/{ctx.attempt}/checkpointed"
 
@@ -239,7 +253,7 @@ def podman_run_argv(spec: LaunchSpec, ctx: NodeContext, limits: list[str],
         # keep-groups: the user's supplementary groups stay with the container's processes, so a
         # group-shared project directory works as the work directory (crun; runc drops them)
         "--network", "host", "--userns", "keep-id", "--group-add", "keep-groups",
-        "--label", f"org.hpcsched.job={spec.job_id}",
+        "--label", f"{JOB_LABEL}={spec.job_id}",
         "--label", f"org.hpcsched.slurm_job={ctx.slurm_job_id}",
         *limits,
         *device_args(ctx.gpus, spec.gpu_device_style),

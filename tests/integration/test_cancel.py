@@ -32,8 +32,11 @@ def leftovers(session: UserSession, slurm_id: int) -> list[str]:
     return found
 
 
-def podman_containers(session: UserSession, job: int) -> list[str]:
-    out = session.as_user(["podman", "ps", "-a", "--filter", f"label=org.hpcsched.job={job}", "--format", "{{.Names}}"])
+def podman_containers(session: UserSession, slurm_id: int) -> list[str]:
+    """The user's containers of this Slurm job (the hpcsched job id alone also matches other
+    sessions' job 1, and a container another test run left behind is not this cancel's)."""
+    out = session.as_user(["podman", "ps", "-a", "--filter", f"label=org.hpcsched.slurm_job={slurm_id}",
+                           "--format", "{{.Names}}"])
     return [line for line in out.stdout.split() if line]
 
 
@@ -53,11 +56,11 @@ def test_E1_cancel_of_a_running_two_node_job_leaves_nothing(session: UserSession
     deadline = time.monotonic() + 60  # Slurm finishes the COMPLETING phase after the state flips
     while time.monotonic() < deadline:
         in_queue = slurm_state(slurm_id)
-        if not leftovers(session, slurm_id) and not podman_containers(session, job) and in_queue in ("", "CANCELLED"):
+        if not leftovers(session, slurm_id) and not podman_containers(session, slurm_id) and in_queue in ("", "CANCELLED"):
             break
         time.sleep(0.5)
     assert leftovers(session, slurm_id) == []
-    assert podman_containers(session, job) == []
+    assert podman_containers(session, slurm_id) == []
     assert in_queue in ("", "CANCELLED")
     # issue 14: nothing reads as success, in JSON as in the table
     shown = session.status(job)

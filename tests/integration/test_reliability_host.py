@@ -9,6 +9,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -171,3 +172,31 @@ def test_group_shared_project_directory_works_as_the_work_directory(session: Use
     info = session.wait(job, FINAL, timeout=240)
     assert info["state"] == "COMPLETED", session.logs(job)
     assert (project / "result.txt").read_text() == f"written from {project}"
+
+
+# --- a work directory only the login node has --------------------------------------------------
+
+
+def test_a_work_directory_only_the_login_node_has_fails_the_job_naming_it(session: UserSession) -> None:
+    # The CLI and the daemon it starts run in a mount namespace of their own with a tmpfs at the
+    # work directory: they see it, the compute nodes (the slurmds) do not, as with a login node's /tmp.
+    mount_point = session.root / "login-only"  # the compute nodes see this empty directory ...
+    mount_point.mkdir()
+    private = mount_point / "project"  # ... and not this one, made inside the tmpfs
+    owner = pwd.getpwnam(session.user)
+    example = Path(__file__).resolve().parents[2] / "examples" / "allreduce.py"
+    env = " ".join(shlex.quote(f"{k}={v}") for k, v in session.env.items())
+    where, there = shlex.quote(str(mount_point)), shlex.quote(str(private))
+    script = (f"mount -t tmpfs -o size=1m,mode=0755 tmpfs {where} && mkdir {there} && "
+              f"cp {shlex.quote(str(example))} {there}/allreduce.py && "
+              f"chown -R {owner.pw_uid}:{owner.pw_gid} {where} && cd {there} && "
+              f"exec runuser -u {session.user} -- env -i {env} {CLI} run --json allreduce.py --nodes 1")
+    submitted = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                               capture_output=True, text=True, timeout=120)
+    assert submitted.returncode == 0, submitted.stderr
+    job = int(json.loads(submitted.stdout)["id"])
+    info = session.wait(job, timeout=180)
+    log = session.logs(job)
+    assert info["state"] == "FAILED", log
+    assert f"the work directory {private} does not exist on node" in log, log
+    assert "submit from a directory on a file system every node mounts" in log

@@ -2,7 +2,8 @@
 the OOM killer or a lost session take the container, its conmon and Podman's pause process with
 them, and Podman's state still names the container as running. Every podman command of the user's
 then fails ("invalid internal status ... podman system migrate") until it is reset; the next job of
-that user on the node must run all the same, and say what was repaired."""
+that user on the node must run all the same, say what was repaired, and remove the killed job's
+container."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def podman(session: UserSession, *args: str) -> subprocess.CompletedProcess[str]
 
 
 def kill_container_with_its_conmon_and_pause_process(session: UserSession, name: str) -> None:
-    started = podman(session, "run", "--detach", "--network", "host", "--name", name, IMAGE, "sleep", "600")
+    started = podman(session, "run", "--detach", "--network", "host", "--name", name, "--label", "org.hpcsched.job=999999",
+                     IMAGE, "sleep", "600")
     assert started.returncode == 0, started.stderr
     pids = podman(session, "inspect", "--format", "{{.State.ConmonPid}} {{.State.Pid}}", name)
     assert pids.returncode == 0, pids.stderr
@@ -47,6 +49,8 @@ def test_a_job_after_one_killed_with_its_podman_processes_runs_and_says_podman_w
         log = session.logs(job)
         assert info["state"] == "COMPLETED", log
         assert "resetting it with `podman system migrate`" in log, log
-        assert podman(session, "container", "ls").returncode == 0
+        left = podman(session, "container", "ls", "--all", "--filter", f"name={name}", "--format", "{{.Names}} {{.Status}}")
+        assert left.returncode == 0 and left.stdout.strip() == "", f"the killed job's container was left: {left.stdout}"
+        assert "stopped container(s) of killed hpcsched jobs" in log, log
     finally:
         podman(session, "rm", "--force", "--ignore", name)

@@ -19,6 +19,7 @@ from hpcsched.launcher.container import (
     device_args,
     group_name,
     group_only_access,
+    missing_directory,
     podman_run_argv,
     rendezvous_id,
     ulimit_args,
@@ -238,3 +239,11 @@ def test_node_context_names_the_missing_variable(missing: str) -> None:
     env = {k: v for k, v in SLURM_ENV.items() if k != missing}
     with pytest.raises(KeyError, match=missing):
         NodeContext.from_env(env)
+
+
+@pytest.mark.parametrize(("present", "named"), [({"/home/a b/proj"}, "job directory /jobs/7"),
+                                               ({"/jobs/7"}, "work directory /home/a b/proj"), (set(), "work directory")])
+def test_a_directory_the_node_does_not_see_is_named_with_where_to_submit_from(present: set[str], named: str) -> None:
+    problem = missing_directory(SPEC, "node2", present.__contains__)
+    assert problem and f"the {named}" in problem and "does not exist on node2" in problem
+    assert missing_directory(SPEC, "node2", {"/home/a b/proj", "/jobs/7"}.__contains__) is None

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from hpcsched.cli.main import cli
 from hpcsched.errors import HpcschedError, ValidationError
 from hpcsched.images import check, distribute
-from hpcsched.images.node import NodeImages, ensure_image, node_images, recover_stale_state
+from hpcsched.images.node import NodeImages, ensure_image, killed_containers, node_images, recover_stale_state
 from hpcsched.images.podman import Podman, PodmanResult
 from hpcsched.images.shared import image_dir, manifest_path, read_manifest
 from hpcsched.launcher.storage import node_storage_paths
@@ -39,7 +39,8 @@ class FakePodman:
         args = [a for a in argv[1:] if not a.startswith("--root") and not a.startswith("/")]
         verb = args[0] if args else ""
         if args[:2] == ["system", "migrate"] and self.stale == "repairable":
-            self.stale = ""
+            self.stale = ""  # reset, though it fails to stop the containers whose processes are gone
+            return PodmanResult(tuple(argv), 125, "", "cannot stop container 0c87: timed out waiting for file\n")
         if self.stale:
             return PodmanResult(tuple(argv), 1, "", 'level=error msg="invalid internal status, try resetting the '
                                 'pause process with \\"podman system migrate\\": could not find any running process"\n')
@@ -125,6 +126,16 @@ def test_podman_state_naming_killed_containers_is_reset_once_and_the_image_found
     migrations = [c for c in fake.calls if c[-2:] == ["system", "migrate"]]
     assert len(migrations) == (1 if stale else 0)
     assert bool(said) == bool(stale) and all("podman system migrate" in s for s in said)
+
+
+def test_after_a_reset_only_containers_made_before_it_and_not_running_or_starting_are_the_killed_ones() -> None:
+    listing = json.dumps([
+        {"Id": "dead1", "State": "stopping", "Created": 100}, {"Id": "dead2", "State": "exited", "Created": 150},
+        {"Id": "starting", "State": "created", "Created": 120}, {"Id": "new", "State": "exited", "Created": 200},
+        {"Id": "live", "State": "running", "Created": 210}, {"State": "exited", "Created": 1},
+    ])
+    assert killed_containers(listing, before=200) == ["dead1", "dead2"]
+    assert killed_containers("not json", before=200) == [] and killed_containers("", before=200) == []
 
 
 def test_podman_state_that_migrate_cannot_repair_is_a_problem_naming_the_node() -> None:
