@@ -148,9 +148,10 @@ class Coordinator:
         now = snap.time
         for sid, f in list(self.state.in_flight.items()):
             record = snap.record(sid)
-            outcome = None
+            outcome, successor = None, None
             if record is None or record.state.is_final:
-                outcome = "done" if f.action == "grow" else "ended"
+                successor = self._grown_into(f, snap) if f.action == "grow" else None
+                outcome = "done" if successor is not None else "ended"
             elif f.action == "shrink" and record.state is JobState.RUNNING and record.node_count <= f.target:
                 outcome = "done"
             elif f.action == "shrink" and now - f.since > SHRINK_TIMEOUT_S:
@@ -160,13 +161,25 @@ class Coordinator:
             if outcome is not None:
                 del self.state.in_flight[sid]
                 self._remove_decision(sid)
+                now_on = successor or record  # a grow carried out: the new allocation the job runs in
                 self.audit.write({"time": now, "event": outcome, "decision": f.decision_id, "slurm_job_id": sid,
                                   "action": f.action, "target": f.target,
-                                  "nodes_now": record.node_count if record is not None else None})
+                                  "nodes_now": now_on.node_count if now_on is not None else None,
+                                  **({"successor": successor.job_id} if successor is not None else {})})
         live = {r.job_id for r in snap.queue if not r.state.is_final}
         for sid in [s for s in self.state.reports if s not in live and s not in self.state.in_flight]:
             if snap.time - self.state.reports[sid].received > 300:  # not in the queue for a while: ended
                 del self.state.reports[sid]
+
+    def _grown_into(self, f: site_state.InFlight, snap: Snapshot) -> SlurmJobRecord | None:
+        """The running new allocation a grown job handed over to (its tag, its owner), or None
+        when the job ended without one (it finished, or was cancelled, before the grow)."""
+        rep = self.state.reports.get(f.slurm_job_id)
+        if rep is None:
+            return None
+        ids = successors_of(rep, snap.queue, ()) - {f.slurm_job_id}
+        running = [r for r in snap.queue if r.job_id in ids and r.uid == rep.uid and r.state is JobState.RUNNING]
+        return max(running, key=lambda r: r.job_id, default=None)
 
     def _give_up_grow(self, f: site_state.InFlight, snap: Snapshot) -> str | None:
         """A grow not carried out within ``grow_stall_s``: "expired" (the offer withdrawn; no new

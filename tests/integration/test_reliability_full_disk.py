@@ -16,10 +16,12 @@ from conftest import UserSession, copy_example
 
 
 @pytest.fixture
-def tiny_mounts() -> Iterator[list[Path]]:
-    """Small file systems mounted by a test (tmpfs of a few hundred KiB), unmounted after it."""
+def tiny_mounts(session: UserSession) -> Iterator[list[Path]]:
+    """Small file systems mounted by a test (tmpfs of a few hundred KiB), unmounted after it,
+    once the session's daemon is stopped (its socket may lie on one of them)."""
     mounted: list[Path] = []
     yield mounted
+    session.hs("daemon", "stop", check=False, timeout=60)
     for point in reversed(mounted):
         subprocess.run(["umount", "--lazy", str(point)], capture_output=True, timeout=30)
 

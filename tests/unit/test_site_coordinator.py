@@ -357,3 +357,24 @@ def test_a_grow_whose_allocation_runs_is_left_to_finish_its_hand_over(tmp_path: 
     clock.now += 301
     c.run_pass()
     assert slurm.cancelled == [] and 7 in c.state.in_flight
+
+
+def test_a_grow_carried_out_is_audited_done_with_the_allocation_the_job_runs_in_now(tmp_path: Path) -> None:
+    slurm, clock, c, s, item = growing(tmp_path)
+    (offer,) = s.handle("report", {"jobs": [item]}, A)["actions"]
+    # The hand-over: the 4-node allocation runs, the old 1-node one has ended.
+    slurm.jobs = [tagged(record(20, 1001, R, offer["nodes"], "n[1-4]"), "hpcsched::3:a2")]
+    clock.now += 30
+    c.run_pass()
+    done = [e for e in c.audit.read() if e["event"] in ("done", "ended")]
+    assert [(e["event"], e["successor"], e["nodes_now"]) for e in done] == [("done", 20, offer["nodes"])]
+
+
+def test_a_job_that_ends_before_its_grow_is_audited_ended_not_done(tmp_path: Path) -> None:
+    slurm, clock, c, s, item = growing(tmp_path)
+    s.handle("report", {"jobs": [item]}, A)
+    slurm.jobs = []  # it finished training at its size; no new allocation ever ran
+    clock.now += 30
+    c.run_pass()
+    (closed,) = [e for e in c.audit.read() if e["event"] in ("done", "ended")]
+    assert closed["event"] == "ended" and "successor" not in closed and 7 not in c.state.in_flight
