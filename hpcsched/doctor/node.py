@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpcsched.doctor.findings import Finding, fail, ok, warn
+from hpcsched.images.podman import STALE_STATE_HINT
 from hpcsched.launcher.storage import StoragePaths, parse_mounts, storage_problem
 
 NODE_CHECKS = ("podman", "storage", "image", "jobs_dir")
@@ -95,7 +96,12 @@ def podman(out: NodeOutput) -> Finding:
     info = podman_info(out)
     if info is None:
         text, rc = out.section("podman")
-        return fail(name, f"podman info failed on {out.node} (exit {rc}): {last_line(text)}", PODMAN_FIX)
+        found = f"podman info failed on {out.node} (exit {rc}): {last_line(text)}"
+        if STALE_STATE_HINT in text:
+            return fail(name, found, "a job of yours there was killed together with its containers (a time limit, the "
+                        "OOM killer), and Podman's state still names them: hpcsched's next job on that node resets "
+                        f"it, or reset it yourself with `srun -w {out.node} podman system migrate`")
+        return fail(name, found, PODMAN_FIX)
     host = info.get("host", {})
     runtime = host.get("ociRuntime", {}).get("name", "?")
     version = info.get("version", {}).get("Version", "?")
@@ -127,6 +133,8 @@ def storage(out: NodeOutput) -> Finding:
 
 def image(out: NodeOutput, image_ref: str) -> Finding:
     name = "image"
+    if podman_info(out) is None:  # `image exists` then exits 1 too, which is no answer
+        return fail(name, f"not checked: Podman does not work on {out.node}", "fix the podman check first")
     text, rc = out.section("image")
     if rc == 0:
         return ok(name, f"{image_ref} is in Podman's storage on {out.node}")

@@ -145,3 +145,11 @@ def test_slurm_and_accounting() -> None:
     assert login.slurm_commands(None, None, ["sbatch", "srun"]).found == "not found on PATH: sbatch, srun"
     off = login.accounting("sacct: error: Slurm accounting storage is disabled")
     assert off.status == "fail" and "AccountingStorageType" in off.fix
+
+
+def test_podman_state_naming_killed_containers_says_how_it_is_reset_and_leaves_the_image_unjudged() -> None:
+    stale = ('time="2026" level=error msg="invalid internal status, try resetting the pause process with '
+             '\\"podman system migrate\\": cannot re-exec process to join the existing user namespace"')
+    found = checks(probe_output(info=stale, podman_rc=1, image_rc=1))
+    assert found["podman"][0] == "fail" and "srun -w node1 podman system migrate" in found["podman"][2]
+    assert found["image"][:2] == ("fail", "not checked: Podman does not work on node1"), "not 'the image is missing'"
