@@ -12,13 +12,27 @@ from hpcsched.daemon import client
 POLL = 0.5
 
 
-def print_log(path: str) -> None:
+def print_log(path: str) -> bool:
+    """Copy the log to stdout; False when there is none (yet)."""
     try:
         with open(path, "rb") as f:
             sys.stdout.buffer.write(f.read())
     except FileNotFoundError:
-        pass
-    sys.stdout.flush()
+        return False
+    finally:
+        sys.stdout.flush()
+    return True
+
+
+def no_log_note(info: dict[str, object]) -> str:
+    """What ``logs`` says on stderr when the attempt has no log file (from the daemon's
+    ``log_path`` answer): not yet, or, for a job that ended, that its output never arrived."""
+    where = f"job {info['job']} attempt {info['attempt']}"
+    if info.get("final"):
+        return (f"hpcsched: {where} left no output at {info['path']} (the job is {info['state']}): Slurm could not "
+                "write there from the job's nodes; is the jobs directory on a file system every node mounts? "
+                "(`hpcsched doctor` checks it)")
+    return f"hpcsched: {where} has no output yet (the job is {info['state']}); it will be in {info['path']}"
 
 
 def follow_log(cfg: Settings, job_id: int, attempt: int | None) -> str:

@@ -13,7 +13,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from hpcsched.cli.common import format_duration, print_json, reports_errors, settings, table_console
-from hpcsched.cli.follow import follow_log, print_log
+from hpcsched.cli.follow import follow_log, no_log_note, print_log
 from hpcsched.cli.progress import Progress
 from hpcsched.daemon import client, owners
 from hpcsched.jobs import layout
@@ -191,7 +191,8 @@ def logs(job: int, follow: bool, attempt: int | None) -> None:
         follow_log(cfg, job, attempt)
         return
     info = client.call(cfg, "log_path", {"job": job, "attempt": attempt})
-    print_log(info["path"])
+    if not print_log(info["path"]):
+        click.echo(no_log_note(info), err=True)
 
 
 @click.command(context_settings=HELP)
