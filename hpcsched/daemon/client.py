@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from hpcsched.config import Settings
@@ -14,6 +16,8 @@ from hpcsched.daemon import protocol, statedir
 from hpcsched.errors import AccessDenied, DaemonError, DaemonNotRunning, JobNotFound, ValidationError
 
 START_TIMEOUT = 20.0
+NO_LOG, NO_MESSAGE = "no log", "no message in its log"
+MIN_DAEMON_ROOM = 1 << 20  # a daemon needs this much room in its state directory to start
 _KINDS: dict[str, type[Exception]] = {
     "validation": ValidationError,
     "not_found": JobNotFound,
@@ -102,7 +106,7 @@ def ensure_daemon(settings: Settings) -> dict[str, Any]:
             return dict(call(settings, "ping", timeout=10))
         except DaemonNotRunning:
             # Ours ended: unless another command's daemon won the lock, none will answer; say why now.
-            why = _last_log_line(settings.log_path) if _exited(pid) else ""
+            why = silent_start(_last_log_line(settings.log_path), settings.state_dir) if _exited(pid) else ""
             if why and "already running" not in why:
                 raise DaemonError(f"the daemon could not start: {why} (log: {settings.log_path})") from None
             time.sleep(0.05)
@@ -117,14 +121,30 @@ def _exited(pid: int) -> bool:
         return True
 
 
+def silent_start(why: str, state_dir: str, free_bytes: Callable[[str], int] | None = None) -> str:
+    """``why`` a daemon that left no message in its log ended, with the likeliest cause: it could
+    not write the log (nor its store) because the state directory's disk or the user's quota is
+    full."""
+    if why not in (NO_LOG, NO_MESSAGE):
+        return why
+    try:
+        free = (free_bytes or (lambda path: shutil.disk_usage(path).free))(state_dir)
+    except OSError:
+        free = -1
+    if 0 <= free < MIN_DAEMON_ROOM:
+        return (f"its state directory {state_dir} is full ({free // 1024} KiB free), so it could write neither "
+                "its log nor its store: free some space there (`df -h`, `quota`)")
+    return f"{why}: could it write there? (is the disk or your quota of {state_dir} full? `df -h`, `quota`)"
+
+
 def _last_log_line(path: str) -> str:
     try:
         with open(path, "rb") as f:
             f.seek(max(0, os.path.getsize(path) - 4096))
             lines = [x for x in f.read().decode("utf-8", "replace").splitlines() if x.strip()]
     except OSError:
-        return "no log"
-    return lines[-1].strip() if lines else "no message in its log"
+        return NO_LOG
+    return lines[-1].strip() if lines else NO_MESSAGE
 
 
 def start_daemon(settings: Settings) -> int:

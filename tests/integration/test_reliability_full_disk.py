@@ -97,3 +97,16 @@ def test_a_full_state_directory_refuses_the_run_naming_the_store_and_records_not
     assert "database or disk is full" in refused.stderr and "internal error" not in refused.stderr
     assert jobs(session) == [] and claimed_ids(session.root / "jobs") == []
     run_once_there_is_room(session, filler)
+
+
+def test_a_daemon_that_cannot_start_in_a_full_state_directory_says_it_is_full(
+        session: UserSession, tiny_mounts: list[Path]) -> None:
+    state_dir = session.root / "full-state"
+    mount_tiny(state_dir, session.user, tiny_mounts)
+    session.env["HPCSCHED_STATE_DIR"] = str(state_dir)
+    filler = fill(state_dir)
+    refused = session.hs("status", check=False)
+    assert refused.returncode != 0
+    assert f"its state directory {state_dir} is full" in refused.stderr, refused.stderr
+    filler.unlink()
+    assert session.hs("status", "--json").stdout.strip() == "[]"

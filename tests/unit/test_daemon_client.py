@@ -85,3 +85,11 @@ def test_a_daemon_older_than_the_command_gives_the_way_out_not_a_protocol_error(
         client.call(cfg, "events", {"job": 1}, timeout=10)
     thread.join(timeout=10)
     assert "does not know `events`" in str(raised.value) and "`hpcsched daemon stop`" in str(raised.value)
+
+
+def test_a_daemon_that_ended_without_a_word_in_a_full_state_directory_says_it_is_full() -> None:
+    full = client.silent_start(client.NO_MESSAGE, "/home/alice/.local/state/hpcsched", lambda _path: 4096)
+    assert full.startswith("its state directory /home/alice/.local/state/hpcsched is full (4 KiB free)")
+    roomy = client.silent_start(client.NO_MESSAGE, "/st", lambda _path: 10 << 30)
+    assert roomy.startswith(client.NO_MESSAGE) and "quota" in roomy  # a quota is not seen in the free space
+    assert client.silent_start("store is locked by pid 12", "/st", lambda _path: 0) == "store is locked by pid 12"

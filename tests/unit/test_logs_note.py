@@ -29,3 +29,4 @@ def test_print_log_copies_the_file_and_tells_a_missing_one(tmp_path: Path, capsy
     log.write_bytes(b"rank 0 ready\n")
     assert print_log(str(log)) and capsysbinary.readouterr().out == b"rank 0 ready\n"
     assert not print_log(str(tmp_path / "none.log")) and capsysbinary.readouterr().out == b""
+
