@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from functools import partial
 from types import FrameType
 
-from hpcsched.images.node import ensure_image, node_images, recover_stale_state
+from hpcsched.images.node import ensure_image, node_images
 from hpcsched.jobs import layout
 from hpcsched.launcher.cdi import missing_gpus
 from hpcsched.launcher.container import (
@@ -31,6 +31,7 @@ from hpcsched.launcher.container import (
     podman_run_argv,
     ulimit_args,
 )
+from hpcsched.launcher.podman_state import recover_stale_state
 from hpcsched.launcher.storage import check_node_storage
 
 STOP_GRACE = 5.0

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 from hpcsched.cli.main import cli
 from hpcsched.errors import HpcschedError, ValidationError
 from hpcsched.images import check, distribute
-from hpcsched.images.node import NodeImages, ensure_image, killed_containers, node_images, recover_stale_state
+from hpcsched.images.node import NodeImages, ensure_image, node_images
 from hpcsched.images.podman import Podman, PodmanResult
 from hpcsched.images.shared import image_dir, manifest_path, read_manifest
+from hpcsched.launcher.podman_state import killed_containers, recover_stale_state
 from hpcsched.launcher.storage import node_storage_paths
 
 IMAGE = "localhost/hpcsched-train:latest"
