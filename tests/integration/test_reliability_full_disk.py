@@ -62,6 +62,15 @@ def claimed_ids(jobs_dir: Path) -> list[str]:
     return sorted(os.listdir(owners)) if owners.is_dir() else []
 
 
+def assert_run_refused_recording_nothing(session: UserSession, *said: str) -> None:
+    """``hpcsched run`` fails saying each of ``said`` (not an internal error), and no job is
+    recorded nor any id claimed in the jobs directory."""
+    refused = session.hs("run", "allreduce.py", "--nodes", "1", check=False)
+    assert refused.returncode != 0
+    assert all(text in refused.stderr for text in said) and "internal error" not in refused.stderr, refused.stderr
+    assert jobs(session) == [] and claimed_ids(Path(session.env["HPCSCHED_JOBS_DIR"])) == []
+
+
 def run_once_there_is_room(session: UserSession, filler: Path) -> None:
     filler.unlink()
     job = session.run_job("allreduce.py", "--nodes", "1", "--procs-per-node", "1", "--time", "5")
@@ -75,11 +84,8 @@ def test_a_full_jobs_directory_refuses_the_run_naming_it_and_records_nothing(
     mount_tiny(jobs_dir, session.user, tiny_mounts)
     copy_example(session, "allreduce.py")
     filler = fill(jobs_dir)
-    refused = session.hs("run", "allreduce.py", "--nodes", "1", check=False)
-    assert refused.returncode != 0
-    assert f"cannot claim a job id in the jobs directory {jobs_dir}" in refused.stderr, refused.stderr
-    assert "No space left on device" in refused.stderr and "internal error" not in refused.stderr
-    assert jobs(session) == [] and claimed_ids(jobs_dir) == []
+    assert_run_refused_recording_nothing(session, f"cannot claim a job id in the jobs directory {jobs_dir}",
+                                         "No space left on device")
     run_once_there_is_room(session, filler)
 
 
@@ -91,11 +97,7 @@ def test_a_full_state_directory_refuses_the_run_naming_the_store_and_records_not
     copy_example(session, "allreduce.py")
     session.hs("daemon", "start")
     filler = fill(state_dir)
-    refused = session.hs("run", "allreduce.py", "--nodes", "1", check=False)
-    assert refused.returncode != 0
-    assert f"the daemon's store {state_dir}/store-" in refused.stderr, refused.stderr
-    assert "database or disk is full" in refused.stderr and "internal error" not in refused.stderr
-    assert jobs(session) == [] and claimed_ids(session.root / "jobs") == []
+    assert_run_refused_recording_nothing(session, f"the daemon's store {state_dir}/store-", "database or disk is full")
     run_once_there_is_room(session, filler)
 
 
