@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import platform
 import statistics
 import time
@@ -48,10 +49,12 @@ POLLUX_VALUES = {name: getattr(POLLUX_PRIOR, name) for name in CAUTIOUS}
 # The allocator's defaults before the run; every variant changes some of them (the other knobs
 # are hpcsched's defaults, which the run left as they were).
 BEFORE: dict[str, Any] = {"prior": CAUTIOUS, "hysteresis": 1.0, "horizon_s": 1800.0, "settle_s": 1800.0, "srpt_weight": 1.0,
-                          "srpt_range": 4.0, "settle_climbs": True, "fairness_p": -1.0, "never_ran_first": False}
+                          "srpt_range": 4.0, "settle_climbs": True, "fairness_p": -1.0, "never_ran_first": False,
+                          "calm_share": math.inf, "calm_hysteresis": 0.0}
 PICKED_FIRST = {"prior": MIDDLE, "hysteresis": 2.0, "horizon_s": 900.0}  # the first tuning run's pick
 PICKED_SECOND = PICKED_FIRST | {"hysteresis": 5.0, "settle_climbs": False}  # the second run's
 PICKED_FOURTH = PICKED_SECOND | {"srpt_weight": 3.0, "srpt_range": 8.0, "hysteresis": 6.0}  # the fourth run's
+PICKED_FIFTH = PICKED_FOURTH | {"never_ran_first": True}  # the fifth run's
 CHANGES: dict[str, dict[str, Any]] = {
     "before tuning": {},
     "hysteresis 0.5": {"hysteresis": 0.5},
@@ -88,7 +91,13 @@ CHANGES: dict[str, dict[str, Any]] = {
     # Fifth run (2026-12-07), on the fourth pick: in a cluster with more jobs than GPUs, a job that
     # has never run is admitted first and regardless (least attained service; before, it waited
     # behind every running job until it starved).
-    "fourth pick, never-ran first": PICKED_FOURTH | {"never_ran_first": True},
+    "fourth pick, never-ran first": PICKED_FIFTH,
+    # Sixth run (2026-12-07), on the fifth pick: in a calm cluster (every job running, at least
+    # this share of the GPUs idle) a climbing job's grow pays its restart without hysteresis; at
+    # low load (the held-out 0.5x cells, the Philly samples) the hysteresis kept jobs at 16 GPUs
+    # where Pollux ran them on 28-32.
+    **{f"fifth pick, calm {name}": PICKED_FIFTH | {"calm_share": share}
+       for name, share in (("at any idle GPU", 0.0), ("at 25% idle", 0.25), ("at 50% idle", 0.5))},
 }
 VARIANTS = {name: BEFORE | change for name, change in CHANGES.items()}
 # Variants the rule would pick that a check outside the tuning workloads ruled out, each with

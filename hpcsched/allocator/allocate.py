@@ -40,12 +40,19 @@ from .policy import HPCSCHED, AllocatorPolicy
 from .search import Plan, Problem, admit, empty_plan, grow
 
 
-def _problem(cluster: Cluster, jobs: Sequence[ElasticJob], policy: AllocatorPolicy, limits: Limits) -> Problem:
+def calm(cluster: Cluster, jobs: Sequence[ElasticJob], policy: AllocatorPolicy) -> bool:
+    """Every job runs and at least ``calm_share`` of the capacity is idle: a grow takes GPUs
+    nobody is waiting for, so a climbing job's grow pays ``calm_hysteresis`` (:mod:`.policy`)."""
+    idle = cluster.capacity - sum(job.current_gpus for job in jobs)
+    return idle > 0 and idle >= policy.calm_share * cluster.capacity and all(job.current_gpus for job in jobs)
+
+
+def _problem(cluster: Cluster, jobs: Sequence[ElasticJob], policy: AllocatorPolicy, limits: Limits, quiet: bool) -> Problem:
     tables = [job_table(job, cluster, limits) for job in jobs]
     fair = fair_shares(jobs, tables, cluster.capacity)
     weights = _weights(jobs, tables, fair, cluster.capacity, policy)
     values = [
-        weight * job_values(job, table, policy, share) if len(table.sizes) else table.goodput
+        weight * job_values(job, table, policy, share, quiet) if len(table.sizes) else table.goodput
         for job, table, weight, share in zip(jobs, tables, weights, fair, strict=True)
     ]
     departure = next_departure(jobs, tables)
@@ -54,7 +61,7 @@ def _problem(cluster: Cluster, jobs: Sequence[ElasticJob], policy: AllocatorPoli
         for job, table, weight, share in zip(jobs, tables, weights, fair, strict=True)
     ]
     hungry = [starving(job, policy) for job in jobs]
-    return Problem(jobs, tables, values, idle, hungry, cluster, limits, departure)
+    return Problem(jobs, tables, values, idle, hungry, cluster, limits, departure, quiet)
 
 
 def _runnable_users(jobs: Sequence[ElasticJob], tables: Sequence[JobTable]) -> Counter[str]:
@@ -156,14 +163,16 @@ def allocate(
 
     Never exceeds the cluster (the returned placements are a packing of the free GPUs), never
     goes outside a job's ``min_gpus..max_gpus`` or the node limits, never grows a running job
-    unless its predicted time saved exceeds its restart cost times ``1 + hysteresis``.
+    unless its predicted time saved exceeds its restart cost times ``1 + hysteresis`` (``1 +
+    calm_hysteresis`` for a climbing job when the cluster is :func:`calm`).
     """
     keys = [job.key for job in jobs]
     if len(set(keys)) != len(keys):
         raise ValueError("job keys must be unique")
     limits = limits or Limits()
     full = crowded(jobs, cluster.capacity)
-    allocation, problem = _allocate(cluster, jobs, policy, limits, full)
+    quiet = calm(cluster, jobs, policy)  # of all jobs: the second pass below leaves some out
+    allocation, problem = _allocate(cluster, jobs, policy, limits, full, quiet)
     if not policy.admission_pays:
         return allocation
     idle = cluster.capacity - sum(job.current_gpus for job in jobs)
@@ -171,7 +180,7 @@ def allocate(
     held = unpaid_admissions(allocation, idle, urgent)
     if not held:
         return allocation
-    rest, _ = _allocate(cluster, [job for job in jobs if job.key not in held], policy, limits, full)
+    rest, _ = _allocate(cluster, [job for job in jobs if job.key not in held], policy, limits, full, quiet)
     decided = {d.key: d for d in rest.decisions}
     decisions = tuple(decided.get(d.key) or _held(d, allocation.next_free_s) for d in allocation.decisions)
     return dataclasses.replace(rest, decisions=decisions)
@@ -186,9 +195,9 @@ def _held(decision: Decision, wait_s: float) -> Decision:
 
 
 def _allocate(
-    cluster: Cluster, jobs: Sequence[ElasticJob], policy: AllocatorPolicy, limits: Limits, full: bool
+    cluster: Cluster, jobs: Sequence[ElasticJob], policy: AllocatorPolicy, limits: Limits, full: bool, quiet: bool
 ) -> tuple[Allocation, Problem]:
-    problem = _problem(cluster, jobs, policy, limits)
+    problem = _problem(cluster, jobs, policy, limits, quiet)
     order = admission_order(jobs, problem.tables, policy, full)
     plan = _free_plan(problem, order)
     _revert_where_better(problem, plan)
@@ -220,6 +229,6 @@ def _decision(problem: Problem, plan: Plan, job: int, policy: AllocatorPolicy, f
         placement=plan.ledger.holdings.get(job, ()),
         gain_s=gain,
         cost_s=cost,
-        reason=explain(spec, table, target, gain, cost, policy, full),
+        reason=explain(spec, table, target, gain, cost, policy, full, problem.calm),
         remaining_s=remaining,
     )

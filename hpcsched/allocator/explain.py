@@ -26,9 +26,10 @@ def _waiting(job: ElasticJob, table: JobTable, policy: AllocatorPolicy) -> str:
 
 
 def explain(job: ElasticJob, table: JobTable, target: int, gain: float, cost: float, policy: AllocatorPolicy,
-            full: bool = False) -> str:
+            full: bool = False, calm: bool = False) -> str:
     """Why ``job`` goes from its current size to ``target``; ``full``: the cluster is crowded
-    (:func:`.admission.crowded`)."""
+    (:func:`.admission.crowded`), ``calm``: every job runs and much of it is idle
+    (:func:`.allocate.calm`)."""
     current = job.current_gpus
     pause = f"restart {_s(cost)}"
     if target == 0:
@@ -47,6 +48,9 @@ def explain(job: ElasticJob, table: JobTable, target: int, gain: float, cost: fl
         return f"keeps {format_count(current, 'GPU')}: no change saves more than it costs"
     change = f"{current}->{format_count(target, 'GPU')}"
     if target > current:
+        if calm and job.climbing:
+            idle = f"x{1 + policy.calm_hysteresis:.2f}: {policy.calm_share:.0%} or more of the GPUs idle, nobody waiting"
+            return f"grows {change}: finishes {_s(gain)} earlier, {pause} ({idle})"
         return f"grows {change}: finishes {_s(gain)} earlier, {pause} (x{1 + policy.hysteresis:.2f} hysteresis)"
     return (
         f"shrinks {change}: finishes {_s(-gain)} later plus {pause}, outweighed by what its GPUs do for "

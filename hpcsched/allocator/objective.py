@@ -31,8 +31,9 @@ def phi(x: FloatArray | float, p: float) -> FloatArray:
     return np.asarray((shifted**p - 1.0) / p, np.float64)
 
 
-def restart_factor(job: ElasticJob, table: JobTable, policy: AllocatorPolicy, fair_gpus: int) -> FloatArray:
-    """Multiplier of each candidate's speedup for the restart it implies (1 at the current size)."""
+def restart_factor(job: ElasticJob, table: JobTable, policy: AllocatorPolicy, fair_gpus: int, calm: bool = False) -> FloatArray:
+    """Multiplier of each candidate's speedup for the restart it implies (1 at the current size);
+    ``calm``: a climbing job's grows pay ``calm_hysteresis`` (:class:`~.policy.AllocatorPolicy`)."""
     sizes = table.sizes
     if policy.pricing is RestartPricing.NONE:
         factor = np.ones(len(sizes))
@@ -43,7 +44,10 @@ def restart_factor(job: ElasticJob, table: JobTable, policy: AllocatorPolicy, fa
     else:
         payoff = np.minimum(table.remaining_time(job.remaining_work), policy.horizon_s)
         restart = np.array([job.restart.seconds(job.current_gpus, int(s)) for s in sizes])
-        pause = restart * (1.0 + policy.hysteresis) * settle_factor(job, sizes, payoff, policy, fair_gpus)
+        hysteresis = np.full(len(sizes), policy.hysteresis)
+        if calm and job.climbing:
+            hysteresis = np.where(sizes > job.current_gpus, policy.calm_hysteresis, hysteresis)
+        pause = restart * (1.0 + hysteresis) * settle_factor(job, sizes, payoff, policy, fair_gpus)
         with np.errstate(invalid="ignore"):
             factor = np.where(np.isinf(payoff), 1.0, payoff / (payoff + pause))
         factor = np.where(pause == 0.0, 1.0, factor)
@@ -75,9 +79,10 @@ def fair_goodput(table: JobTable, fair_gpus: int) -> float:
     return float(table.goodput[below[-1]] if len(below) else table.goodput[0])
 
 
-def job_values(job: ElasticJob, table: JobTable, policy: AllocatorPolicy, fair_gpus: int) -> FloatArray:
-    """``phi_p`` of each candidate's priced speedup over the fair share."""
-    x = table.goodput / fair_goodput(table, fair_gpus) * restart_factor(job, table, policy, fair_gpus)
+def job_values(job: ElasticJob, table: JobTable, policy: AllocatorPolicy, fair_gpus: int, calm: bool = False) -> FloatArray:
+    """``phi_p`` of each candidate's priced speedup over the fair share (``calm``: as for
+    :func:`restart_factor`)."""
+    x = table.goodput / fair_goodput(table, fair_gpus) * restart_factor(job, table, policy, fair_gpus, calm)
     return phi(x, policy.fairness_p)
 
 

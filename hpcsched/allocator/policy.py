@@ -69,6 +69,13 @@ class AllocatorPolicy:
       it; least attained service (Tiresias) takes the job that has had no GPU time yet as the one
       most likely to be short, since training times are heavy-tailed. Without it such a job waited
       behind every running job until it starved (``starvation_s``).
+    * ``calm_share`` and ``calm_hysteresis``: in a *calm* cluster, where every job runs and at
+      least ``calm_share`` of the capacity is idle (:func:`~.allocate.calm`), a climbing job's
+      grow pays its restart with ``calm_hysteresis`` instead of ``hysteresis``. The hysteresis
+      guards against resizes that the next arrival or departure reverses; GPUs that half the
+      cluster leaves idle with nobody waiting are not contested, and at low load (the 0.5x
+      workloads, the Philly samples) the full hysteresis kept jobs at 16 GPUs where Pollux ran
+      them on 28-32. ``math.inf`` never calls a cluster calm.
     * ``round_s``: the time between two allocation rounds, the least a deferred job waits.
     * ``pollux_delay_s``: the pause Pollux's restart penalty assumes.
 
@@ -76,7 +83,8 @@ class AllocatorPolicy:
     minutes, each resize individually paying for itself against hours of remaining run
     (docs/allocator.md has the numbers). ``horizon_s`` (900 s) was picked, with the step-time
     prior, by the first tuning run on Pollux workloads 1-4 at 1.0x load, ``settle_climbs`` (off)
-    by the second, ``srpt_weight`` (3), ``srpt_range`` (8) and ``hysteresis`` (6) by the fourth, on
+    by the second, ``srpt_weight`` (3), ``srpt_range`` (8) and ``hysteresis`` (6) by the fourth,
+    ``never_ran_first`` by the fifth and ``calm_share`` (0.5, at ``calm_hysteresis`` 0) by the sixth, on
     the same workloads (benchmarks/tune_allocator.py); the other knobs were set before, on all
     eight workloads.
     """
@@ -97,9 +105,12 @@ class AllocatorPolicy:
     fair_recovery: bool = True
     admission_pays: bool = True
     never_ran_first: bool = True
+    calm_share: float = 0.5
+    calm_hysteresis: float = 0.0
 
     def __post_init__(self) -> None:
-        nonnegative = (self.hysteresis, self.settle_s, self.srpt_weight, self.short_s, self.round_s, self.pollux_delay_s)
+        nonnegative = (self.hysteresis, self.settle_s, self.srpt_weight, self.short_s, self.round_s, self.pollux_delay_s,
+                       self.calm_share, self.calm_hysteresis)
         if min(nonnegative) < 0.0 or self.starvation_s <= 0.0 or self.horizon_s <= 0.0 or self.srpt_range < 1.0:
             raise ValueError(f"need non-negative knobs, positive starvation_s and horizon_s, srpt_range >= 1: {self}")
 
@@ -114,4 +125,5 @@ POLLUX = AllocatorPolicy(
     short_s=0.0,
     admission_pays=False,
     never_ran_first=False,
+    calm_share=math.inf,
 )

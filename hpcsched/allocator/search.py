@@ -47,6 +47,7 @@ class Problem:
     cluster: Cluster
     limits: Limits
     next_free_s: float  # predicted seconds until the first running job ends (objective.next_departure)
+    calm: bool = False  # every job runs and much of the cluster is idle (allocate.calm)
 
     def objective(self, plan: Plan) -> float:
         return float(sum(self.values[j][i] if i >= 0 else self.idle[j] for j, i in enumerate(plan.index)))

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hpcsched.allocator import HPCSCHED, POLLUX, Allocation, Cluster, ElasticJob, GoodputModel, Limits, RestartCost, allocate
+from hpcsched.allocator.allocate import calm
 from hpcsched.allocator.placement import NodeLedger
 from hpcsched.models import BatchLimits, GradientNoise, ThroughputParams
 
@@ -75,6 +76,7 @@ def scenarios(draw: st.DrawFn, restart_s: float | None = None) -> Scenario:
             restart=RestartCost(queue_wait_s=draw(st.floats(0, 300))) if restart_s is None else RestartCost.fixed(restart_s),
             account=draw(st.sampled_from(["a", "b"])),
             whole_nodes=whole[i],
+            climbing=draw(st.booleans()) and current[i] > 0,
         )
         for i in range(count)
     ]
@@ -120,10 +122,12 @@ def test_never_over_capacity_and_within_ranges_and_limits(scenario: Scenario, po
 def test_a_running_job_grows_only_when_the_time_saved_exceeds_its_restart_cost(scenario: Scenario) -> None:
     cluster, jobs, limits = scenario
     allocation = allocate(cluster, jobs, HPCSCHED, limits)
+    quiet = calm(cluster, jobs, HPCSCHED)
     for job, decision in zip(jobs, allocation.decisions, strict=True):
         grows = job.min_gpus <= job.current_gpus < decision.target_gpus
+        hysteresis = HPCSCHED.calm_hysteresis if quiet and job.climbing else HPCSCHED.hysteresis
         if grows and math.isfinite(job.remaining_work):
-            assert decision.gain_s > decision.cost_s * (1.0 + HPCSCHED.hysteresis)
+            assert decision.gain_s > decision.cost_s * (1.0 + hysteresis)
 
 
 @SETTINGS
