@@ -206,9 +206,15 @@ def markdown(done: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return "\n".join(lines), {"aggregates": table, "picked": chosen}
 
 
+def _json_setting(value: Any) -> Any:
+    """A setting as plain JSON: an infinite knob (``calm_share`` off) is written ``"inf"``."""
+    return "inf" if isinstance(value, float) and math.isinf(value) else value
+
+
 def write(done: dict[str, Any]) -> str:
     text, summary = markdown(done)
-    data = {"runs": done, **summary, "variants": VARIANTS, "python": platform.python_version()}
+    variants = {name: {k: _json_setting(v) for k, v in over.items()} for name, over in VARIANTS.items()}
+    data = {"runs": done, **summary, "variants": variants, "python": platform.python_version()}
     write_results(NAME, data, text, echo=False)
     return text
 
