@@ -67,7 +67,7 @@ def assert_steps_never_go_back_more_than_a_checkpoint(session: UserSession, job:
 
 def test_C5_resize_two_three_one_continues_and_reaches_the_unresized_accuracy(session: UserSession) -> None:
     copy_example(session, "digits_cnn.py")
-    args = ["digits_cnn.py", "--nodes", "1-3", "--start-nodes", "2", "--", "--epochs", "40",
+    args = ["digits_cnn.py", "--nodes", "1-3", "--start-nodes", "2", "--", "--epochs", "20",
             "--checkpoint-every", str(CHECKPOINT_EVERY), "--step-delay", "0.1"]
     job = session.run_job(*args)
     running_attempt(session, job, 1, nodes=2)
@@ -85,7 +85,7 @@ def test_C5_resize_two_three_one_continues_and_reaches_the_unresized_accuracy(se
     resized = final_accuracy(session, job)
 
     # The same training unresized; the step delay only stands in for a bigger model's compute.
-    baseline = session.run_job("digits_cnn.py", "--nodes", "1", "--", "--epochs", "40", "--step-delay", "0")
+    baseline = session.run_job("digits_cnn.py", "--nodes", "1", "--", "--epochs", "20", "--step-delay", "0")
     assert session.wait(baseline, timeout=600)["state"] == "COMPLETED"
     assert abs(resized - final_accuracy(session, baseline)) <= 0.05
     assert resized >= 0.9
