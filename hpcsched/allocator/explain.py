@@ -48,10 +48,9 @@ def explain(job: ElasticJob, table: JobTable, target: int, gain: float, cost: fl
         return f"keeps {format_count(current, 'GPU')}: no change saves more than it costs"
     change = f"{current}->{format_count(target, 'GPU')}"
     if target > current:
-        if calm and job.climbing:
-            idle = f"x{1 + policy.calm_hysteresis:.2f}: {policy.calm_share:.0%} or more of the GPUs idle, nobody waiting"
-            return f"grows {change}: finishes {_s(gain)} earlier, {pause} ({idle})"
-        return f"grows {change}: finishes {_s(gain)} earlier, {pause} (x{1 + policy.hysteresis:.2f} hysteresis)"
+        why = f": {policy.calm_share:.0%} or more of the GPUs idle, nobody waiting" if calm and job.climbing else " hysteresis"
+        factor = 1 + policy.grow_hysteresis(calm, job.climbing)
+        return f"grows {change}: finishes {_s(gain)} earlier, {pause} (x{factor:.2f}{why})"
     return (
         f"shrinks {change}: finishes {_s(-gain)} later plus {pause}, outweighed by what its GPUs do for "
         f"other jobs (fairness p={policy.fairness_p:g})"

@@ -44,9 +44,7 @@ def restart_factor(job: ElasticJob, table: JobTable, policy: AllocatorPolicy, fa
     else:
         payoff = np.minimum(table.remaining_time(job.remaining_work), policy.horizon_s)
         restart = np.array([job.restart.seconds(job.current_gpus, int(s)) for s in sizes])
-        hysteresis = np.full(len(sizes), policy.hysteresis)
-        if calm and job.climbing:
-            hysteresis = np.where(sizes > job.current_gpus, policy.calm_hysteresis, hysteresis)
+        hysteresis = np.where(sizes > job.current_gpus, policy.grow_hysteresis(calm, job.climbing), policy.hysteresis)
         pause = restart * (1.0 + hysteresis) * settle_factor(job, sizes, payoff, policy, fair_gpus)
         with np.errstate(invalid="ignore"):
             factor = np.where(np.isinf(payoff), 1.0, payoff / (payoff + pause))

@@ -114,6 +114,10 @@ class AllocatorPolicy:
         if min(nonnegative) < 0.0 or self.starvation_s <= 0.0 or self.horizon_s <= 0.0 or self.srpt_range < 1.0:
             raise ValueError(f"need non-negative knobs, positive starvation_s and horizon_s, srpt_range >= 1: {self}")
 
+    def grow_hysteresis(self, calm: bool, climbing: bool) -> float:
+        """The hysteresis a grow pays: ``calm_hysteresis`` for a climb in a calm cluster."""
+        return self.calm_hysteresis if calm and climbing else self.hysteresis
+
 
 HPCSCHED = AllocatorPolicy()
 POLLUX = AllocatorPolicy(

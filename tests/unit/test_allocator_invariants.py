@@ -125,9 +125,8 @@ def test_a_running_job_grows_only_when_the_time_saved_exceeds_its_restart_cost(s
     quiet = calm(cluster, jobs, HPCSCHED)
     for job, decision in zip(jobs, allocation.decisions, strict=True):
         grows = job.min_gpus <= job.current_gpus < decision.target_gpus
-        hysteresis = HPCSCHED.calm_hysteresis if quiet and job.climbing else HPCSCHED.hysteresis
         if grows and math.isfinite(job.remaining_work):
-            assert decision.gain_s > decision.cost_s * (1.0 + hysteresis)
+            assert decision.gain_s > decision.cost_s * (1.0 + HPCSCHED.grow_hysteresis(quiet, job.climbing))
 
 
 @SETTINGS
