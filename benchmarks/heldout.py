@@ -1,7 +1,7 @@
 """hpcsched against the faithful Pollux baseline on workloads no constant was tuned on.
 
     OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/heldout.py [--jobs 2]
-        [--policy hpcsched]... [--group 1.0x]... [--fresh]
+        [--policy hpcsched]... [--group 1.0x]... [--fresh] [--timing arrival]
 
 The allocator's defaults were tuned on Pollux workloads 1-4 at 1.0x load (docs/simulator.md,
 "Tuned constants"). This reports on the rest, each cell beside ``pollux-faithful`` in the same
@@ -19,6 +19,13 @@ run settings (16 nodes x 4 GPUs, 60 s rounds, the information layer, Pollux's gr
 ``hpcsched-nostop`` runs every cell too: hpcsched as the daemon and the coordinator act, never
 stopping a running job (the simulator's ``hpcsched`` stops one where the allocator says so); the
 md reports it in a table of its own beside the same Pollux cells.
+
+``--timing arrival`` gives every policy Slurm's timing instead of 60 s rounds only
+(``simulate(on_arrival=True)``, docs/simulator.md): a job that arrives starts at once if it fits
+(hpcsched also runs its admission pass, as its daemon does on ``hpcsched run``), and jobs waiting
+when one ends start on the GPUs it freed. That is how hpcsched acts on a Slurm cluster; Pollux's own
+simulator decides in rounds only, so the default stays the rounds. Its cells go to
+``heldout-arrival.{json,md}``.
 
 Each finished cell is merged into benchmarks/results/heldout.{json,md} at once, so a policy or a
 group can be rerun alone (``--policy``, ``--group``; ``--fresh`` forgets earlier cells). The md
@@ -43,6 +50,7 @@ from hpcsched.simulator import JobSpec, RestartModel, read_philly, read_workload
 from hpcsched.simulator.data import data_dir, default_applications, workload_files
 
 NAME = "heldout"
+TIMINGS = {"rounds": NAME, "arrival": "heldout-arrival"}  # --timing: the results file of each
 POLICIES = ("pollux-faithful", "hpcsched", "hpcsched-nostop")
 BASELINE, OURS, AS_DAEMON = POLICIES  # AS_DAEMON: never stops a running job, as the daemon acts
 WORKLOADS = (5, 6, 7, 8)
@@ -78,17 +86,18 @@ def key(policy: str, cell: Cell) -> str:
     return f"{policy}|{group}|{name}|{cost}|{seed}"
 
 
-def run(item: tuple[str, Cell]) -> tuple[str, dict[str, Any]]:
-    policy, cell = item
+def run(item: tuple[str, Cell, bool]) -> tuple[str, dict[str, Any]]:
+    policy, cell, on_arrival = item
     group, name, cost, seed = cell
     jobs = jobs_of(group, name)
     began = time.perf_counter()
-    result = simulate(jobs, policy, Cluster(16, 4), RestartModel.parse(cost), seed=seed, applications=default_applications())
+    result = simulate(jobs, policy, Cluster(16, 4), RestartModel.parse(cost), seed=seed, applications=default_applications(),
+                      on_arrival=on_arrival)
     return key(policy, cell), {**simulated(result.metrics(), began), "jobs": len(jobs)}
 
 
-def load_previous() -> dict[str, Any]:
-    return read_results(NAME, "cells")
+def load_previous(timing: str = "rounds") -> dict[str, Any]:
+    return read_results(TIMINGS[timing], "cells")
 
 
 def _pairs(done: dict[str, Any], keep: list[Cell], ours: str = OURS) -> list[tuple[Cell, dict[str, Any], dict[str, Any]]]:
@@ -116,17 +125,26 @@ def groups() -> list[str]:
     return [*LOAD_FOLDERS, "philly"]
 
 
-def markdown(done: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+TIMING_TEXT = {
+    "rounds": ("", "60 s rounds for both", ""),
+    "arrival": (", Slurm's timing", "Slurm's timing for both (60 s rounds, and between them every policy also "
+                "decides when a job arrives or ends, as Slurm's scheduler acts; hpcsched runs its admission pass then)",
+                " --timing arrival"),
+}
+
+
+def markdown(done: dict[str, Any], timing: str = "rounds") -> tuple[str, dict[str, Any]]:
     all_cells = cells()
+    title, how, flag = TIMING_TEXT[timing]
     lines = [
-        "# Held-out workloads: hpcsched against the faithful Pollux baseline",
+        f"# Held-out workloads: hpcsched against the faithful Pollux baseline{title}",
         "",
-        "16 nodes x 4 GPUs, 60 s rounds for both, the information layer (fitted step-time models, "
+        f"16 nodes x 4 GPUs, {how}, the information layer (fitted step-time models, "
         "measured noise, declared work, growth cap). Tuned on workloads 1-4 at 1.0x; reported here: "
         "workloads 5-8 at each load and three Philly samples (module docstring of "
         "`benchmarks/heldout.py`). `30`: one deterministic run per cell; `slurm`: seeds "
         f"{', '.join(map(str, SLURM_SEEDS))}. Ratio: hpcsched's avg JCT / Pollux's per cell, mean "
-        "(min-max) over the cells. Regenerate: `OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/heldout.py --jobs 2`.",
+        f"(min-max) over the cells. Regenerate: `OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/heldout.py --jobs 2{flag}`.",
         "",
         "| group | restart | cells | Pollux avg JCT (s) | hpcsched avg JCT (s) | ratio mean (min-max) | "
         "worst FTF Pollux / hpcsched | restarts/job Pollux / hpcsched |",
@@ -180,9 +198,9 @@ def markdown(done: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return "\n".join(lines), summaries
 
 
-def write(done: dict[str, Any]) -> str:
-    text, summaries = markdown(done)
-    write_results(NAME, {"cells": done, "summaries": summaries, "python": platform.python_version()}, text, echo=False)
+def write(done: dict[str, Any], timing: str = "rounds") -> str:
+    text, summaries = markdown(done, timing)
+    write_results(TIMINGS[timing], {"cells": done, "summaries": summaries, "python": platform.python_version()}, text, echo=False)
     return text
 
 
@@ -192,17 +210,21 @@ def main() -> None:
     parser.add_argument("--group", action="append", choices=groups(), help="run only this group (repeatable)")
     parser.add_argument("--jobs", type=int, default=1, help="simulations run at once")
     parser.add_argument("--fresh", action="store_true", help="forget the cells of earlier runs")
+    parser.add_argument("--timing", choices=TIMINGS, default="rounds",
+                        help="rounds: 60 s rounds only (default); arrival: also on every arrival and job end")
     args = parser.parse_args()
+    timing = args.timing
     if args.fresh:
-        write({})
-    todo = [(p, c) for p in (args.policy or POLICIES) for c in cells() if c[0] in (args.group or groups())]
+        write({}, timing)
+    on_arrival = timing == "arrival"
+    todo = [(p, c, on_arrival) for p in (args.policy or POLICIES) for c in cells() if c[0] in (args.group or groups())]
     todo.sort(key=lambda item: item[1][0] == "2.0x")  # the long 2.0x cells last
     with Pool(max(1, args.jobs)) as pool:
         for name, result in pool.imap_unordered(run, todo):
             print(f"{name}: {result['avg_jct']:,.0f} s, worst FTF {result['worst_ftf']:.2f}, "
                   f"{result['restarts_per_job']:.2f} restarts/job ({result['cpu_s']} s)", flush=True)
-            write(load_previous() | {name: result})  # merged with the disk: several runs may go at once
-    print(write(load_previous()))
+            write(load_previous(timing) | {name: result}, timing)  # merged with the disk: several runs may go at once
+    print(write(load_previous(timing), timing))
 
 
 if __name__ == "__main__":

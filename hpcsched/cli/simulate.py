@@ -33,7 +33,7 @@ def _restart_cost(text: str) -> RestartModel:
 
 
 def _run_all(workload_spec: str, policies: Sequence[str], cluster: Cluster, cost: RestartModel,
-             seed: int, data: Path, owners: tuple[int, float] | None) -> list[SimulationResult]:
+             seed: int, data: Path, owners: tuple[int, float] | None, on_arrival: bool = False) -> list[SimulationResult]:
     try:
         applications = default_applications(data)
     except (FileNotFoundError, ValueError) as e:
@@ -54,7 +54,8 @@ def _run_all(workload_spec: str, policies: Sequence[str], cluster: Cluster, cost
             def advance(_now: float, done: int, _total: int, task: TaskID = task) -> None:
                 bar.update(task, completed=done)
 
-            results.append(run_simulation(workload, name, cluster, cost, seed=seed, applications=applications, progress=advance))
+            results.append(run_simulation(workload, name, cluster, cost, seed=seed, applications=applications, progress=advance,
+                                          on_arrival=on_arrival))
     return results
 
 
@@ -78,13 +79,16 @@ def _run_all(workload_spec: str, policies: Sequence[str], cluster: Cluster, cost
                    "the site policy runs them FIFO with backfill and sizes the rest.")
 @click.option("--plot", "plot_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Write simulation_jct_cdf.png and simulation_utilisation.png here.")
+@click.option("--timing", type=click.Choice(("rounds", "arrival")), default="rounds", show_default=True,
+              help="When every policy decides: in 60 s rounds only (as Pollux's simulator), or also when a job "
+                   "arrives or ends (as Slurm's scheduler and hpcsched's daemon act).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per policy.")
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Pollux data directory with traces/ and the workloads named by --workload "
                    "(default: $HPCSCHED_POLLUX_DATA, else the copy shipped with hpcsched).")
 def simulate(workload_spec: str, policies: tuple[str, ...], restart_cost: str, nodes: int, gpus_per_node: int,
-             seed: int, users: int | None, rigid_share: float | None, plot_dir: Path | None, as_json: bool,
-             data: Path | None) -> None:
+             seed: int, users: int | None, rigid_share: float | None, plot_dir: Path | None, timing: str,
+             as_json: bool, data: Path | None) -> None:
     """Replay a workload under scheduling policies on simulated time and compare them.
 
     Policies: static (submitted sizes, FIFO with backfill, tuned configurations), static-realistic
@@ -95,11 +99,15 @@ def simulate(workload_spec: str, policies: tuple[str, ...], restart_cost: str, n
     remaining work: labelled upper bounds, never a baseline. hpcsched-nostop is hpcsched as the
     daemon acts on a real cluster: it never stops a running job (the simulated hpcsched does where
     its allocator says so).
+
+    Every policy gets the same timing: 60 s rounds by default; --timing arrival also decides when a
+    job arrives or ends (docs/simulator.md).
     """
     cost = _restart_cost(restart_cost)
     chosen = list(dict.fromkeys(policies)) or list(POLICY_NAMES)
     owners = None if users is None and rigid_share is None else (users or 1, rigid_share or 0.0)
-    results = _run_all(workload_spec, chosen, Cluster(nodes, gpus_per_node), cost, seed, data or data_dir(), owners)
+    results = _run_all(workload_spec, chosen, Cluster(nodes, gpus_per_node), cost, seed, data or data_dir(), owners,
+                       on_arrival=timing == "arrival")
     if plot_dir is not None:
         for path in plot(results, plot_dir):
             click.echo(f"wrote {path}", err=True)

@@ -77,3 +77,27 @@ def test_missing_workload_and_bad_restart_cost(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "none.csv': no such file" in result.stderr
     result = CliRunner().invoke(simulate, ["--workload", str(tmp_path / "none.csv"), "--restart-cost", "fast"])
     assert result.exit_code == 2 and "--restart-cost" in result.stderr
+
+
+@pytest.mark.parametrize("policy", ["pollux", "hpcsched", "static"])
+def test_arrival_timing_starts_a_job_when_it_arrives_instead_of_at_the_next_round(tmp_path: Path, policy: str) -> None:
+    """A lone job submitted at 10 s starts at the 60 s round by default and at once with
+    ``--timing arrival``, under every policy alike. hpcsched and static keep its size, so it is the
+    same run 50 s sooner; Pollux grows it at its rounds, which then fall at another point of its run."""
+    data = toy_data(tmp_path / "data")
+    lone = tmp_path / "lone.csv"
+    lone.write_text("name,time,application,num_replicas,batch_size\nt-0,10,toy,1,16\n")
+
+    def record(*extra: str) -> dict[str, float]:
+        args = ["--workload", str(lone), "--policy", policy, "--json", "--nodes", "2", "--data", str(data), *extra]
+        result = CliRunner().invoke(simulate, args)
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.stdout)[0])
+
+    rounds, arrival = record(), record("--timing", "arrival")
+    if policy == "pollux":
+        assert 10.0 < rounds["avg_jct"] - arrival["avg_jct"] <= 50.0
+    else:
+        assert rounds["avg_jct"] - arrival["avg_jct"] == pytest.approx(50.0, abs=1.0)
+    bad = CliRunner().invoke(simulate, ["--workload", str(lone), "--timing", "often", "--data", str(data)])
+    assert bad.exit_code == 2 and "--timing" in bad.stderr
