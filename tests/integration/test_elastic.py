@@ -70,6 +70,9 @@ def test_C5_resize_two_three_one_continues_and_reaches_the_unresized_accuracy(se
     args = ["digits_cnn.py", "--nodes", "1-3", "--start-nodes", "2", "--", "--epochs", "20",
             "--checkpoint-every", str(CHECKPOINT_EVERY), "--step-delay", "0.1"]
     job = session.run_job(*args)
+    # The same training unresized, beside it in the other partition; the step delay only stands in
+    # for a bigger model's compute.
+    baseline = session.run_job("digits_cnn.py", "--nodes", "1", "-p", "wide", "--", "--epochs", "20", "--step-delay", "0")
     running_attempt(session, job, 1, nodes=2)
     session.hs("resize", str(job), "--nodes", "3")
     running_attempt(session, job, 2, nodes=3)
@@ -83,9 +86,6 @@ def test_C5_resize_two_three_one_continues_and_reaches_the_unresized_accuracy(se
     losses = [r["loss"] for r in progress(session, job) if r["event"] == "step" and r.get("loss") is not None]
     assert losses[-1] < losses[0], "training must go on improving across the resizes"
     resized = final_accuracy(session, job)
-
-    # The same training unresized; the step delay only stands in for a bigger model's compute.
-    baseline = session.run_job("digits_cnn.py", "--nodes", "1", "--", "--epochs", "20", "--step-delay", "0")
     assert session.wait(baseline, timeout=600)["state"] == "COMPLETED"
     assert abs(resized - final_accuracy(session, baseline)) <= 0.05
     assert resized >= 0.9
