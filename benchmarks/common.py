@@ -57,7 +57,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 def write_results(name: str, data: dict[str, Any], table: str, echo: bool = True) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")  # strict JSON
     (RESULTS / f"{name}.md").write_text(table)
     if echo:
         print(table)

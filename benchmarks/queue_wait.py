@@ -38,7 +38,7 @@ NAME = "queue-wait-bench"
 LOADS = (0.3, 0.6, 0.8, 0.95)
 MEAN_RUN_S = 20.0
 ARRIVALS_S = 240.0
-BINS = ((0.0, 0.5), (0.5, 0.8), (0.8, 1.0), (1.0, 1.5), (1.5, float("inf")))
+BINS = ((0.0, 0.5), (0.5, 0.8), (0.8, 1.0), (1.0, 1.5), (1.5, None))  # None: no upper bound
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def compare(rows: list[dict[str, float]], model: RestartModel) -> list[dict[str,
     model's mean for the same loads."""
     table = []
     for (low, high), fits in itertools.product(BINS, (True, False)):
-        inside = [r for r in rows if low <= r["load"] < high and r["fits"] == fits]
+        inside = [r for r in rows if low <= r["load"] and (high is None or r["load"] < high) and r["fits"] == fits]
         if not inside:
             continue
         waits = np.array([r["wait"] for r in inside])
@@ -160,7 +160,7 @@ def markdown(rows: list[dict[str, float]], table: list[dict[str, Any]], nodes: i
     ]
     for b in table:
         low, high = b["bin"]
-        span = f"{low:g}-{high:g}" if high != float("inf") else f">= {low:g}"
+        span = f"{low:g}-{high:g}" if high is not None else f">= {low:g}"
         fits = "yes" if b["fits"] else "no"
         lines.append(f"| {span} | {fits} | {b['jobs']} | {b['measured_mean_s']:.1f} | {b['measured_median_s']:.0f} "
                      f"| {b['measured_p90_s']:.0f} | {b['waited_share']:.0%} | {b['model_mean_s']:.0f} |")  # fmt: skip
