@@ -128,7 +128,7 @@ def test_C1_killed_slurmd_under_a_two_node_job_requeues_and_resumes(session: Use
     """C1: one node's slurmd dies and the node goes DOWN; the job is requeued, resumes from its
     last checkpoint and completes."""
     copy_example(session, "digits_cnn.py")
-    job = session.run_job("digits_cnn.py", "--nodes", "1-2", "--start-nodes", "2", "--", "--epochs", "25", *DIGITS)
+    job = session.run_job("digits_cnn.py", "--nodes", "1-2", "--start-nodes", "2", "--", "--epochs", "12", *DIGITS)
     running_attempt(session, job, 1, nodes=2, min_steps=CHECKPOINT_EVERY // 2)
     wait_for(lambda: any(r["event"] == "checkpoint" for r in progress(session, job)), 120, "a periodic checkpoint")
     nodes = subprocess.run(["scontrol", "show", "hostnames", session.status(job)["node_list"]],
@@ -149,7 +149,7 @@ def test_C1_killed_slurmd_under_a_two_node_job_requeues_and_resumes(session: Use
 def test_completion_estimate_matches_when_the_job_really_ends(session: UserSession) -> None:
     """The ETA shown a quarter of the way in is within 25% (plus 5 s) of the remaining time."""
     copy_example(session, "digits_cnn.py")
-    job = session.run_job("digits_cnn.py", "--nodes", "2", "--", "--epochs", "40", *DIGITS)
+    job = session.run_job("digits_cnn.py", "--nodes", "2", "--", "--epochs", "24", *DIGITS)
 
     def quarter_done() -> bool:
         p = session.status(job).get("progress") or {}
