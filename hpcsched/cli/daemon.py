@@ -15,6 +15,16 @@ from hpcsched.errors import DaemonNotRunning
 HELP = {"help_option_names": ["-h", "--help"]}
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` still runs. An exited daemon whose parent has not reaped it yet (a
+    zombie: a detached daemon's parent is init, and some inits reap late) has let go of its lock
+    and socket already, so it counts as stopped."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
 @click.group(context_settings=HELP)
 def daemon() -> None:
     """Manage your hpcsched daemon (started automatically by the first `hpcsched run`)."""
@@ -41,9 +51,9 @@ def stop(timeout: float) -> None:
         return
     pid = int(result["pid"])
     deadline = time.monotonic() + timeout
-    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+    while running(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if psutil.pid_exists(pid):
+    if running(pid):
         raise CliError(f"daemon pid {pid} did not exit within {timeout:.0f} s")
     click.echo(f"hpcsched daemon stopped (pid {pid})")
 

@@ -101,6 +101,7 @@ def run_daemon(settings: Settings) -> None:
     def request_stop(*_: object) -> None:
         stop.set()
         monitor.wakeup.set()
+        server.wake()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, request_stop)

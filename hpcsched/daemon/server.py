@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import struct
 import threading
@@ -65,29 +66,45 @@ def bind_socket(path: str) -> socket.socket:
 class Server:
     def __init__(self, sock: socket.socket, service: Handler, allowed: Callable[[int], bool],
                  is_operator: Callable[[int], bool] = lambda uid: False, read_timeout: float = READ_TIMEOUT,
-                 ops: Set[str] = protocol.OPS) -> None:
+                 ops: Set[str] = protocol.OPS, idle_wake_s: float = 0.5) -> None:
         self.sock = sock
+        self.idle_wake_s = idle_wake_s
         self.ops = ops
         self.service = service
         self.allowed = allowed
         self.is_operator = is_operator
         self.read_timeout = read_timeout
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._stop = threading.Event()
+        self._wake_lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def close(self, path: str) -> None:
         """Stop listening and remove the socket file."""
         self.sock.close()
+        with self._wake_lock:  # a request still being answered must not write to a reused fd
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._wake_r = self._wake_w = -1
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
 
     def serve(self, stop: threading.Event) -> None:
-        self.sock.settimeout(0.5)
+        """Answer requests until ``stop`` is set; whoever sets it calls ``wake`` (a request such as
+        ``shutdown`` is followed by one), or the loop sees it within ``idle_wake_s``."""
+        self._stop = stop
+        self.sock.setblocking(False)
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
         while not stop.is_set():
             try:
+                if not poller.poll(self.idle_wake_s * 1000):
+                    continue
                 conn, _ = self.sock.accept()
-            except TimeoutError:
+            except BlockingIOError:  # the wake-up pipe, or a caller that gave up before accept
                 continue
             except OSError:
                 if stop.is_set():
@@ -120,6 +137,20 @@ class Server:
         finally:
             conn.close()
             self.slots.release()
+            if self._stop.is_set():
+                self.wake()
+
+    def wake(self) -> None:
+        """End the accept loop's wait now, not at its next timeout (safe in a signal handler)."""
+        if not self._wake_lock.acquire(blocking=False):
+            return  # another wake-up is under way, or close() runs: either way nothing to do
+        try:
+            if self._wake_w >= 0:
+                os.write(self._wake_w, b"x")
+        except BlockingIOError:  # the pipe is full: the loop wakes anyway
+            pass
+        finally:
+            self._wake_lock.release()
 
     def _dispatch(self, op: str, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         try:

@@ -121,8 +121,13 @@ def run_coordinator(options: SiteOptions) -> None:
     server = Server(bind_public_socket(options.socket_path), service, allowed=lambda uid: True,
                     is_operator=OperatorCheck(options.operators), ops=OPS)
     stop = threading.Event()
+
+    def request_stop(*_: object) -> None:
+        stop.set()
+        server.wake()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, request_stop)
     log.info("coordinator started, pid %d, state %s, socket %s, decisions %s, every %g s",
              os.getpid(), options.state_dir, options.socket_path, options.decisions_dir, options.interval)
     loop = threading.Thread(target=coordinator.loop, args=(stop, options.interval), name="coordinator", daemon=True)

@@ -9,15 +9,20 @@ import os
 import pwd
 import select
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from fakeslurm import Core, answer, ask, call, serving
 
+from hpcsched.cli import daemon as daemon_cli
 from hpcsched.daemon import protocol
 from hpcsched.daemon.rebalance import pass_lock
+from hpcsched.daemon.server import Server
 from hpcsched.daemon.service import Caller
 
 ME = Caller(uid=os.getuid(), user=pwd.getpwuid(os.getuid()).pw_name)
@@ -232,3 +237,58 @@ def test_H2_rebalance_while_another_pass_runs_answers_busy_and_changes_nothing(c
         core.service.admission_pass()  # the monitor's own pass steps aside too, quietly
     assert reply["kind"] == "busy" and "this one changed nothing" in reply["error"]
     assert (len(core.slurm.calls), core.store.events(job_id)) == (calls, events)
+
+
+# --- stopping: a shutdown request or a signal ends the accept loop at once ----------------------
+
+
+def serve_until_stopped(core: Core, tmp_path: Path) -> tuple[Server, str, threading.Thread]:
+    """The server as the daemon runs it (the service's stop event is the loop's), waiting an hour
+    between idle checks: only a wake-up can end the loop within the test."""
+    path = str(tmp_path / "daemon.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    sock.listen(8)
+    server = Server(sock, core.service, allowed=lambda uid: uid == os.getuid(), idle_wake_s=3600)
+    thread = threading.Thread(target=server.serve, args=(core.service.stop,), daemon=True)
+    thread.start()
+    return server, path, thread
+
+
+def test_a_shutdown_request_ends_the_accept_loop_without_waiting_for_its_idle_check(core: Core, tmp_path: Path) -> None:
+    server, path, thread = serve_until_stopped(core, tmp_path)
+    assert call(path, "ping")["ok"]
+    reply = call(path, "shutdown")
+    assert reply["ok"] and reply["result"]["pid"] == os.getpid()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the loop still waits for a connection after the daemon was asked to stop"
+    server.close(path)
+    assert not os.path.exists(path)
+    server.wake()  # a request answered after close() writes nowhere
+
+
+def test_a_stop_from_a_signal_handler_ends_the_accept_loop_through_wake(core: Core, tmp_path: Path) -> None:
+    server, path, thread = serve_until_stopped(core, tmp_path)
+    core.service.stop.set()  # what the SIGTERM handler does, then it wakes the server
+    server.wake()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    server.close(path)
+
+
+def test_daemon_stop_counts_an_exited_daemon_not_yet_reaped_as_stopped() -> None:
+    """A detached daemon's parent is init; until init reaps it, the exited daemon is a zombie
+    whose pid still exists. `hpcsched daemon stop` must not wait for the reaping."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child exits at once
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 30
+        while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert psutil.pid_exists(pid), "the exited child is a zombie until it is reaped"
+        assert not daemon_cli.running(pid)
+        assert daemon_cli.running(os.getpid())
+    finally:
+        os.waitpid(pid, 0)
+    assert not daemon_cli.running(pid)
