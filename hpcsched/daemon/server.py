@@ -101,10 +101,13 @@ class Server:
         poller.register(self._wake_r, select.POLLIN)
         while not stop.is_set():
             try:
-                if not poller.poll(self.idle_wake_s * 1000):
+                ready = {fd for fd, _ in poller.poll(self.idle_wake_s * 1000)}
+                if self._wake_r in ready:
+                    self._drain_wake_ups()
+                if self.sock.fileno() not in ready:
                     continue
                 conn, _ = self.sock.accept()
-            except BlockingIOError:  # the wake-up pipe, or a caller that gave up before accept
+            except BlockingIOError:  # the pipe is empty, or a caller gave up before accept
                 continue
             except OSError:
                 if stop.is_set():
@@ -139,6 +142,14 @@ class Server:
             self.slots.release()
             if self._stop.is_set():
                 self.wake()
+
+    def _drain_wake_ups(self) -> None:
+        """Empty the wake-up pipe, so that a wake-up without a stop cannot spin the loop."""
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def wake(self) -> None:
         """End the accept loop's wait now, not at its next timeout (safe in a signal handler)."""

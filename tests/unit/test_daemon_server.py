@@ -292,3 +292,15 @@ def test_daemon_stop_counts_an_exited_daemon_not_yet_reaped_as_stopped() -> None
     finally:
         os.waitpid(pid, 0)
     assert not daemon_cli.running(pid)
+
+
+def test_a_wake_up_without_a_stop_leaves_the_server_answering(core: Core, tmp_path: Path) -> None:
+    server, path, thread = serve_until_stopped(core, tmp_path)
+    server.wake()
+    assert call(path, "ping")["ok"] and thread.is_alive()
+    assert not select.select([server._wake_r], [], [], 1)[0], "the wake-up pipe was drained"
+    core.service.stop.set()
+    server.wake()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    server.close(path)
